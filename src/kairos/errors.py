@@ -1,0 +1,96 @@
+"""The one exception tree of Kairos.
+
+Every domain error carries the HTTP status it maps to, so the API renders all of them through a
+single handler as ``{"detail": ...}`` and no route builds an ``HTTPException`` for a domain case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = [
+    "Conflict",
+    "Forbidden",
+    "InvalidField",
+    "JobExists",
+    "JobNotFound",
+    "KairosError",
+    "NotFound",
+    "RunNotFound",
+    "StoreUnavailable",
+    "Unauthorized",
+]
+
+
+class KairosError(Exception):
+    """Root of every error Kairos raises on purpose."""
+
+    status_code: int = 500
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    def body(self) -> Any:
+        return self.detail
+
+    def headers(self) -> dict[str, str] | None:
+        return None
+
+
+class InvalidField(KairosError):
+    """Input that parsed but means nothing valid; ``loc`` names the field, as pydantic does."""
+
+    status_code = 422
+
+    def __init__(self, loc: Sequence[str | int], message: str) -> None:
+        self.loc = tuple(loc)
+        super().__init__(f"{'.'.join(str(p) for p in self.loc)}: {message}")
+        self.message = message
+
+    def body(self) -> Any:
+        return [{"loc": ["body", *self.loc], "msg": self.message, "type": "value_error"}]
+
+
+class NotFound(KairosError):
+    status_code = 404
+
+
+class JobNotFound(NotFound):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"Job {job_id!r} not found")
+        self.job_id = job_id
+
+
+class RunNotFound(NotFound):
+    def __init__(self, run_id: int) -> None:
+        super().__init__(f"Run {run_id} not found")
+        self.run_id = run_id
+
+
+class Conflict(KairosError):
+    status_code = 409
+
+
+class JobExists(Conflict):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"Job {job_id!r} already exists; use PUT /jobs/{job_id} to replace it")
+        self.job_id = job_id
+
+
+class Unauthorized(KairosError):
+    status_code = 401
+
+    def headers(self) -> dict[str, str] | None:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(KairosError):
+    status_code = 403
+
+
+class StoreUnavailable(KairosError):
+    """The database cannot be reached; callers may retry later."""
+
+    status_code = 503

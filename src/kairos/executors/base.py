@@ -1,0 +1,47 @@
+"""The executor seam: how one run's target is called."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from kairos.models import HttpTarget
+
+__all__ = ["Call", "Executor", "Outcome"]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One attempt to call a job's target, identified so the target can deduplicate."""
+
+    job_id: str
+    run_id: int
+    scheduled_for_us: int
+    attempt: int
+    target: HttpTarget
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What came of a call. ``error`` says why a call failed, in words a person can act on."""
+
+    succeeded: bool
+    http_status: int | None = None
+    error: str | None = None
+    response_excerpt: str | None = None
+
+
+class Executor(Protocol):
+    async def start(self) -> None:
+        """Open pools and sessions; called once before the first ``execute``."""
+        ...
+
+    async def close(self) -> None:
+        """Release everything ``start`` opened."""
+        ...
+
+    async def execute(self, call: Call) -> Outcome:
+        """Call the target once. Never raises for anything the target does (timeouts, refused
+        connections, huge bodies): every such case is an ``Outcome`` with ``succeeded=False``.
+        Cancellation propagates."""
+        ...

@@ -1,0 +1,222 @@
+"""The shapes of jobs, triggers, targets and runs, as clients send and read them.
+
+Specs are data: a stored job is its validated JSON spec plus bookkeeping columns; the behaviour
+(fire-time math, calling the target) lives in ``triggers`` and ``executors``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "JOB_ID_PATTERN",
+    "CronTriggerSpec",
+    "DateTriggerSpec",
+    "HttpMethod",
+    "HttpTarget",
+    "IntervalTriggerSpec",
+    "JobRecord",
+    "JobSpec",
+    "RunRecord",
+    "RunStatus",
+    "TargetSpec",
+    "TriggerSpec",
+]
+
+JOB_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+
+CRON_FIELDS = ("year", "month", "day", "week", "day_of_week", "hour", "minute", "second")
+
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _RecurringBounds(_Spec):
+    start_date: datetime | None = None
+    """First instant a fire may happen at; naive values are read in the job's time zone."""
+    end_date: datetime | None = None
+    """No fire after this instant; naive values are read in the job's time zone."""
+    jitter: float | None = Field(default=None, ge=0, le=86_400)
+    """Each fire is delayed by a random 0..jitter seconds (the run keeps the nominal time)."""
+
+
+class CronTriggerSpec(_RecurringBounds):
+    """A crontab ``expression`` or APScheduler-style fields, never both."""
+
+    type: Literal["cron"]
+    expression: str | None = Field(default=None, min_length=1, max_length=256)
+    year: str | int | None = None
+    month: str | int | None = None
+    day: str | int | None = None
+    week: str | int | None = None
+    day_of_week: str | int | None = None
+    hour: str | int | None = None
+    minute: str | int | None = None
+    second: str | int | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> CronTriggerSpec:
+        fields = [name for name in CRON_FIELDS if getattr(self, name) is not None]
+        if self.expression is not None and fields:
+            raise ValueError(f"give either 'expression' or the fields {fields}, not both")
+        if self.expression is None and not fields:
+            raise ValueError(
+                "a cron trigger needs 'expression' (e.g. '0 2 * * *') or at least one of "
+                + ", ".join(CRON_FIELDS)
+            )
+        return self
+
+
+class IntervalTriggerSpec(_RecurringBounds):
+    """Fires every ``weeks + days + hours + minutes + seconds`` of elapsed time."""
+
+    type: Literal["interval"]
+    weeks: float = Field(default=0, ge=0)
+    days: float = Field(default=0, ge=0)
+    hours: float = Field(default=0, ge=0)
+    minutes: float = Field(default=0, ge=0)
+    seconds: float = Field(default=0, ge=0)
+
+    @property
+    def total_seconds(self) -> float:
+        return (
+            self.weeks * 604_800
+            + self.days * 86_400
+            + self.hours * 3_600
+            + self.minutes * 60
+            + self.seconds
+        )
+
+    @model_validator(mode="after")
+    def _positive(self) -> IntervalTriggerSpec:
+        total = self.total_seconds
+        if total < 0.001:
+            raise ValueError("the interval must be at least 1 ms (set weeks/days/hours/minutes/seconds)")
+        if total > 100 * 366 * 86_400:
+            raise ValueError("the interval must be at most 100 years")
+        return self
+
+
+class DateTriggerSpec(_Spec):
+    """Fires once at ``run_date`` (naive values are read in the job's time zone)."""
+
+    type: Literal["date"]
+    run_date: datetime
+
+
+TriggerSpec = Annotated[
+    CronTriggerSpec | IntervalTriggerSpec | DateTriggerSpec, Field(discriminator="type")
+]
+
+
+class HttpTarget(_Spec):
+    type: Literal["http"] = "http"
+    url: AnyHttpUrl
+    method: HttpMethod = "POST"
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str | dict[str, Any] | list[Any] | None = None
+    """A string is sent as is; an object or array as JSON with ``Content-Type: application/json``."""
+    timeout: float | None = Field(default=None, gt=0, le=86_400)
+    """Seconds for the whole call; ``null`` means the server's ``KAIROS_DEFAULT_HTTP_TIMEOUT``."""
+
+    @field_validator("headers")
+    @classmethod
+    def _header_syntax(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name, value in headers.items():
+            if not name or any(c in name for c in " \t\r\n:") or not name.isascii():
+                raise ValueError(f"invalid header name {name!r}")
+            if "\r" in value or "\n" in value:
+                raise ValueError(f"header {name!r} must not contain a line break")
+            if name.lower().startswith("x-kairos-"):
+                raise ValueError(f"header {name!r}: X-Kairos-* headers are set by Kairos")
+        return headers
+
+
+TargetSpec = Annotated[HttpTarget, Field(discriminator="type")]
+
+
+class JobSpec(_Spec):
+    """Everything a client sets on a job; ``PUT /jobs/{id}`` replaces all of it."""
+
+    trigger: TriggerSpec
+    target: TargetSpec
+    timezone: str = Field(default="UTC", max_length=64)
+    """IANA zone the cron fields and naive dates are read in."""
+    max_instances: int = Field(default=1, ge=1, le=10_000)
+    misfire_grace_time: float | None = Field(default=60, gt=0, le=365 * 86_400)
+    """A fire later than this many seconds is recorded as ``missed``; ``null``: run however late."""
+    coalesce: bool = True
+    """When several fires are due at once (after downtime), run only the latest of them."""
+    paused: bool = False
+    description: str = Field(default="", max_length=2_000)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {name!r}") from None
+        return name
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class RunStatus(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    MISSED = "missed"
+    SKIPPED = "skipped"
+    INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A stored job: its spec and the scheduling bookkeeping. Times are epoch microseconds."""
+
+    id: str
+    spec: JobSpec
+    next_fire_us: int | None
+    """Nominal time of the next fire (what ``X-Kairos-Scheduled-For`` will say)."""
+    next_run_us: int | None
+    """When the next fire is due: the nominal time plus its jitter. Null when paused or done."""
+    created_us: int
+    updated_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One fire (or manual run) of a job and what came of it. Times are epoch microseconds."""
+
+    id: int
+    job_id: str
+    scheduled_for_us: int
+    attempt: int
+    status: RunStatus
+    manual: bool = False
+    node_id: str | None = None
+    started_us: int | None = None
+    finished_us: int | None = None
+    http_status: int | None = None
+    error: str | None = None
+    response_excerpt: str | None = None

@@ -1,0 +1,34 @@
+"""Configuration: one ``Settings`` object, read from ``KAIROS_*`` variables and CLI flags."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Every setting maps to a ``KAIROS_<NAME>`` environment variable; CLI flags override them."""
+
+    model_config = SettingsConfigDict(env_prefix="KAIROS_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    database_url: str = "sqlite:///./kairos.db"
+    admin_token: str | None = Field(default=None, repr=False)
+
+    max_concurrent_runs: int = Field(default=200, ge=1, le=100_000)
+    """Global cap on runs in flight in this process."""
+    claim_batch_size: int = Field(default=500, ge=1, le=10_000)
+    """How many due fires one claim transaction takes at most."""
+    max_poll_interval: float = Field(default=5.0, gt=0, le=3600)
+    """Longest the dispatcher sleeps without looking at the store (safety net for wake-ups)."""
+    shutdown_grace: float = Field(default=10.0, ge=0, le=3600)
+    """On shutdown, how long running calls may finish before they are recorded as interrupted."""
+    response_excerpt_bytes: int = Field(default=4096, ge=0, le=1_048_576)
+    """How much of a target's response body each run keeps."""
+    default_http_timeout: float = Field(default=30.0, gt=0, le=86_400)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
