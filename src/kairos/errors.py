@@ -44,13 +44,14 @@ class InvalidField(KairosError):
 
     status_code = 422
 
-    def __init__(self, loc: Sequence[str | int], message: str) -> None:
+    def __init__(self, loc: Sequence[str | int], message: str, *, source: str = "body") -> None:
         self.loc = tuple(loc)
+        self.source = source
         super().__init__(f"{'.'.join(str(p) for p in self.loc)}: {message}")
         self.message = message
 
     def body(self) -> Any:
-        return [{"loc": ["body", *self.loc], "msg": self.message, "type": "value_error"}]
+        return [{"loc": [self.source, *self.loc], "msg": self.message, "type": "value_error"}]
 
 
 class NotFound(KairosError):

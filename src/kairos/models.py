@@ -17,7 +17,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -34,6 +36,7 @@ __all__ = [
     "RunStatus",
     "TargetSpec",
     "TriggerSpec",
+    "parse_zone",
 ]
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
@@ -47,7 +50,14 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class _RecurringBounds(_Spec):
+class _TriggerSpec(_Spec):
+    @model_serializer(mode="wrap")
+    def _without_nulls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Unset optional trigger fields read as noise in responses and stored specs.
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class _RecurringBounds(_TriggerSpec):
     start_date: datetime | None = None
     """First instant a fire may happen at; naive values are read in the job's time zone."""
     end_date: datetime | None = None
@@ -107,13 +117,15 @@ class IntervalTriggerSpec(_RecurringBounds):
     def _positive(self) -> IntervalTriggerSpec:
         total = self.total_seconds
         if total < 0.001:
-            raise ValueError("the interval must be at least 1 ms (set weeks/days/hours/minutes/seconds)")
+            raise ValueError(
+                "the interval must be at least 1 ms (set weeks/days/hours/minutes/seconds)"
+            )
         if total > 100 * 366 * 86_400:
             raise ValueError("the interval must be at most 100 years")
         return self
 
 
-class DateTriggerSpec(_Spec):
+class DateTriggerSpec(_TriggerSpec):
     """Fires once at ``run_date`` (naive values are read in the job's time zone)."""
 
     type: Literal["date"]
@@ -131,7 +143,7 @@ class HttpTarget(_Spec):
     method: HttpMethod = "POST"
     headers: dict[str, str] = Field(default_factory=dict)
     body: str | dict[str, Any] | list[Any] | None = None
-    """A string is sent as is; an object or array as JSON with ``Content-Type: application/json``."""
+    """A string is sent as is; an object or array as JSON (``Content-Type: application/json``)."""
     timeout: float | None = Field(default=None, gt=0, le=86_400)
     """Seconds for the whole call; ``null`` means the server's ``KAIROS_DEFAULT_HTTP_TIMEOUT``."""
 
@@ -148,7 +160,8 @@ class HttpTarget(_Spec):
         return headers
 
 
-TargetSpec = Annotated[HttpTarget, Field(discriminator="type")]
+# One kind of target today; ``type`` may be omitted and defaults to "http".
+TargetSpec = HttpTarget
 
 
 class JobSpec(_Spec):
@@ -169,15 +182,20 @@ class JobSpec(_Spec):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, name: str) -> str:
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone {name!r}") from None
+        parse_zone(name)
         return name
 
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+
+def parse_zone(name: str) -> ZoneInfo:
+    """The IANA zone called ``name``; ``ValueError`` with a readable message if there is none."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA time zone {name!r} (e.g. 'Europe/Berlin')") from None
 
 
 class RunStatus(enum.StrEnum):

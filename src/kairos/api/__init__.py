@@ -1,0 +1,5 @@
+"""The HTTP API: a thin adapter over ``kairos.engine.Scheduler``."""
+
+from kairos.api.app import create_app
+
+__all__ = ["create_app"]

@@ -1,0 +1,65 @@
+"""The FastAPI application factory; the lifespan starts and stops every long-lived part."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from kairos import __version__
+from kairos.api.routes import jobs, ops, runs, tasks, triggers
+from kairos.auth import load_admin_tokens
+from kairos.clock import Clock
+from kairos.engine import Scheduler
+from kairos.errors import KairosError
+from kairos.executors.http import HttpExecutor
+from kairos.metrics import build_registry
+from kairos.settings import Settings
+from kairos.store import store_for_url
+
+__all__ = ["create_app"]
+
+StartupHook = Callable[[FastAPI, str | None], None]
+"""Called once the app is ready, with the admin token generated at this start (or None)."""
+
+
+def create_app(
+    settings: Settings, *, clock: Clock | None = None, on_started: StartupHook | None = None
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = store_for_url(settings.database_url)
+        executor = HttpExecutor(
+            max_connections=settings.max_concurrent_runs,
+            response_excerpt_bytes=settings.response_excerpt_bytes,
+            default_timeout_s=settings.default_http_timeout,
+        )
+        scheduler = Scheduler(store, executor, settings, clock=clock)
+        await scheduler.start()
+        try:
+            app.state.tokens, generated = await load_admin_tokens(store, settings.admin_token)
+            app.state.scheduler = scheduler
+            app.state.metrics = build_registry(scheduler)
+            if on_started is not None:
+                on_started(app, generated)
+            yield
+        finally:
+            await scheduler.stop()
+
+    app = FastAPI(
+        title="Kairos",
+        version=__version__,
+        summary="Self-hosted, API-driven job scheduler",
+        lifespan=lifespan,
+    )
+    app.add_exception_handler(KairosError, _render_error)
+    for module in (ops, tasks, jobs, runs, triggers):
+        app.include_router(module.router)
+    return app
+
+
+async def _render_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, KairosError)
+    return JSONResponse({"detail": exc.body()}, status_code=exc.status_code, headers=exc.headers())

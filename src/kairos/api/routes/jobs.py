@@ -1,0 +1,117 @@
+"""``/jobs``: create, replace, change, pause, resume, run now, delete, and read history."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Response, status
+
+from kairos.api.deps import SchedulerDep, require_token
+from kairos.api.routes.runs import run_page
+from kairos.api.schemas import (
+    JobCreate,
+    JobOut,
+    JobPage,
+    RunOut,
+    RunPage,
+    decode_cursor,
+    encode_cursor,
+    job_out,
+    run_out,
+)
+from kairos.errors import InvalidField
+from kairos.models import JOB_ID_PATTERN, JobSpec, RunStatus
+
+router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(require_token)])
+
+JobId = Annotated[str, Path(description="The job's id")]
+NewJobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="1-128 of [A-Za-z0-9_.:-]")]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+@router.get("")
+async def list_jobs(
+    scheduler: SchedulerDep, cursor: str | None = None, limit: Limit = 100
+) -> JobPage:
+    """Jobs ordered by id; pass ``next_cursor`` back as ``cursor`` for the next page."""
+    jobs = await scheduler.list_jobs(after_id=decode_cursor(cursor), limit=limit + 1)
+    more = len(jobs) > limit
+    jobs = jobs[:limit]
+    return JobPage(
+        items=[job_out(job) for job in jobs],
+        next_cursor=encode_cursor(jobs[-1].id) if more else None,
+    )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_job(scheduler: SchedulerDep, body: JobCreate) -> JobOut:
+    """Create a job; 409 if the id is taken (``PUT /jobs/{id}`` replaces instead)."""
+    spec = JobSpec.model_validate(body.model_dump(exclude={"id"}))
+    return job_out(await scheduler.create_job(body.id, spec))
+
+
+@router.get("/{job_id}")
+async def get_job(scheduler: SchedulerDep, job_id: JobId) -> JobOut:
+    return job_out(await scheduler.get_job(job_id))
+
+
+@router.put(
+    "/{job_id}",
+    responses={201: {"model": JobOut, "description": "Created"}},
+)
+async def put_job(
+    scheduler: SchedulerDep, job_id: NewJobId, spec: JobSpec, response: Response
+) -> JobOut:
+    """Create the job (201) or completely replace it (200). Its schedule restarts from now;
+    a run already started goes on. A rejected replacement leaves the old job untouched."""
+    job, created = await scheduler.put_job(job_id, spec)
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return job_out(job)
+
+
+@router.patch("/{job_id}")
+async def patch_job(
+    scheduler: SchedulerDep,
+    job_id: JobId,
+    changes: Annotated[dict[str, Any], Body(examples=[{"paused": True}])],
+) -> JobOut:
+    """Replace the given top-level fields (``trigger``, ``target`` and the rest) as wholes."""
+    unknown = sorted(set(changes) - set(JobSpec.model_fields))
+    if unknown:
+        raise InvalidField([unknown[0]], f"not a field that can be changed: {unknown[0]!r}")
+    return job_out(await scheduler.patch_job(job_id, changes))
+
+
+@router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_job(scheduler: SchedulerDep, job_id: JobId) -> None:
+    """Remove the job; its run history stays readable under ``/runs``."""
+    await scheduler.delete_job(job_id)
+
+
+@router.post("/{job_id}/pause")
+async def pause_job(scheduler: SchedulerDep, job_id: JobId) -> JobOut:
+    return job_out(await scheduler.pause_job(job_id))
+
+
+@router.post("/{job_id}/resume")
+async def resume_job(scheduler: SchedulerDep, job_id: JobId) -> JobOut:
+    """Resume; the schedule continues from now and fires missed while paused are not run."""
+    return job_out(await scheduler.resume_job(job_id))
+
+
+@router.post("/{job_id}/run", status_code=status.HTTP_202_ACCEPTED)
+async def run_job(scheduler: SchedulerDep, job_id: JobId) -> RunOut:
+    """Start one run now, outside the schedule (also for a paused job)."""
+    return run_out(await scheduler.run_now(job_id))
+
+
+@router.get("/{job_id}/runs")
+async def list_job_runs(
+    scheduler: SchedulerDep,
+    job_id: JobId,
+    cursor: str | None = None,
+    limit: Limit = 50,
+    status: RunStatus | None = None,
+) -> RunPage:
+    """This job's runs, newest first."""
+    return await run_page(scheduler, job_id=job_id, status=status, cursor=cursor, limit=limit)

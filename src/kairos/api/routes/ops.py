@@ -1,0 +1,34 @@
+"""Health, readiness and metrics: open to probes and scrapers without a token."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from kairos.api.deps import SchedulerDep
+from kairos.errors import StoreUnavailable
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """200 while the process lives."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "The store is unreachable"}})
+async def readyz(scheduler: SchedulerDep) -> Response:
+    """200 when the store answers, 503 otherwise."""
+    try:
+        await scheduler.store.ping()
+    except StoreUnavailable as exc:
+        return JSONResponse({"status": "unavailable", "detail": exc.detail}, status_code=503)
+    return JSONResponse({"status": "ready", "node_id": scheduler.node_id})
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+async def metrics(request: Request) -> Response:
+    """Prometheus text format."""
+    return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)

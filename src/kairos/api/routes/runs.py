@@ -1,0 +1,56 @@
+"""``/runs``: the history of every run, newest first."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from kairos.api.deps import SchedulerDep, require_token
+from kairos.api.schemas import RunOut, RunPage, decode_cursor, encode_cursor, run_out
+from kairos.engine import Scheduler
+from kairos.errors import InvalidField
+from kairos.models import RunStatus
+
+router = APIRouter(prefix="/runs", tags=["runs"], dependencies=[Depends(require_token)])
+
+
+@router.get("")
+async def list_runs(
+    scheduler: SchedulerDep,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    status: RunStatus | None = None,
+    job_id: str | None = None,
+) -> RunPage:
+    return await run_page(scheduler, job_id=job_id, status=status, cursor=cursor, limit=limit)
+
+
+@router.get("/{run_id}")
+async def get_run(scheduler: SchedulerDep, run_id: int) -> RunOut:
+    return run_out(await scheduler.get_run(run_id))
+
+
+async def run_page(
+    scheduler: Scheduler,
+    *,
+    job_id: str | None,
+    status: RunStatus | None,
+    cursor: str | None,
+    limit: int,
+) -> RunPage:
+    key = decode_cursor(cursor)
+    before = None
+    if key is not None:
+        if not key.isdigit():
+            raise InvalidField(["cursor"], "not a cursor this API returned", source="query")
+        before = int(key)
+    runs = await scheduler.list_runs(
+        job_id=job_id, status=status, before_id=before, limit=limit + 1
+    )
+    more = len(runs) > limit
+    runs = runs[:limit]
+    return RunPage(
+        items=[run_out(run) for run in runs],
+        next_cursor=encode_cursor(runs[-1].id) if more else None,
+    )

@@ -1,0 +1,20 @@
+"""``POST /triggers/preview``: check a trigger before saving it."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from kairos.api.deps import SchedulerDep, require_token
+from kairos.api.schemas import PreviewIn, PreviewOut
+from kairos.models import parse_zone
+
+router = APIRouter(prefix="/triggers", tags=["triggers"], dependencies=[Depends(require_token)])
+
+
+@router.post("/preview")
+async def preview(scheduler: SchedulerDep, body: PreviewIn) -> PreviewOut:
+    """The next ``count`` fire times from now, in the given time zone."""
+    zone = parse_zone(body.timezone)
+    return PreviewOut(
+        timezone=body.timezone, fire_times=scheduler.preview(body.trigger, zone, body.count)
+    )

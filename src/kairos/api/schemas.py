@@ -1,0 +1,189 @@
+"""Wire shapes of the HTTP API that are not job specs themselves, and record -> response maps."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+
+from kairos.clock import from_us
+from kairos.errors import InvalidField
+from kairos.models import (
+    JOB_ID_PATTERN,
+    HttpTarget,
+    JobRecord,
+    JobSpec,
+    RunRecord,
+    RunStatus,
+    TargetSpec,
+    TriggerSpec,
+    parse_zone,
+)
+
+__all__ = [
+    "JobCreate",
+    "JobOut",
+    "JobPage",
+    "PreviewIn",
+    "PreviewOut",
+    "RunOut",
+    "RunPage",
+    "TaskIn",
+    "TaskOut",
+    "decode_cursor",
+    "encode_cursor",
+    "job_out",
+    "run_out",
+]
+
+
+class JobCreate(JobSpec):
+    id: str = Field(pattern=JOB_ID_PATTERN)
+
+
+class JobOut(BaseModel):
+    id: str
+    trigger: TriggerSpec
+    target: TargetSpec
+    timezone: str
+    max_instances: int
+    misfire_grace_time: float | None
+    coalesce: bool
+    paused: bool
+    description: str
+    state: str = Field(description="scheduled, paused, or finished (no fire left)")
+    next_run_time: datetime | None = Field(description="in the job's time zone; null if none")
+    created_at: datetime
+    updated_at: datetime
+
+
+class JobPage(BaseModel):
+    items: list[JobOut]
+    next_cursor: str | None
+
+
+class RunOut(BaseModel):
+    id: int
+    job_id: str
+    scheduled_for: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    status: RunStatus
+    attempt: int
+    manual: bool
+    node_id: str | None
+    duration_ms: float | None
+    http_status: int | None
+    error: str | None
+    response_excerpt: str | None
+
+
+class RunPage(BaseModel):
+    items: list[RunOut]
+    next_cursor: str | None
+
+
+class TaskIn(BaseModel):
+    """The seed's task shape: a crontab and a URL that Kairos calls with POST."""
+
+    task_id: str = Field(pattern=JOB_ID_PATTERN)
+    crontab: str = Field(min_length=1, max_length=256)
+    target_endpoint: AnyHttpUrl
+
+    def to_spec(self) -> JobSpec:
+        return JobSpec.model_validate(
+            {
+                "trigger": {"type": "cron", "expression": self.crontab},
+                "target": HttpTarget(url=self.target_endpoint, method="POST"),
+            }
+        )
+
+
+class TaskOut(BaseModel):
+    job_id: str
+    created: bool
+    next_run_time: datetime | None
+
+
+class PreviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    trigger: TriggerSpec
+    timezone: str = "UTC"
+    count: int = Field(default=10, ge=1, le=1000)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        parse_zone(name)
+        return name
+
+
+class PreviewOut(BaseModel):
+    timezone: str
+    fire_times: list[datetime]
+
+
+def job_out(job: JobRecord) -> JobOut:
+    spec = job.spec
+    zone = spec.zone
+    if spec.paused:
+        state = "paused"
+    elif job.next_run_us is None:
+        state = "finished"
+    else:
+        state = "scheduled"
+    return JobOut(
+        id=job.id,
+        state=state,
+        next_run_time=_local(job.next_run_us, zone) if not spec.paused else None,
+        created_at=from_us(job.created_us),
+        updated_at=from_us(job.updated_us),
+        **spec.model_dump(),
+    )
+
+
+def run_out(run: RunRecord) -> RunOut:
+    duration = None
+    if run.started_us is not None and run.finished_us is not None:
+        duration = (run.finished_us - run.started_us) / 1000
+    return RunOut(
+        id=run.id,
+        job_id=run.job_id,
+        scheduled_for=from_us(run.scheduled_for_us),
+        started_at=_utc(run.started_us),
+        finished_at=_utc(run.finished_us),
+        status=run.status,
+        attempt=run.attempt,
+        manual=run.manual,
+        node_id=run.node_id,
+        duration_ms=duration,
+        http_status=run.http_status,
+        error=run.error,
+        response_excerpt=run.response_excerpt,
+    )
+
+
+def encode_cursor(value: str | int) -> str:
+    return base64.urlsafe_b64encode(str(value).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    """The key a cursor carries; ``InvalidField`` on ``cursor`` if it is not one of ours."""
+    if cursor is None:
+        return None
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidField(["cursor"], "not a cursor this API returned", source="query") from None
+
+
+def _local(us: int | None, zone: ZoneInfo) -> datetime | None:
+    return None if us is None else from_us(us).astimezone(zone)
+
+
+def _utc(us: int | None) -> datetime | None:
+    return None if us is None else from_us(us)

@@ -1,0 +1,5 @@
+"""The scheduling engine: the ``Scheduler`` facade over the dispatcher and the store."""
+
+from kairos.engine.scheduler import Scheduler
+
+__all__ = ["Scheduler"]

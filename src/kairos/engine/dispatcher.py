@@ -1,0 +1,193 @@
+"""The dispatch loop: claim due work, call targets, record outcomes in batches.
+
+claim -> (policies decide missed / skipped / start, inside the claim transaction) -> call target
+-> classify outcome -> record (batched) -> the next claim sees the job's schedule already advanced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from kairos.clock import Clock
+from kairos.errors import StoreUnavailable
+from kairos.executors.base import Call, Executor, Outcome
+from kairos.models import RunStatus
+from kairos.policies import Planner
+from kairos.store import FinishedRun, StartedRun, Store
+
+__all__ = ["Dispatcher"]
+
+log = logging.getLogger("kairos.dispatcher")
+
+_STORE_RETRY_S = 1.0
+
+
+class Dispatcher:
+    """Runs due fires of every job in the store, at most ``max_concurrent`` at a time."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        executor: Executor,
+        planner: Planner,
+        clock: Clock,
+        node_id: str,
+        max_concurrent: int,
+        claim_batch: int,
+        max_poll_s: float,
+    ) -> None:
+        self._store = store
+        self._executor = executor
+        self._planner = planner
+        self._clock = clock
+        self._node_id = node_id
+        self._max_concurrent = max_concurrent
+        self._claim_batch = claim_batch
+        self._max_poll_s = max_poll_s
+        self._wake = asyncio.Event()
+        self._capacity = asyncio.Event()
+        self._results: list[FinishedRun] = []
+        self._results_ready = asyncio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._flush_task: asyncio.Task[None] | None = None
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def wake(self) -> None:
+        """Look at the store now: a job changed, or a manual run was queued."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._loop(), name="kairos-dispatch")
+        self._flush_task = asyncio.create_task(self._flush_loop(), name="kairos-record")
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop claiming, give running calls ``grace_s`` to finish, record what finished.
+        Calls still running after the grace are cancelled and recorded as interrupted."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        if self._in_flight:
+            _, pending = await asyncio.wait(set(self._in_flight), timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._flush_task is not None:
+            self._flush_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flush_task
+        await self._flush()
+        await self._store.interrupt_running(self._node_id, self._clock.now_us())
+
+    # The loop ----------------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while True:
+            # Cleared before looking, so a change made while we look wakes the next wait.
+            self._wake.clear()
+            try:
+                timeout = await self._dispatch_once()
+            except StoreUnavailable as exc:
+                log.warning("store unavailable, retrying in %.0f s: %s", _STORE_RETRY_S, exc)
+                timeout = _STORE_RETRY_S
+            if timeout == 0:
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+
+    async def _dispatch_once(self) -> float:
+        """Claim and start what is due; return how long to sleep before looking again."""
+        free = self._max_concurrent - len(self._in_flight)
+        if free <= 0:
+            self._capacity.clear()
+            await self._capacity.wait()
+            return 0
+        now_us = self._clock.now_us()
+        claim = await self._store.claim_due(
+            now_us, min(free, self._claim_batch), self._node_id, self._planner.plan
+        )
+        for started in claim.started:
+            self._spawn(started)
+        if claim.exhausted:
+            return 0
+        if claim.next_due_us is None:
+            return self._max_poll_s
+        wait_s = (claim.next_due_us - self._clock.now_us()) / 1_000_000
+        return min(max(wait_s, 0.0), self._max_poll_s)
+
+    def _spawn(self, started: StartedRun) -> None:
+        task = asyncio.create_task(self._execute(started))
+        self._in_flight.add(task)
+        task.add_done_callback(self._on_done)
+
+    def _on_done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._capacity.set()
+
+    # One run -----------------------------------------------------------------------------------
+
+    async def _execute(self, started: StartedRun) -> None:
+        run, job = started.run, started.job
+        call = Call(job.id, run.id, run.scheduled_for_us, run.attempt, job.spec.target)
+        try:
+            outcome = await self._executor.execute(call)
+        except Exception as exc:  # an executor bug must not leave the run "running" forever
+            log.exception("executor failed: job=%s run=%s", job.id, run.id)
+            outcome = Outcome(False, error=f"internal error: {exc!r}")
+        status = RunStatus.SUCCEEDED if outcome.succeeded else RunStatus.FAILED
+        self._record(
+            FinishedRun(
+                run.id,
+                status,
+                self._clock.now_us(),
+                outcome.http_status,
+                outcome.error,
+                outcome.response_excerpt,
+            )
+        )
+        if not outcome.succeeded:
+            log.info(
+                "run failed: job=%s run=%s scheduled_for_us=%s attempt=%s: %s",
+                job.id,
+                run.id,
+                run.scheduled_for_us,
+                run.attempt,
+                outcome.error,
+            )
+
+    # Recording, batched ------------------------------------------------------------------------
+
+    def _record(self, finished: FinishedRun) -> None:
+        self._results.append(finished)
+        self._results_ready.set()
+
+    async def _flush_loop(self) -> None:
+        # Outcomes that arrive while one batch is being written are written together next.
+        while True:
+            await self._results_ready.wait()
+            self._results_ready.clear()
+            try:
+                await self._flush()
+            except StoreUnavailable as exc:
+                log.warning("could not record run outcomes, retrying: %s", exc)
+                self._results_ready.set()
+                await asyncio.sleep(_STORE_RETRY_S)
+
+    async def _flush(self) -> None:
+        batch, self._results = self._results, []
+        if not batch:
+            return
+        try:
+            await self._store.finish_runs(batch)
+        except BaseException:
+            self._results = batch + self._results
+            raise
+        self._wake.set()

@@ -1,0 +1,196 @@
+"""``Scheduler``: the one facade the API, the CLI and the web UI drive.
+
+It validates and schedules job specs, keeps the dispatcher told about changes, and owns the
+lifecycle of the store, the executor and the dispatcher.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import uuid
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+
+from kairos import triggers
+from kairos.clock import Clock, SystemClock, from_us
+from kairos.engine.dispatcher import Dispatcher
+from kairos.errors import InvalidField
+from kairos.executors.base import Executor
+from kairos.models import JobRecord, JobSpec, RunRecord, RunStatus, TriggerSpec
+from kairos.policies import Planner
+from kairos.settings import Settings
+from kairos.store import Store
+
+__all__ = ["Scheduler"]
+
+log = logging.getLogger("kairos.scheduler")
+
+
+class Scheduler:
+    """Put / replace / patch / pause / resume / run now / delete / list jobs, and run them."""
+
+    def __init__(
+        self,
+        store: Store,
+        executor: Executor,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        node_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self.node_id = node_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        self._executor = executor
+        self._settings = settings
+        self._clock = clock or SystemClock()
+        self._planner = Planner()
+        self._dispatcher = Dispatcher(
+            store=store,
+            executor=executor,
+            planner=self._planner,
+            clock=self._clock,
+            node_id=self.node_id,
+            max_concurrent=settings.max_concurrent_runs,
+            claim_batch=settings.claim_batch_size,
+            max_poll_s=settings.max_poll_interval,
+        )
+
+    # Lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store (migrating it), recover from a crash, start calling targets."""
+        await self.store.open()
+        interrupted = await self.store.interrupt_running(None, self._clock.now_us())
+        if interrupted:
+            log.warning(
+                "marked %d runs left running by a previous process interrupted", interrupted
+            )
+        await self._executor.start()
+        self._dispatcher.start()
+
+    async def stop(self) -> None:
+        await self._dispatcher.stop(self._settings.shutdown_grace)
+        await self._executor.close()
+        await self.store.close()
+
+    @property
+    def runs_in_flight(self) -> int:
+        return self._dispatcher.in_flight
+
+    # Jobs --------------------------------------------------------------------------------------
+
+    async def create_job(self, job_id: str, spec: JobSpec) -> JobRecord:
+        """Add a new job; raise ``JobExists`` if the id is taken."""
+        job = self._schedule(job_id, spec, created_us=None)
+        await self.store.insert_job(job)
+        self._dispatcher.wake()
+        return job
+
+    async def put_job(self, job_id: str, spec: JobSpec) -> tuple[JobRecord, bool]:
+        """Create the job or completely replace it. Return it and whether it was created.
+        The replacement's schedule starts afresh from now; runs already started go on."""
+        job = self._schedule(job_id, spec, created_us=None)
+        created = await self.store.upsert_job(job)
+        self._dispatcher.wake()
+        if not created:
+            job = await self.store.get_job(job_id)
+        return job, created
+
+    async def patch_job(self, job_id: str, changes: dict[str, Any]) -> JobRecord:
+        """Replace the named top-level fields of a job's spec; the others stay as they are."""
+        current = await self.store.get_job(job_id)
+        merged = current.spec.model_dump(mode="json") | changes
+        try:
+            spec = JobSpec.model_validate(merged)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise InvalidField([str(p) for p in first["loc"]], first["msg"]) from None
+        return await self._update(current, spec)
+
+    async def pause_job(self, job_id: str) -> JobRecord:
+        current = await self.store.get_job(job_id)
+        if current.spec.paused:
+            return current
+        return await self._update(current, current.spec.model_copy(update={"paused": True}))
+
+    async def resume_job(self, job_id: str) -> JobRecord:
+        """Unpause; the schedule continues from now (fires missed while paused are not run)."""
+        current = await self.store.get_job(job_id)
+        if not current.spec.paused:
+            return current
+        return await self._update(current, current.spec.model_copy(update={"paused": False}))
+
+    async def delete_job(self, job_id: str) -> None:
+        await self.store.delete_job(job_id)
+        self._dispatcher.wake()
+
+    async def get_job(self, job_id: str) -> JobRecord:
+        return await self.store.get_job(job_id)
+
+    async def list_jobs(self, *, after_id: str | None, limit: int) -> list[JobRecord]:
+        return await self.store.list_jobs(after_id=after_id, limit=limit)
+
+    # Runs --------------------------------------------------------------------------------------
+
+    async def run_now(self, job_id: str) -> RunRecord:
+        """Queue one run outside the schedule; it starts as soon as capacity allows."""
+        run = await self.store.add_manual_run(job_id, self._clock.now_us())
+        self._dispatcher.wake()
+        return run
+
+    async def get_run(self, run_id: int) -> RunRecord:
+        return await self.store.get_run(run_id)
+
+    async def list_runs(
+        self,
+        *,
+        job_id: str | None = None,
+        status: RunStatus | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[RunRecord]:
+        if job_id is not None:
+            await self.store.get_job(job_id)  # 404 for an unknown job, not an empty page
+        return await self.store.list_runs(
+            job_id=job_id, status=status, before_id=before_id, limit=limit
+        )
+
+    # Previews ----------------------------------------------------------------------------------
+
+    def preview(self, spec: TriggerSpec, zone: ZoneInfo, count: int) -> list[datetime]:
+        """The next ``count`` fire times of a trigger from now, without saving anything."""
+        trigger = triggers.build(spec, zone)
+        now = from_us(self._clock.now_us())
+        first = trigger.first_fire(now)
+        if first is None:
+            return []
+        return [first.astimezone(zone), *triggers.preview(trigger, first, count - 1)]
+
+    # Internals ---------------------------------------------------------------------------------
+
+    def _schedule(self, job_id: str, spec: JobSpec, *, created_us: int | None) -> JobRecord:
+        """Validate a spec's trigger and compute its first fire; raise ``InvalidField``."""
+        trigger = triggers.build(spec.trigger, spec.zone)
+        now_us = self._clock.now_us()
+        fire = None if spec.paused else self._planner.first_fire(spec, trigger, now_us)
+        return JobRecord(
+            job_id,
+            spec,
+            None if fire is None else fire[0],
+            None if fire is None else fire[1],
+            created_us if created_us is not None else now_us,
+            now_us,
+        )
+
+    async def _update(self, current: JobRecord, spec: JobSpec) -> JobRecord:
+        job = self._schedule(current.id, spec, created_us=current.created_us)
+        if job.updated_us <= current.updated_us:  # keep versions strictly increasing
+            job = replace(job, updated_us=current.updated_us + 1)
+        await self.store.update_job(job, expected_updated_us=current.updated_us)
+        self._dispatcher.wake()
+        return job

@@ -1,0 +1,173 @@
+"""Misfire, coalesce, max_instances and capacity policies: which due fires run, which are not.
+
+Pure decisions over a job, a clock reading and counts; the store calls ``Planner.plan`` inside the
+transaction that claims a job, so a plan and the advance of the job's schedule commit together.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from kairos import triggers
+from kairos.clock import from_us, to_us
+from kairos.models import JobRecord, JobSpec, RunStatus
+from kairos.triggers.base import Trigger
+
+__all__ = ["FirePlan", "PlannedRun", "Planner"]
+
+# A catch-up pass walks at most this many fires of one job; the rest waits for the next pass.
+_WALK_CAP = 1_000
+# After this many ``missed`` rows for one job in one pass, older missed fires are skipped unrecorded
+# (a 1-second job down for a week would otherwise write 600,000 rows).
+_MISSED_RECORD_CAP = 100
+_TRIGGER_CACHE_SIZE = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedRun:
+    scheduled_for_us: int
+    status: RunStatus
+    """``RUNNING`` (start it now), ``MISSED`` or ``SKIPPED``."""
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class FirePlan:
+    runs: list[PlannedRun] = field(default_factory=list)
+    next_fire_us: int | None = None
+    next_run_us: int | None = None
+
+    @property
+    def started(self) -> int:
+        return sum(1 for run in self.runs if run.status is RunStatus.RUNNING)
+
+
+class Planner:
+    """Turns a due job into runs and its next fire. Caches built triggers by job version."""
+
+    def __init__(self, uniform: Callable[[float, float], float] = random.uniform) -> None:
+        self._uniform = uniform
+        self._triggers: OrderedDict[tuple[str, int], Trigger] = OrderedDict()
+
+    def trigger_for(self, job: JobRecord) -> Trigger:
+        key = (job.id, job.updated_us)
+        trigger = self._triggers.get(key)
+        if trigger is None:
+            trigger = triggers.build(job.spec.trigger, job.spec.zone)
+            self._triggers[key] = trigger
+            if len(self._triggers) > _TRIGGER_CACHE_SIZE:
+                self._triggers.popitem(last=False)
+        return trigger
+
+    def first_fire(self, spec: JobSpec, trigger: Trigger, now_us: int) -> tuple[int, int] | None:
+        """(nominal, due) of the fire a job created or resumed at ``now_us`` waits for."""
+        fire = trigger.first_fire(from_us(now_us))
+        return None if fire is None else self._with_jitter(spec, to_us(fire))
+
+    def plan(self, job: JobRecord, now_us: int, running: int, budget: int) -> FirePlan:
+        """Decide the fate of every fire of ``job`` due at ``now_us``.
+
+        ``running`` counts the job's runs in flight anywhere; ``budget`` is how many runs may
+        start in this pass. Fires that neither start nor are recorded stay due for the next pass.
+        """
+        assert job.next_fire_us is not None and job.next_run_us is not None
+        trigger = self.trigger_for(job)
+        if job.spec.coalesce:
+            return self._plan_coalesced(job, trigger, now_us, running, budget)
+        return self._plan_each(job, trigger, now_us, running, budget)
+
+    def _plan_coalesced(
+        self, job: JobRecord, trigger: Trigger, now_us: int, running: int, budget: int
+    ) -> FirePlan:
+        assert job.next_fire_us is not None and job.next_run_us is not None
+        latest = trigger.latest_at_or_before(from_us(now_us), from_us(job.next_fire_us))
+        fire_us = job.next_fire_us if latest is None else to_us(latest)
+        due_us = job.next_run_us if fire_us == job.next_fire_us else fire_us
+        run = self._decide(job.spec, fire_us, now_us - due_us, running, budget)
+        if run is None:
+            return FirePlan([], job.next_fire_us, job.next_run_us)
+        return self._advance(job.spec, trigger, [run], fire_us)
+
+    def _plan_each(
+        self, job: JobRecord, trigger: Trigger, now_us: int, running: int, budget: int
+    ) -> FirePlan:
+        assert job.next_fire_us is not None and job.next_run_us is not None
+        runs: list[PlannedRun] = []
+        fire_us: int | None = job.next_fire_us
+        due_us = job.next_run_us
+        missed = 0
+        while fire_us is not None and due_us <= now_us and len(runs) < _WALK_CAP:
+            run = self._decide(job.spec, fire_us, now_us - due_us, running, budget)
+            if run is None:
+                plan = FirePlan(runs, fire_us, due_us)
+                return plan
+            if run.status is RunStatus.MISSED:
+                missed += 1
+                if missed > _MISSED_RECORD_CAP:
+                    fire_us = self._skip_misses(job.spec, trigger, now_us)
+                    due_us = fire_us if fire_us is not None else now_us
+                    continue
+            elif run.status is RunStatus.RUNNING:
+                running += 1
+                budget -= 1
+            runs.append(run)
+            fire_us = _next_us(trigger, fire_us)
+            due_us = fire_us if fire_us is not None else now_us
+        if fire_us is not None and due_us <= now_us:
+            return FirePlan(runs, fire_us, due_us)
+        return FirePlan(runs, *self._jittered_or_none(job.spec, fire_us))
+
+    def _advance(
+        self, spec: JobSpec, trigger: Trigger, runs: list[PlannedRun], last_us: int
+    ) -> FirePlan:
+        return FirePlan(runs, *self._jittered_or_none(spec, _next_us(trigger, last_us)))
+
+    @staticmethod
+    def _decide(
+        spec: JobSpec, fire_us: int, late_us: int, running: int, budget: int
+    ) -> PlannedRun | None:
+        grace = spec.misfire_grace_time
+        if grace is not None and late_us > grace * 1_000_000:
+            late_s = late_us / 1_000_000
+            return PlannedRun(
+                fire_us,
+                RunStatus.MISSED,
+                f"fire was {late_s:.3f} s late, more than misfire_grace_time ({grace:g} s)",
+            )
+        if running >= spec.max_instances:
+            return PlannedRun(
+                fire_us,
+                RunStatus.SKIPPED,
+                f"max_instances ({spec.max_instances}) runs of this job were still running",
+            )
+        if budget <= 0:
+            return None
+        return PlannedRun(fire_us, RunStatus.RUNNING)
+
+    @staticmethod
+    def _skip_misses(spec: JobSpec, trigger: Trigger, now_us: int) -> int | None:
+        assert spec.misfire_grace_time is not None
+        horizon_us = now_us - int(spec.misfire_grace_time * 1_000_000)
+        return _next_us(trigger, horizon_us - 1)
+
+    def _jittered_or_none(
+        self, spec: JobSpec, fire_us: int | None
+    ) -> tuple[int | None, int | None]:
+        if fire_us is None:
+            return None, None
+        return self._with_jitter(spec, fire_us)
+
+    def _with_jitter(self, spec: JobSpec, fire_us: int) -> tuple[int, int]:
+        jitter = getattr(spec.trigger, "jitter", None)
+        if not jitter:
+            return fire_us, fire_us
+        return fire_us, fire_us + int(self._uniform(0, jitter) * 1_000_000)
+
+
+def _next_us(trigger: Trigger, after_us: int) -> int | None:
+    nxt: datetime | None = trigger.next_after(from_us(after_us))
+    return None if nxt is None else to_us(nxt)

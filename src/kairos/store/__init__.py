@@ -1,0 +1,23 @@
+"""Where jobs and runs live: ``open_store(url)`` picks the backend from the URL's scheme."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from kairos.store.base import Claim, FinishedRun, PlanFn, StartedRun, Store
+
+__all__ = ["Claim", "FinishedRun", "PlanFn", "StartedRun", "Store", "store_for_url"]
+
+
+def store_for_url(url: str) -> Store:
+    """The store for a SQLAlchemy-style URL; raise ``ValueError`` naming what is wrong."""
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError:
+        raise ValueError(f"not a database URL: {url!r} (try sqlite:///kairos.db)") from None
+    if backend == "sqlite":
+        from kairos.store.sqlite import SQLiteStore
+
+        return SQLiteStore(url)
+    raise ValueError(f"unsupported database {backend!r} in {url!r}; supported: sqlite")

@@ -1,0 +1,141 @@
+"""The store seam: where jobs, the run ledger and metadata live.
+
+Every method is a single transaction: it either happens whole or not at all.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from kairos.models import JobRecord, RunRecord, RunStatus
+from kairos.policies import FirePlan
+
+__all__ = ["Claim", "FinishedRun", "PlanFn", "StartedRun", "Store"]
+
+PlanFn = Callable[[JobRecord, int, int, int], FirePlan]
+"""``plan(job, now_us, running, budget)``: see ``kairos.policies.Planner.plan``."""
+
+
+@dataclass(frozen=True, slots=True)
+class StartedRun:
+    """A run claimed by this node, recorded as ``running``: the caller must now call its target."""
+
+    run: RunRecord
+    job: JobRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    started: list[StartedRun]
+    recorded: int
+    """How many ``missed`` / ``skipped`` runs the claim wrote besides the started ones."""
+    exhausted: bool
+    """True when the claim hit its limit: more work may be due right now."""
+    next_due_us: int | None
+    """When the next job or pending run falls due, as far as the store knows."""
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedRun:
+    run_id: int
+    status: RunStatus
+    finished_us: int
+    http_status: int | None = None
+    error: str | None = None
+    response_excerpt: str | None = None
+
+
+class Store(ABC):
+    """Persistence for jobs and runs. Implementations must be safe to share between tasks."""
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect and bring the schema up to date (runs migrations)."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Return if the store answers; raise ``StoreUnavailable`` otherwise."""
+
+    # Jobs --------------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def insert_job(self, job: JobRecord) -> None:
+        """Add a job; raise ``JobExists`` if its id is taken."""
+
+    @abstractmethod
+    async def upsert_job(self, job: JobRecord) -> bool:
+        """Add or completely replace the job with ``job.id``, keeping its ``created_us`` if it
+        existed. Return True if it was created."""
+
+    @abstractmethod
+    async def update_job(self, job: JobRecord, *, expected_updated_us: int) -> None:
+        """Replace a job only if it was not changed since ``expected_updated_us`` was read;
+        raise ``JobNotFound`` if it is gone and ``Conflict`` if it changed meanwhile."""
+
+    @abstractmethod
+    async def get_job(self, job_id: str) -> JobRecord:
+        """Raise ``JobNotFound`` for an unknown id."""
+
+    @abstractmethod
+    async def list_jobs(self, *, after_id: str | None, limit: int) -> list[JobRecord]:
+        """Jobs ordered by id, starting after ``after_id``."""
+
+    @abstractmethod
+    async def delete_job(self, job_id: str) -> None:
+        """Remove a job; its pending (``scheduled``) runs become ``skipped``; its history stays.
+        Raise ``JobNotFound`` for an unknown id."""
+
+    # Runs --------------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def add_manual_run(self, job_id: str, scheduled_for_us: int) -> RunRecord:
+        """Queue a run outside the schedule as ``scheduled``; raise ``JobNotFound``."""
+
+    @abstractmethod
+    async def claim_due(self, now_us: int, limit: int, node_id: str, plan: PlanFn) -> Claim:
+        """Claim work due at ``now_us`` in one transaction.
+
+        For each job due (``next_run_us <= now_us``, oldest first) it calls ``plan`` with the
+        job's count of ``running`` runs, inserts the planned runs and advances the job, all in the
+        same transaction, so a fire becomes a run row exactly once. Then it starts pending
+        ``scheduled`` runs (run now) that are due. At most ``limit`` runs start.
+        """
+
+    @abstractmethod
+    async def finish_runs(self, finished: Sequence[FinishedRun]) -> None:
+        """Record the outcome of runs in one transaction."""
+
+    @abstractmethod
+    async def interrupt_running(self, node_id: str | None, now_us: int) -> int:
+        """Mark ``running`` runs (of ``node_id``, or of every node if None) ``interrupted``.
+        Return how many."""
+
+    @abstractmethod
+    async def get_run(self, run_id: int) -> RunRecord:
+        """Raise ``RunNotFound`` for an unknown id."""
+
+    @abstractmethod
+    async def list_runs(
+        self,
+        *,
+        job_id: str | None,
+        status: RunStatus | None,
+        before_id: int | None,
+        limit: int,
+    ) -> list[RunRecord]:
+        """Runs newest first (by id), optionally of one job or status, starting before
+        ``before_id``."""
+
+    # Metadata ----------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def get_meta(self, key: str) -> str | None: ...
+
+    @abstractmethod
+    async def set_meta_if_absent(self, key: str, value: str) -> str:
+        """Store ``value`` under ``key`` unless a value is there; return the value kept."""

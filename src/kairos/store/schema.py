@@ -1,0 +1,66 @@
+"""The relational schema, in SQLAlchemy Core. Migrations in ``migrations/`` must produce exactly
+this (a test compares them). Times are integer epoch microseconds: exact, portable, indexable."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = ["jobs", "meta", "metadata", "runs"]
+
+metadata = MetaData()
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; elsewhere a 64-bit key.
+_RunId = BigInteger().with_variant(Integer(), "sqlite")
+
+jobs = Table(
+    "kairos_jobs",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("spec", Text, nullable=False),
+    Column("paused", Boolean, nullable=False),
+    Column("next_fire_us", BigInteger, nullable=True),
+    Column("next_run_us", BigInteger, nullable=True),
+    Column("created_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    # The dispatcher's only scan: due jobs by due time. Paused and finished jobs hold NULL here.
+    Index("ix_kairos_jobs_next_run_us", "next_run_us"),
+)
+
+runs = Table(
+    "kairos_runs",
+    metadata,
+    Column("id", _RunId, primary_key=True, autoincrement=True),
+    Column("job_id", String(128), nullable=False),
+    Column("scheduled_for_us", BigInteger, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("manual", Boolean, nullable=False),
+    Column("node_id", String(64), nullable=True),
+    Column("started_us", BigInteger, nullable=True),
+    Column("finished_us", BigInteger, nullable=True),
+    Column("http_status", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("response_excerpt", Text, nullable=True),
+    # The ledger key: one row per fire and attempt, whatever races happen.
+    UniqueConstraint("job_id", "scheduled_for_us", "attempt", name="uq_kairos_runs_fire"),
+    Index("ix_kairos_runs_job_id_id", "job_id", "id"),
+    Index("ix_kairos_runs_status_scheduled_for_us", "status", "scheduled_for_us"),
+)
+
+meta = Table(
+    "kairos_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)

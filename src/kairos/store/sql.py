@@ -1,0 +1,487 @@
+"""``SqlStore``: the store over SQLAlchemy Core, shared by every relational backend.
+
+Statements run on synchronous connections in worker threads so the event loop never blocks on
+the database. Writes go through one executor per store (SQLite has a single writer anyway);
+backends say how many writer threads they allow and how due rows are locked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, Row, Select, bindparam, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from kairos.errors import Conflict, JobExists, JobNotFound, RunNotFound, StoreUnavailable
+from kairos.models import JobRecord, JobSpec, RunRecord, RunStatus
+from kairos.store.base import Claim, FinishedRun, PlanFn, StartedRun, Store
+from kairos.store.schema import jobs, meta, runs
+
+__all__ = ["SqlStore"]
+
+T = TypeVar("T")
+
+_MIGRATIONS = Path(__file__).with_name("migrations")
+_SPEC_CACHE_SIZE = 50_000
+_INTERRUPTED = "the node running it stopped before the call finished"
+_DELETED = "the job was deleted before this run started"
+
+
+class SqlStore(Store):
+    """A store on one SQLAlchemy engine for writes and one for reads (they may be the same)."""
+
+    writer_threads = 1
+
+    def __init__(self, writer: Engine, reader: Engine) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._write_pool = ThreadPoolExecutor(self.writer_threads, thread_name_prefix="kairos-w")
+        self._read_pool = (
+            self._write_pool
+            if reader is writer and self.writer_threads == 1
+            else ThreadPoolExecutor(4, thread_name_prefix="kairos-r")
+        )
+        self._specs: OrderedDict[tuple[str, int], JobSpec] = OrderedDict()
+
+    # Plumbing ----------------------------------------------------------------------------------
+
+    async def _write(self, fn: Callable[[Connection], T]) -> T:
+        return await self._run(self._write_pool, self._writer, fn)
+
+    async def _read(self, fn: Callable[[Connection], T]) -> T:
+        return await self._run(self._read_pool, self._reader, fn)
+
+    @staticmethod
+    async def _run(pool: ThreadPoolExecutor, engine: Engine, fn: Callable[[Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(pool, _in_transaction, engine, fn)
+        except OperationalError as exc:
+            raise StoreUnavailable(f"the database is unavailable: {exc.orig}") from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise StoreUnavailable(f"the database connection was lost: {exc.orig}") from exc
+            raise
+
+    def _lock_due(self, query: Select[Any]) -> Select[Any]:
+        """Lock claimed rows against other nodes; a no-op where the database has one writer."""
+        return query
+
+    def _insert_ignoring_duplicates(self) -> Any:
+        dialect = self._writer.dialect.name
+        module = postgresql if dialect == "postgresql" else sqlite
+        return module.insert(runs).on_conflict_do_nothing(
+            index_elements=["job_id", "scheduled_for_us", "attempt"]
+        )
+
+    # Lifecycle ---------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self._write(_migrate)
+
+    async def close(self) -> None:
+        self._write_pool.shutdown(wait=True)
+        if self._read_pool is not self._write_pool:
+            self._read_pool.shutdown(wait=True)
+        self._writer.dispose()
+        if self._reader is not self._writer:
+            self._reader.dispose()
+
+    async def ping(self) -> None:
+        await self._read(lambda conn: conn.execute(select(1)).scalar_one())
+
+    # Jobs --------------------------------------------------------------------------------------
+
+    async def insert_job(self, job: JobRecord) -> None:
+        try:
+            await self._write(lambda conn: conn.execute(insert(jobs).values(_job_values(job))))
+        except IntegrityError:
+            raise JobExists(job.id) from None
+
+    async def upsert_job(self, job: JobRecord) -> bool:
+        def tx(conn: Connection) -> bool:
+            values = _job_values(job)
+            del values["created_us"]
+            changed = conn.execute(update(jobs).where(jobs.c.id == job.id).values(values))
+            if changed.rowcount:
+                return False
+            conn.execute(insert(jobs).values(_job_values(job)))
+            return True
+
+        return await self._write(tx)
+
+    async def update_job(self, job: JobRecord, *, expected_updated_us: int) -> None:
+        def tx(conn: Connection) -> None:
+            values = _job_values(job)
+            del values["created_us"]
+            query = update(jobs).where(
+                jobs.c.id == job.id, jobs.c.updated_us == expected_updated_us
+            )
+            if conn.execute(query.values(values)).rowcount:
+                return
+            if conn.execute(select(jobs.c.id).where(jobs.c.id == job.id)).first() is None:
+                raise JobNotFound(job.id)
+            raise Conflict(f"Job {job.id!r} was changed meanwhile; read it again and retry")
+
+        await self._write(tx)
+
+    async def get_job(self, job_id: str) -> JobRecord:
+        row = await self._read(
+            lambda conn: conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+        )
+        if row is None:
+            raise JobNotFound(job_id)
+        return self._job(row)
+
+    async def list_jobs(self, *, after_id: str | None, limit: int) -> list[JobRecord]:
+        query = select(jobs).order_by(jobs.c.id).limit(limit)
+        if after_id is not None:
+            query = query.where(jobs.c.id > after_id)
+        rows = await self._read(lambda conn: conn.execute(query).all())
+        return [self._job(row) for row in rows]
+
+    async def delete_job(self, job_id: str) -> None:
+        def tx(conn: Connection) -> None:
+            if not conn.execute(jobs.delete().where(jobs.c.id == job_id)).rowcount:
+                raise JobNotFound(job_id)
+            conn.execute(
+                update(runs)
+                .where(runs.c.job_id == job_id, runs.c.status == RunStatus.SCHEDULED.value)
+                .values(status=RunStatus.SKIPPED.value, error=_DELETED)
+            )
+
+        await self._write(tx)
+
+    def _job(self, row: Row[Any]) -> JobRecord:
+        key = (row.id, row.updated_us)
+        spec = self._specs.get(key)
+        if spec is None:
+            spec = JobSpec.model_validate_json(row.spec)
+            self._specs[key] = spec
+            if len(self._specs) > _SPEC_CACHE_SIZE:
+                self._specs.popitem(last=False)
+        return JobRecord(
+            row.id, spec, row.next_fire_us, row.next_run_us, row.created_us, row.updated_us
+        )
+
+    # Runs --------------------------------------------------------------------------------------
+
+    async def add_manual_run(self, job_id: str, scheduled_for_us: int) -> RunRecord:
+        def tx(conn: Connection) -> RunRecord:
+            if conn.execute(select(jobs.c.id).where(jobs.c.id == job_id)).first() is None:
+                raise JobNotFound(job_id)
+            at = scheduled_for_us
+            while True:  # two manual runs in one microsecond: the ledger key needs distinct times
+                query = self._insert_ignoring_duplicates().returning(runs.c.id)
+                values = _run_values(job_id, at, RunStatus.SCHEDULED, manual=True)
+                run_id = conn.execute(query.values(values)).scalar()
+                if run_id is not None:
+                    return RunRecord(run_id, job_id, at, 1, RunStatus.SCHEDULED, manual=True)
+                at += 1
+
+        return await self._write(tx)
+
+    async def claim_due(self, now_us: int, limit: int, node_id: str, plan: PlanFn) -> Claim:
+        return await self._write(functools.partial(self._claim, now_us, limit, node_id, plan))
+
+    def _claim(
+        self, now_us: int, limit: int, node_id: str, plan: PlanFn, conn: Connection
+    ) -> Claim:
+        due = conn.execute(
+            self._lock_due(
+                select(jobs)
+                .where(jobs.c.next_run_us <= now_us)
+                .order_by(jobs.c.next_run_us)
+                .limit(limit)
+            )
+        ).all()
+        claimed = [self._job(row) for row in due]
+        running = _running_counts(conn, [job.id for job in claimed])
+        budget = limit
+        rows: list[dict[str, Any]] = []
+        moves: list[dict[str, Any]] = []
+        for job in claimed:
+            fire_plan = plan(job, now_us, running.get(job.id, 0), budget)
+            budget -= fire_plan.started
+            for planned in fire_plan.runs:
+                values = _run_values(job.id, planned.scheduled_for_us, planned.status, False)
+                values.update(error=planned.error, node_id=node_id)
+                values["started_us" if planned.status is RunStatus.RUNNING else "finished_us"] = (
+                    now_us
+                )
+                rows.append(values)
+            moves.append(
+                {"b_id": job.id, "b_fire": fire_plan.next_fire_us, "b_run": fire_plan.next_run_us}
+            )
+        started = self._insert_claimed(conn, rows, {job.id: job for job in claimed})
+        if moves:
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == bindparam("b_id"))
+                .values(next_fire_us=bindparam("b_fire"), next_run_us=bindparam("b_run")),
+                moves,
+            )
+        if budget > 0:
+            started += self._start_pending(conn, now_us, budget, node_id)
+        exhausted = len(due) >= limit or len(started) >= limit
+        return Claim(
+            started,
+            len(rows) - sum(1 for r in rows if r["status"] == RunStatus.RUNNING.value),
+            exhausted,
+            None if exhausted else _next_due(conn),
+        )
+
+    def _insert_claimed(
+        self, conn: Connection, rows: list[dict[str, Any]], by_id: dict[str, JobRecord]
+    ) -> list[StartedRun]:
+        if not rows:
+            return []
+        query = self._insert_ignoring_duplicates().returning(
+            runs.c.id, runs.c.job_id, runs.c.scheduled_for_us, runs.c.status
+        )
+        started = []
+        for row in conn.execute(query, rows):
+            if row.status == RunStatus.RUNNING.value:
+                run = RunRecord(row.id, row.job_id, row.scheduled_for_us, 1, RunStatus.RUNNING)
+                started.append(StartedRun(run, by_id[row.job_id]))
+        return started
+
+    def _start_pending(
+        self, conn: Connection, now_us: int, budget: int, node_id: str
+    ) -> list[StartedRun]:
+        pending = conn.execute(
+            self._lock_due(
+                select(
+                    runs.c.id.label("run_id"),
+                    runs.c.scheduled_for_us,
+                    runs.c.attempt,
+                    runs.c.manual,
+                    jobs,
+                )
+                .join(jobs, jobs.c.id == runs.c.job_id)
+                .where(
+                    runs.c.status == RunStatus.SCHEDULED.value,
+                    runs.c.scheduled_for_us <= now_us,
+                )
+                .order_by(runs.c.scheduled_for_us)
+                .limit(budget)
+            )
+        ).all()
+        running = _running_counts(conn, list({row.id for row in pending}))
+        started: list[StartedRun] = []
+        updates: list[dict[str, Any]] = []
+        for row in pending:
+            job = self._job(row)
+            count = running.get(job.id, 0)
+            if count >= job.spec.max_instances:
+                error = f"max_instances ({job.spec.max_instances}) runs were still running"
+                updates.append(
+                    _pending_update(row.run_id, RunStatus.SKIPPED, now_us, node_id, error)
+                )
+                continue
+            running[job.id] = count + 1
+            updates.append(_pending_update(row.run_id, RunStatus.RUNNING, now_us, node_id, None))
+            run = RunRecord(
+                row.run_id,
+                job.id,
+                row.scheduled_for_us,
+                row.attempt,
+                RunStatus.RUNNING,
+                manual=row.manual,
+                node_id=node_id,
+                started_us=now_us,
+            )
+            started.append(StartedRun(run, job))
+        if updates:
+            conn.execute(
+                update(runs)
+                .where(runs.c.id == bindparam("b_id"))
+                .values(
+                    status=bindparam("b_status"),
+                    node_id=bindparam("b_node"),
+                    started_us=bindparam("b_started"),
+                    finished_us=bindparam("b_finished"),
+                    error=bindparam("b_error"),
+                ),
+                updates,
+            )
+        return started
+
+    async def finish_runs(self, finished: Sequence[FinishedRun]) -> None:
+        if not finished:
+            return
+        params = [
+            {
+                "b_id": f.run_id,
+                "b_status": f.status.value,
+                "b_finished": f.finished_us,
+                "b_http": f.http_status,
+                "b_error": f.error,
+                "b_excerpt": f.response_excerpt,
+            }
+            for f in finished
+        ]
+        query = (
+            update(runs)
+            .where(runs.c.id == bindparam("b_id"), runs.c.status == RunStatus.RUNNING.value)
+            .values(
+                status=bindparam("b_status"),
+                finished_us=bindparam("b_finished"),
+                http_status=bindparam("b_http"),
+                error=bindparam("b_error"),
+                response_excerpt=bindparam("b_excerpt"),
+            )
+        )
+        await self._write(lambda conn: conn.execute(query, params))
+
+    async def interrupt_running(self, node_id: str | None, now_us: int) -> int:
+        query = update(runs).where(runs.c.status == RunStatus.RUNNING.value)
+        if node_id is not None:
+            query = query.where(runs.c.node_id == node_id)
+        query = query.values(
+            status=RunStatus.INTERRUPTED.value, finished_us=now_us, error=_INTERRUPTED
+        )
+        return await self._write(lambda conn: conn.execute(query).rowcount)
+
+    async def get_run(self, run_id: int) -> RunRecord:
+        row = await self._read(
+            lambda conn: conn.execute(select(runs).where(runs.c.id == run_id)).first()
+        )
+        if row is None:
+            raise RunNotFound(run_id)
+        return _run(row)
+
+    async def list_runs(
+        self,
+        *,
+        job_id: str | None,
+        status: RunStatus | None,
+        before_id: int | None,
+        limit: int,
+    ) -> list[RunRecord]:
+        query = select(runs).order_by(runs.c.id.desc()).limit(limit)
+        if job_id is not None:
+            query = query.where(runs.c.job_id == job_id)
+        if status is not None:
+            query = query.where(runs.c.status == status.value)
+        if before_id is not None:
+            query = query.where(runs.c.id < before_id)
+        rows = await self._read(lambda conn: conn.execute(query).all())
+        return [_run(row) for row in rows]
+
+    # Metadata ----------------------------------------------------------------------------------
+
+    async def get_meta(self, key: str) -> str | None:
+        query = select(meta.c.value).where(meta.c.key == key)
+        value: str | None = await self._read(lambda conn: conn.execute(query).scalar())
+        return value
+
+    async def set_meta_if_absent(self, key: str, value: str) -> str:
+        def tx(conn: Connection) -> str:
+            kept = conn.execute(select(meta.c.value).where(meta.c.key == key)).scalar()
+            if kept is not None:
+                return str(kept)
+            conn.execute(insert(meta).values(key=key, value=value))
+            return value
+
+        return await self._write(tx)
+
+
+def _in_transaction(engine: Engine, fn: Callable[[Connection], T]) -> T:
+    with engine.begin() as conn:
+        return fn(conn)
+
+
+def _migrate(conn: Connection) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    config.attributes["connection"] = conn
+    command.upgrade(config, "head")
+
+
+def _job_values(job: JobRecord) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "spec": job.spec.model_dump_json(),
+        "paused": job.spec.paused,
+        "next_fire_us": job.next_fire_us,
+        "next_run_us": job.next_run_us,
+        "created_us": job.created_us,
+        "updated_us": job.updated_us,
+    }
+
+
+def _run_values(
+    job_id: str, scheduled_for_us: int, status: RunStatus, manual: bool
+) -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "scheduled_for_us": scheduled_for_us,
+        "attempt": 1,
+        "status": status.value,
+        "manual": manual,
+        "node_id": None,
+        "started_us": None,
+        "finished_us": None,
+        "error": None,
+    }
+
+
+def _pending_update(
+    run_id: int, status: RunStatus, now_us: int, node_id: str, error: str | None
+) -> dict[str, Any]:
+    running = status is RunStatus.RUNNING
+    return {
+        "b_id": run_id,
+        "b_status": status.value,
+        "b_node": node_id,
+        "b_started": now_us if running else None,
+        "b_finished": None if running else now_us,
+        "b_error": error,
+    }
+
+
+def _running_counts(conn: Connection, job_ids: list[str]) -> dict[str, int]:
+    if not job_ids:
+        return {}
+    query = (
+        select(runs.c.job_id, func.count())
+        .where(runs.c.status == RunStatus.RUNNING.value, runs.c.job_id.in_(job_ids))
+        .group_by(runs.c.job_id)
+    )
+    return {row[0]: row[1] for row in conn.execute(query)}
+
+
+def _next_due(conn: Connection) -> int | None:
+    job_due = conn.execute(select(func.min(jobs.c.next_run_us))).scalar()
+    run_due = conn.execute(
+        select(func.min(runs.c.scheduled_for_us)).where(runs.c.status == RunStatus.SCHEDULED.value)
+    ).scalar()
+    candidates = [t for t in (job_due, run_due) if t is not None]
+    return min(candidates) if candidates else None
+
+
+def _run(row: Row[Any]) -> RunRecord:
+    return RunRecord(
+        id=row.id,
+        job_id=row.job_id,
+        scheduled_for_us=row.scheduled_for_us,
+        attempt=row.attempt,
+        status=RunStatus(row.status),
+        manual=row.manual,
+        node_id=row.node_id,
+        started_us=row.started_us,
+        finished_us=row.finished_us,
+        http_status=row.http_status,
+        error=row.error,
+        response_excerpt=row.response_excerpt,
+    )

@@ -1,0 +1,57 @@
+"""``SQLiteStore``: the embedded default, one file (or memory) and nothing to install."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
+
+from kairos.store.sql import SqlStore
+
+__all__ = ["SQLiteStore"]
+
+
+class SQLiteStore(SqlStore):
+    """SQLite in WAL mode: readers never wait for the writer, and a SIGKILLed process loses no
+    committed transaction (``synchronous=NORMAL`` trades durability only on power loss).
+
+    ``sqlite://`` or ``sqlite:///:memory:`` keeps everything in memory, for tests and trials.
+    """
+
+    def __init__(self, url: str) -> None:
+        parsed = make_url(url)
+        if parsed.database in (None, "", ":memory:"):
+            engine = create_engine(
+                "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
+            )
+            _configure(engine, immediate=True)
+            super().__init__(engine, engine)
+            return
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        args = {"check_same_thread": False, "timeout": 30}
+        writer = create_engine(parsed, pool_size=1, max_overflow=0, connect_args=args)
+        reader = create_engine(parsed, pool_size=4, max_overflow=4, connect_args=args)
+        _configure(writer, immediate=True)
+        _configure(reader, immediate=False)
+        super().__init__(writer, reader)
+
+
+def _configure(engine: Engine, *, immediate: bool) -> None:
+    """Take transaction control from the sqlite3 module so writes start with BEGIN IMMEDIATE:
+    a deferred write transaction can fail with SQLITE_BUSY half-way instead of waiting."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

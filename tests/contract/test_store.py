@@ -1,0 +1,212 @@
+"""What every store guarantees (see ``kairos.store.base.Store``)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from kairos.errors import Conflict, JobExists, JobNotFound, RunNotFound
+from kairos.models import JobRecord, JobSpec, RunStatus
+from kairos.policies import FirePlan, PlannedRun
+from kairos.store import FinishedRun, Store
+
+NOW = 1_800_000_000_000_000
+S = 1_000_000
+SPEC = JobSpec.model_validate(
+    {"trigger": {"type": "interval", "seconds": 60}, "target": {"url": "http://127.0.0.1:9/"}}
+)
+
+
+def record(job_id: str = "a", next_us: int | None = NOW, **changes: Any) -> JobRecord:
+    spec = SPEC.model_copy(update=changes) if changes else SPEC
+    return JobRecord(job_id, spec, next_us, next_us, NOW - S, NOW - S)
+
+
+def every_minute(job: JobRecord, now_us: int, running: int, budget: int) -> FirePlan:
+    """A plan function that starts the due fire if there is room and moves on a minute."""
+    assert job.next_fire_us is not None
+    if budget <= 0:
+        return FirePlan([], job.next_fire_us, job.next_run_us)
+    status = RunStatus.RUNNING if running < job.spec.max_instances else RunStatus.SKIPPED
+    nxt = job.next_fire_us + 60 * S
+    return FirePlan([PlannedRun(job.next_fire_us, status)], nxt, nxt)
+
+
+async def test_insert_get_and_duplicate_id(store: Store) -> None:
+    await store.insert_job(record("a"))
+    got = await store.get_job("a")
+    assert got.spec == SPEC
+    assert got.next_run_us == NOW
+    with pytest.raises(JobExists):
+        await store.insert_job(record("a"))
+
+
+async def test_unknown_job_raises_not_found_everywhere(store: Store) -> None:
+    with pytest.raises(JobNotFound):
+        await store.get_job("nope")
+    with pytest.raises(JobNotFound):
+        await store.delete_job("nope")
+    with pytest.raises(JobNotFound):
+        await store.add_manual_run("nope", NOW)
+    with pytest.raises(JobNotFound):
+        await store.update_job(record("nope"), expected_updated_us=NOW - S)
+    with pytest.raises(RunNotFound):
+        await store.get_run(12345)
+
+
+async def test_upsert_creates_then_replaces_keeping_created_time(store: Store) -> None:
+    assert await store.upsert_job(record("a")) is True
+    replaced = JobRecord("a", SPEC.model_copy(update={"max_instances": 3}), None, None, NOW, NOW)
+    assert await store.upsert_job(replaced) is False
+    got = await store.get_job("a")
+    assert got.spec.max_instances == 3
+    assert got.created_us == NOW - S
+    assert got.updated_us == NOW
+    assert got.next_run_us is None
+
+
+async def test_update_refuses_a_stale_version(store: Store) -> None:
+    await store.insert_job(record("a"))
+    newer = JobRecord("a", SPEC, NOW, NOW, NOW - S, NOW)
+    await store.update_job(newer, expected_updated_us=NOW - S)
+    with pytest.raises(Conflict):
+        await store.update_job(newer, expected_updated_us=NOW - S)
+
+
+async def test_list_jobs_pages_by_id(store: Store) -> None:
+    for job_id in ["c", "a", "b", "d"]:
+        await store.insert_job(record(job_id))
+    first = await store.list_jobs(after_id=None, limit=3)
+    assert [j.id for j in first] == ["a", "b", "c"]
+    rest = await store.list_jobs(after_id="c", limit=3)
+    assert [j.id for j in rest] == ["d"]
+
+
+async def test_claim_starts_due_fires_once_and_advances_the_job(store: Store) -> None:
+    await store.insert_job(record("due", NOW))
+    await store.insert_job(record("later", NOW + 10 * S))
+    claim = await store.claim_due(NOW, 10, "node-1", every_minute)
+    assert [(s.run.job_id, s.run.scheduled_for_us) for s in claim.started] == [("due", NOW)]
+    assert claim.started[0].run.status is RunStatus.RUNNING
+    assert claim.started[0].job.spec == SPEC
+    assert claim.exhausted is False
+    assert claim.next_due_us == NOW + 10 * S
+    assert (await store.get_job("due")).next_run_us == NOW + 60 * S
+    again = await store.claim_due(NOW, 10, "node-1", every_minute)
+    assert again.started == []
+    runs = await store.list_runs(job_id="due", status=None, before_id=None, limit=10)
+    assert [(r.status, r.node_id, r.started_us) for r in runs] == [
+        (RunStatus.RUNNING, "node-1", NOW)
+    ]
+
+
+async def test_claim_respects_its_limit_and_says_more_is_due(store: Store) -> None:
+    for i in range(5):
+        await store.insert_job(record(f"j{i}", NOW - i))
+    claim = await store.claim_due(NOW, 3, "n", every_minute)
+    assert len(claim.started) == 3
+    assert claim.exhausted is True
+    claim = await store.claim_due(NOW, 3, "n", every_minute)
+    assert len(claim.started) == 2
+    assert claim.exhausted is False
+
+
+async def test_claim_counts_running_runs_for_max_instances(store: Store) -> None:
+    await store.insert_job(record("a", NOW))
+    await store.claim_due(NOW, 10, "n", every_minute)
+    claim = await store.claim_due(NOW + 60 * S, 10, "n", every_minute)
+    assert claim.started == []
+    assert claim.recorded == 1
+    runs = await store.list_runs(job_id="a", status=RunStatus.SKIPPED, before_id=None, limit=5)
+    assert [r.scheduled_for_us for r in runs] == [NOW + 60 * S]
+
+
+async def test_concurrent_claims_never_duplicate_a_fire(store: Store) -> None:
+    for i in range(50):
+        await store.insert_job(record(f"j{i}", NOW))
+    claims = await asyncio.gather(
+        *(store.claim_due(NOW, 50, f"n{i}", every_minute) for i in range(4))
+    )
+    started = [(s.run.job_id, s.run.scheduled_for_us) for c in claims for s in c.started]
+    assert len(started) == 50
+    assert len(set(started)) == 50
+
+
+async def test_finish_records_the_outcome(store: Store) -> None:
+    await store.insert_job(record("a", NOW))
+    run = (await store.claim_due(NOW, 1, "n", every_minute)).started[0].run
+    done = FinishedRun(run.id, RunStatus.FAILED, NOW + 5, 503, "HTTP 503", "busy")
+    await store.finish_runs([done])
+    got = await store.get_run(run.id)
+    assert (got.status, got.finished_us, got.http_status, got.error, got.response_excerpt) == (
+        RunStatus.FAILED,
+        NOW + 5,
+        503,
+        "HTTP 503",
+        "busy",
+    )
+
+
+async def test_manual_runs_queue_then_start_on_claim(store: Store) -> None:
+    await store.insert_job(record("a", None, paused=True))
+    first = await store.add_manual_run("a", NOW)
+    second = await store.add_manual_run("a", NOW)
+    assert first.status is RunStatus.SCHEDULED
+    assert second.scheduled_for_us == NOW + 1  # the ledger key stays unique
+    claim = await store.claim_due(NOW + 1, 10, "n", every_minute)
+    assert [s.run.id for s in claim.started] == [first.id]
+    skipped = await store.get_run(second.id)
+    assert skipped.status is RunStatus.SKIPPED  # max_instances 1: the first is still running
+    assert claim.started[0].run.manual is True
+
+
+async def test_deleting_a_job_skips_its_pending_runs_and_keeps_history(store: Store) -> None:
+    await store.insert_job(record("a", NOW))
+    ran = (await store.claim_due(NOW, 1, "n", every_minute)).started[0].run
+    pending = await store.add_manual_run("a", NOW + 1)
+    await store.delete_job("a")
+    assert (await store.get_run(pending.id)).status is RunStatus.SKIPPED
+    assert (await store.get_run(ran.id)).status is RunStatus.RUNNING
+    assert (await store.claim_due(NOW + S, 10, "n", every_minute)).started == []
+
+
+async def test_interrupt_running_marks_only_unfinished_runs(store: Store) -> None:
+    for job_id in ("a", "b"):
+        await store.insert_job(record(job_id, NOW))
+    started = (await store.claim_due(NOW, 10, "n", every_minute)).started
+    await store.finish_runs([FinishedRun(started[0].run.id, RunStatus.SUCCEEDED, NOW + 1)])
+    assert await store.interrupt_running("other-node", NOW + 2) == 0
+    assert await store.interrupt_running(None, NOW + 2) == 1
+    statuses = {
+        r.id: r.status
+        for r in await store.list_runs(job_id=None, status=None, before_id=None, limit=10)
+    }
+    assert statuses == {
+        started[0].run.id: RunStatus.SUCCEEDED,
+        started[1].run.id: RunStatus.INTERRUPTED,
+    }
+
+
+async def test_list_runs_newest_first_with_filters_and_cursor(store: Store) -> None:
+    await store.insert_job(record("a", NOW))
+    await store.insert_job(record("b", NOW))
+    ids = [(await store.add_manual_run(j, NOW + i)).id for i, j in enumerate("abab")]
+    page = await store.list_runs(job_id=None, status=None, before_id=None, limit=3)
+    assert [r.id for r in page] == ids[::-1][:3]
+    older = await store.list_runs(job_id=None, status=None, before_id=page[-1].id, limit=3)
+    assert [r.id for r in older] == [ids[0]]
+    only_b = await store.list_runs(job_id="b", status=None, before_id=None, limit=10)
+    assert [r.id for r in only_b] == [ids[3], ids[1]]
+    none_running = await store.list_runs(
+        job_id=None, status=RunStatus.RUNNING, before_id=None, limit=10
+    )
+    assert none_running == []
+
+
+async def test_meta_keeps_the_first_value(store: Store) -> None:
+    assert await store.get_meta("k") is None
+    assert await store.set_meta_if_absent("k", "one") == "one"
+    assert await store.set_meta_if_absent("k", "two") == "one"
+    assert await store.get_meta("k") == "one"

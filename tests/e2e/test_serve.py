@@ -1,0 +1,187 @@
+"""Real ``kairos serve`` processes, real HTTP targets, and SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.server import KairosProcess, free_port, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+class TargetProcess:
+    """The recording target in its own process; deliveries are read back from its log."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "tests.support.target"),
+                *("--port", str(self.port), "--log", str(log)),
+            ],
+        )
+        wait_until(self._up, 15, what="the target process")
+
+    def _up(self) -> bool:
+        try:
+            httpx.get(self.url("/ping"), timeout=1)
+            return True
+        except httpx.HTTPError:
+            return False
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def deliveries(self, path: str | None = None) -> list[dict[str, Any]]:
+        if not self.log.exists():
+            return []
+        lines = self.log.read_text().splitlines()
+        entries = [json.loads(line) for line in lines if line.strip()]
+        return [e for e in entries if path is None or e["path"] == path]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def header(entry: dict[str, Any], name: str) -> str:
+    headers = {k.lower(): v for k, v in entry["headers"].items()}
+    return str(headers[name.lower()])
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Iterator[TargetProcess]:
+    process = TargetProcess(tmp_path / "deliveries.jsonl")
+    yield process
+    process.stop()
+
+
+def test_seed_example_create_change_delete(tmp_path: Path) -> None:
+    with KairosProcess(f"sqlite:///{tmp_path}/k.db") as server, server.client() as api:
+        task = {
+            "task_id": "hourly-crawl",
+            "crontab": "0 * * * *",
+            "target_endpoint": "https://api.example.com/crawler",
+        }
+        assert api.post("/tasks", json=task).json()["job_id"] == "hourly-crawl"
+        hourly = api.get("/jobs/hourly-crawl").json()
+        assert datetime.fromisoformat(hourly["next_run_time"]).minute == 0
+
+        assert api.post("/tasks", json=task | {"crontab": "0 2 * * *"}).status_code == 200
+        daily = api.get("/jobs/hourly-crawl").json()
+        assert datetime.fromisoformat(daily["next_run_time"]).hour == 2
+        assert daily["created_at"] == hourly["created_at"]
+
+        assert api.delete("/tasks/hourly-crawl").json() == {"status": "deleted"}
+        assert api.delete("/tasks/hourly-crawl").status_code == 404
+
+
+def test_a_job_fires_calls_its_target_and_keeps_history(
+    tmp_path: Path, target: TargetProcess
+) -> None:
+    with KairosProcess(f"sqlite:///{tmp_path}/k.db") as server, server.client() as api:
+        job = {
+            "trigger": {"type": "interval", "seconds": 0.5},
+            "target": {"url": target.url("/tick"), "body": {"hello": "world"}},
+        }
+        assert api.put("/jobs/ticker", json=job).status_code == 201
+        wait_until(lambda: len(target.deliveries("/tick")) >= 3, 15, what="three ticks")
+        first = target.deliveries("/tick")[0]
+        assert header(first, "X-Kairos-Job-Id") == "ticker"
+        assert header(first, "X-Kairos-Attempt") == "1"
+        scheduled = datetime.fromisoformat(header(first, "X-Kairos-Scheduled-For"))
+        assert scheduled.tzinfo is not None
+        assert json.loads(first["body"]) == {"hello": "world"}
+
+        def succeeded() -> list[dict[str, Any]]:
+            runs = api.get("/jobs/ticker/runs").json()["items"]
+            return [r for r in runs if r["status"] == "succeeded"]
+
+        wait_until(lambda: len(succeeded()) >= 3, 15, what="three recorded runs")
+        run = succeeded()[-1]
+        assert run["http_status"] == 200
+        assert run["duration_ms"] >= 0
+        assert str(run["id"]) in {header(d, "X-Kairos-Run-Id") for d in target.deliveries()}
+
+
+def test_sigkill_loses_no_job_no_run_and_no_fire(tmp_path: Path, target: TargetProcess) -> None:
+    db = f"sqlite:///{tmp_path}/k.db"
+    server = KairosProcess(db, log_path=tmp_path / "kairos.log").start()
+    with server.client() as api:
+        slow = {
+            "trigger": {"type": "date", "run_date": _iso(datetime.now(UTC) + timedelta(seconds=1))},
+            "target": {"url": target.url("/slow?delay=60")},
+        }
+        ticks = {
+            "trigger": {"type": "interval", "seconds": 1},
+            "target": {"url": target.url("/tick")},
+            "coalesce": False,
+            "misfire_grace_time": 120,
+        }
+        api.put("/jobs/slow", json=slow)
+        api.put("/jobs/ticks", json=ticks)
+        wait_until(lambda: target.deliveries("/slow"), 15, what="the slow call to start")
+        wait_until(lambda: len(target.deliveries("/tick")) >= 2, 15, what="two ticks")
+    server.kill()
+    killed_at = datetime.now(UTC)
+
+    with KairosProcess(db, log_path=tmp_path / "kairos.log") as again, again.client() as api:
+        assert {j["id"] for j in api.get("/jobs").json()["items"]} == {"slow", "ticks"}
+        slow_runs = api.get("/jobs/slow/runs").json()["items"]
+        assert [r["status"] for r in slow_runs] == ["interrupted"]
+
+        def ticks_after_restart() -> int:
+            return sum(
+                1
+                for d in target.deliveries("/tick")
+                if datetime.fromisoformat(header(d, "X-Kairos-Scheduled-For")) > killed_at
+            )
+
+        wait_until(lambda: ticks_after_restart() >= 3, 20, what="ticks after the restart")
+        ledger = _all_runs(api, "ticks")
+
+    # The ledger has every fire second exactly once, across the crash.
+    scheduled = [r["scheduled_for"] for r in ledger]
+    assert [f for f, n in Counter(scheduled).items() if n > 1] == []
+    moments = sorted(datetime.fromisoformat(f) for f in scheduled)
+    gaps = {(b - a).total_seconds() for a, b in pairwise(moments)}
+    assert gaps == {1.0}, f"a fire was lost from the ledger: {sorted(gaps)}"
+    # The target saw no fire twice, and every fire recorded as succeeded reached it.
+    delivered = [
+        datetime.fromisoformat(header(d, "X-Kairos-Scheduled-For"))
+        for d in target.deliveries("/tick")
+    ]
+    assert [f for f, n in Counter(delivered).items() if n > 1] == []
+    succeeded = {
+        datetime.fromisoformat(r["scheduled_for"]) for r in ledger if r["status"] == "succeeded"
+    }
+    assert succeeded <= set(delivered)
+    assert {r["status"] for r in ledger} <= {"succeeded", "interrupted", "running"}
+
+
+def _all_runs(api: httpx.Client, job_id: str) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 1000} | ({"cursor": cursor} if cursor else {})
+        page = api.get(f"/jobs/{job_id}/runs", params=params).json()
+        runs += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return runs
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat()

@@ -1,0 +1,301 @@
+"""The HTTP API on the in-memory store: contract shapes, auth, errors, pagination."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from kairos.api import create_app
+from kairos.settings import Settings
+
+TOKEN = "test-token"
+TARGET = "http://127.0.0.1:9/hook"
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    app = create_app(Settings(database_url="sqlite://", admin_token=TOKEN))
+    with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as test_client:
+        yield test_client
+
+
+def cron_job(expression: str = "0 2 * * *", **extra: Any) -> dict[str, Any]:
+    return {
+        "trigger": {"type": "cron", "expression": expression},
+        "target": {"url": TARGET},
+    } | extra
+
+
+# Auth ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/jobs"),
+        ("PUT", "/jobs/x"),
+        ("POST", "/tasks"),
+        ("DELETE", "/tasks/x"),
+        ("GET", "/runs"),
+        ("POST", "/triggers/preview"),
+        ("POST", "/jobs/x/run"),
+    ],
+)
+@pytest.mark.parametrize("header", [None, "Bearer wrong", "Basic abc"])
+def test_protected_routes_need_a_valid_bearer_token(
+    client: TestClient, method: str, path: str, header: str | None
+) -> None:
+    headers = {"Authorization": header} if header else {"Authorization": ""}
+    response = client.request(method, path, headers=headers, json={})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert "detail" in response.json()
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"])
+def test_open_routes_need_no_token(client: TestClient, path: str) -> None:
+    assert client.get(path, headers={"Authorization": ""}).status_code == 200
+
+
+def test_metrics_are_prometheus_text(client: TestClient) -> None:
+    response = client.get("/metrics")
+    assert response.headers["content-type"].startswith("text/plain")
+    assert "kairos_runs_in_flight" in response.text
+
+
+# The seed's endpoints, kept exactly --------------------------------------------------------------
+
+
+def test_seed_example_create_replace_delete(client: TestClient) -> None:
+    body = {"task_id": "hourly-crawl", "crontab": "0 * * * *", "target_endpoint": TARGET}
+    created = client.post("/tasks", json=body)
+    assert created.status_code == 200
+    assert created.json()["job_id"] == "hourly-crawl"
+    job = client.get("/jobs/hourly-crawl").json()
+    assert job["trigger"] == {"type": "cron", "expression": "0 * * * *"}
+    assert job["target"]["url"] == TARGET
+    assert job["target"]["method"] == "POST"
+    assert job["next_run_time"].endswith(":00:00Z") or job["next_run_time"].endswith(":00:00+00:00")
+
+    replaced = client.post("/tasks", json=body | {"crontab": "0 2 * * *"})
+    assert replaced.status_code == 200
+    assert replaced.json()["job_id"] == "hourly-crawl"
+    job = client.get("/jobs/hourly-crawl").json()
+    assert job["trigger"]["expression"] == "0 2 * * *"
+    assert "T02:00:00" in job["next_run_time"]
+    assert len(client.get("/jobs").json()["items"]) == 1
+
+    deleted = client.delete("/tasks/hourly-crawl")
+    assert (deleted.status_code, deleted.json()) == (200, {"status": "deleted"})
+    missing = client.delete("/tasks/hourly-crawl")
+    assert (missing.status_code, missing.json()) == (404, {"detail": "Task not found"})
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"task_id": "t", "crontab": "61 * * * *", "target_endpoint": TARGET}, "crontab"),
+        ({"task_id": "t", "crontab": "* * *", "target_endpoint": TARGET}, "crontab"),
+        ({"task_id": "t", "crontab": "0 * * * *", "target_endpoint": "ftp://x"}, "target_endpoint"),
+        (
+            {"task_id": "t", "crontab": "0 * * * *", "target_endpoint": "not a url"},
+            "target_endpoint",
+        ),
+        ({"task_id": "bad id!", "crontab": "0 * * * *", "target_endpoint": TARGET}, "task_id"),
+        ({"crontab": "0 * * * *", "target_endpoint": TARGET}, "task_id"),
+    ],
+)
+def test_seed_bad_input_names_the_field(
+    client: TestClient, body: dict[str, Any], field: str
+) -> None:
+    response = client.post("/tasks", json=body)
+    assert response.status_code == 422
+    assert field in [part for error in response.json()["detail"] for part in error["loc"]]
+    assert client.get("/jobs").json()["items"] == []
+
+
+# Jobs ------------------------------------------------------------------------------------------
+
+
+def test_put_creates_then_replaces(client: TestClient) -> None:
+    first = client.put("/jobs/nightly", json=cron_job(timezone="Europe/Berlin"))
+    assert first.status_code == 201
+    job = first.json()
+    assert job["id"] == "nightly"
+    assert job["state"] == "scheduled"
+    assert job["next_run_time"].endswith(("+01:00", "+02:00"))
+    assert job["max_instances"] == 1
+    second = client.put("/jobs/nightly", json=cron_job("*/5 * * * *"))
+    assert second.status_code == 200
+    assert second.json()["created_at"] == job["created_at"]
+    assert second.json()["timezone"] == "UTC"
+
+
+def test_post_creates_and_refuses_a_taken_id(client: TestClient) -> None:
+    assert client.post("/jobs", json=cron_job() | {"id": "a"}).status_code == 201
+    conflict = client.post("/jobs", json=cron_job() | {"id": "a"})
+    assert conflict.status_code == 409
+    assert "exists" in conflict.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/jobs/ghost"),
+        ("PATCH", "/jobs/ghost"),
+        ("DELETE", "/jobs/ghost"),
+        ("POST", "/jobs/ghost/pause"),
+        ("POST", "/jobs/ghost/resume"),
+        ("POST", "/jobs/ghost/run"),
+        ("GET", "/jobs/ghost/runs"),
+        ("GET", "/runs/999"),
+    ],
+)
+def test_unknown_job_is_404_on_every_route(client: TestClient, method: str, path: str) -> None:
+    response = client.request(method, path, json={"paused": True})
+    assert response.status_code == 404
+    assert isinstance(response.json()["detail"], str)
+
+
+INVALID_JOBS: list[tuple[dict[str, Any], list[str]]] = [
+    (cron_job("0 2 * *"), ["trigger", "expression"]),
+    (cron_job("0 25 * * *"), ["trigger", "expression"]),
+    (cron_job(timezone="Mars/Olympus"), ["timezone"]),
+    ({"trigger": {"type": "cron", "hour": "25"}, "target": {"url": TARGET}}, ["hour"]),
+    ({"trigger": {"type": "cron"}, "target": {"url": TARGET}}, ["trigger"]),
+    ({"trigger": {"type": "weekly"}, "target": {"url": TARGET}}, ["trigger"]),
+    ({"trigger": {"type": "interval"}, "target": {"url": TARGET}}, ["interval"]),
+    ({"trigger": {"type": "interval", "seconds": -1}, "target": {"url": TARGET}}, ["seconds"]),
+    (
+        {"trigger": {"type": "date", "run_date": "tomorrow"}, "target": {"url": TARGET}},
+        ["run_date"],
+    ),
+    (cron_job() | {"target": {"url": "ftp://x"}}, ["url"]),
+    (cron_job() | {"target": {"url": TARGET, "method": "FETCH"}}, ["method"]),
+    (cron_job() | {"target": {"url": TARGET, "timeout": 0}}, ["timeout"]),
+    (cron_job() | {"target": {"url": TARGET, "headers": {"A": "b\r\nc"}}}, ["headers"]),
+    (cron_job(max_instances=0), ["max_instances"]),
+    (cron_job(misfire_grace_time=-5), ["misfire_grace_time"]),
+    (cron_job(unknown_field=1), ["unknown_field"]),
+    ({"target": {"url": TARGET}}, ["trigger"]),
+]
+
+
+@pytest.mark.parametrize(("body", "names"), INVALID_JOBS)
+def test_invalid_job_is_422_naming_the_field_and_keeps_the_old_job(
+    client: TestClient, body: dict[str, Any], names: list[str]
+) -> None:
+    assert client.put("/jobs/keep", json=cron_job("0 3 * * *")).status_code == 201
+    response = client.put("/jobs/keep", json=body)
+    assert response.status_code == 422, response.text
+    locs = [str(p) for error in response.json()["detail"] for p in error["loc"]]
+    for name in names:
+        assert any(name in part for part in locs), (name, response.json())
+    assert client.get("/jobs/keep").json()["trigger"]["expression"] == "0 3 * * *"
+
+
+def test_malformed_json_is_422_not_500(client: TestClient) -> None:
+    response = client.put(
+        "/jobs/x", content=b'{"trigger": ', headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+
+
+@pytest.mark.parametrize("job_id", ["a" * 129, "white space", "semi;colon"])
+def test_invalid_id_on_put_is_422(client: TestClient, job_id: str) -> None:
+    response = client.put(f"/jobs/{job_id}", json=cron_job())
+    assert response.status_code == 422
+    assert "job_id" in response.json()["detail"][0]["loc"]
+
+
+def test_patch_changes_only_the_given_fields(client: TestClient) -> None:
+    client.put("/jobs/p", json=cron_job(description="before", max_instances=2))
+    response = client.patch("/jobs/p", json={"description": "after"})
+    assert response.status_code == 200
+    assert response.json()["description"] == "after"
+    assert response.json()["max_instances"] == 2
+    bad = client.patch("/jobs/p", json={"trigger": {"type": "cron", "expression": "x"}})
+    assert bad.status_code == 422
+    unknown = client.patch("/jobs/p", json={"id": "other"})
+    assert unknown.status_code == 422
+    assert client.get("/jobs/p").json()["description"] == "after"
+
+
+def test_pause_and_resume(client: TestClient) -> None:
+    client.put("/jobs/p", json=cron_job())
+    paused = client.post("/jobs/p/pause").json()
+    assert (paused["paused"], paused["state"], paused["next_run_time"]) == (True, "paused", None)
+    resumed = client.post("/jobs/p/resume").json()
+    assert (resumed["paused"], resumed["state"]) == (False, "scheduled")
+    assert resumed["next_run_time"] is not None
+
+
+def test_delete_is_204_then_404(client: TestClient) -> None:
+    client.put("/jobs/d", json=cron_job())
+    assert client.delete("/jobs/d").status_code == 204
+    assert client.get("/jobs/d").status_code == 404
+
+
+def test_run_now_answers_202_with_the_run(client: TestClient) -> None:
+    client.put("/jobs/r", json=cron_job(paused=True))
+    response = client.post("/jobs/r/run")
+    assert response.status_code == 202
+    run = response.json()
+    assert run["job_id"] == "r"
+    assert run["attempt"] == 1
+    assert run["manual"] is True
+    assert run["status"] in {"scheduled", "running", "failed"}
+    assert client.get(f"/runs/{run['id']}").json()["id"] == run["id"]
+
+
+def test_list_jobs_paginates_with_a_cursor(client: TestClient) -> None:
+    for i in range(5):
+        client.put(f"/jobs/j{i}", json=cron_job())
+    first = client.get("/jobs", params={"limit": 2}).json()
+    assert [j["id"] for j in first["items"]] == ["j0", "j1"]
+    second = client.get("/jobs", params={"limit": 2, "cursor": first["next_cursor"]}).json()
+    assert [j["id"] for j in second["items"]] == ["j2", "j3"]
+    last = client.get("/jobs", params={"limit": 2, "cursor": second["next_cursor"]}).json()
+    assert [j["id"] for j in last["items"]] == ["j4"]
+    assert last["next_cursor"] is None
+    assert client.get("/jobs", params={"cursor": "!!!"}).status_code == 422
+    assert client.get("/jobs", params={"limit": 0}).status_code == 422
+
+
+def test_runs_paginate_newest_first(client: TestClient) -> None:
+    client.put("/jobs/r", json=cron_job(paused=True))
+    ids = [client.post("/jobs/r/run").json()["id"] for _ in range(3)]
+    page = client.get("/jobs/r/runs", params={"limit": 2}).json()
+    assert [r["id"] for r in page["items"]] == ids[::-1][:2]
+    rest = client.get("/runs", params={"limit": 2, "cursor": page["next_cursor"]}).json()
+    assert [r["id"] for r in rest["items"]] == [ids[0]]
+    assert client.get("/runs", params={"status": "bogus"}).status_code == 422
+
+
+# Preview ---------------------------------------------------------------------------------------
+
+
+def test_preview_gives_the_next_fire_times_in_the_zone(client: TestClient) -> None:
+    response = client.post(
+        "/triggers/preview",
+        json={
+            "trigger": {"type": "cron", "expression": "0 2 * * 0"},
+            "timezone": "America/New_York",
+            "count": 3,
+        },
+    )
+    assert response.status_code == 200
+    times = response.json()["fire_times"]
+    assert len(times) == 3
+    assert all("T02:00:00-0" in t for t in times)
+
+
+def test_preview_rejects_a_bad_expression_naming_it(client: TestClient) -> None:
+    response = client.post(
+        "/triggers/preview", json={"trigger": {"type": "cron", "expression": "0 0 0 0 0"}}
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"][-1] == "expression"

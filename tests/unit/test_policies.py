@@ -1,0 +1,127 @@
+"""Misfire, coalesce, max_instances and capacity decisions, on literal times."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from kairos.clock import to_us
+from kairos.models import JobRecord, JobSpec, RunStatus
+from kairos.policies import Planner
+
+T0 = to_us(datetime(2026, 1, 1, tzinfo=UTC))
+S = 1_000_000
+
+
+def job(next_fire_us: int = T0, next_run_us: int | None = None, **spec: Any) -> JobRecord:
+    body = {
+        "trigger": {"type": "interval", "seconds": 10},
+        "target": {"url": "http://127.0.0.1:9/"},
+        **spec,
+    }
+    return JobRecord(
+        "j",
+        JobSpec.model_validate(body),
+        next_fire_us,
+        next_fire_us if next_run_us is None else next_run_us,
+        T0 - 100 * S,
+        T0 - 100 * S,
+    )
+
+
+def statuses(plan: Any) -> list[tuple[int, RunStatus]]:
+    return [((r.scheduled_for_us - T0) // S, r.status) for r in plan.runs]
+
+
+def test_on_time_fire_starts_and_advances_one_interval() -> None:
+    plan = Planner().plan(job(), T0 + 1000, running=0, budget=10)
+    assert statuses(plan) == [(0, RunStatus.RUNNING)]
+    assert plan.next_fire_us == T0 + 10 * S
+    assert plan.next_run_us == T0 + 10 * S
+
+
+def test_coalesce_runs_only_the_latest_of_a_backlog() -> None:
+    plan = Planner().plan(job(coalesce=True), T0 + 35 * S, running=0, budget=10)
+    assert statuses(plan) == [(30, RunStatus.RUNNING)]
+    assert plan.next_fire_us == T0 + 40 * S
+
+
+def test_coalesced_fire_beyond_grace_is_one_missed_run() -> None:
+    plan = Planner().plan(
+        job(coalesce=True, misfire_grace_time=2), T0 + 35 * S, running=0, budget=10
+    )
+    assert statuses(plan) == [(30, RunStatus.MISSED)]
+    assert "misfire_grace_time" in (plan.runs[0].error or "")
+    assert plan.next_fire_us == T0 + 40 * S
+
+
+def test_without_coalesce_each_fire_within_grace_runs_and_older_ones_are_missed() -> None:
+    plan = Planner().plan(
+        job(coalesce=False, misfire_grace_time=15, max_instances=10),
+        T0 + 35 * S,
+        running=0,
+        budget=10,
+    )
+    assert statuses(plan) == [
+        (0, RunStatus.MISSED),
+        (10, RunStatus.MISSED),
+        (20, RunStatus.RUNNING),
+        (30, RunStatus.RUNNING),
+    ]
+    assert plan.next_fire_us == T0 + 40 * S
+
+
+def test_unlimited_grace_runs_however_late() -> None:
+    plan = Planner().plan(
+        job(coalesce=True, misfire_grace_time=None), T0 + 86_400 * S, running=0, budget=1
+    )
+    assert statuses(plan) == [(86_400, RunStatus.RUNNING)]
+
+
+def test_max_instances_reached_records_a_skipped_run() -> None:
+    plan = Planner().plan(job(max_instances=2), T0, running=2, budget=10)
+    assert statuses(plan) == [(0, RunStatus.SKIPPED)]
+    assert "max_instances (2)" in (plan.runs[0].error or "")
+    assert plan.next_fire_us == T0 + 10 * S
+
+
+def test_no_budget_leaves_the_fire_due() -> None:
+    plan = Planner().plan(job(), T0 + 1, running=0, budget=0)
+    assert plan.runs == []
+    assert (plan.next_fire_us, plan.next_run_us) == (T0, T0)
+
+
+def test_budget_stops_a_backlog_part_way_and_the_rest_stays_due() -> None:
+    plan = Planner().plan(
+        job(coalesce=False, misfire_grace_time=None, max_instances=10),
+        T0 + 35 * S,
+        running=0,
+        budget=2,
+    )
+    assert statuses(plan) == [(0, RunStatus.RUNNING), (10, RunStatus.RUNNING)]
+    assert plan.next_fire_us == T0 + 20 * S
+
+
+def test_long_outage_records_at_most_a_hundred_missed_fires_and_catches_up() -> None:
+    plan = Planner().plan(
+        job(coalesce=False, misfire_grace_time=5), T0 + 100_000 * S, running=0, budget=10
+    )
+    missed = [r for r in plan.runs if r.status is RunStatus.MISSED]
+    assert len(missed) == 100
+    assert plan.next_fire_us is not None
+    assert T0 + 100_000 * S - 5 * S <= plan.next_fire_us <= T0 + 100_010 * S
+
+
+def test_jitter_delays_the_due_time_but_not_the_nominal_fire() -> None:
+    planner = Planner(uniform=lambda low, high: high)
+    spec = {"trigger": {"type": "interval", "seconds": 10, "jitter": 3}}
+    plan = planner.plan(job(**spec), T0, running=0, budget=10)
+    assert plan.next_fire_us == T0 + 10 * S
+    assert plan.next_run_us == T0 + 13 * S
+
+
+def test_date_trigger_fires_once_then_has_no_next_fire() -> None:
+    spec = {"trigger": {"type": "date", "run_date": "2026-01-01T00:00:00Z"}}
+    plan = Planner().plan(job(**spec), T0 + S, running=0, budget=10)
+    assert statuses(plan) == [(0, RunStatus.RUNNING)]
+    assert (plan.next_fire_us, plan.next_run_us) == (None, None)
