@@ -176,9 +176,13 @@ def decode_cursor(cursor: str | None) -> str | None:
     if cursor is None:
         return None
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        padded = cursor + "=" * (-len(cursor) % 4)
+        key = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidField(["cursor"], "not a cursor this API returned", source="query") from None
+        key = ""
+    if not key:
+        raise InvalidField(["cursor"], "not a cursor this API returned", source="query")
+    return key
 
 
 def _local(us: int | None, zone: ZoneInfo) -> datetime | None:

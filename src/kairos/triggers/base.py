@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 __all__ = ["Trigger"]
 
@@ -43,7 +43,9 @@ class Trigger(ABC):
 
         Used to coalesce a backlog into one run without walking every missed fire.
         """
-        floor = not_before - timedelta(microseconds=1)
+        # In UTC: aware datetimes sharing a tzinfo compare by wall clock, ignoring fold.
+        now = now.astimezone(UTC)
+        floor = not_before.astimezone(UTC) - timedelta(microseconds=1)
         for window in _LOOKBACK_WINDOWS:
             start = max(floor, now - window)
             found = self._last_in(start, now)
@@ -54,7 +56,7 @@ class Trigger(ABC):
     def _last_in(self, after: datetime, now: datetime) -> datetime | None:
         last = None
         candidate = self.next_after(after)
-        while candidate is not None and candidate <= now:
+        while candidate is not None and candidate.astimezone(UTC) <= now:
             last = candidate
             candidate = self.next_after(candidate)
         return last

@@ -1,0 +1,85 @@
+"""Standard 5-field crontab expressions, with cron's own meaning.
+
+``minute hour day-of-month month day-of-week``: day of week 0 and 7 are Sunday, names (``mon``,
+``jan``) in any case, ranges, lists and steps; when both day fields are restricted either one
+matching is enough (the cron OR rule). ``@yearly``, ``@annually``, ``@monthly``, ``@weekly``,
+``@daily``, ``@midnight`` and ``@hourly`` are accepted. For seconds, use the keyword form.
+
+DST follows Debian cron through cronsim: a fire at a time that a spring-forward skips happens at
+the jump; at fall-back a fixed-time job fires once, while ``*`` or ``*/n`` hour or minute jobs keep
+firing by real time through the repeated hour.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from cronsim import CronSim, CronSimError
+
+from kairos.errors import InvalidField
+from kairos.triggers.base import Trigger
+
+__all__ = ["CrontabTrigger"]
+
+MACROS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+_LOC = ("trigger", "expression")
+# cronsim walks at most 50 years; a schedule with no fire in that span ends.
+_PROBE = datetime(2000, 1, 1, tzinfo=ZoneInfo("UTC"))
+
+
+class CrontabTrigger(Trigger):
+    def __init__(self, expression: str, zone: ZoneInfo) -> None:
+        self.expression = _normalise(expression)
+        self.zone = zone
+        try:
+            sim = CronSim(self.expression, _PROBE)
+        except CronSimError as exc:
+            raise InvalidField(_LOC, f"{exc} in {expression!r}") from None
+        try:
+            next(sim)
+        except StopIteration:
+            raise InvalidField(_LOC, f"{expression!r} never fires") from None
+
+    def next_after(self, after: datetime) -> datetime | None:
+        # cronsim drops microseconds and then steps forward at least a second, which is exactly
+        # "strictly after" for whole-second fire times.
+        local = after.astimezone(self.zone)
+        try:
+            return next(CronSim(self.expression, local)).astimezone(self.zone)
+        except StopIteration:
+            return None
+
+    def latest_at_or_before(self, now: datetime, not_before: datetime) -> datetime | None:
+        # One step back from just after ``now`` gives the last fire at or before it.
+        after_now = (now + timedelta(seconds=1)).astimezone(self.zone).replace(microsecond=0)
+        try:
+            fire = next(CronSim(self.expression, after_now, reverse=True))
+        except StopIteration:
+            return None
+        fire = fire.astimezone(self.zone)
+        fire_utc = fire.astimezone(UTC)
+        if fire_utc > now.astimezone(UTC) or fire_utc < not_before.astimezone(UTC):
+            return super().latest_at_or_before(now, not_before)
+        return fire
+
+
+def _normalise(expression: str) -> str:
+    text = " ".join(expression.split())
+    text = MACROS.get(text.lower(), text)
+    fields = text.split(" ")
+    if len(fields) != 5:
+        raise InvalidField(
+            _LOC,
+            f"expected 5 fields 'minute hour day-of-month month day-of-week' (or a macro such "
+            f"as @daily), got {len(fields)} in {expression!r}; for seconds use the keyword form",
+        )
+    return text
