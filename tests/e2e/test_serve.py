@@ -113,7 +113,7 @@ def test_a_job_fires_calls_its_target_and_keeps_history(
         run = succeeded()[-1]
         assert run["http_status"] == 200
         assert run["duration_ms"] >= 0
-        assert str(run["id"]) in {header(d, "X-Kairos-Run-Id") for d in target.deliveries()}
+        assert str(run["id"]) in {header(d, "X-Kairos-Run-Id") for d in target.deliveries("/tick")}
 
 
 def test_sigkill_loses_no_job_no_run_and_no_fire(tmp_path: Path, target: TargetProcess) -> None:

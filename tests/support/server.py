@@ -60,22 +60,13 @@ class KairosProcess:
         env = {**os.environ, **self._env}
         if self.token is not None:
             env["KAIROS_ADMIN_TOKEN"] = self.token
-        out = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kairos",
-                "serve",
-                "--port",
-                str(self.port),
-                "--db",
-                self.db_url,
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        command = [sys.executable, "-m", "kairos", "serve", "--port", str(self.port)]
+        command += ["--db", self.db_url]
+        if self._log_path is None:
+            self.proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+        else:
+            with self._log_path.open("ab") as out:  # the child keeps its own copy open
+                self.proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
         wait_until(self._ready, ready_timeout, interval=0.05, what=f"kairos on {self.port}")
         return self
 

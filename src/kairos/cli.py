@@ -1,0 +1,377 @@
+"""The ``kairos`` command: ``serve``, ``db upgrade``, offline ``preview``, and a client for a
+running server (``jobs``, ``runs``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from fastapi import FastAPI
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.engine import make_url
+
+from kairos import __version__, triggers
+from kairos.cli_client import ApiClient, ApiError
+from kairos.errors import InvalidField
+from kairos.models import CronTriggerSpec, parse_zone
+from kairos.settings import Settings
+from kairos.store import store_for_url
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(help="Kairos: a self-hosted, API-driven job scheduler.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Manage the jobs of a running server.", no_args_is_help=True)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(db_app, name="db")
+
+out = Console()
+err = Console(stderr=True)
+
+Url = Annotated[str, typer.Option("--url", envvar="KAIROS_URL", help="The server's base URL")]
+Token = Annotated[str | None, typer.Option("--token", envvar="KAIROS_TOKEN", help="A bearer token")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the API's JSON, for scripts")]
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def main() -> None:
+    app()
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+# Server ------------------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address [KAIROS_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [KAIROS_PORT]")] = None,
+    db: Annotated[str | None, typer.Option(help="Database URL [KAIROS_DATABASE_URL]")] = None,
+    log_level: Annotated[str | None, typer.Option(help="Log level [KAIROS_LOG_LEVEL]")] = None,
+) -> None:
+    """Start the API and the scheduler in one process."""
+    import uvicorn
+
+    from kairos.api import create_app
+
+    flags: dict[str, Any] = {"host": host, "port": port, "database_url": db, "log_level": log_level}
+    try:
+        settings = Settings(**{k: v for k, v in flags.items() if v is not None})
+        store_for_url(settings.database_url)
+    except (ValidationError, ValueError) as exc:
+        fail(_first_line(exc), code=2)
+
+    def banner(api: FastAPI, generated_token: str | None) -> None:
+        base = f"http://{settings.host}:{settings.port}"
+        out.print(f"[bold]Kairos {__version__}[/bold] is running")
+        out.print(f"  API       {base}")
+        out.print(f"  Docs      {base}/docs")
+        out.print(f"  Database  {make_url(settings.database_url).render_as_string()}")
+        out.print(f"  Node      {api.state.scheduler.node_id}")
+        if generated_token:
+            out.print(
+                f"\n  Admin token (shown only now, stored hashed): [bold]{generated_token}[/bold]"
+                "\n  Send it as 'Authorization: Bearer <token>' or set KAIROS_ADMIN_TOKEN.\n"
+            )
+        out.file.flush()
+
+    uvicorn.run(
+        create_app(settings, on_started=banner),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        lifespan="on",
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    db: Annotated[str | None, typer.Option(help="Database URL [KAIROS_DATABASE_URL]")] = None,
+) -> None:
+    """Bring the database schema up to date, without serving."""
+    url = db or Settings().database_url
+    try:
+        store = store_for_url(url)
+    except ValueError as exc:
+        fail(str(exc), code=2)
+
+    async def upgrade() -> None:
+        await store.open()
+        await store.close()
+
+    asyncio.run(upgrade())
+    out.print(f"Database {make_url(url).render_as_string()} is up to date.")
+
+
+@app.command()
+def preview(
+    expression: Annotated[str, typer.Argument(help="A crontab, e.g. '0 2 * * 0'")],
+    tz: Annotated[str, typer.Option("--tz", help="IANA time zone")] = "UTC",
+    count: Annotated[int, typer.Option(min=1, max=1000)] = 10,
+) -> None:
+    """Print the next fire times of a crontab expression (offline)."""
+    try:
+        zone = parse_zone(tz)
+        trigger = triggers.build(CronTriggerSpec(type="cron", expression=expression), zone)
+    except (InvalidField, ValueError) as exc:
+        fail(str(exc) if isinstance(exc, InvalidField) else f"--tz: {exc}", code=2)
+    now = datetime.now(UTC)
+    for fire in triggers.preview(trigger, now, count):
+        utc = fire.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        out.print(f"{fire.isoformat()}  ({fire:%a}, {utc})", highlight=False)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    out.print(__version__)
+
+
+# Jobs --------------------------------------------------------------------------------------------
+
+
+@jobs_app.command("list")
+def jobs_list(
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    as_json: AsJson = False,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+    all_pages: Annotated[bool, typer.Option("--all", help="Follow every page")] = False,
+) -> None:
+    """List jobs."""
+    with _client(url, token) as api:
+        items: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            params = {"limit": limit} | ({"cursor": cursor} if cursor else {})
+            page = api.call("GET", "/jobs", params=params)
+            items += page["items"]
+            cursor = page["next_cursor"]
+            if not (all_pages and cursor):
+                break
+    if as_json:
+        _print_json({"items": items, "next_cursor": cursor})
+        return
+    table = Table("id", "state", "trigger", "timezone", "next run", "target")
+    for job in items:
+        table.add_row(
+            job["id"],
+            job["state"],
+            _trigger_text(job["trigger"]),
+            job["timezone"],
+            job["next_run_time"] or "-",
+            job["target"]["url"],
+        )
+    out.print(table)
+
+
+@jobs_app.command("get")
+def jobs_get(job_id: str, url: Url = DEFAULT_URL, token: Token = None) -> None:
+    """Show one job as JSON."""
+    with _client(url, token) as api:
+        _print_json(api.call("GET", f"/jobs/{job_id}"))
+
+
+@jobs_app.command("put")
+def jobs_put(
+    job_id: str,
+    cron: Annotated[str | None, typer.Option(help="Crontab expression")] = None,
+    every: Annotated[str | None, typer.Option(help="Interval, e.g. 30s, 5m, 1h30m, 1d")] = None,
+    at: Annotated[str | None, typer.Option(help="One-off ISO 8601 date")] = None,
+    file: Annotated[Path | None, typer.Option(help="A full job spec as JSON")] = None,
+    target: Annotated[str | None, typer.Option(help="URL to call")] = None,
+    method: Annotated[str | None, typer.Option(help="HTTP method (default POST)")] = None,
+    header: Annotated[list[str] | None, typer.Option(help="'Name: value', repeatable")] = None,
+    body: Annotated[str | None, typer.Option(help="Request body")] = None,
+    tz: Annotated[str | None, typer.Option("--tz", help="IANA time zone")] = None,
+    max_instances: Annotated[int | None, typer.Option()] = None,
+    misfire_grace_time: Annotated[float | None, typer.Option()] = None,
+    no_coalesce: Annotated[bool, typer.Option("--no-coalesce")] = False,
+    paused: Annotated[bool, typer.Option("--paused")] = False,
+    description: Annotated[str | None, typer.Option()] = None,
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Create or completely replace a job."""
+    spec: dict[str, Any] = json.loads(file.read_text()) if file else {}
+    chosen = [flag for flag in (cron, every, at) if flag is not None]
+    if len(chosen) > 1:
+        fail("give one of --cron, --every, --at", code=2)
+    if cron is not None:
+        spec["trigger"] = {"type": "cron", "expression": cron}
+    elif every is not None:
+        spec["trigger"] = {"type": "interval", "seconds": _seconds(every)}
+    elif at is not None:
+        spec["trigger"] = {"type": "date", "run_date": at}
+    if "trigger" not in spec:
+        fail("a job needs a schedule: --cron, --every, --at or --file", code=2)
+    target_spec = dict(spec.get("target", {}))
+    for key, value in (("url", target), ("method", method), ("body", body)):
+        if value is not None:
+            target_spec[key] = value
+    if header:
+        target_spec["headers"] = target_spec.get("headers", {}) | _headers(header)
+    if "url" not in target_spec:
+        fail("a job needs a target: --target URL (or a target in --file)", code=2)
+    spec["target"] = target_spec
+    extras = {
+        "timezone": tz,
+        "max_instances": max_instances,
+        "misfire_grace_time": misfire_grace_time,
+        "description": description,
+        "coalesce": False if no_coalesce else None,
+        "paused": True if paused else None,
+    }
+    spec |= {k: v for k, v in extras.items() if v is not None}
+    with _client(url, token) as api:
+        response = api.request("PUT", f"/jobs/{job_id}", json=spec)
+    job = response.json()
+    if as_json:
+        _print_json(job)
+        return
+    verb = "created" if response.status_code == 201 else "replaced"
+    out.print(f"Job [bold]{job_id}[/bold] {verb}; next run: {job['next_run_time'] or '-'}")
+
+
+@jobs_app.command("delete")
+def jobs_delete(job_id: str, url: Url = DEFAULT_URL, token: Token = None) -> None:
+    """Delete a job (its run history stays)."""
+    with _client(url, token) as api:
+        api.call("DELETE", f"/jobs/{job_id}")
+    out.print(f"Job [bold]{job_id}[/bold] deleted")
+
+
+@jobs_app.command("pause")
+def jobs_pause(job_id: str, url: Url = DEFAULT_URL, token: Token = None) -> None:
+    """Pause a job."""
+    with _client(url, token) as api:
+        job = api.call("POST", f"/jobs/{job_id}/pause")
+    out.print(f"Job [bold]{job_id}[/bold] is {job['state']}")
+
+
+@jobs_app.command("resume")
+def jobs_resume(job_id: str, url: Url = DEFAULT_URL, token: Token = None) -> None:
+    """Resume a paused job."""
+    with _client(url, token) as api:
+        job = api.call("POST", f"/jobs/{job_id}/resume")
+    out.print(f"Job [bold]{job_id}[/bold] is {job['state']}; next run: {job['next_run_time']}")
+
+
+@jobs_app.command("run")
+def jobs_run(
+    job_id: str, url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False
+) -> None:
+    """Start one run now, outside the schedule."""
+    with _client(url, token) as api:
+        run = api.call("POST", f"/jobs/{job_id}/run")
+    if as_json:
+        _print_json(run)
+        return
+    out.print(f"Run {run['id']} of [bold]{job_id}[/bold] is {run['status']}")
+
+
+# Runs --------------------------------------------------------------------------------------------
+
+
+@app.command("runs")
+def runs_list(
+    job: Annotated[str | None, typer.Option(help="Only this job's runs")] = None,
+    status: Annotated[str | None, typer.Option(help="Only runs with this status")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """List runs, newest first."""
+    params: dict[str, Any] = {"limit": limit} | ({"status": status} if status else {})
+    path = f"/jobs/{job}/runs" if job else "/runs"
+    with _client(url, token) as api:
+        page = api.call("GET", path, params=params)
+    if as_json:
+        _print_json(page)
+        return
+    table = Table("id", "job", "scheduled for", "status", "attempt", "http", "ms", "error")
+    for run in page["items"]:
+        duration = run["duration_ms"]
+        table.add_row(
+            str(run["id"]),
+            run["job_id"],
+            run["scheduled_for"],
+            run["status"],
+            str(run["attempt"]),
+            str(run["http_status"] or "-"),
+            "-" if duration is None else f"{duration:.1f}",
+            (run["error"] or "")[:60],
+        )
+    out.print(table)
+
+
+# Helpers -----------------------------------------------------------------------------------------
+
+
+def _client(url: str, token: str | None) -> ApiClient:
+    return ApiClient(url, token, on_error=_api_failed)
+
+
+def _api_failed(error: ApiError) -> NoReturn:
+    fail(str(error))
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(w|d|h|m|s|ms)")
+_UNIT_S = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1, "ms": 0.001}
+
+
+def _seconds(text: str) -> float:
+    compact = text.replace(" ", "").lower()
+    parts = _DURATION.findall(compact)
+    if not parts or "".join(n + u for n, u in parts) != compact:
+        fail(f"--every: cannot read {text!r}; use e.g. 30s, 5m, 1h30m, 1d", code=2)
+    return sum(float(number) * _UNIT_S[unit] for number, unit in parts)
+
+
+def _headers(pairs: list[str]) -> dict[str, str]:
+    headers = {}
+    for pair in pairs:
+        name, sep, value = pair.partition(":")
+        if not sep:
+            fail(f"--header: expected 'Name: value', got {pair!r}", code=2)
+        headers[name.strip()] = value.strip()
+    return headers
+
+
+def _trigger_text(trigger: dict[str, Any]) -> str:
+    kind = trigger["type"]
+    if kind == "cron":
+        if "expression" in trigger:
+            return f"cron {trigger['expression']}"
+        fields = {k: v for k, v in trigger.items() if k not in ("type",)}
+        return "cron " + " ".join(f"{k}={v}" for k, v in fields.items())
+    if kind == "interval":
+        units = ("weeks", "days", "hours", "minutes", "seconds")
+        return "every " + " ".join(f"{trigger[u]:g}{u[0]}" for u in units if trigger.get(u))
+    return f"once at {trigger['run_date']}"
+
+
+def _first_line(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        error = exc.errors()[0]
+        field = "KAIROS_" + "_".join(str(p) for p in error["loc"]).upper()
+        return f"{field}: {error['msg']}"
+    return str(exc).splitlines()[0]
