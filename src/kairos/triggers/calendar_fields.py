@@ -48,8 +48,8 @@ def parse_values(field: str, expression: str) -> list[int]:
         if stop < start:
             raise _bad(field, expression, f"range {term!r} runs backwards")
         stride = int(step) if step else 1
-        if stride < 1:
-            raise _bad(field, expression, "a step must be at least 1")
+        if not 1 <= stride <= max(stop - start, 1):
+            raise _bad(field, expression, f"step {stride} must be 1-{max(stop - start, 1)}")
         values.update(range(start, stop + 1, stride))
     return sorted(values)
 
