@@ -1,0 +1,166 @@
+"""The engine end to end in one process: SQLite file, real HTTP calls, real time."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kairos.engine import Scheduler
+from kairos.executors.http import HttpExecutor
+from kairos.models import JobSpec, RunRecord, RunStatus
+from kairos.settings import Settings
+from kairos.store import store_for_url
+from tests.support.target import Delivery, RecordingTarget
+
+
+@pytest.fixture
+async def target() -> AsyncIterator[RecordingTarget]:
+    async with RecordingTarget() as server:
+        yield server
+
+
+def make_scheduler(tmp_path: Path, **settings: Any) -> Scheduler:
+    config = Settings(database_url=f"sqlite:///{tmp_path}/k.db", shutdown_grace=0.5, **settings)
+    executor = HttpExecutor(
+        max_connections=config.max_concurrent_runs,
+        response_excerpt_bytes=config.response_excerpt_bytes,
+        default_timeout_s=config.default_http_timeout,
+    )
+    return Scheduler(store_for_url(config.database_url), executor, config)
+
+
+@pytest.fixture
+async def scheduler(tmp_path: Path) -> AsyncIterator[Scheduler]:
+    engine = make_scheduler(tmp_path)
+    await engine.start()
+    yield engine
+    await engine.stop()
+
+
+def spec(url: str, trigger: dict[str, Any], **extra: Any) -> JobSpec:
+    return JobSpec.model_validate({"trigger": trigger, "target": {"url": url}, **extra})
+
+
+def soon(seconds: float = 0.3) -> dict[str, Any]:
+    run_date = datetime.now(UTC) + timedelta(seconds=seconds)
+    return {"type": "date", "run_date": run_date.isoformat()}
+
+
+async def wait_runs(
+    scheduler: Scheduler,
+    job_id: str,
+    condition: Callable[[list[RunRecord]], bool],
+    deadline_s: float = 10,
+) -> list[RunRecord]:
+    """Poll the run history until ``condition`` holds; fail after the deadline."""
+    async with asyncio.timeout(deadline_s):
+        while True:
+            runs = await scheduler.list_runs(job_id=job_id, limit=1000)
+            if condition(runs):
+                return runs
+            await asyncio.sleep(0.02)
+
+
+def at(target: RecordingTarget, path: str) -> list[Delivery]:
+    return [d for d in target.deliveries if d.path == path]
+
+
+async def test_a_date_job_fires_once_and_its_run_is_recorded(
+    scheduler: Scheduler, target: RecordingTarget
+) -> None:
+    job = await scheduler.create_job("once", spec(target.url("/once"), soon()))
+    runs = await wait_runs(scheduler, "once", lambda r: r and r[0].status is RunStatus.SUCCEEDED)
+    assert len(runs) == 1
+    assert runs[0].scheduled_for_us == job.next_fire_us
+    assert (runs[0].http_status, runs[0].response_excerpt) == (200, "ok")
+    assert len(target.deliveries) == 1
+    assert (await scheduler.get_job("once")).next_run_us is None
+
+
+async def test_a_failing_target_gives_a_failed_run_that_says_why(
+    scheduler: Scheduler, target: RecordingTarget
+) -> None:
+    await scheduler.create_job("bad", spec(target.url("/x?status=500"), soon()))
+    runs = await wait_runs(scheduler, "bad", lambda r: r and r[0].status is RunStatus.FAILED)
+    assert runs[0].http_status == 500
+    assert runs[0].error == "HTTP 500 Internal Server Error"
+
+
+async def test_max_instances_records_skipped_fires(
+    scheduler: Scheduler, target: RecordingTarget
+) -> None:
+    trigger = {"type": "interval", "seconds": 0.1}
+    await scheduler.create_job("busy", spec(target.url("/busy?delay=2"), trigger))
+    runs = await wait_runs(
+        scheduler, "busy", lambda r: sum(x.status is RunStatus.SKIPPED for x in r) >= 3
+    )
+    assert sum(r.status is RunStatus.RUNNING for r in runs) == 1
+    assert len(at(target, "/busy")) == 1
+    skipped = next(r for r in runs if r.status is RunStatus.SKIPPED)
+    assert "max_instances (1)" in (skipped.error or "")
+
+
+async def test_global_cap_limits_calls_in_flight(tmp_path: Path, target: RecordingTarget) -> None:
+    engine = make_scheduler(tmp_path, max_concurrent_runs=2)
+    await engine.start()
+    try:
+        trigger = soon(0.2)
+        for i in range(5):
+            await engine.create_job(f"j{i}", spec(target.url("/slow?delay=0.4"), trigger))
+        await target.wait_for(2)
+        peak = engine.runs_in_flight
+        await target.wait_for(5, deadline_s=10)
+        deliveries = sorted(d.received_us for d in target.deliveries)
+    finally:
+        await engine.stop()
+    assert peak == 2
+    # The third call could only start after one of the first two had finished.
+    assert deliveries[2] - deliveries[0] >= 400_000
+
+
+async def test_replace_applies_to_every_fire_not_yet_started(
+    scheduler: Scheduler, target: RecordingTarget
+) -> None:
+    trigger = {"type": "interval", "seconds": 0.1}
+    await scheduler.put_job("j", spec(target.url("/old"), trigger))
+    await target.wait_for(lambda d: len(at(target, "/old")) >= 2)
+    await scheduler.put_job("j", spec(target.url("/new"), trigger))
+    replaced_us = time.time_ns() // 1000
+    await target.wait_for(lambda d: len(at(target, "/new")) >= 3)
+    assert [d for d in at(target, "/old") if d.received_us > replaced_us + 50_000] == []
+
+
+async def test_pause_stops_fires_and_resume_restarts_them(
+    scheduler: Scheduler, target: RecordingTarget
+) -> None:
+    trigger = {"type": "interval", "seconds": 0.1}
+    await scheduler.create_job("p", spec(target.url("/p"), trigger))
+    await target.wait_for(2)
+    paused = await scheduler.pause_job("p")
+    assert paused.next_run_us is None
+    count = len(target.deliveries)
+    await scheduler.run_now("p")  # run now still works while paused
+    await target.wait_for(count + 1)
+    await asyncio.sleep(0.5)  # a window in which a paused job must stay silent
+    assert len(target.deliveries) == count + 1
+    await scheduler.resume_job("p")
+    await target.wait_for(count + 3)
+
+
+async def test_delete_stops_fires_and_keeps_history(
+    scheduler: Scheduler, target: RecordingTarget
+) -> None:
+    await scheduler.create_job("d", spec(target.url("/d"), {"type": "interval", "seconds": 0.1}))
+    await target.wait_for(2)
+    await scheduler.delete_job("d")
+    count = len(target.deliveries)
+    await asyncio.sleep(0.5)  # a window in which a deleted job must stay silent
+    assert len(target.deliveries) <= count + 1  # at most the call already under way
+    history = await scheduler.list_runs(limit=100)
+    assert {r.job_id for r in history} == {"d"}

@@ -1,0 +1,144 @@
+"""The HTTP executor against real local servers: what arrives, and every way a call fails."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from kairos.executors.base import Call, Outcome
+from kairos.executors.http import HttpExecutor
+from kairos.models import HttpTarget
+from tests.support.target import RecordingTarget
+
+SCHEDULED_US = 1_795_000_000_123_456
+
+
+@pytest.fixture
+async def executor() -> AsyncIterator[HttpExecutor]:
+    http = HttpExecutor(max_connections=100, response_excerpt_bytes=1024, default_timeout_s=5)
+    await http.start()
+    yield http
+    await http.close()
+
+
+@pytest.fixture
+async def target() -> AsyncIterator[RecordingTarget]:
+    async with RecordingTarget() as server:
+        yield server
+
+
+def call(url: str, run_id: int = 7, **target: Any) -> Call:
+    return Call("job-1", run_id, SCHEDULED_US, 2, HttpTarget(url=url, **target))  # type: ignore[arg-type]
+
+
+async def test_json_call_carries_the_kairos_headers(
+    executor: HttpExecutor, target: RecordingTarget
+) -> None:
+    outcome = await executor.execute(
+        call(target.url("/hook"), body={"a": 1}, headers={"Authorization": "Bearer x"})
+    )
+    assert outcome == Outcome(True, http_status=200, response_excerpt="ok")
+    [delivery] = target.deliveries
+    assert delivery.method == "POST"
+    assert json.loads(delivery.body) == {"a": 1}
+    headers = delivery.headers
+    assert headers["Content-Type"] == "application/json"
+    assert headers["Authorization"] == "Bearer x"
+    assert headers["X-Kairos-Job-Id"] == "job-1"
+    assert headers["X-Kairos-Run-Id"] == "7"
+    assert headers["X-Kairos-Scheduled-For"] == "2026-11-18T11:06:40.123456+00:00"
+    assert headers["X-Kairos-Attempt"] == "2"
+    assert headers["Idempotency-Key"] == "job-1@2026-11-18T11:06:40.123456+00:00"
+    assert headers["User-Agent"].startswith("kairos/")
+
+
+async def test_text_body_and_custom_content_type(
+    executor: HttpExecutor, target: RecordingTarget
+) -> None:
+    await executor.execute(call(target.url("/t"), body="plain"))
+    await executor.execute(
+        call(target.url("/t"), body="<x/>", headers={"content-type": "application/xml"})
+    )
+    first, second = target.deliveries
+    assert (first.body, first.headers["Content-Type"]) == ("plain", "text/plain; charset=utf-8")
+    assert (second.body, second.headers["Content-Type"]) == ("<x/>", "application/xml")
+
+
+async def test_get_without_body(executor: HttpExecutor, target: RecordingTarget) -> None:
+    assert (await executor.execute(call(target.url("/g"), method="GET"))).succeeded
+    assert target.deliveries[0].method == "GET"
+    assert target.deliveries[0].body == ""
+
+
+async def test_server_error_is_a_failed_run_with_its_status(
+    executor: HttpExecutor, target: RecordingTarget
+) -> None:
+    outcome = await executor.execute(call(target.url("/x?status=503")))
+    assert outcome == Outcome(
+        False, http_status=503, error="HTTP 503 Service Unavailable", response_excerpt="ok"
+    )
+
+
+async def test_redirects_are_not_followed(executor: HttpExecutor, target: RecordingTarget) -> None:
+    outcome = await executor.execute(call(target.url("/x?status=302")))
+    assert (outcome.succeeded, outcome.http_status) == (False, 302)
+    assert len(target.deliveries) == 1
+
+
+async def test_timeout_ends_the_call_long_before_the_target_answers(
+    executor: HttpExecutor, target: RecordingTarget
+) -> None:
+    started = time.monotonic()
+    outcome = await executor.execute(call(target.url("/slow?delay=30"), timeout=0.3))
+    assert outcome == Outcome(False, error="timed out after 0.3 s")
+    assert time.monotonic() - started < 10
+
+
+async def test_refused_connection_says_so(executor: HttpExecutor) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    outcome = await executor.execute(call(f"http://127.0.0.1:{port}/"))
+    assert not outcome.succeeded
+    assert f"cannot connect to 127.0.0.1:{port}" in (outcome.error or "")
+
+
+async def test_unknown_host_says_so(executor: HttpExecutor) -> None:
+    outcome = await executor.execute(call("http://no-such-host.invalid/"))
+    assert not outcome.succeeded
+    assert "no-such-host.invalid" in (outcome.error or "")
+
+
+async def test_a_huge_body_is_cut_to_the_excerpt_without_reading_it_all(
+    executor: HttpExecutor, target: RecordingTarget
+) -> None:
+    size = 100 * 1024 * 1024
+    outcome = await executor.execute(call(target.url(f"/big?size={size}")))
+    assert outcome.succeeded
+    assert outcome.response_excerpt == "x" * 1024
+    assert target.bytes_sent < size
+
+
+async def test_a_dropped_connection_is_a_failed_run(
+    executor: HttpExecutor, target: RecordingTarget
+) -> None:
+    outcome = await executor.execute(call(target.url("/drop")))
+    assert not outcome.succeeded
+    assert outcome.error
+
+
+async def test_many_concurrent_calls_each_arrive_once(
+    executor: HttpExecutor, target: RecordingTarget
+) -> None:
+    outcomes = await asyncio.gather(
+        *(executor.execute(call(target.url("/c"), run_id=i)) for i in range(500))
+    )
+    assert all(o.succeeded for o in outcomes)
+    run_ids = sorted(int(d.headers["X-Kairos-Run-Id"]) for d in target.deliveries)
+    assert run_ids == list(range(500))
