@@ -1,0 +1,1 @@
+"""Kairos's own benchmark: ``python -m bench.run`` (see bench/README.md)."""

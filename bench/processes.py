@@ -1,0 +1,76 @@
+"""Starting and stopping the benchmark's processes: Kairos servers and the target."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+__all__ = ["Process", "free_port", "start_kairos", "start_target"]
+
+TOKEN = "bench-token"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Process:
+    def __init__(self, command: list[str], env: dict[str, str], probe_url: str) -> None:
+        self.probe_url = probe_url
+        self.proc = subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        self._wait_ready()
+
+    def _wait_ready(self, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                stderr = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise RuntimeError(f"process exited early: {stderr[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.probe_url, timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{self.probe_url} not ready after {timeout_s} s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if self.proc.stderr:
+            self.proc.stderr.close()
+
+
+def start_target() -> tuple[Process, str]:
+    port = free_port()
+    command = [sys.executable, "-m", "bench.target", "--port", str(port)]
+    base = f"http://127.0.0.1:{port}"
+    return Process(command, dict(os.environ), f"{base}/__reset"), base
+
+
+def start_kairos(db_url: str, extra_env: dict[str, str] | None = None) -> tuple[Process, str]:
+    port = free_port()
+    env = {**os.environ, "KAIROS_ADMIN_TOKEN": TOKEN, "KAIROS_LOG_LEVEL": "warning"}
+    env |= extra_env or {}
+    command = [sys.executable, "-m", "kairos", "serve", "--port", str(port), "--db", db_url]
+    base = f"http://127.0.0.1:{port}"
+    return Process(command, env, f"{base}/readyz"), base
+
+
+def sqlite_url(directory: Path) -> str:
+    return f"sqlite:///{directory}/bench.db"
