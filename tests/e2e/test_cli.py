@@ -1,0 +1,177 @@
+"""The ``kairos`` command against a real server, run as a user would run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+
+from tests.support.server import ADMIN_TOKEN, KairosProcess, free_port, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KairosProcess]:
+    db = tmp_path_factory.mktemp("cli") / "k.db"
+    with KairosProcess(f"sqlite:///{db}") as process:
+        yield process
+
+
+def kairos(
+    *args: str, server: KairosProcess | None = None, token: str = ADMIN_TOKEN
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    if server is not None:
+        env |= {"KAIROS_URL": server.base_url, "KAIROS_TOKEN": token}
+    return subprocess.run(
+        [sys.executable, "-m", "kairos", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_put_get_list_pause_resume_run_delete(server: KairosProcess) -> None:
+    target = "http://127.0.0.1:9/hook"
+    created = kairos(
+        "jobs", "put", "nightly", "--cron", "0 2 * * *", "--target", target, server=server
+    )
+    assert created.returncode == 0, created.stderr
+    assert "created" in created.stdout
+    replaced = kairos(
+        "jobs",
+        "put",
+        "nightly",
+        "--every",
+        "1h30m",
+        "--target",
+        target,
+        "--tz",
+        "Asia/Tokyo",
+        server=server,
+    )
+    assert "replaced" in replaced.stdout
+
+    job = json.loads(kairos("jobs", "get", "nightly", server=server).stdout)
+    assert job["trigger"]["type"] == "interval"
+    assert job["trigger"]["seconds"] == 5400
+    assert job["timezone"] == "Asia/Tokyo"
+
+    table = kairos("jobs", "list", server=server).stdout
+    assert "nightly" in table
+    assert "every" in table
+    listed = json.loads(kairos("jobs", "list", "--json", server=server).stdout)
+    assert [j["id"] for j in listed["items"]] == ["nightly"]
+
+    assert "paused" in kairos("jobs", "pause", "nightly", server=server).stdout
+    assert "scheduled" in kairos("jobs", "resume", "nightly", server=server).stdout
+
+    run = json.loads(kairos("jobs", "run", "nightly", "--json", server=server).stdout)
+    assert run["manual"] is True
+    runs = json.loads(kairos("runs", "--job", "nightly", "--json", server=server).stdout)
+    assert run["id"] in [r["id"] for r in runs["items"]]
+    assert str(run["id"]) in kairos("runs", server=server).stdout
+
+    assert kairos("jobs", "delete", "nightly", server=server).returncode == 0
+    gone = kairos("jobs", "get", "nightly", server=server)
+    assert gone.returncode == 1
+    assert "not found" in gone.stderr
+
+
+def test_bad_input_names_the_field(server: KairosProcess) -> None:
+    bad = kairos("jobs", "put", "x", "--cron", "61 * * * *", "--target", "http://h/", server=server)
+    assert bad.returncode == 1
+    assert "trigger.expression" in bad.stderr
+    no_target = kairos("jobs", "put", "x", "--cron", "0 * * * *", server=server)
+    assert no_target.returncode == 2
+    assert "--target" in no_target.stderr
+    bad_every = kairos(
+        "jobs", "put", "x", "--every", "soon", "--target", "http://h/", server=server
+    )
+    assert bad_every.returncode == 2
+    assert "--every" in bad_every.stderr
+
+
+def test_a_wrong_token_says_which_setting_to_fix(server: KairosProcess) -> None:
+    result = kairos("jobs", "list", server=server, token="wrong")
+    assert result.returncode == 1
+    assert "KAIROS_TOKEN" in result.stderr
+
+
+def test_an_unreachable_server_is_named() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = subprocess.run(
+        [sys.executable, "-m", "kairos", "jobs", "list", "--url", url, "--token", "t"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert url in result.stderr
+
+
+def test_preview_is_offline_and_in_the_zone() -> None:
+    result = kairos("preview", "0 2 * * 0", "--tz", "Europe/Berlin", "--count", "3")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 3
+    fires = [datetime.fromisoformat(line.split()[0]) for line in lines]
+    berlin = ZoneInfo("Europe/Berlin")
+    for fire in fires:
+        local = fire.astimezone(berlin)
+        assert (local.weekday(), local.hour, local.minute) == (6, 2, 0)
+    now = datetime.now(UTC)
+    assert now < fires[0] <= now + timedelta(days=7)
+    assert fires[1] - fires[0] in {
+        timedelta(days=7),
+        timedelta(days=7, hours=1),
+        timedelta(days=6, hours=23),
+    }
+
+
+def test_preview_rejects_bad_input() -> None:
+    assert kairos("preview", "0 2 * *").returncode == 2
+    bad_zone = kairos("preview", "0 2 * * *", "--tz", "Mars/Base")
+    assert bad_zone.returncode == 2
+    assert "Mars/Base" in bad_zone.stderr
+
+
+def test_serve_refuses_a_bad_database_url() -> None:
+    result = kairos("serve", "--db", "nonsense://x", "--port", str(free_port()))
+    assert result.returncode == 2
+    assert "nonsense" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_first_start_prints_a_working_token_once(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/fresh.db"
+    log = tmp_path / "serve.log"
+    first = KairosProcess(db, token=None, log_path=log).start()
+    try:
+        wait_until(lambda: "Admin token" in log.read_text(), 10, what="the banner")
+        token = log.read_text().split("stored hashed):")[1].split()[0]
+        headers = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(f"{first.base_url}/jobs", headers=headers).status_code == 200
+    finally:
+        first.stop()
+    second_log = tmp_path / "second.log"
+    second = KairosProcess(db, token=None, log_path=second_log).start()
+    try:
+        wait_until(lambda: "Node" in second_log.read_text(), 10, what="the banner")
+        assert "Admin token" not in second_log.read_text()
+        headers = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(f"{second.base_url}/jobs", headers=headers).status_code == 200
+    finally:
+        second.stop()
