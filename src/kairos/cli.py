@@ -46,7 +46,7 @@ def main() -> None:
     app()
 
 
-def fail(message: str, code: int = 1) -> NoReturn:
+def _fail(message: str, code: int = 1) -> NoReturn:
     err.print(f"[red]error:[/red] {message}", highlight=False)
     raise typer.Exit(code)
 
@@ -54,8 +54,8 @@ def fail(message: str, code: int = 1) -> NoReturn:
 # Server ------------------------------------------------------------------------------------------
 
 
-@app.command()
-def serve(
+@app.command("serve")
+def _serve(
     host: Annotated[str | None, typer.Option(help="Bind address [KAIROS_HOST]")] = None,
     port: Annotated[int | None, typer.Option(help="Port [KAIROS_PORT]")] = None,
     db: Annotated[str | None, typer.Option(help="Database URL [KAIROS_DATABASE_URL]")] = None,
@@ -71,7 +71,7 @@ def serve(
         settings = Settings(**{k: v for k, v in flags.items() if v is not None})
         store_for_url(settings.database_url)
     except (ValidationError, ValueError) as exc:
-        fail(_first_line(exc), code=2)
+        _fail(_first_line(exc), code=2)
 
     def banner(api: FastAPI, generated_token: str | None) -> None:
         base = f"http://{settings.host}:{settings.port}"
@@ -97,7 +97,7 @@ def serve(
 
 
 @db_app.command("upgrade")
-def db_upgrade(
+def _db_upgrade(
     db: Annotated[str | None, typer.Option(help="Database URL [KAIROS_DATABASE_URL]")] = None,
 ) -> None:
     """Bring the database schema up to date, without serving."""
@@ -105,7 +105,7 @@ def db_upgrade(
     try:
         store = store_for_url(url)
     except ValueError as exc:
-        fail(str(exc), code=2)
+        _fail(str(exc), code=2)
 
     async def upgrade() -> None:
         await store.open()
@@ -115,8 +115,8 @@ def db_upgrade(
     out.print(f"Database {make_url(url).render_as_string()} is up to date.")
 
 
-@app.command()
-def preview(
+@app.command("preview")
+def _preview(
     expression: Annotated[str, typer.Argument(help="A crontab, e.g. '0 2 * * 0'")],
     tz: Annotated[str, typer.Option("--tz", help="IANA time zone")] = "UTC",
     count: Annotated[int, typer.Option(min=1, max=1000)] = 10,
@@ -126,15 +126,15 @@ def preview(
         zone = parse_zone(tz)
         trigger = triggers.build(CronTriggerSpec(type="cron", expression=expression), zone)
     except (InvalidField, ValueError) as exc:
-        fail(str(exc) if isinstance(exc, InvalidField) else f"--tz: {exc}", code=2)
+        _fail(str(exc) if isinstance(exc, InvalidField) else f"--tz: {exc}", code=2)
     now = datetime.now(UTC)
     for fire in triggers.preview(trigger, now, count):
         utc = fire.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         out.print(f"{fire.isoformat()}  ({fire:%a}, {utc})", highlight=False)
 
 
-@app.command()
-def version() -> None:
+@app.command("version")
+def _version() -> None:
     """Print the version."""
     out.print(__version__)
 
@@ -143,7 +143,7 @@ def version() -> None:
 
 
 @jobs_app.command("list")
-def jobs_list(
+def _jobs_list(
     url: Url = DEFAULT_URL,
     token: Token = None,
     as_json: AsJson = False,
@@ -178,14 +178,14 @@ def jobs_list(
 
 
 @jobs_app.command("get")
-def jobs_get(job_id: str, url: Url = DEFAULT_URL, token: Token = None) -> None:
+def _jobs_get(job_id: str, url: Url = DEFAULT_URL, token: Token = None) -> None:
     """Show one job as JSON."""
     with _client(url, token) as api:
         _print_json(api.call("GET", f"/jobs/{job_id}"))
 
 
 @jobs_app.command("put")
-def jobs_put(
+def _jobs_put(
     job_id: str,
     cron: Annotated[str | None, typer.Option(help="Crontab expression")] = None,
     every: Annotated[str | None, typer.Option(help="Interval, e.g. 30s, 5m, 1h30m, 1d")] = None,
@@ -209,7 +209,7 @@ def jobs_put(
     spec: dict[str, Any] = json.loads(file.read_text()) if file else {}
     chosen = [flag for flag in (cron, every, at) if flag is not None]
     if len(chosen) > 1:
-        fail("give one of --cron, --every, --at", code=2)
+        _fail("give one of --cron, --every, --at", code=2)
     if cron is not None:
         spec["trigger"] = {"type": "cron", "expression": cron}
     elif every is not None:
@@ -217,7 +217,7 @@ def jobs_put(
     elif at is not None:
         spec["trigger"] = {"type": "date", "run_date": at}
     if "trigger" not in spec:
-        fail("a job needs a schedule: --cron, --every, --at or --file", code=2)
+        _fail("a job needs a schedule: --cron, --every, --at or --file", code=2)
     target_spec = dict(spec.get("target", {}))
     for key, value in (("url", target), ("method", method), ("body", body)):
         if value is not None:
@@ -225,7 +225,7 @@ def jobs_put(
     if header:
         target_spec["headers"] = target_spec.get("headers", {}) | _headers(header)
     if "url" not in target_spec:
-        fail("a job needs a target: --target URL (or a target in --file)", code=2)
+        _fail("a job needs a target: --target URL (or a target in --file)", code=2)
     spec["target"] = target_spec
     extras = {
         "timezone": tz,
@@ -247,7 +247,7 @@ def jobs_put(
 
 
 @jobs_app.command("delete")
-def jobs_delete(job_id: str, url: Url = DEFAULT_URL, token: Token = None) -> None:
+def _jobs_delete(job_id: str, url: Url = DEFAULT_URL, token: Token = None) -> None:
     """Delete a job (its run history stays)."""
     with _client(url, token) as api:
         api.call("DELETE", f"/jobs/{job_id}")
@@ -255,7 +255,7 @@ def jobs_delete(job_id: str, url: Url = DEFAULT_URL, token: Token = None) -> Non
 
 
 @jobs_app.command("pause")
-def jobs_pause(job_id: str, url: Url = DEFAULT_URL, token: Token = None) -> None:
+def _jobs_pause(job_id: str, url: Url = DEFAULT_URL, token: Token = None) -> None:
     """Pause a job."""
     with _client(url, token) as api:
         job = api.call("POST", f"/jobs/{job_id}/pause")
@@ -263,7 +263,7 @@ def jobs_pause(job_id: str, url: Url = DEFAULT_URL, token: Token = None) -> None
 
 
 @jobs_app.command("resume")
-def jobs_resume(job_id: str, url: Url = DEFAULT_URL, token: Token = None) -> None:
+def _jobs_resume(job_id: str, url: Url = DEFAULT_URL, token: Token = None) -> None:
     """Resume a paused job."""
     with _client(url, token) as api:
         job = api.call("POST", f"/jobs/{job_id}/resume")
@@ -271,7 +271,7 @@ def jobs_resume(job_id: str, url: Url = DEFAULT_URL, token: Token = None) -> Non
 
 
 @jobs_app.command("run")
-def jobs_run(
+def _jobs_run(
     job_id: str, url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False
 ) -> None:
     """Start one run now, outside the schedule."""
@@ -287,7 +287,7 @@ def jobs_run(
 
 
 @app.command("runs")
-def runs_list(
+def _runs_list(
     job: Annotated[str | None, typer.Option(help="Only this job's runs")] = None,
     status: Annotated[str | None, typer.Option(help="Only runs with this status")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
@@ -327,7 +327,7 @@ def _client(url: str, token: str | None) -> ApiClient:
 
 
 def _api_failed(error: ApiError) -> NoReturn:
-    fail(str(error))
+    _fail(str(error))
 
 
 def _print_json(data: Any) -> None:
@@ -342,7 +342,7 @@ def _seconds(text: str) -> float:
     compact = text.replace(" ", "").lower()
     parts = _DURATION.findall(compact)
     if not parts or "".join(n + u for n, u in parts) != compact:
-        fail(f"--every: cannot read {text!r}; use e.g. 30s, 5m, 1h30m, 1d", code=2)
+        _fail(f"--every: cannot read {text!r}; use e.g. 30s, 5m, 1h30m, 1d", code=2)
     return sum(float(number) * _UNIT_S[unit] for number, unit in parts)
 
 
@@ -351,7 +351,7 @@ def _headers(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         name, sep, value = pair.partition(":")
         if not sep:
-            fail(f"--header: expected 'Name: value', got {pair!r}", code=2)
+            _fail(f"--header: expected 'Name: value', got {pair!r}", code=2)
         headers[name.strip()] = value.strip()
     return headers
 

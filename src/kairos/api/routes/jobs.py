@@ -22,6 +22,8 @@ from kairos.api.schemas import (
 from kairos.errors import InvalidField
 from kairos.models import JOB_ID_PATTERN, JobSpec, RunStatus
 
+__all__ = ["router"]
+
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(require_token)])
 
 JobId = Annotated[str, Path(description="The job's id")]

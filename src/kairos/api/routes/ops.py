@@ -9,6 +9,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from kairos.api.deps import SchedulerDep
 from kairos.errors import StoreUnavailable
 
+__all__ = ["router"]
+
 router = APIRouter(tags=["operations"])
 
 

@@ -12,6 +12,8 @@ from kairos.engine import Scheduler
 from kairos.errors import InvalidField
 from kairos.models import RunStatus
 
+__all__ = ["router", "run_page"]
+
 router = APIRouter(prefix="/runs", tags=["runs"], dependencies=[Depends(require_token)])
 
 

@@ -8,6 +8,8 @@ from kairos.api.deps import SchedulerDep, require_token
 from kairos.api.schemas import TaskIn, TaskOut, job_out
 from kairos.errors import InvalidField, JobNotFound, NotFound
 
+__all__ = ["router"]
+
 router = APIRouter(prefix="/tasks", tags=["tasks"], dependencies=[Depends(require_token)])
 
 

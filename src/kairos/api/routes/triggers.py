@@ -8,6 +8,8 @@ from kairos.api.deps import SchedulerDep, require_token
 from kairos.api.schemas import PreviewIn, PreviewOut
 from kairos.models import parse_zone
 
+__all__ = ["router"]
+
 router = APIRouter(prefix="/triggers", tags=["triggers"], dependencies=[Depends(require_token)])
 
 

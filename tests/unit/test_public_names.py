@@ -1,0 +1,44 @@
+"""Every module says what it exports, and exports exactly what it defines in public."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+from types import ModuleType
+
+import pytest
+
+import kairos
+
+MODULES = sorted(
+    info.name
+    for info in pkgutil.walk_packages(kairos.__path__, "kairos.")
+    if ".migrations" not in info.name and not info.name.endswith("__main__")
+)
+
+
+def _defined_here(module: ModuleType) -> set[str]:
+    return {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_")
+        and (inspect.isclass(value) or inspect.isfunction(value))
+        and value.__module__ == module.__name__
+    }
+
+
+@pytest.mark.parametrize("name", [m for m in MODULES if not m.startswith("kairos.api.routes.")])
+def test_all_lists_every_public_definition(name: str) -> None:
+    module = importlib.import_module(name)
+    exported = getattr(module, "__all__", None)
+    assert exported is not None, f"{name} has no __all__"
+    assert sorted(set(exported)) == sorted(exported), f"{name}.__all__ repeats a name"
+    missing = [n for n in exported if not hasattr(module, n)]
+    assert missing == [], f"{name}.__all__ names what it lacks: {missing}"
+    assert _defined_here(module) <= set(exported), f"{name} hides public definitions"
+
+
+def test_the_package_exports_its_version() -> None:
+    assert kairos.__all__ == ["__version__"]
+    assert kairos.__version__
