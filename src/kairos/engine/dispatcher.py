@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 
 from kairos.clock import Clock
 from kairos.errors import StoreUnavailable
@@ -22,6 +23,7 @@ __all__ = ["Dispatcher"]
 log = logging.getLogger("kairos.dispatcher")
 
 _STORE_RETRY_S = 1.0
+_LOOKING = sys.maxsize
 
 
 class Dispatcher:
@@ -48,6 +50,9 @@ class Dispatcher:
         self._claim_batch = claim_batch
         self._max_poll_s = max_poll_s
         self._wake = asyncio.Event()
+        self._planned_wake_us = _LOOKING
+        """When the loop means to look at the store next; ``_LOOKING`` while it looks, when a
+        change may have been missed by the look under way, so any change must wake it."""
         self._capacity = asyncio.Event()
         self._results: list[FinishedRun] = []
         self._results_ready = asyncio.Event()
@@ -59,9 +64,11 @@ class Dispatcher:
     def in_flight(self) -> int:
         return len(self._in_flight)
 
-    def wake(self) -> None:
-        """Look at the store now: a job changed, or a manual run was queued."""
-        self._wake.set()
+    def wake(self, due_us: int | None = None) -> None:
+        """Look at the store now, if work falls due (at ``due_us``; None: now) before the
+        loop would look anyway. A job that only got later or went away needs no wake-up."""
+        if due_us is None or due_us < self._planned_wake_us:
+            self._wake.set()
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._loop(), name="kairos-dispatch")
@@ -99,9 +106,11 @@ class Dispatcher:
                 timeout = _STORE_RETRY_S
             if timeout == 0:
                 continue
+            self._planned_wake_us = self._clock.now_us() + int(timeout * 1_000_000)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
+            self._planned_wake_us = _LOOKING
 
     async def _dispatch_once(self) -> float:
         """Claim and start what is due; return how long to sleep before looking again."""

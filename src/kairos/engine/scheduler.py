@@ -88,7 +88,7 @@ class Scheduler:
         """Add a new job; raise ``JobExists`` if the id is taken."""
         job = self._schedule(job_id, spec, created_us=None)
         await self.store.insert_job(job)
-        self._dispatcher.wake()
+        self._wake_for(job)
         return job
 
     async def put_job(self, job_id: str, spec: JobSpec) -> tuple[JobRecord, bool]:
@@ -96,7 +96,7 @@ class Scheduler:
         The replacement's schedule starts afresh from now; runs already started go on."""
         job = self._schedule(job_id, spec, created_us=None)
         created = await self.store.upsert_job(job)
-        self._dispatcher.wake()
+        self._wake_for(job)
         if not created:
             job = await self.store.get_job(job_id)
         return job, created
@@ -127,7 +127,6 @@ class Scheduler:
 
     async def delete_job(self, job_id: str) -> None:
         await self.store.delete_job(job_id)
-        self._dispatcher.wake()
 
     async def get_job(self, job_id: str) -> JobRecord:
         return await self.store.get_job(job_id)
@@ -192,5 +191,9 @@ class Scheduler:
         if job.updated_us <= current.updated_us:  # keep versions strictly increasing
             job = replace(job, updated_us=current.updated_us + 1)
         await self.store.update_job(job, expected_updated_us=current.updated_us)
-        self._dispatcher.wake()
+        self._wake_for(job)
         return job
+
+    def _wake_for(self, job: JobRecord) -> None:
+        if job.next_run_us is not None:
+            self._dispatcher.wake(job.next_run_us)
