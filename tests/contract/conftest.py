@@ -1,19 +1,49 @@
-"""One store suite, run against every backend."""
+"""One store suite, run against every backend: memory, a SQLite file, and real PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from kairos.store import Store, store_for_url
+from tests.support.postgres import create_database, drop_database, require_postgres
 
 
-@pytest.fixture(params=["memory", "sqlite-file"])
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    require_postgres()
+    url = create_database()
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture(
+    params=["memory", "sqlite-file", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    url = "sqlite://" if request.param == "memory" else f"sqlite:///{tmp_path}/kairos.db"
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        await _empty(url)
+    elif request.param == "memory":
+        url = "sqlite://"
+    else:
+        url = f"sqlite:///{tmp_path}/kairos.db"
     opened = store_for_url(url)
     await opened.open()
     yield opened
     await opened.close()
+
+
+async def _empty(url: str) -> None:
+    """Each test starts from empty tables in the shared PostgreSQL database."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    plain = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    async with await psycopg.AsyncConnection.connect(plain, autocommit=True) as conn:
+        exists = await conn.execute("SELECT to_regclass('kairos_jobs') IS NOT NULL")
+        row = await exists.fetchone()
+        if row is not None and row[0]:
+            await conn.execute("TRUNCATE kairos_jobs, kairos_runs, kairos_meta RESTART IDENTITY")

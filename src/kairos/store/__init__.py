@@ -20,4 +20,8 @@ def store_for_url(url: str) -> Store:
         from kairos.store.sqlite import SQLiteStore
 
         return SQLiteStore(url)
-    raise ValueError(f"unsupported database {backend!r} in {url!r}; supported: sqlite")
+    if backend in ("postgresql", "postgres"):
+        from kairos.store.postgres import PostgresStore
+
+        return PostgresStore(url)
+    raise ValueError(f"unsupported database {backend!r} in {url!r}; supported: sqlite, postgresql")

@@ -17,7 +17,18 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, Row, Select, bindparam, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    Select,
+    Table,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
@@ -72,21 +83,31 @@ class SqlStore(Store):
                 raise StoreUnavailable(f"the database connection was lost: {exc.orig}") from exc
             raise
 
-    def _lock_due(self, query: Select[Any]) -> Select[Any]:
-        """Lock claimed rows against other nodes; a no-op where the database has one writer."""
+    def _lock_due(self, query: Select[Any], of: Table) -> Select[Any]:
+        """Lock the claimed rows of ``of`` against other nodes, skipping rows they hold; a no-op
+        where the database has a single writer."""
         return query
 
+    def _before_migrations(self, conn: Connection) -> None:
+        """Serialise concurrent migrations where several processes may start at once."""
+
+    def _dialect_insert(self, table: Table) -> Any:
+        module = postgresql if self._writer.dialect.name == "postgresql" else sqlite
+        return module.insert(table)
+
     def _insert_ignoring_duplicates(self) -> Any:
-        dialect = self._writer.dialect.name
-        module = postgresql if dialect == "postgresql" else sqlite
-        return module.insert(runs).on_conflict_do_nothing(
+        return self._dialect_insert(runs).on_conflict_do_nothing(
             index_elements=["job_id", "scheduled_for_us", "attempt"]
         )
 
     # Lifecycle ---------------------------------------------------------------------------------
 
     async def open(self) -> None:
-        await self._write(_migrate)
+        def migrate(conn: Connection) -> None:
+            self._before_migrations(conn)
+            _migrate(conn)
+
+        await self._write(migrate)
 
     async def close(self) -> None:
         self._write_pool.shutdown(wait=True)
@@ -111,11 +132,15 @@ class SqlStore(Store):
         def tx(conn: Connection) -> bool:
             values = _job_values(job)
             del values["created_us"]
-            changed = conn.execute(update(jobs).where(jobs.c.id == job.id).values(values))
-            if changed.rowcount:
+            replace = update(jobs).where(jobs.c.id == job.id).values(values)
+            if conn.execute(replace).rowcount:
                 return False
-            conn.execute(insert(jobs).values(_job_values(job)))
-            return True
+            # Two creators of one new id may race here: the loser replaces the winner's job.
+            add = self._dialect_insert(jobs).on_conflict_do_nothing(index_elements=["id"])
+            if conn.execute(add.values(_job_values(job))).rowcount:
+                return True
+            conn.execute(replace)
+            return False
 
         return await self._write(tx)
 
@@ -201,7 +226,8 @@ class SqlStore(Store):
                 select(jobs)
                 .where(jobs.c.next_run_us <= now_us)
                 .order_by(jobs.c.next_run_us)
-                .limit(limit)
+                .limit(limit),
+                jobs,
             )
         ).all()
         claimed = [self._job(row) for row in due]
@@ -273,7 +299,8 @@ class SqlStore(Store):
                     runs.c.scheduled_for_us <= now_us,
                 )
                 .order_by(runs.c.scheduled_for_us)
-                .limit(budget)
+                .limit(budget),
+                runs,
             )
         ).all()
         running = _running_counts(conn, list({row.id for row in pending}))
