@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     """Longest the dispatcher sleeps without looking at the store (safety net for wake-ups)."""
     shutdown_grace: float = Field(default=10.0, ge=0, le=3600)
     """On shutdown, how long running calls may finish before they are recorded as interrupted."""
+    node_lease: float = Field(default=10.0, gt=0, le=3600)
+    """Seconds without a heartbeat after which a node is dead and its runs are taken over."""
+    heartbeat_interval: float = Field(default=2.0, gt=0, le=600)
+    interrupted_retries: int = Field(default=1, ge=0, le=100)
+    """How many more attempts a run gets when the node running it dies (0: none)."""
     response_excerpt_bytes: int = Field(default=4096, ge=0, le=1_048_576)
     """How much of a target's response body each run keeps."""
     default_http_timeout: float = Field(default=30.0, gt=0, le=86_400)

@@ -138,7 +138,7 @@ async def test_finish_records_the_outcome(store: Store) -> None:
     await store.insert_job(record("a", NOW))
     run = (await store.claim_due(NOW, 1, "n", every_minute)).started[0].run
     done = FinishedRun(run.id, RunStatus.FAILED, NOW + 5, 503, "HTTP 503", "busy")
-    await store.finish_runs([done])
+    await store.finish_runs("n", [done])
     got = await store.get_run(run.id)
     assert (got.status, got.finished_us, got.http_status, got.error, got.response_excerpt) == (
         RunStatus.FAILED,
@@ -172,21 +172,55 @@ async def test_deleting_a_job_skips_its_pending_runs_and_keeps_history(store: St
     assert (await store.claim_due(NOW + S, 10, "n", every_minute)).started == []
 
 
-async def test_interrupt_running_marks_only_unfinished_runs(store: Store) -> None:
+async def test_interrupt_running_marks_only_unfinished_runs_and_retries(store: Store) -> None:
     for job_id in ("a", "b"):
         await store.insert_job(record(job_id, NOW))
     started = (await store.claim_due(NOW, 10, "n", every_minute)).started
-    await store.finish_runs([FinishedRun(started[0].run.id, RunStatus.SUCCEEDED, NOW + 1)])
-    assert await store.interrupt_running("other-node", NOW + 2) == 0
-    assert await store.interrupt_running(None, NOW + 2) == 1
-    statuses = {
-        r.id: r.status
-        for r in await store.list_runs(job_id=None, status=None, before_id=None, limit=10)
-    }
-    assert statuses == {
-        started[0].run.id: RunStatus.SUCCEEDED,
-        started[1].run.id: RunStatus.INTERRUPTED,
-    }
+    await store.finish_runs("n", [FinishedRun(started[0].run.id, RunStatus.SUCCEEDED, NOW + 1)])
+    assert await store.interrupt_running("other-node", retries=1) == 0
+    assert await store.interrupt_running(None, retries=1) == 1
+    runs = await store.list_runs(job_id=None, status=None, before_id=None, limit=10)
+    by_attempt = {(r.job_id, r.attempt): r for r in runs}
+    assert by_attempt[("a", 1)].status is RunStatus.SUCCEEDED
+    assert by_attempt[("b", 1)].status is RunStatus.INTERRUPTED
+    retry = by_attempt[("b", 2)]
+    assert (retry.status, retry.scheduled_for_us) == (RunStatus.SCHEDULED, NOW)
+    assert len(runs) == 3
+    # The retry starts on the next claim; interrupted again, it has no attempt left.
+    claim = await store.claim_due(NOW + 1, 10, "n", every_minute)
+    assert [(s.run.job_id, s.run.attempt) for s in claim.started] == [("b", 2)]
+    assert await store.interrupt_running("n", retries=1) == 1
+    assert len(await store.list_runs(job_id="b", status=None, before_id=None, limit=10)) == 2
+
+
+async def test_a_finish_from_a_node_that_lost_its_run_is_ignored(store: Store) -> None:
+    await store.insert_job(record("a", NOW))
+    run = (await store.claim_due(NOW, 1, "n1", every_minute)).started[0].run
+    await store.interrupt_running("n1", retries=0)
+    await store.finish_runs("n1", [FinishedRun(run.id, RunStatus.SUCCEEDED, NOW + 9)])
+    assert (await store.get_run(run.id)).status is RunStatus.INTERRUPTED
+
+
+async def test_nodes_beat_and_dead_ones_are_taken_over_once(store: Store) -> None:
+    await store.heartbeat("alive", "host-a")
+    await store.heartbeat("doomed", "host-b")
+    await store.insert_job(record("a", NOW))
+    run = (await store.claim_due(NOW, 1, "doomed", every_minute)).started[0].run
+    nodes = {n.id: n for n in await store.list_nodes()}
+    assert set(nodes) == {"alive", "doomed"}
+    assert nodes["doomed"].running == 1
+    assert nodes["alive"].running == 0
+    assert 0 <= nodes["alive"].heartbeat_age_us < 60 * S
+    assert await store.take_over(lease_us=60 * S, retries=1) == []
+    await asyncio.sleep(0.01)  # both heartbeats are now older than a 1 ms lease
+    taken = await asyncio.gather(*(store.take_over(lease_us=1000, retries=1) for _ in range(3)))
+    assert sorted(node for batch in taken for node in batch) == ["alive", "doomed"]
+    assert (await store.get_run(run.id)).status is RunStatus.INTERRUPTED
+    retried = await store.list_runs(job_id="a", status=RunStatus.SCHEDULED, before_id=None, limit=5)
+    assert [(r.attempt, r.scheduled_for_us) for r in retried] == [(2, NOW)]
+    assert await store.list_nodes() == []
+    await store.heartbeat("alive", "host-a")  # a node thought dead comes back
+    assert [n.id for n in await store.list_nodes()] == ["alive"]
 
 
 async def test_list_runs_newest_first_with_filters_and_cursor(store: Store) -> None:

@@ -140,7 +140,11 @@ def test_sigkill_loses_no_job_no_run_and_no_fire(tmp_path: Path, target: TargetP
     with KairosProcess(db, log_path=tmp_path / "kairos.log") as again, again.client() as api:
         assert {j["id"] for j in api.get("/jobs").json()["items"]} == {"slow", "ticks"}
         slow_runs = api.get("/jobs/slow/runs").json()["items"]
-        assert [r["status"] for r in slow_runs] == ["interrupted"]
+        # The run the crash cut short is interrupted, and retried as attempt 2 of the same fire.
+        assert [(r["attempt"], r["status"]) for r in slow_runs][-1] == (1, "interrupted")
+        assert len(slow_runs) == 2
+        assert slow_runs[0]["attempt"] == 2
+        assert slow_runs[0]["scheduled_for"] == slow_runs[1]["scheduled_for"]
 
         def ticks_after_restart() -> int:
             return sum(
@@ -168,7 +172,7 @@ def test_sigkill_loses_no_job_no_run_and_no_fire(tmp_path: Path, target: TargetP
         datetime.fromisoformat(r["scheduled_for"]) for r in ledger if r["status"] == "succeeded"
     }
     assert succeeded <= set(delivered)
-    assert {r["status"] for r in ledger} <= {"succeeded", "interrupted", "running"}
+    assert {r["status"] for r in ledger} <= {"succeeded", "interrupted", "running", "scheduled"}
 
 
 def _all_runs(api: httpx.Client, job_id: str) -> list[dict[str, Any]]:

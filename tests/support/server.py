@@ -67,7 +67,12 @@ class KairosProcess:
         else:
             with self._log_path.open("ab") as out:  # the child keeps its own copy open
                 self.proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-        wait_until(self._ready, ready_timeout, interval=0.05, what=f"kairos on {self.port}")
+        try:
+            wait_until(self._ready, ready_timeout, interval=0.05, what=f"kairos on {self.port}")
+        except BaseException:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise
         return self
 
     def _ready(self) -> bool:

@@ -40,6 +40,7 @@ class Dispatcher:
         max_concurrent: int,
         claim_batch: int,
         max_poll_s: float,
+        interrupted_retries: int,
     ) -> None:
         self._store = store
         self._executor = executor
@@ -49,6 +50,7 @@ class Dispatcher:
         self._max_concurrent = max_concurrent
         self._claim_batch = claim_batch
         self._max_poll_s = max_poll_s
+        self._interrupted_retries = interrupted_retries
         self._wake = asyncio.Event()
         self._planned_wake_us = _LOOKING
         """When the loop means to look at the store next; ``_LOOKING`` while it looks, when a
@@ -91,7 +93,7 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flush_task
         await self._flush()
-        await self._store.interrupt_running(self._node_id, self._clock.now_us())
+        await self._store.interrupt_running(self._node_id, retries=self._interrupted_retries)
 
     # The loop ----------------------------------------------------------------------------------
 
@@ -195,7 +197,7 @@ class Dispatcher:
         if not batch:
             return
         try:
-            await self._store.finish_runs(batch)
+            await self._store.finish_runs(self._node_id, batch)
         except BaseException:
             self._results = batch + self._results
             raise

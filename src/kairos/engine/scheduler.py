@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from kairos import triggers
 from kairos.clock import Clock, SystemClock, from_us
 from kairos.engine.dispatcher import Dispatcher
+from kairos.engine.membership import Membership
 from kairos.errors import InvalidField
 from kairos.executors.base import Executor
 from kairos.models import JobRecord, JobSpec, RunRecord, RunStatus, TriggerSpec
@@ -58,6 +59,16 @@ class Scheduler:
             max_concurrent=settings.max_concurrent_runs,
             claim_batch=settings.claim_batch_size,
             max_poll_s=settings.max_poll_interval,
+            interrupted_retries=settings.interrupted_retries,
+        )
+        self.membership = Membership(
+            store,
+            node_id=self.node_id,
+            hostname=socket.gethostname(),
+            lease_s=settings.node_lease,
+            heartbeat_s=settings.heartbeat_interval,
+            retries=settings.interrupted_retries,
+            on_takeover=self._dispatcher.wake,
         )
 
     # Lifecycle ---------------------------------------------------------------------------------
@@ -65,16 +76,18 @@ class Scheduler:
     async def start(self) -> None:
         """Open the store (migrating it), recover from a crash, start calling targets."""
         await self.store.open()
-        interrupted = await self.store.interrupt_running(None, self._clock.now_us())
-        if interrupted:
-            log.warning(
-                "marked %d runs left running by a previous process interrupted", interrupted
-            )
+        if self.store.single_process:
+            retries = self._settings.interrupted_retries
+            interrupted = await self.store.interrupt_running(None, retries=retries)
+            if interrupted:
+                log.warning("%d runs left running by a previous process: interrupted", interrupted)
+        await self.membership.start()
         await self._executor.start()
         self._dispatcher.start()
 
     async def stop(self) -> None:
         await self._dispatcher.stop(self._settings.shutdown_grace)
+        await self.membership.stop()
         await self._executor.close()
         await self.store.close()
 

@@ -5,9 +5,17 @@ from __future__ import annotations
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from kairos.store.base import Claim, FinishedRun, PlanFn, StartedRun, Store
+from kairos.store.base import Claim, FinishedRun, NodeInfo, PlanFn, StartedRun, Store
 
-__all__ = ["Claim", "FinishedRun", "PlanFn", "StartedRun", "Store", "store_for_url"]
+__all__ = [
+    "Claim",
+    "FinishedRun",
+    "NodeInfo",
+    "PlanFn",
+    "StartedRun",
+    "Store",
+    "store_for_url",
+]
 
 
 def store_for_url(url: str) -> Store:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from kairos.models import JobRecord, RunRecord, RunStatus
 from kairos.policies import FirePlan
 
-__all__ = ["Claim", "FinishedRun", "PlanFn", "StartedRun", "Store"]
+__all__ = ["Claim", "FinishedRun", "NodeInfo", "PlanFn", "StartedRun", "Store"]
 
 PlanFn = Callable[[JobRecord, int, int, int], FirePlan]
 """``plan(job, now_us, running, budget)``: see ``kairos.policies.Planner.plan``."""
@@ -47,8 +47,23 @@ class FinishedRun:
     response_excerpt: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    id: str
+    hostname: str
+    started_us: int
+    heartbeat_age_us: int
+    """How long ago, by the database's clock, the node last said it was alive."""
+    running: int
+    """Runs the node holds (``running`` rows with its id)."""
+
+
 class Store(ABC):
     """Persistence for jobs and runs. Implementations must be safe to share between tasks."""
+
+    single_process: bool = False
+    """True where only one Kairos process may use the database (SQLite): whatever it finds
+    ``running`` at start was left by a dead process."""
 
     @abstractmethod
     async def open(self) -> None:
@@ -107,13 +122,33 @@ class Store(ABC):
         """
 
     @abstractmethod
-    async def finish_runs(self, finished: Sequence[FinishedRun]) -> None:
-        """Record the outcome of runs in one transaction."""
+    async def finish_runs(self, node_id: str, finished: Sequence[FinishedRun]) -> None:
+        """Record the outcome of runs in one transaction. Fenced: a run that is no longer
+        ``running`` under ``node_id`` (another node took it over) is left as it is."""
 
     @abstractmethod
-    async def interrupt_running(self, node_id: str | None, now_us: int) -> int:
-        """Mark ``running`` runs (of ``node_id``, or of every node if None) ``interrupted``.
-        Return how many."""
+    async def interrupt_running(self, node_id: str | None, *, retries: int) -> int:
+        """Mark ``running`` runs (of ``node_id``, or of every node if None) ``interrupted``,
+        and queue attempt n+1 of each (same scheduled time) while n <= ``retries``, if its job
+        still exists. Return how many were interrupted."""
+
+    # Nodes -------------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def heartbeat(self, node_id: str, hostname: str) -> None:
+        """Say the node is alive now (registering it if it is not known)."""
+
+    @abstractmethod
+    async def deregister_node(self, node_id: str) -> None: ...
+
+    @abstractmethod
+    async def take_over(self, lease_us: int, *, retries: int) -> list[str]:
+        """Declare nodes silent for longer than ``lease_us`` dead, interrupt the runs they held
+        (retrying as ``interrupt_running`` does) and forget them. Return their ids. Safe to call
+        from every node at once: each dead node is taken over by one."""
+
+    @abstractmethod
+    async def list_nodes(self) -> list[NodeInfo]: ...
 
     @abstractmethod
     async def get_run(self, run_id: int) -> RunRecord:

@@ -17,6 +17,7 @@ __all__ = ["PostgresStore"]
 
 # Any constant will do: it only has to be the same for every Kairos process.
 _MIGRATION_LOCK = 0x6B6169726F73
+_DB_NOW_US = text("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint")
 
 
 class PostgresStore(SqlStore):
@@ -31,6 +32,10 @@ class PostgresStore(SqlStore):
 
     def _lock_due(self, query: Select[Any], of: Table) -> Select[Any]:
         return query.with_for_update(skip_locked=True, of=of)
+
+    def _db_now_us(self, conn: Connection) -> int:
+        now: int = conn.execute(_DB_NOW_US).scalar_one()
+        return now
 
     def _before_migrations(self, conn: Connection) -> None:
         # Replicas starting together take turns; the first migrates, the rest find nothing to do.

@@ -16,7 +16,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["jobs", "meta", "metadata", "runs"]
+__all__ = ["jobs", "meta", "metadata", "nodes", "runs"]
 
 metadata = MetaData()
 
@@ -56,6 +56,7 @@ runs = Table(
     UniqueConstraint("job_id", "scheduled_for_us", "attempt", name="uq_kairos_runs_fire"),
     Index("ix_kairos_runs_job_id_id", "job_id", "id"),
     Index("ix_kairos_runs_status_scheduled_for_us", "status", "scheduled_for_us"),
+    Index("ix_kairos_runs_node_id_status", "node_id", "status"),
 )
 
 meta = Table(
@@ -63,4 +64,15 @@ meta = Table(
     metadata,
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
+)
+
+# Every live Kairos process. A node whose heartbeat is older than the lease is dead: another node
+# takes over the runs it held. Heartbeats use the database's clock, so skew between hosts is moot.
+nodes = Table(
+    "kairos_nodes",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("hostname", String(255), nullable=False),
+    Column("started_us", BigInteger, nullable=False),
+    Column("heartbeat_us", BigInteger, nullable=False),
 )

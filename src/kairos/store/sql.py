@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
     Row,
@@ -27,6 +29,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -34,8 +37,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from kairos.errors import Conflict, JobExists, JobNotFound, RunNotFound, StoreUnavailable
 from kairos.models import JobRecord, JobSpec, RunRecord, RunStatus
-from kairos.store.base import Claim, FinishedRun, PlanFn, StartedRun, Store
-from kairos.store.schema import jobs, meta, runs
+from kairos.store.base import Claim, FinishedRun, NodeInfo, PlanFn, StartedRun, Store
+from kairos.store.schema import jobs, meta, nodes, runs
 
 __all__ = ["SqlStore"]
 
@@ -343,7 +346,7 @@ class SqlStore(Store):
             )
         return started
 
-    async def finish_runs(self, finished: Sequence[FinishedRun]) -> None:
+    async def finish_runs(self, node_id: str, finished: Sequence[FinishedRun]) -> None:
         if not finished:
             return
         params = [
@@ -359,7 +362,11 @@ class SqlStore(Store):
         ]
         query = (
             update(runs)
-            .where(runs.c.id == bindparam("b_id"), runs.c.status == RunStatus.RUNNING.value)
+            .where(
+                runs.c.id == bindparam("b_id"),
+                runs.c.status == RunStatus.RUNNING.value,
+                runs.c.node_id == node_id,
+            )
             .values(
                 status=bindparam("b_status"),
                 finished_us=bindparam("b_finished"),
@@ -370,14 +377,97 @@ class SqlStore(Store):
         )
         await self._write(lambda conn: conn.execute(query, params))
 
-    async def interrupt_running(self, node_id: str | None, now_us: int) -> int:
-        query = update(runs).where(runs.c.status == RunStatus.RUNNING.value)
-        if node_id is not None:
-            query = query.where(runs.c.node_id == node_id)
-        query = query.values(
-            status=RunStatus.INTERRUPTED.value, finished_us=now_us, error=_INTERRUPTED
+    async def interrupt_running(self, node_id: str | None, *, retries: int) -> int:
+        condition = runs.c.node_id == node_id if node_id is not None else true()
+
+        def tx(conn: Connection) -> int:
+            return self._interrupt(conn, condition, self._db_now_us(conn), retries)
+
+        return await self._write(tx)
+
+    def _interrupt(
+        self, conn: Connection, condition: ColumnElement[bool], now_us: int, retries: int
+    ) -> int:
+        victims = conn.execute(
+            select(
+                runs.c.id, runs.c.job_id, runs.c.scheduled_for_us, runs.c.attempt, runs.c.manual
+            ).where(runs.c.status == RunStatus.RUNNING.value, condition)
+        ).all()
+        if not victims:
+            return 0
+        conn.execute(
+            update(runs)
+            .where(runs.c.id.in_([v.id for v in victims]))
+            .values(status=RunStatus.INTERRUPTED.value, finished_us=now_us, error=_INTERRUPTED)
         )
-        return await self._write(lambda conn: conn.execute(query).rowcount)
+        alive = set(
+            conn.execute(
+                select(jobs.c.id).where(jobs.c.id.in_({v.job_id for v in victims}))
+            ).scalars()
+        )
+        retried = [
+            _run_values(v.job_id, v.scheduled_for_us, RunStatus.SCHEDULED, v.manual, v.attempt + 1)
+            for v in victims
+            if v.attempt <= retries and v.job_id in alive
+        ]
+        if retried:
+            conn.execute(self._insert_ignoring_duplicates(), retried)
+        return len(victims)
+
+    # Nodes -------------------------------------------------------------------------------------
+
+    def _db_now_us(self, conn: Connection) -> int:
+        """The time by the database's clock, so that every node measures leases alike."""
+        return time.time_ns() // 1000
+
+    async def heartbeat(self, node_id: str, hostname: str) -> None:
+        def tx(conn: Connection) -> None:
+            now_us = self._db_now_us(conn)
+            beat = update(nodes).where(nodes.c.id == node_id).values(heartbeat_us=now_us)
+            if conn.execute(beat).rowcount:
+                return
+            values = {"id": node_id, "hostname": hostname, "started_us": now_us}
+            conn.execute(insert(nodes).values(heartbeat_us=now_us, **values))
+
+        await self._write(tx)
+
+    async def deregister_node(self, node_id: str) -> None:
+        await self._write(lambda conn: conn.execute(nodes.delete().where(nodes.c.id == node_id)))
+
+    async def take_over(self, lease_us: int, *, retries: int) -> list[str]:
+        def tx(conn: Connection) -> list[str]:
+            now_us = self._db_now_us(conn)
+            stale = select(nodes.c.id).where(nodes.c.heartbeat_us < now_us - lease_us)
+            dead = list(conn.execute(self._lock_due(stale, nodes)).scalars())
+            # Runs of nodes with no row at all (forgotten) are orphans: take them too.
+            known = select(nodes.c.id).where(nodes.c.id.not_in(dead))
+            self._interrupt(conn, runs.c.node_id.not_in(known), now_us, retries)
+            if dead:
+                conn.execute(nodes.delete().where(nodes.c.id.in_(dead)))
+            return dead
+
+        return await self._write(tx)
+
+    async def list_nodes(self) -> list[NodeInfo]:
+        def tx(conn: Connection) -> list[NodeInfo]:
+            now_us = self._db_now_us(conn)
+            held = (
+                select(runs.c.node_id, func.count().label("running"))
+                .where(runs.c.status == RunStatus.RUNNING.value)
+                .group_by(runs.c.node_id)
+                .subquery()
+            )
+            rows = conn.execute(
+                select(nodes, held.c.running)
+                .outerjoin(held, held.c.node_id == nodes.c.id)
+                .order_by(nodes.c.id)
+            ).all()
+            return [
+                NodeInfo(r.id, r.hostname, r.started_us, now_us - r.heartbeat_us, r.running or 0)
+                for r in rows
+            ]
+
+        return await self._read(tx)
 
     async def get_run(self, run_id: int) -> RunRecord:
         row = await self._read(
@@ -448,12 +538,12 @@ def _job_values(job: JobRecord) -> dict[str, Any]:
 
 
 def _run_values(
-    job_id: str, scheduled_for_us: int, status: RunStatus, manual: bool
+    job_id: str, scheduled_for_us: int, status: RunStatus, manual: bool, attempt: int = 1
 ) -> dict[str, Any]:
     return {
         "job_id": job_id,
         "scheduled_for_us": scheduled_for_us,
-        "attempt": 1,
+        "attempt": attempt,
         "status": status.value,
         "manual": manual,
         "node_id": None,

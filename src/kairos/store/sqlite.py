@@ -19,7 +19,10 @@ class SQLiteStore(SqlStore):
     committed transaction (``synchronous=NORMAL`` trades durability only on power loss).
 
     ``sqlite://`` or ``sqlite:///:memory:`` keeps everything in memory, for tests and trials.
+    One process per database: SQLite cannot host a cluster.
     """
+
+    single_process = True
 
     def __init__(self, url: str) -> None:
         parsed = make_url(url)

@@ -22,11 +22,14 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "The store is unreachable"}})
 async def readyz(scheduler: SchedulerDep) -> Response:
-    """200 when the store answers, 503 otherwise."""
+    """200 when the store answers and this node's heartbeat is current, 503 otherwise."""
     try:
         await scheduler.store.ping()
     except StoreUnavailable as exc:
         return JSONResponse({"status": "unavailable", "detail": exc.detail}, status_code=503)
+    if not scheduler.membership.healthy:
+        detail = "this node's heartbeat is overdue; other nodes may take its runs over"
+        return JSONResponse({"status": "unavailable", "detail": detail}, status_code=503)
     return JSONResponse({"status": "ready", "node_id": scheduler.node_id})
 
 

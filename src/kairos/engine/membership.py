@@ -1,0 +1,83 @@
+"""Cluster membership: this node's heartbeat, and taking over the runs of nodes that died."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from kairos.errors import StoreUnavailable
+from kairos.store import Store
+
+__all__ = ["Membership"]
+
+log = logging.getLogger("kairos.membership")
+
+
+class Membership:
+    """Beats every ``heartbeat_s``; a node silent for ``lease_s`` is dead and its runs are
+    interrupted and retried by whichever live node notices first.
+
+    The lease must exceed the heartbeat by enough to ride out a slow beat; detection then takes
+    at most ``lease_s + heartbeat_s``.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        node_id: str,
+        hostname: str,
+        lease_s: float,
+        heartbeat_s: float,
+        retries: int,
+        on_takeover: Callable[[], None],
+    ) -> None:
+        self._store = store
+        self._node_id = node_id
+        self._hostname = hostname
+        self._lease_s = lease_s
+        self._heartbeat_s = heartbeat_s
+        self._retries = retries
+        self._on_takeover = on_takeover
+        self._last_beat = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def healthy(self) -> bool:
+        """True while this node's last heartbeat is recent enough that others see it alive."""
+        return time.monotonic() - self._last_beat < self._lease_s
+
+    async def start(self) -> None:
+        await self._beat()
+        self._task = asyncio.create_task(self._loop(), name="kairos-membership")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(StoreUnavailable):
+            await self._store.deregister_node(self._node_id)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_s)
+            try:
+                await self._beat()
+                await self._take_over()
+            except StoreUnavailable as exc:
+                log.warning("heartbeat failed, the store is unavailable: %s", exc)
+
+    async def _beat(self) -> None:
+        await self._store.heartbeat(self._node_id, self._hostname)
+        self._last_beat = time.monotonic()
+
+    async def _take_over(self) -> None:
+        lease_us = int(self._lease_s * 1_000_000)
+        dead = await self._store.take_over(lease_us, retries=self._retries)
+        if dead:
+            log.warning("took over the runs of dead nodes: %s", ", ".join(dead))
+            self._on_takeover()
