@@ -22,15 +22,19 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture(
     params=["memory", "sqlite-file", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "postgres":
-        url = request.getfixturevalue("postgres_url")
+        url: str = request.getfixturevalue("postgres_url")
         await _empty(url)
-    elif request.param == "memory":
-        url = "sqlite://"
-    else:
-        url = f"sqlite:///{tmp_path}/kairos.db"
-    opened = store_for_url(url)
+        return url
+    if request.param == "memory":
+        return "sqlite://"
+    return f"sqlite:///{tmp_path}/kairos.db"
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    opened = store_for_url(store_url)
     await opened.open()
     yield opened
     await opened.close()

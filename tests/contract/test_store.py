@@ -10,7 +10,7 @@ import pytest
 from kairos.errors import Conflict, JobExists, JobNotFound, RunNotFound
 from kairos.models import JobRecord, JobSpec, RunStatus
 from kairos.policies import FirePlan, PlannedRun
-from kairos.store import FinishedRun, Store
+from kairos.store import FinishedRun, Store, store_for_url
 
 NOW = 1_800_000_000_000_000
 S = 1_000_000
@@ -244,3 +244,24 @@ async def test_meta_keeps_the_first_value(store: Store) -> None:
     assert await store.set_meta_if_absent("k", "one") == "one"
     assert await store.set_meta_if_absent("k", "two") == "one"
     assert await store.get_meta("k") == "one"
+
+
+async def test_a_change_made_by_one_process_reaches_the_others(
+    store: Store, store_url: str
+) -> None:
+    if store.single_process:
+        pytest.skip("a single-process store has no other process to tell")
+    other = store_for_url(store_url)
+    await other.open()
+    heard = {NOW + 5 * S: asyncio.Event(), None: asyncio.Event()}
+    try:
+        await other.watch(lambda due_us: heard[due_us].set() if due_us in heard else None)
+        heard[None].clear()  # the listener's own "look now" when it connects
+        await store.insert_job(record("a", NOW + 5 * S))
+        async with asyncio.timeout(5):
+            await heard[NOW + 5 * S].wait()
+        await store.add_manual_run("a", NOW)
+        async with asyncio.timeout(5):
+            await heard[None].wait()
+    finally:
+        await other.close()

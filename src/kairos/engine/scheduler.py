@@ -81,6 +81,7 @@ class Scheduler:
             interrupted = await self.store.interrupt_running(None, retries=retries)
             if interrupted:
                 log.warning("%d runs left running by a previous process: interrupted", interrupted)
+        await self.store.watch(self._dispatcher.wake)
         await self.membership.start()
         await self._executor.start()
         self._dispatcher.start()

@@ -72,6 +72,12 @@ class Store(ABC):
     @abstractmethod
     async def close(self) -> None: ...
 
+    async def watch(self, on_change: Callable[[int | None], None]) -> None:
+        """Call ``on_change(due_us)`` when another process changes work (``None``: look now).
+        A hint only, possibly late or lost: callers still poll. Single-process stores have
+        no other process to hear from."""
+        return None
+
     @abstractmethod
     async def ping(self) -> None:
         """Return if the store answers; raise ``StoreUnavailable`` otherwise."""

@@ -91,6 +91,10 @@ class SqlStore(Store):
         where the database has a single writer."""
         return query
 
+    def _notify(self, conn: Connection, due_us: int | None) -> None:
+        """Tell other processes, when this transaction commits, that work falls due at
+        ``due_us`` (None: now). A no-op where no other process can share the database."""
+
     def _before_migrations(self, conn: Connection) -> None:
         """Serialise concurrent migrations where several processes may start at once."""
 
@@ -126,8 +130,12 @@ class SqlStore(Store):
     # Jobs --------------------------------------------------------------------------------------
 
     async def insert_job(self, job: JobRecord) -> None:
+        def tx(conn: Connection) -> None:
+            conn.execute(insert(jobs).values(_job_values(job)))
+            self._notify_job(conn, job)
+
         try:
-            await self._write(lambda conn: conn.execute(insert(jobs).values(_job_values(job))))
+            await self._write(tx)
         except IntegrityError:
             raise JobExists(job.id) from None
 
@@ -136,6 +144,7 @@ class SqlStore(Store):
             values = _job_values(job)
             del values["created_us"]
             replace = update(jobs).where(jobs.c.id == job.id).values(values)
+            self._notify_job(conn, job)
             if conn.execute(replace).rowcount:
                 return False
             # Two creators of one new id may race here: the loser replaces the winner's job.
@@ -155,6 +164,7 @@ class SqlStore(Store):
                 jobs.c.id == job.id, jobs.c.updated_us == expected_updated_us
             )
             if conn.execute(query.values(values)).rowcount:
+                self._notify_job(conn, job)
                 return
             if conn.execute(select(jobs.c.id).where(jobs.c.id == job.id)).first() is None:
                 raise JobNotFound(job.id)
@@ -189,6 +199,10 @@ class SqlStore(Store):
 
         await self._write(tx)
 
+    def _notify_job(self, conn: Connection, job: JobRecord) -> None:
+        if job.next_run_us is not None:
+            self._notify(conn, job.next_run_us)
+
     def _job(self, row: Row[Any]) -> JobRecord:
         key = (row.id, row.updated_us)
         spec = self._specs.get(key)
@@ -213,6 +227,7 @@ class SqlStore(Store):
                 values = _run_values(job_id, at, RunStatus.SCHEDULED, manual=True)
                 run_id = conn.execute(query.values(values)).scalar()
                 if run_id is not None:
+                    self._notify(conn, None)
                     return RunRecord(run_id, job_id, at, 1, RunStatus.SCHEDULED, manual=True)
                 at += 1
 
@@ -412,6 +427,7 @@ class SqlStore(Store):
         ]
         if retried:
             conn.execute(self._insert_ignoring_duplicates(), retried)
+            self._notify(conn, None)
         return len(victims)
 
     # Nodes -------------------------------------------------------------------------------------
