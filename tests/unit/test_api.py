@@ -42,6 +42,7 @@ def cron_job(expression: str = "0 2 * * *", **extra: Any) -> dict[str, Any]:
         ("GET", "/runs"),
         ("POST", "/triggers/preview"),
         ("POST", "/jobs/x/run"),
+        ("GET", "/cluster"),
     ],
 )
 @pytest.mark.parametrize("header", [None, "Bearer wrong", "Basic abc"])
@@ -299,3 +300,12 @@ def test_preview_rejects_a_bad_expression_naming_it(client: TestClient) -> None:
     )
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"][-1] == "expression"
+
+
+def test_cluster_lists_this_node(client: TestClient) -> None:
+    body = client.get("/cluster").json()
+    [node] = body["nodes"]
+    assert node["id"] == body["node_id"]
+    assert node["this_node"] is True
+    assert 0 <= node["heartbeat_age_s"] < body["node_lease_s"]
+    assert node["running"] == 0

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from kairos import __version__
-from kairos.api.routes import jobs, ops, runs, tasks, triggers
+from kairos.api.routes import cluster, jobs, ops, runs, tasks, triggers
 from kairos.auth import load_admin_tokens
 from kairos.clock import Clock
 from kairos.engine import Scheduler
@@ -55,7 +55,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_exception_handler(KairosError, _render_error)
-    for module in (ops, tasks, jobs, runs, triggers):
+    for module in (ops, tasks, jobs, runs, triggers, cluster):
         app.include_router(module.router)
     return app
 

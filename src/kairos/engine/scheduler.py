@@ -93,6 +93,10 @@ class Scheduler:
         await self.store.close()
 
     @property
+    def node_lease_s(self) -> float:
+        return self._settings.node_lease
+
+    @property
     def runs_in_flight(self) -> int:
         return self._dispatcher.in_flight
 

@@ -1,0 +1,49 @@
+"""``GET /cluster``: the nodes sharing this database, their heartbeats and the runs they hold."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
+
+from kairos.api.deps import SchedulerDep, require_token
+from kairos.clock import from_us
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["cluster"], dependencies=[Depends(require_token)])
+
+
+class NodeOut(BaseModel):
+    id: str
+    hostname: str
+    started_at: str
+    heartbeat_age_s: float = Field(description="Seconds since its last heartbeat (database clock)")
+    running: int = Field(description="Runs it holds now")
+    this_node: bool = Field(description="True for the node that answered this request")
+
+
+class ClusterOut(BaseModel):
+    node_id: str
+    node_lease_s: float
+    nodes: list[NodeOut]
+
+
+@router.get("/cluster")
+async def cluster(scheduler: SchedulerDep) -> ClusterOut:
+    """Every live node; a node silent for longer than ``node_lease_s`` is taken over."""
+    nodes = await scheduler.store.list_nodes()
+    return ClusterOut(
+        node_id=scheduler.node_id,
+        node_lease_s=scheduler.node_lease_s,
+        nodes=[
+            NodeOut(
+                id=n.id,
+                hostname=n.hostname,
+                started_at=from_us(n.started_us).isoformat(),
+                heartbeat_age_s=n.heartbeat_age_us / 1_000_000,
+                running=n.running,
+                this_node=n.id == scheduler.node_id,
+            )
+            for n in nodes
+        ],
+    )
