@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,50 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.server import KairosProcess, free_port, wait_until
+from tests.support.server import KairosProcess, TargetProcess, header, wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-class TargetProcess:
-    """The recording target in its own process; deliveries are read back from its log."""
-
-    def __init__(self, log: Path) -> None:
-        self.log = log
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "tests.support.target"),
-                *("--port", str(self.port), "--log", str(log)),
-            ],
-        )
-        wait_until(self._up, 15, what="the target process")
-
-    def _up(self) -> bool:
-        try:
-            httpx.get(self.url("/ping"), timeout=1)
-            return True
-        except httpx.HTTPError:
-            return False
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def deliveries(self, path: str | None = None) -> list[dict[str, Any]]:
-        if not self.log.exists():
-            return []
-        lines = self.log.read_text().splitlines()
-        entries = [json.loads(line) for line in lines if line.strip()]
-        return [e for e in entries if path is None or e["path"] == path]
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-
-
-def header(entry: dict[str, Any], name: str) -> str:
-    headers = {k.lower(): v for k, v in entry["headers"].items()}
-    return str(headers[name.lower()])
 
 
 @pytest.fixture

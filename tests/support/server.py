@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -10,10 +11,11 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 
-__all__ = ["KairosProcess", "free_port", "wait_until"]
+__all__ = ["KairosProcess", "TargetProcess", "free_port", "header", "wait_until"]
 
 ADMIN_TOKEN = "e2e-admin-token"
 
@@ -53,7 +55,7 @@ class KairosProcess:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.token = token
         self._env = env or {}
-        self._log_path = log_path
+        self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, ready_timeout: float = 30) -> KairosProcess:
@@ -62,10 +64,10 @@ class KairosProcess:
             env["KAIROS_ADMIN_TOKEN"] = self.token
         command = [sys.executable, "-m", "kairos", "serve", "--port", str(self.port)]
         command += ["--db", self.db_url]
-        if self._log_path is None:
+        if self.log_path is None:
             self.proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
         else:
-            with self._log_path.open("ab") as out:  # the child keeps its own copy open
+            with self.log_path.open("ab") as out:  # the child keeps its own copy open
                 self.proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
             wait_until(self._ready, ready_timeout, interval=0.05, what=f"kairos on {self.port}")
@@ -116,3 +118,45 @@ class KairosProcess:
     ) -> None:
         if self.proc is not None:
             self.stop()
+
+
+class TargetProcess:
+    """The recording target in its own process; deliveries are read back from its log."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "tests.support.target"),
+                *("--port", str(self.port), "--log", str(log)),
+            ],
+        )
+        wait_until(self._up, 15, what="the target process")
+
+    def _up(self) -> bool:
+        try:
+            httpx.get(self.url("/ping"), timeout=1)
+            return True
+        except httpx.HTTPError:
+            return False
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def deliveries(self, path: str | None = None) -> list[dict[str, Any]]:
+        if not self.log.exists():
+            return []
+        # A line still being written has no newline yet: read only whole lines.
+        whole = self.log.read_text().rpartition("\n")[0]
+        entries = [json.loads(line) for line in whole.splitlines() if line.strip()]
+        return [e for e in entries if path is None or e["path"] == path]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def header(entry: dict[str, Any], name: str) -> str:
+    headers = {k.lower(): v for k, v in entry["headers"].items()}
+    return str(headers[name.lower()])

@@ -1,0 +1,180 @@
+"""Three ``kairos serve`` replicas on one PostgreSQL database: exactly once, SIGKILL, restarts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.postgres import create_database, drop_database, require_postgres
+from tests.support.server import KairosProcess, TargetProcess, header, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    require_postgres()
+    url = create_database()
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Iterator[TargetProcess]:
+    process = TargetProcess(tmp_path / "deliveries.jsonl")
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def replicas(database: str, tmp_path: Path) -> Iterator[list[KairosProcess]]:
+    with ExitStack() as stack:
+        nodes = [
+            stack.enter_context(KairosProcess(database, log_path=tmp_path / f"node{i}.log"))
+            for i in range(3)
+        ]
+        yield nodes
+
+
+def fire_key(delivery: dict[str, Any]) -> tuple[str, str, str]:
+    return (
+        header(delivery, "X-Kairos-Job-Id"),
+        header(delivery, "X-Kairos-Scheduled-For"),
+        header(delivery, "X-Kairos-Attempt"),
+    )
+
+
+def duplicates(deliveries: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    return [key for key, n in Counter(map(fire_key, deliveries)).items() if n > 1]
+
+
+def test_a_thousand_jobs_due_at_once_fire_exactly_once_across_three_replicas(
+    replicas: list[KairosProcess], target: TargetProcess
+) -> None:
+    due = datetime.now(UTC) + timedelta(seconds=8)
+    body = {
+        "trigger": {"type": "date", "run_date": due.isoformat()},
+        "target": {"url": target.url("/burst")},
+        "misfire_grace_time": 300,
+    }
+    with httpx.Client(base_url=replicas[0].base_url, headers=_auth(replicas[0])) as api:
+        for i in range(1000):
+            assert api.put(f"/jobs/burst-{i}", json=body).status_code == 201
+    assert datetime.now(UTC) < due, "loading took longer than the margin"
+
+    wait_until(lambda: len(target.deliveries("/burst")) >= 1000, 60, what="1,000 deliveries")
+    deliveries = target.deliveries("/burst")
+    assert duplicates(deliveries) == []
+    assert {header(d, "X-Kairos-Job-Id") for d in deliveries} == {f"burst-{i}" for i in range(1000)}
+    nodes = Counter(_run_nodes(replicas[1]))
+    assert len(nodes) >= 2, f"one replica did all the work: {nodes}"
+
+
+def test_sigkill_of_a_replica_loses_no_fire_and_duplicates_none(
+    replicas: list[KairosProcess], target: TargetProcess
+) -> None:
+    jobs = [f"tick-{i}" for i in range(10)]
+    body = {
+        "trigger": {"type": "interval", "seconds": 1},
+        "target": {"url": target.url("/tick")},
+        "coalesce": False,
+        "misfire_grace_time": 120,
+    }
+    with replicas[0].client() as api:
+        for job_id in jobs:
+            api.put(f"/jobs/{job_id}", json=body)
+    wait_until(lambda: len(target.deliveries("/tick")) >= 50, 30, what="ticks from every node")
+    victim = replicas[2]
+    victim.kill()
+    killed_at = datetime.now(UTC)
+
+    def gone() -> bool:
+        with replicas[0].client() as api:
+            return victim_id not in {n["id"] for n in api.get("/cluster").json()["nodes"]}
+
+    victim_id = _node_id(victim)
+    wait_until(gone, 15 + 5, what="the dead node to be taken over")
+    horizon = killed_at + timedelta(seconds=16)
+    wait_until(lambda: _covered(target, jobs, horizon), 40, what="every fire up to the horizon")
+    assert duplicates(target.deliveries("/tick")) == []
+
+
+@pytest.mark.skipif(shutil.which("pg_ctlcluster") is None, reason="pg_ctlcluster is not here")
+def test_a_postgresql_restart_is_survived_without_duplicates(
+    replicas: list[KairosProcess], target: TargetProcess
+) -> None:
+    body = {
+        "trigger": {"type": "interval", "seconds": 1},
+        "target": {"url": target.url("/tick")},
+        "coalesce": False,
+        "misfire_grace_time": 120,
+    }
+    with replicas[0].client() as api:
+        for i in range(5):
+            api.put(f"/jobs/tick-{i}", json=body)
+    wait_until(lambda: len(target.deliveries("/tick")) >= 10, 20, what="ticks before the restart")
+    version = sorted(os.listdir("/etc/postgresql"))[0]
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+        check=True,
+        timeout=120,
+    )
+    restarted_at = datetime.now(UTC)
+    for replica in replicas:
+        wait_until(lambda r=replica: _ready(r), 30, what="every replica ready again")
+    jobs = [f"tick-{i}" for i in range(5)]
+    horizon = restarted_at + timedelta(seconds=5)
+    wait_until(
+        lambda: _covered(target, jobs, horizon), 40, what="fires caught up after the restart"
+    )
+    assert duplicates(target.deliveries("/tick")) == []
+
+
+def _covered(target: TargetProcess, jobs: list[str], horizon: datetime) -> bool:
+    """Every job has a delivery for every second from its first fire up to ``horizon``."""
+    seen: dict[str, set[datetime]] = {job: set() for job in jobs}
+    for delivery in target.deliveries("/tick"):
+        job = header(delivery, "X-Kairos-Job-Id")
+        if job in seen:
+            seen[job].add(datetime.fromisoformat(header(delivery, "X-Kairos-Scheduled-For")))
+    for fires in seen.values():
+        if not fires or max(fires) < horizon:
+            return False
+        first = min(fires)
+        expected = (horizon - first).total_seconds()
+        if sum(1 for f in fires if f <= horizon) < int(expected):
+            return False
+    return True
+
+
+def _auth(process: KairosProcess) -> dict[str, str]:
+    return {"Authorization": f"Bearer {process.token}"}
+
+
+def _node_id(process: KairosProcess) -> str:
+    log = (process.log_path.read_text() if process.log_path else "").splitlines()
+    line = next(line for line in log if line.strip().startswith("Node"))
+    return line.split()[-1]
+
+
+def _run_nodes(process: KairosProcess) -> list[str]:
+    with process.client() as api:
+        items = api.get("/runs", params={"limit": 1000}).json()["items"]
+    return [run["node_id"] for run in items]
+
+
+def _ready(process: KairosProcess) -> bool:
+    try:
+        return httpx.get(f"{process.base_url}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
