@@ -265,3 +265,12 @@ async def test_a_change_made_by_one_process_reaches_the_others(
             await heard[None].wait()
     finally:
         await other.close()
+
+
+async def test_nodes_with_skewed_clocks_never_duplicate_a_fire(store: Store) -> None:
+    await store.insert_job(record("a", NOW))
+    ahead = await store.claim_due(NOW + 5 * S, 10, "fast-clock", every_minute)
+    behind = await store.claim_due(NOW - 5 * S, 10, "slow-clock", every_minute)
+    on_time = await store.claim_due(NOW, 10, "true-clock", every_minute)
+    started = [s.run.scheduled_for_us for c in (ahead, behind, on_time) for s in c.started]
+    assert started == [NOW]

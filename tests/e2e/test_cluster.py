@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -178,3 +179,23 @@ def _ready(process: KairosProcess) -> bool:
         return httpx.get(f"{process.base_url}/readyz", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_max_instances_holds_across_replicas(
+    replicas: list[KairosProcess], target: TargetProcess
+) -> None:
+    body = {
+        "trigger": {"type": "interval", "seconds": 0.2},
+        "target": {"url": target.url("/slow?delay=1.5")},
+        "max_instances": 1,
+    }
+    with replicas[0].client() as api:
+        api.put("/jobs/single", json=body)
+    wait_until(lambda: len(target.deliveries("/slow")) >= 3, 30, what="three slow calls")
+    starts = sorted(d["received_us"] for d in target.deliveries("/slow"))
+    # One call at a time: each starts only after the previous one's 1.5 s are over.
+    assert min(b - a for a, b in pairwise(starts)) >= 1_500_000
+    with replicas[1].client() as api:
+        runs = api.get("/jobs/single/runs", params={"limit": 1000}).json()["items"]
+    assert any(r["status"] == "skipped" for r in runs)
+    assert len({r["node_id"] for r in runs}) >= 2, "only one replica ever claimed the job"
