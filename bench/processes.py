@@ -11,7 +11,14 @@ import time
 import urllib.request
 from pathlib import Path
 
-__all__ = ["Process", "free_port", "start_kairos", "start_target"]
+__all__ = [
+    "Process",
+    "create_pg_database",
+    "drop_pg_database",
+    "free_port",
+    "start_kairos",
+    "start_target",
+]
 
 TOKEN = "bench-token"
 
@@ -74,3 +81,24 @@ def start_kairos(db_url: str, extra_env: dict[str, str] | None = None) -> tuple[
 
 def sqlite_url(directory: Path) -> str:
     return f"sqlite:///{directory}/bench.db"
+
+
+def create_pg_database(admin_url: str) -> str:
+    """A fresh database on the server of ``admin_url``; returns its URL."""
+    import uuid
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    name = f"kairos_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_pg_database(admin_url: str, url: str) -> None:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')

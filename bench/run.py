@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -22,50 +20,15 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from bench.processes import TOKEN, start_kairos, start_target
+from bench.client import log, put_jobs, reset, wait_for_deliveries
+from bench.cluster import ClusterRun, cluster_run
+from bench.processes import start_kairos, start_target
 from bench.stats import median, percentile
 
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SEED_REFERENCE = (
     "Seed design (APScheduler BackgroundScheduler + SQLite job store + a new HTTP client per "
     "call): 5,000 jobs due at one instant delivered over 184 s (27 fires/s)."
 )
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-# Load helpers --------------------------------------------------------------------------------
-
-
-async def put_jobs(
-    base: str, bodies: list[tuple[str, dict[str, Any]]], concurrency: int
-) -> list[float]:
-    """PUT every job, ``concurrency`` at a time; return each request's latency in ms."""
-    latencies: list[float] = []
-    queue = iter(bodies)
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(base, headers=AUTH, connector=connector) as http:
-
-        async def worker() -> None:
-            for job_id, body in queue:
-                started = time.perf_counter()
-                async with http.put(f"/jobs/{job_id}", json=body) as response:
-                    if response.status not in (200, 201):
-                        raise RuntimeError(
-                            f"PUT {job_id}: {response.status} {await response.text()}"
-                        )
-                latencies.append((time.perf_counter() - started) * 1000)
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return latencies
-
-
-async def target_stats(target: str) -> list[list[Any]]:
-    async with aiohttp.ClientSession() as http, http.get(f"{target}/__stats") as response:
-        records: list[list[Any]] = json.loads(await response.read())
-        return records
 
 
 # Workloads -----------------------------------------------------------------------------------
@@ -116,25 +79,6 @@ async def burst(size: int, target: str, db_dir: Path, env: dict[str, str]) -> Bu
         last_delivery_s=max(lags, default=float("nan")) / 1000,
         load_rps=size / load_s,
     )
-
-
-async def wait_for_deliveries(
-    target: str, expected: int, not_before: float, stall_s: float = 20
-) -> list[list[Any]]:
-    """Poll the target until ``expected`` deliveries, or no progress for ``stall_s`` seconds
-    counted from the due instant ``not_before`` (epoch seconds)."""
-    await asyncio.sleep(max(0.0, not_before - time.time()))
-    last_count, last_change = -1, time.monotonic()
-    while True:
-        records = await target_stats(target)
-        if len(records) >= expected:
-            return records
-        if len(records) != last_count:
-            last_count, last_change = len(records), time.monotonic()
-        elif time.monotonic() - last_change > stall_s:
-            log(f"  stalled at {len(records)}/{expected} deliveries")
-            return records
-        await asyncio.sleep(0.1)
 
 
 @dataclass
@@ -219,6 +163,8 @@ async def main_async(args: argparse.Namespace) -> str:
                 lines += await burst_section(args, target, Path(tmp), env)
             if "api" in args.only:
                 lines += await api_section(args, Path(tmp), env)
+            if "cluster" in args.only:
+                lines += await cluster_section(args, target)
             if "ceiling" in args.only:
                 log("ceiling")
                 await reset(target)
@@ -259,6 +205,34 @@ async def burst_section(
     return [*lines, ""]
 
 
+async def cluster_section(args: argparse.Namespace, target: str) -> list[str]:
+    lines = [
+        f"### Cluster: replicas on one PostgreSQL (burst {args.cluster_burst:,} date jobs; "
+        f"sustained {args.cluster_jobs:,} jobs at 1 s for 30 s)",
+        "",
+        "| replicas | burst delivered | dup | last delivery s | burst fires/s | burst lag p99 ms "
+        "| sustained due/s | sustained fires/s | sustained lag p99 ms | dup |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for count in args.replicas:
+
+        async def one(count: int = count) -> ClusterRun:
+            return await cluster_run(
+                count, args.postgres, target, args.cluster_burst, args.cluster_jobs
+            )
+
+        runs = await repeat(args.repeat, one)
+        cells = [str(count), f"{med(runs, 'burst_delivered'):,.0f}"]
+        cells += [f"{med(runs, 'burst_duplicates'):.0f}", f"{med(runs, 'burst_last_s'):.2f}"]
+        cells += [f"{med(runs, 'burst_fires_per_s'):,.0f}", f"{med(runs, 'burst_lag_p99_ms'):.0f}"]
+        cells += [f"{med(runs, 'sustained_due_per_s'):,.0f}"]
+        cells += [f"{med(runs, 'sustained_fires_per_s'):,.0f}"]
+        cells += [f"{med(runs, 'sustained_lag_p99_ms'):.0f}"]
+        cells += [f"{med(runs, 'sustained_duplicates'):.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 async def api_section(args: argparse.Namespace, db_dir: Path, env: dict[str, str]) -> list[str]:
     log("api")
     lines = ["### API: PUT /jobs/{id} (SQLite)", "", "| mode | req/s | p50 ms | p99 ms |"]
@@ -273,18 +247,23 @@ async def api_section(args: argparse.Namespace, db_dir: Path, env: dict[str, str
     return [*lines, ""]
 
 
-async def reset(target: str) -> None:
-    async with aiohttp.ClientSession() as http, http.post(f"{target}/__reset") as response:
-        await response.read()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "--sizes", default="1000,10000", type=lambda s: [int(x) for x in s.split(",")]
     )
     parser.add_argument("--repeat", default=3, type=int)
-    parser.add_argument("--only", default="burst,api,ceiling", type=lambda s: s.split(","))
+    parser.add_argument("--only", default="burst,api,cluster,ceiling", type=lambda s: s.split(","))
+    parser.add_argument(
+        "--postgres",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="a PostgreSQL database to create the cluster's databases from",
+    )
+    parser.add_argument(
+        "--replicas", default="1,2,3", type=lambda s: [int(x) for x in s.split(",")]
+    )
+    parser.add_argument("--cluster-burst", default=10_000, type=int)
+    parser.add_argument("--cluster-jobs", default=1_000, type=int)
     parser.add_argument("--concurrency", type=int, help="KAIROS_MAX_CONCURRENT_RUNS")
     parser.add_argument("--out", default=Path(__file__).with_name("RESULTS.md"), type=Path)
     args = parser.parse_args()

@@ -1,0 +1,74 @@
+"""HTTP helpers shared by the workloads: loading jobs and reading the target's records."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+import aiohttp
+
+from bench.processes import TOKEN
+
+__all__ = ["log", "put_jobs", "reset", "target_stats", "wait_for_deliveries"]
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+async def put_jobs(
+    base: str, bodies: list[tuple[str, dict[str, Any]]], concurrency: int
+) -> list[float]:
+    """PUT every job, ``concurrency`` at a time; return each request's latency in ms."""
+    latencies: list[float] = []
+    queue = iter(bodies)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(base, headers=AUTH, connector=connector) as http:
+
+        async def worker() -> None:
+            for job_id, body in queue:
+                started = time.perf_counter()
+                async with http.put(f"/jobs/{job_id}", json=body) as response:
+                    if response.status not in (200, 201):
+                        raise RuntimeError(
+                            f"PUT {job_id}: {response.status} {await response.text()}"
+                        )
+                latencies.append((time.perf_counter() - started) * 1000)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies
+
+
+async def target_stats(target: str) -> list[list[Any]]:
+    async with aiohttp.ClientSession() as http, http.get(f"{target}/__stats") as response:
+        records: list[list[Any]] = json.loads(await response.read())
+        return records
+
+
+async def wait_for_deliveries(
+    target: str, expected: int, not_before: float, stall_s: float = 20
+) -> list[list[Any]]:
+    """Poll the target until ``expected`` deliveries, or no progress for ``stall_s`` seconds
+    counted from the due instant ``not_before`` (epoch seconds)."""
+    await asyncio.sleep(max(0.0, not_before - time.time()))
+    last_count, last_change = -1, time.monotonic()
+    while True:
+        records = await target_stats(target)
+        if len(records) >= expected:
+            return records
+        if len(records) != last_count:
+            last_count, last_change = len(records), time.monotonic()
+        elif time.monotonic() - last_change > stall_s:
+            log(f"  stalled at {len(records)}/{expected} deliveries")
+            return records
+        await asyncio.sleep(0.1)
+
+
+async def reset(target: str) -> None:
+    async with aiohttp.ClientSession() as http, http.post(f"{target}/__reset") as response:
+        await response.read()
