@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import sys
 from datetime import UTC, datetime
@@ -87,6 +88,10 @@ def _serve(
             )
         out.file.flush()
 
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     uvicorn.run(
         create_app(settings, on_started=banner),
         host=settings.host,

@@ -111,7 +111,7 @@ def test_sigkill_of_a_replica_loses_no_fire_and_duplicates_none(
 
 
 @pytest.mark.skipif(shutil.which("pg_ctlcluster") is None, reason="pg_ctlcluster is not here")
-def test_a_postgresql_restart_is_survived_without_duplicates(
+def test_a_postgresql_outage_is_survived_without_duplicates(
     replicas: list[KairosProcess], target: TargetProcess
 ) -> None:
     body = {
@@ -123,22 +123,26 @@ def test_a_postgresql_restart_is_survived_without_duplicates(
     with replicas[0].client() as api:
         for i in range(5):
             api.put(f"/jobs/tick-{i}", json=body)
-    wait_until(lambda: len(target.deliveries("/tick")) >= 10, 20, what="ticks before the restart")
-    version = sorted(os.listdir("/etc/postgresql"))[0]
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
-        check=True,
-        timeout=120,
-    )
-    restarted_at = datetime.now(UTC)
+    wait_until(lambda: len(target.deliveries("/tick")) >= 10, 20, what="ticks before the outage")
+    _postgres("stop")
+    try:
+        for replica in replicas:
+            wait_until(lambda r=replica: _readyz(r) == 503, 20, what="not ready while it is down")
+    finally:
+        _postgres("start")
+    back_at = datetime.now(UTC)
     for replica in replicas:
-        wait_until(lambda r=replica: _ready(r), 30, what="every replica ready again")
+        wait_until(lambda r=replica: _readyz(r) == 200, 30, what="every replica ready again")
     jobs = [f"tick-{i}" for i in range(5)]
-    horizon = restarted_at + timedelta(seconds=5)
-    wait_until(
-        lambda: _covered(target, jobs, horizon), 40, what="fires caught up after the restart"
-    )
+    horizon = back_at + timedelta(seconds=5)
+    wait_until(lambda: _covered(target, jobs, horizon), 40, what="fires caught up after the outage")
     assert duplicates(target.deliveries("/tick")) == []
+
+
+def _postgres(action: str) -> None:
+    version = sorted(os.listdir("/etc/postgresql"))[0]
+    command = ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action]
+    subprocess.run(command, check=True, timeout=120)
 
 
 def _covered(target: TargetProcess, jobs: list[str], horizon: datetime) -> bool:
@@ -174,11 +178,11 @@ def _run_nodes(process: KairosProcess) -> list[str]:
     return [run["node_id"] for run in items]
 
 
-def _ready(process: KairosProcess) -> bool:
+def _readyz(process: KairosProcess) -> int | None:
     try:
-        return httpx.get(f"{process.base_url}/readyz", timeout=2).status_code == 200
+        return httpx.get(f"{process.base_url}/readyz", timeout=2).status_code
     except httpx.HTTPError:
-        return False
+        return None
 
 
 def test_max_instances_holds_across_replicas(
