@@ -6,15 +6,36 @@ import asyncio
 import json
 import sys
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 
 from bench.processes import TOKEN
 
-__all__ = ["log", "put_jobs", "reset", "target_stats", "wait_for_deliveries"]
+__all__ = [
+    "AUTH",
+    "epoch_us",
+    "iso",
+    "load_jobs",
+    "log",
+    "put_jobs",
+    "reset",
+    "target_stats",
+    "wait_for_deliveries",
+]
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def iso(epoch_s: float) -> str:
+    """An instant as the API takes it."""
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat()
+
+
+def epoch_us(iso_time: str) -> int:
+    """An ISO instant (as ``X-Kairos-Scheduled-For`` carries it) in epoch microseconds."""
+    return int(datetime.fromisoformat(iso_time).timestamp() * 1_000_000)
 
 
 def log(message: str) -> None:
@@ -42,6 +63,25 @@ async def put_jobs(
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return latencies
+
+
+async def load_jobs(
+    base: str, jobs: list[tuple[str, dict[str, Any]]], batch: int = 5_000, concurrency: int = 2
+) -> float:
+    """Create or replace ``jobs`` with ``POST /jobs:batch``; return jobs written per second."""
+    chunks = iter(range(0, len(jobs), batch))
+    async with aiohttp.ClientSession(base, headers=AUTH) as http:
+
+        async def worker() -> None:
+            for start in chunks:
+                body = {"jobs": [{"id": i} | b for i, b in jobs[start : start + batch]]}
+                async with http.post("/jobs:batch", json=body) as response:
+                    if response.status != 200:
+                        raise RuntimeError(f"batch: {response.status} {await response.text()}")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return len(jobs) / (time.perf_counter() - started)
 
 
 async def target_stats(target: str) -> list[list[Any]]:

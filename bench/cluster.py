@@ -6,10 +6,9 @@ import asyncio
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from bench.client import log, put_jobs, reset, target_stats, wait_for_deliveries
+from bench.client import epoch_us, iso, load_jobs, log, reset, target_stats, wait_for_deliveries
 from bench.processes import Process, create_pg_database, drop_pg_database, start_kairos
 from bench.stats import percentile
 
@@ -43,9 +42,9 @@ async def cluster_run(
             bases.append(base)
         await reset(target)
         log(f"cluster x{replicas}: burst {burst_size}")
-        due = time.time() + max(5.0, burst_size / 300)
+        due = time.time() + 5 + burst_size / 2_000
         body = {
-            "trigger": {"type": "date", "run_date": datetime.fromtimestamp(due, UTC).isoformat()},
+            "trigger": {"type": "date", "run_date": iso(due)},
             "target": {"url": f"{target}/hit"},
             "misfire_grace_time": 3600,
         }
@@ -65,10 +64,7 @@ async def cluster_run(
 async def _spread(bases: list[str], jobs: list[tuple[str, dict[str, Any]]]) -> None:
     shares = [jobs[i :: len(bases)] for i in range(len(bases))]
     await asyncio.gather(
-        *(
-            put_jobs(base, share, 32 // len(bases) or 1)
-            for base, share in zip(bases, shares, strict=True)
-        )
+        *(load_jobs(base, share, concurrency=1) for base, share in zip(bases, shares, strict=True))
     )
 
 
@@ -94,12 +90,7 @@ async def _sustained(bases: list[str], target: str, count: int) -> tuple[float, 
     await asyncio.sleep(window_start + window_s + 5 - time.time())
     records = await target_stats(target)
     start_us, end_us = int(window_start * 1e6), int((window_start + window_s) * 1e6)
-    in_window = [r for r in records if start_us <= _us(r[2]) < end_us]
+    in_window = [r for r in records if start_us <= epoch_us(r[2]) < end_us]
     keys = Counter((r[1], r[2], r[3]) for r in in_window)
-    lags = [(r[0] - _us(r[2])) / 1000 for r in in_window]
+    lags = [(r[0] - epoch_us(r[2])) / 1000 for r in in_window]
     return count, len(keys) / window_s, percentile(lags, 99), sum(n - 1 for n in keys.values())
-
-
-def _us(iso: str) -> int:
-    moment = datetime.fromisoformat(iso)
-    return int(moment.timestamp() * 1_000_000)

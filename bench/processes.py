@@ -13,9 +13,11 @@ from pathlib import Path
 
 __all__ = [
     "Process",
+    "cpu_seconds",
     "create_pg_database",
     "drop_pg_database",
     "free_port",
+    "rss_mib",
     "start_kairos",
     "start_target",
 ]
@@ -33,10 +35,13 @@ def free_port() -> int:
 class Process:
     def __init__(self, command: list[str], env: dict[str, str], probe_url: str) -> None:
         self.probe_url = probe_url
+        started = time.perf_counter()
         self.proc = subprocess.Popen(
             command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         self._wait_ready()
+        self.ready_s = time.perf_counter() - started
+        """From spawning the process until its probe answered."""
 
     def _wait_ready(self, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
@@ -48,8 +53,12 @@ class Process:
                 with urllib.request.urlopen(self.probe_url, timeout=1):
                     return
             except OSError:
-                time.sleep(0.05)
+                time.sleep(0.01)
         raise RuntimeError(f"{self.probe_url} not ready after {timeout_s} s")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -102,3 +111,18 @@ def drop_pg_database(admin_url: str, url: str) -> None:
 
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int, *, peak: bool = False) -> float:
+    """Resident memory now (or its peak so far), in MiB."""
+    key = "VmHWM:" if peak else "VmRSS:"
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key):
+            return int(line.split()[1]) / 1024
+    return float("nan")

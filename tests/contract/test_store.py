@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import StatementError
 
 from kairos.errors import Conflict, JobExists, JobNotFound, RunNotFound
 from kairos.models import JobRecord, JobSpec, RunStatus
@@ -57,14 +58,26 @@ async def test_unknown_job_raises_not_found_everywhere(store: Store) -> None:
 
 
 async def test_upsert_creates_then_replaces_keeping_created_time(store: Store) -> None:
-    assert await store.upsert_job(record("a")) is True
+    assert await store.upsert_jobs([record("a")]) == {"a": NOW - S}
     replaced = JobRecord("a", SPEC.model_copy(update={"max_instances": 3}), None, None, NOW, NOW)
-    assert await store.upsert_job(replaced) is False
+    added = JobRecord("b", SPEC, NOW, NOW, NOW, NOW)
+    assert await store.upsert_jobs([replaced, added]) == {"a": NOW - S, "b": NOW}
     got = await store.get_job("a")
     assert got.spec.max_instances == 3
     assert got.created_us == NOW - S
     assert got.updated_us == NOW
     assert got.next_run_us is None
+    assert (await store.get_job("b")).next_run_us == NOW
+
+
+async def test_a_failed_upsert_batch_writes_nothing(store: Store) -> None:
+    await store.upsert_jobs([record("a")])
+    too_big = record("c", 2**64)  # beyond a 64-bit column: the database refuses the row
+    changed = JobRecord("a", SPEC.model_copy(update={"max_instances": 3}), NOW, NOW, NOW, NOW)
+    with pytest.raises((OverflowError, StatementError)):  # as the driver or database refuses
+        await store.upsert_jobs([changed, record("b"), too_big])
+    assert [job.id for job in await store.list_jobs(after_id=None, limit=10)] == ["a"]
+    assert (await store.get_job("a")).spec.max_instances == 1
 
 
 async def test_update_refuses_a_stale_version(store: Store) -> None:

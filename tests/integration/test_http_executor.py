@@ -142,3 +142,16 @@ async def test_many_concurrent_calls_each_arrive_once(
     assert all(o.succeeded for o in outcomes)
     run_ids = sorted(int(d.headers["X-Kairos-Run-Id"]) for d in target.deliveries)
     assert run_ids == list(range(500))
+
+
+async def test_cookies_set_by_a_target_are_never_sent_back(
+    executor: HttpExecutor, target: RecordingTarget
+) -> None:
+    # One job's target must not see (or plant) state in another job's calls to the same host.
+    # By name: a cookie jar ignores cookies from bare IP addresses anyway.
+    by_name = target.url("/").replace("127.0.0.1", "localhost")
+    first = await executor.execute(call(f"{by_name}a?set_cookie=secret"))
+    assert first.succeeded
+    await executor.execute(call(f"{by_name}b", run_id=8))
+    [_, second] = target.deliveries
+    assert "Cookie" not in second.headers

@@ -98,7 +98,10 @@ class RecordingTarget:
             return web.Response()
         if "size" in query:
             return await self._stream(request, int(query["size"]))
-        return web.Response(status=int(query.get("status", "200")), text="ok")
+        response = web.Response(status=int(query.get("status", "200")), text="ok")
+        if "set_cookie" in query:
+            response.set_cookie("session", query["set_cookie"])
+        return response
 
     async def _stream(self, request: web.Request, size: int) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Length": str(size)})

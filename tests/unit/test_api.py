@@ -42,6 +42,7 @@ def cron_job(expression: str = "0 2 * * *", **extra: Any) -> dict[str, Any]:
         ("GET", "/runs"),
         ("POST", "/triggers/preview"),
         ("POST", "/jobs/x/run"),
+        ("POST", "/jobs:batch"),
         ("GET", "/cluster"),
     ],
 )
@@ -196,6 +197,44 @@ def test_invalid_job_is_422_naming_the_field_and_keeps_the_old_job(
     for name in names:
         assert any(name in part for part in locs), (name, response.json())
     assert client.get("/jobs/keep").json()["trigger"]["expression"] == "0 3 * * *"
+
+
+def test_batch_creates_and_replaces_in_one_call(client: TestClient) -> None:
+    client.put("/jobs/b0", json=cron_job("0 1 * * *"))
+    jobs = [{"id": f"b{i}"} | cron_job(f"0 {i} * * *") for i in range(3)]
+    response = client.post("/jobs:batch", json={"jobs": jobs})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"created": 2, "replaced": 1}
+    for i in range(3):
+        assert client.get(f"/jobs/b{i}").json()["trigger"]["expression"] == f"0 {i} * * *"
+
+
+@pytest.mark.parametrize(
+    ("bad", "loc"),
+    [
+        ({"trigger": {"type": "cron", "expression": "61 * * * *"}}, ["jobs", 1, "trigger"]),
+        ({"target": {"url": "ftp://x"}}, ["jobs", 1, "target"]),
+        ({"id": "b0"}, ["jobs", 1, "id"]),
+        ({"id": "no spaces"}, ["jobs", 1, "id"]),
+    ],
+)
+def test_batch_with_one_bad_job_names_it_and_writes_nothing(
+    client: TestClient, bad: dict[str, Any], loc: list[Any]
+) -> None:
+    jobs = [{"id": f"b{i}"} | cron_job() for i in range(3)]
+    jobs[1] |= bad
+    response = client.post("/jobs:batch", json={"jobs": jobs})
+    assert response.status_code == 422, response.text
+    error_loc = response.json()["detail"][0]["loc"]
+    assert error_loc[1 : 1 + len(loc)] == loc, error_loc
+    assert client.get("/jobs").json()["items"] == []
+
+
+@pytest.mark.parametrize("body", [{"jobs": []}, {}, {"jobs": [{"id": "x"}] * 10_001}])
+def test_batch_size_is_checked(client: TestClient, body: dict[str, Any]) -> None:
+    response = client.post("/jobs:batch", json=body)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"][:2] == ["body", "jobs"]
 
 
 def test_malformed_json_is_422_not_500(client: TestClient) -> None:

@@ -16,7 +16,8 @@ __all__ = ["SchedulerDep", "require_token"]
 _bearer = HTTPBearer(auto_error=False, description="An admin token (KAIROS_ADMIN_TOKEN)")
 
 
-def _scheduler(request: Request) -> Scheduler:
+async def _scheduler(request: Request) -> Scheduler:
+    # async: FastAPI would run a plain function in a worker thread, a costly hop per request
     scheduler: Scheduler = request.app.state.scheduler
     return scheduler
 

@@ -24,6 +24,9 @@ from kairos.models import (
 )
 
 __all__ = [
+    "MAX_BATCH",
+    "JobBatchIn",
+    "JobBatchOut",
     "JobCreate",
     "JobOut",
     "JobPage",
@@ -42,6 +45,20 @@ __all__ = [
 
 class JobCreate(JobSpec):
     id: str = Field(pattern=JOB_ID_PATTERN)
+
+
+MAX_BATCH = 10_000
+
+
+class JobBatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[JobCreate] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class JobBatchOut(BaseModel):
+    created: int
+    replaced: int
 
 
 class JobOut(BaseModel):

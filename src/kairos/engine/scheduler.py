@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import socket
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -113,11 +114,24 @@ class Scheduler:
         """Create the job or completely replace it. Return it and whether it was created.
         The replacement's schedule starts afresh from now; runs already started go on."""
         job = self._schedule(job_id, spec, created_us=None)
-        created = await self.store.upsert_job(job)
+        stored = await self.store.upsert_jobs([job])
         self._wake_for(job)
-        if not created:
-            job = await self.store.get_job(job_id)
-        return job, created
+        return replace(job, created_us=stored[job_id]), stored[job_id] == job.created_us
+
+    async def put_jobs(self, batch: Sequence[tuple[str, JobSpec]]) -> int:
+        """``put_job`` for many jobs in one transaction: all are written or none (an invalid
+        one is named as ``jobs.<index>...``). Ids must be distinct. Return how many were new."""
+        records = []
+        for index, (job_id, spec) in enumerate(batch):
+            try:
+                records.append(self._schedule(job_id, spec, created_us=None))
+            except InvalidField as exc:
+                raise InvalidField(["jobs", index, *exc.loc], exc.message) from None
+        stored = await self.store.upsert_jobs(records)
+        due = [job.next_run_us for job in records if job.next_run_us is not None]
+        if due:
+            self._dispatcher.wake(min(due))
+        return sum(1 for job in records if stored[job.id] == job.created_us)
 
     async def patch_job(self, job_id: str, changes: dict[str, Any]) -> JobRecord:
         """Replace the named top-level fields of a job's spec; the others stay as they are."""

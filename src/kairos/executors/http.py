@@ -34,8 +34,12 @@ class HttpExecutor:
         connector = aiohttp.TCPConnector(
             limit=self._max_connections, limit_per_host=0, ttl_dns_cache=60
         )
+        # No cookie jar: a cookie set by one job's target must never reach another job's.
         self._session = aiohttp.ClientSession(
-            connector=connector, skip_auto_headers=("User-Agent",), auto_decompress=False
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=("User-Agent",),
+            auto_decompress=False,
         )
 
     async def close(self) -> None:

@@ -89,9 +89,10 @@ class Store(ABC):
         """Add a job; raise ``JobExists`` if its id is taken."""
 
     @abstractmethod
-    async def upsert_job(self, job: JobRecord) -> bool:
-        """Add or completely replace the job with ``job.id``, keeping its ``created_us`` if it
-        existed. Return True if it was created."""
+    async def upsert_jobs(self, jobs: Sequence[JobRecord]) -> dict[str, int]:
+        """Add or completely replace each job (ids must be distinct), keeping the ``created_us``
+        of those that existed; all are written or none. Return each id's stored ``created_us``:
+        equal to the record's own exactly when the job was created."""
 
     @abstractmethod
     async def update_job(self, job: JobRecord, *, expected_updated_us: int) -> None:

@@ -65,6 +65,12 @@ class SqlStore(Store):
             else ThreadPoolExecutor(4, thread_name_prefix="kairos-r")
         )
         self._specs: OrderedDict[tuple[str, int], JobSpec] = OrderedDict()
+        add = self._dialect_insert(jobs)
+        # Atomic even when two nodes create one new id at once. Built once: it is on the hot path.
+        self._upsert_jobs = add.on_conflict_do_update(
+            index_elements=["id"],
+            set_={name: add.excluded[name] for name in _REPLACED_ON_UPSERT},
+        ).returning(jobs.c.id, jobs.c.created_us)
 
     # Plumbing ----------------------------------------------------------------------------------
 
@@ -139,20 +145,18 @@ class SqlStore(Store):
         except IntegrityError:
             raise JobExists(job.id) from None
 
-    async def upsert_job(self, job: JobRecord) -> bool:
-        def tx(conn: Connection) -> bool:
-            values = _job_values(job)
-            del values["created_us"]
-            replace = update(jobs).where(jobs.c.id == job.id).values(values)
-            self._notify_job(conn, job)
-            if conn.execute(replace).rowcount:
-                return False
-            # Two creators of one new id may race here: the loser replaces the winner's job.
-            add = self._dialect_insert(jobs).on_conflict_do_nothing(index_elements=["id"])
-            if conn.execute(add.values(_job_values(job))).rowcount:
-                return True
-            conn.execute(replace)
-            return False
+    async def upsert_jobs(self, batch: Sequence[JobRecord]) -> dict[str, int]:
+        if not batch:
+            return {}
+        query = self._upsert_jobs
+
+        def tx(conn: Connection) -> dict[str, int]:
+            rows = conn.execute(query, [_job_values(job) for job in batch])
+            stored = {row.id: row.created_us for row in rows}
+            due = [job.next_run_us for job in batch if job.next_run_us is not None]
+            if due:
+                self._notify(conn, min(due))
+            return stored
 
         return await self._write(tx)
 
@@ -539,6 +543,9 @@ def _migrate(conn: Connection) -> None:
     config.set_main_option("script_location", str(_MIGRATIONS))
     config.attributes["connection"] = conn
     command.upgrade(config, "head")
+
+
+_REPLACED_ON_UPSERT = ("spec", "paused", "next_fire_us", "next_run_us", "updated_us")
 
 
 def _job_values(job: JobRecord) -> dict[str, Any]:

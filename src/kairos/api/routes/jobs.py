@@ -9,6 +9,8 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Response, status
 from kairos.api.deps import SchedulerDep, require_token
 from kairos.api.routes.runs import run_page
 from kairos.api.schemas import (
+    JobBatchIn,
+    JobBatchOut,
     JobCreate,
     JobOut,
     JobPage,
@@ -50,6 +52,21 @@ async def create_job(scheduler: SchedulerDep, body: JobCreate) -> JobOut:
     """Create a job; 409 if the id is taken (``PUT /jobs/{id}`` replaces instead)."""
     spec = JobSpec.model_validate(body.model_dump(exclude={"id"}))
     return job_out(await scheduler.create_job(body.id, spec))
+
+
+@router.post(":batch")
+async def put_jobs(scheduler: SchedulerDep, body: JobBatchIn) -> JobBatchOut:
+    """Create or replace up to 10,000 jobs at once, each as ``PUT /jobs/{id}`` would, in one
+    transaction: if any job is invalid nothing is written and the error names it."""
+    first_index: dict[str, int] = {}
+    for index, job in enumerate(body.jobs):
+        if first_index.setdefault(job.id, index) != index:
+            raise InvalidField(
+                ["jobs", index, "id"], f"duplicate id {job.id!r} (also jobs.{first_index[job.id]})"
+            )
+    batch = [(job.id, JobSpec.model_validate(job.model_dump(exclude={"id"}))) for job in body.jobs]
+    created = await scheduler.put_jobs(batch)
+    return JobBatchOut(created=created, replaced=len(batch) - created)
 
 
 @router.get("/{job_id}")
