@@ -10,7 +10,6 @@ import random
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from kairos import triggers
 from kairos.clock import from_us, to_us
@@ -69,13 +68,20 @@ class Planner:
         return None if fire is None else self._with_jitter(spec, to_us(fire))
 
     def plan(self, job: JobRecord, now_us: int, running: int, budget: int) -> FirePlan:
-        """Decide the fate of every fire of ``job`` due at ``now_us``.
+        """Decide the fate of every fire of ``job`` due at ``now_us``; of a job claimed ahead
+        (due a moment after ``now_us``), of its next fire only.
 
         ``running`` counts the job's runs in flight anywhere; ``budget`` is how many runs may
         start in this pass. Fires that neither start nor are recorded stay due for the next pass.
         """
         assert job.next_fire_us is not None and job.next_run_us is not None
         trigger = self.trigger_for(job)
+        if job.next_run_us > now_us:
+            # Claimed a moment ahead of its due time: just this fire, which will be on time.
+            run = self._decide(job.spec, job.next_fire_us, 0, running, budget)
+            if run is None:
+                return FirePlan([], job.next_fire_us, job.next_run_us)
+            return self._advance(job.spec, trigger, [run], job.next_fire_us)
         if job.spec.coalesce:
             return self._plan_coalesced(job, trigger, now_us, running, budget)
         return self._plan_each(job, trigger, now_us, running, budget)
@@ -115,7 +121,7 @@ class Planner:
                 running += 1
                 budget -= 1
             runs.append(run)
-            fire_us = _next_us(trigger, fire_us)
+            fire_us = trigger.next_after_us(fire_us)
             due_us = fire_us if fire_us is not None else now_us
         if fire_us is not None and due_us <= now_us:
             return FirePlan(runs, fire_us, due_us)
@@ -124,7 +130,7 @@ class Planner:
     def _advance(
         self, spec: JobSpec, trigger: Trigger, runs: list[PlannedRun], last_us: int
     ) -> FirePlan:
-        return FirePlan(runs, *self._jittered_or_none(spec, _next_us(trigger, last_us)))
+        return FirePlan(runs, *self._jittered_or_none(spec, trigger.next_after_us(last_us)))
 
     @staticmethod
     def _decide(
@@ -152,7 +158,7 @@ class Planner:
     def _skip_misses(spec: JobSpec, trigger: Trigger, now_us: int) -> int | None:
         assert spec.misfire_grace_time is not None
         horizon_us = now_us - int(spec.misfire_grace_time * 1_000_000)
-        return _next_us(trigger, horizon_us - 1)
+        return trigger.next_after_us(horizon_us - 1)
 
     def _jittered_or_none(
         self, spec: JobSpec, fire_us: int | None
@@ -166,8 +172,3 @@ class Planner:
         if not jitter:
             return fire_us, fire_us
         return fire_us, fire_us + int(self._uniform(0, jitter) * 1_000_000)
-
-
-def _next_us(trigger: Trigger, after_us: int) -> int | None:
-    nxt: datetime | None = trigger.next_after(from_us(after_us))
-    return None if nxt is None else to_us(nxt)

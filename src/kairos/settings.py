@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     """Global cap on runs in flight in this process."""
     claim_batch_size: int = Field(default=500, ge=1, le=10_000)
     """How many due fires one claim transaction takes at most."""
+    claim_ahead: float = Field(default=0.05, ge=0, le=1)
+    """Fires due within this many seconds are claimed together and each called on its due time:
+    fewer, larger claims, and calls that start on time instead of after their claim."""
     max_poll_interval: float = Field(default=5.0, gt=0, le=3600)
     """Longest the dispatcher sleeps without looking at the store (safety net for wake-ups)."""
     shutdown_grace: float = Field(default=10.0, ge=0, le=3600)

@@ -115,6 +115,20 @@ async def test_claim_starts_due_fires_once_and_advances_the_job(store: Store) ->
     ]
 
 
+async def test_claim_ahead_takes_fires_due_within_the_window_to_start_on_time(
+    store: Store,
+) -> None:
+    await store.insert_job(record("soon", NOW + 30_000))
+    await store.insert_job(JobRecord("jittered", SPEC, NOW + 10_000, NOW + 45_000, NOW, NOW))
+    await store.insert_job(record("later", NOW + 60_000))
+    claim = await store.claim_due(NOW, 10, "n", every_minute, ahead_us=50_000)
+    due = {s.job.id: s.due_us for s in claim.started}
+    assert due == {"soon": NOW + 30_000, "jittered": NOW + 45_000}
+    assert claim.next_due_us == NOW + 60_000
+    runs = await store.list_runs(job_id="soon", status=None, before_id=None, limit=5)
+    assert runs[0].started_us == NOW + 30_000  # when the call is due, not when it was claimed
+
+
 async def test_claim_respects_its_limit_and_says_more_is_due(store: Store) -> None:
     for i in range(5):
         await store.insert_job(record(f"j{i}", NOW - i))
@@ -150,7 +164,7 @@ async def test_concurrent_claims_never_duplicate_a_fire(store: Store) -> None:
 async def test_finish_records_the_outcome(store: Store) -> None:
     await store.insert_job(record("a", NOW))
     run = (await store.claim_due(NOW, 1, "n", every_minute)).started[0].run
-    done = FinishedRun(run.id, RunStatus.FAILED, NOW + 5, 503, "HTTP 503", "busy")
+    done = FinishedRun(run.id, RunStatus.FAILED, NOW + 1, NOW + 5, 503, "HTTP 503", "busy")
     await store.finish_runs("n", [done])
     got = await store.get_run(run.id)
     assert (got.status, got.finished_us, got.http_status, got.error, got.response_excerpt) == (
@@ -189,7 +203,9 @@ async def test_interrupt_running_marks_only_unfinished_runs_and_retries(store: S
     for job_id in ("a", "b"):
         await store.insert_job(record(job_id, NOW))
     started = (await store.claim_due(NOW, 10, "n", every_minute)).started
-    await store.finish_runs("n", [FinishedRun(started[0].run.id, RunStatus.SUCCEEDED, NOW + 1)])
+    await store.finish_runs(
+        "n", [FinishedRun(started[0].run.id, RunStatus.SUCCEEDED, NOW, NOW + 1)]
+    )
     assert await store.interrupt_running("other-node", retries=1) == 0
     assert await store.interrupt_running(None, retries=1) == 1
     runs = await store.list_runs(job_id=None, status=None, before_id=None, limit=10)
@@ -210,7 +226,7 @@ async def test_a_finish_from_a_node_that_lost_its_run_is_ignored(store: Store) -
     await store.insert_job(record("a", NOW))
     run = (await store.claim_due(NOW, 1, "n1", every_minute)).started[0].run
     await store.interrupt_running("n1", retries=0)
-    await store.finish_runs("n1", [FinishedRun(run.id, RunStatus.SUCCEEDED, NOW + 9)])
+    await store.finish_runs("n1", [FinishedRun(run.id, RunStatus.SUCCEEDED, NOW, NOW + 9)])
     assert (await store.get_run(run.id)).status is RunStatus.INTERRUPTED
 
 
@@ -266,16 +282,23 @@ async def test_a_change_made_by_one_process_reaches_the_others(
         pytest.skip("a single-process store has no other process to tell")
     other = store_for_url(store_url)
     await other.open()
-    heard = {NOW + 5 * S: asyncio.Event(), None: asyncio.Event()}
+    expected: list[tuple[int | None, str | None]] = [
+        (NOW + 5 * S, "a"),  # created: due then
+        (None, None),  # a manual run: look now
+        (NOW + 7 * S, "b"),  # created in a batch
+        (None, "a"),  # deleted: forget its fires claimed ahead
+    ]
+    heard = {notice: asyncio.Event() for notice in expected}
     try:
-        await other.watch(lambda due_us: heard[due_us].set() if due_us in heard else None)
-        heard[None].clear()  # the listener's own "look now" when it connects
+        await other.watch(lambda *notice: heard[notice].set() if notice in heard else None)
+        heard[None, None].clear()  # the listener's own "look now" when it connects
         await store.insert_job(record("a", NOW + 5 * S))
-        async with asyncio.timeout(5):
-            await heard[NOW + 5 * S].wait()
         await store.add_manual_run("a", NOW)
+        await store.upsert_jobs([record("b", NOW + 7 * S)])
+        await store.delete_job("a")
         async with asyncio.timeout(5):
-            await heard[None].wait()
+            for notice in expected:
+                await heard[notice].wait()
     finally:
         await other.close()
 

@@ -164,3 +164,62 @@ async def test_delete_stops_fires_and_keeps_history(
     assert len(target.deliveries) <= count + 1  # at most the call already under way
     history = await scheduler.list_runs(limit=100)
     assert {r.job_id for r in history} == {"d"}
+
+
+async def test_fires_claimed_ahead_are_called_at_their_due_time_not_before(
+    tmp_path: Path, target: RecordingTarget
+) -> None:
+    engine = make_scheduler(tmp_path, claim_ahead=1.0)  # the widest window: claimed at once
+    await engine.start()
+    try:
+        jobs = [
+            await engine.create_job(f"due-{i}", spec(target.url("/due"), soon(0.2 + i * 0.15)))
+            for i in range(3)
+        ]
+        await target.wait_for(lambda d: len(at(target, "/due")) == 3)
+    finally:
+        await engine.stop()
+    received = sorted(d.received_us for d in at(target, "/due"))
+    for job, received_us in zip(jobs, received, strict=True):
+        assert job.next_fire_us is not None
+        assert received_us >= job.next_fire_us, "called before its due time"
+
+
+@pytest.mark.parametrize("change", ["pause", "delete", "replace"])
+async def test_a_change_revokes_a_fire_claimed_ahead_before_it_is_called(
+    tmp_path: Path, target: RecordingTarget, change: str
+) -> None:
+    engine = make_scheduler(tmp_path, claim_ahead=1.0)
+    await engine.start()
+    try:
+        job = await engine.create_job("j", spec(target.url("/old"), soon(0.8)))
+        await wait_runs(engine, "j", lambda r: bool(r))  # claimed: waiting for its due time
+        if change == "pause":
+            await engine.pause_job("j")
+        elif change == "delete":
+            await engine.delete_job("j")
+        else:
+            await engine.put_job("j", spec(target.url("/new"), {"type": "interval", "hours": 1}))
+        run = await settled_run(engine)
+    finally:
+        await engine.stop()
+    assert (run.status, run.error) == (
+        RunStatus.SKIPPED,
+        "the job was changed before this run started",
+    )
+    assert run.started_us is None
+    assert job.next_fire_us is not None
+    assert run.finished_us is not None
+    assert run.finished_us < job.next_fire_us  # revoked at once, not at its due time
+    assert at(target, "/old") == []
+
+
+async def settled_run(engine: Scheduler) -> RunRecord:
+    """Job j's one run once it is no longer running, read from the store (the API answers 404
+    for a deleted job)."""
+    async with asyncio.timeout(10):
+        while True:
+            [run] = await engine.store.list_runs(job_id="j", status=None, before_id=None, limit=9)
+            if run.status is not RunStatus.RUNNING:
+                return run
+            await asyncio.sleep(0.02)

@@ -125,3 +125,18 @@ def test_date_trigger_fires_once_then_has_no_next_fire() -> None:
     plan = Planner().plan(job(**spec), T0 + S, running=0, budget=10)
     assert statuses(plan) == [(0, RunStatus.RUNNING)]
     assert (plan.next_fire_us, plan.next_run_us) == (None, None)
+
+
+def test_a_job_claimed_ahead_plans_only_its_next_fire_and_never_as_missed() -> None:
+    early = Planner().plan(
+        job(misfire_grace_time=0.001, coalesce=False, max_instances=5),
+        T0 - 40_000,
+        running=0,
+        budget=10,
+    )
+    assert statuses(early) == [(0, RunStatus.RUNNING)]
+    assert early.next_fire_us == T0 + 10 * S
+    busy = Planner().plan(job(), T0 - 40_000, running=1, budget=10)
+    assert statuses(busy) == [(0, RunStatus.SKIPPED)]
+    no_room = Planner().plan(job(), T0 - 40_000, running=0, budget=0)
+    assert (no_room.runs, no_room.next_fire_us) == ([], T0)

@@ -138,3 +138,21 @@ def test_date_trigger_fires_once_in_the_job_zone() -> None:
 def test_naive_time_skipped_by_dst_is_moved_past_the_jump() -> None:
     moment = triggers.localize(datetime(2026, 3, 29, 2, 30), BERLIN)
     assert moment.isoformat() == "2026-03-29T03:30:00+02:00"
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"type": "interval", "seconds": 7, "start_date": "2026-01-01T00:00:03Z"},
+        {"type": "interval", "seconds": 0.25, "end_date": "2026-01-01T00:10:00Z"},
+        {"type": "interval", "hours": 1},
+        {"type": "date", "run_date": "2026-01-01T00:05:00.000001Z"},
+    ],
+)
+def test_microsecond_fast_path_agrees_with_the_datetime_one(spec: dict[str, Any]) -> None:
+    trigger = build(BERLIN, **spec)
+    generic = triggers.Trigger.next_after_us
+    start = datetime(2025, 12, 31, 23, 59, tzinfo=UTC)
+    for step in range(0, 20 * 60 * 1_000_000, 999_983):
+        after_us = int(start.timestamp() * 1_000_000) + step
+        assert trigger.next_after_us(after_us) == generic(trigger, after_us), after_us

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -39,10 +38,6 @@ def create_app(
         )
         scheduler = Scheduler(store, executor, settings, clock=clock)
         await scheduler.start()
-        # Everything made so far (modules, schemas, compiled queries) lives as long as the
-        # process: keep it out of the collector's full passes, which otherwise stall the event
-        # loop for tens of milliseconds while fires are due.
-        gc.freeze()
         try:
             app.state.tokens, generated = await load_admin_tokens(store, settings.admin_token)
             app.state.scheduler = scheduler

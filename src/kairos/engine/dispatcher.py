@@ -24,6 +24,12 @@ log = logging.getLogger("kairos.dispatcher")
 
 _STORE_RETRY_S = 1.0
 _LOOKING = sys.maxsize
+# The loop wakes this fraction of the claim-ahead window before the next fire: time for the
+# claim itself, while the rest of the window gathers the fires that follow into the same claim.
+_WAKE_LEAD = 0.2
+# How long an outcome may wait to be written with others (run history lags by as much).
+_RECORD_LINGER_S = 0.01
+_CHANGED = "the job was changed before this run started"
 
 
 class Dispatcher:
@@ -39,6 +45,7 @@ class Dispatcher:
         node_id: str,
         max_concurrent: int,
         claim_batch: int,
+        claim_ahead_s: float,
         max_poll_s: float,
         interrupted_retries: int,
     ) -> None:
@@ -49,6 +56,8 @@ class Dispatcher:
         self._node_id = node_id
         self._max_concurrent = max_concurrent
         self._claim_batch = claim_batch
+        self._ahead_us = int(claim_ahead_s * 1_000_000)
+        self._lead_us = int(self._ahead_us * _WAKE_LEAD)
         self._max_poll_s = max_poll_s
         self._interrupted_retries = interrupted_retries
         self._wake = asyncio.Event()
@@ -59,6 +68,9 @@ class Dispatcher:
         self._results: list[FinishedRun] = []
         self._results_ready = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._waiting: dict[str, dict[int, asyncio.Event]] = {}
+        """Runs claimed ahead and waiting for their due time, by job id and run id; setting a
+        run's event revokes it."""
         self._loop_task: asyncio.Task[None] | None = None
         self._flush_task: asyncio.Task[None] | None = None
 
@@ -69,8 +81,14 @@ class Dispatcher:
     def wake(self, due_us: int | None = None) -> None:
         """Look at the store now, if work falls due (at ``due_us``; None: now) before the
         loop would look anyway. A job that only got later or went away needs no wake-up."""
-        if due_us is None or due_us < self._planned_wake_us:
+        if due_us is None or due_us - self._lead_us < self._planned_wake_us:
             self._wake.set()
+
+    def revoke(self, job_id: str) -> None:
+        """The job was changed or deleted: runs of it claimed ahead and still waiting for their
+        due time are not called (they are recorded as ``skipped``)."""
+        for revoked in self._waiting.pop(job_id, {}).values():
+            revoked.set()
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._loop(), name="kairos-dispatch")
@@ -123,7 +141,11 @@ class Dispatcher:
             return 0
         now_us = self._clock.now_us()
         claim = await self._store.claim_due(
-            now_us, min(free, self._claim_batch), self._node_id, self._planner.plan
+            now_us,
+            min(free, self._claim_batch),
+            self._node_id,
+            self._planner.plan,
+            ahead_us=self._ahead_us,
         )
         for started in claim.started:
             self._spawn(started)
@@ -131,7 +153,7 @@ class Dispatcher:
             return 0
         if claim.next_due_us is None:
             return self._max_poll_s
-        wait_s = (claim.next_due_us - self._clock.now_us()) / 1_000_000
+        wait_s = (claim.next_due_us - self._lead_us - self._clock.now_us()) / 1_000_000
         return min(max(wait_s, 0.0), self._max_poll_s)
 
     def _spawn(self, started: StartedRun) -> None:
@@ -148,6 +170,12 @@ class Dispatcher:
     async def _execute(self, started: StartedRun) -> None:
         run, job = started.run, started.job
         call = Call(job.id, run.id, run.scheduled_for_us, run.attempt, job.spec.target)
+        if not await self._until_due(started):
+            self._record(
+                FinishedRun(run.id, RunStatus.SKIPPED, None, self._clock.now_us(), error=_CHANGED)
+            )
+            return
+        started_us = self._clock.now_us()
         try:
             outcome = await self._executor.execute(call)
         except Exception as exc:  # an executor bug must not leave the run "running" forever
@@ -158,6 +186,7 @@ class Dispatcher:
             FinishedRun(
                 run.id,
                 status,
+                started_us,
                 self._clock.now_us(),
                 outcome.http_status,
                 outcome.error,
@@ -174,6 +203,29 @@ class Dispatcher:
                 outcome.error,
             )
 
+    async def _until_due(self, started: StartedRun) -> bool:
+        """Wait for the due time of a run claimed ahead; False at once if its job changes."""
+        run_id, job_id = started.run.id, started.job.id
+        if started.due_us <= self._clock.now_us():
+            return True
+        revoked = asyncio.Event()
+        self._waiting.setdefault(job_id, {})[run_id] = revoked
+        try:
+            # A loop: a coarse timer may wake us a little early.
+            while (early_us := started.due_us - self._clock.now_us()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(early_us / 1_000_000):
+                        await revoked.wait()
+                if revoked.is_set():
+                    return False
+        finally:
+            waiting = self._waiting.get(job_id)
+            if waiting is not None:
+                waiting.pop(run_id, None)
+                if not waiting:
+                    del self._waiting[job_id]
+        return True
+
     # Recording, batched ------------------------------------------------------------------------
 
     def _record(self, finished: FinishedRun) -> None:
@@ -181,9 +233,11 @@ class Dispatcher:
         self._results_ready.set()
 
     async def _flush_loop(self) -> None:
-        # Outcomes that arrive while one batch is being written are written together next.
+        # Outcomes that arrive while one batch is being written, or within the linger after
+        # the first of a batch, are written together: one transaction for many runs.
         while True:
             await self._results_ready.wait()
+            await asyncio.sleep(_RECORD_LINGER_S)
             self._results_ready.clear()
             try:
                 await self._flush()
@@ -201,4 +255,3 @@ class Dispatcher:
         except BaseException:
             self._results = batch + self._results
             raise
-        self._wake.set()

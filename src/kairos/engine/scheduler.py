@@ -6,6 +6,7 @@ lifecycle of the store, the executor and the dispatcher.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import uuid
@@ -31,6 +32,10 @@ from kairos.store import Store
 __all__ = ["Scheduler"]
 
 log = logging.getLogger("kairos.scheduler")
+
+# Scheduling a job is pure CPU (parsing its trigger, finding its first fire): a large batch hands
+# the event loop back this often.
+_YIELD_EVERY = 100
 
 
 class Scheduler:
@@ -59,6 +64,7 @@ class Scheduler:
             node_id=self.node_id,
             max_concurrent=settings.max_concurrent_runs,
             claim_batch=settings.claim_batch_size,
+            claim_ahead_s=settings.claim_ahead,
             max_poll_s=settings.max_poll_interval,
             interrupted_retries=settings.interrupted_retries,
         )
@@ -82,7 +88,7 @@ class Scheduler:
             interrupted = await self.store.interrupt_running(None, retries=retries)
             if interrupted:
                 log.warning("%d runs left running by a previous process: interrupted", interrupted)
-        await self.store.watch(self._dispatcher.wake)
+        await self.store.watch(self._on_change)
         await self.membership.start()
         await self._executor.start()
         self._dispatcher.start()
@@ -123,11 +129,15 @@ class Scheduler:
         one is named as ``jobs.<index>...``). Ids must be distinct. Return how many were new."""
         records = []
         for index, (job_id, spec) in enumerate(batch):
+            if index and index % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # let due fires and other requests through meanwhile
             try:
                 records.append(self._schedule(job_id, spec, created_us=None))
             except InvalidField as exc:
                 raise InvalidField(["jobs", index, *exc.loc], exc.message) from None
         stored = await self.store.upsert_jobs(records)
+        for job in records:
+            self._dispatcher.revoke(job.id)
         due = [job.next_run_us for job in records if job.next_run_us is not None]
         if due:
             self._dispatcher.wake(min(due))
@@ -159,6 +169,7 @@ class Scheduler:
 
     async def delete_job(self, job_id: str) -> None:
         await self.store.delete_job(job_id)
+        self._dispatcher.revoke(job_id)
 
     async def get_job(self, job_id: str) -> JobRecord:
         return await self.store.get_job(job_id)
@@ -227,5 +238,14 @@ class Scheduler:
         return job
 
     def _wake_for(self, job: JobRecord) -> None:
+        """A job was replaced or changed here: a fire of its old version claimed ahead must not
+        be called, and its new next fire may be sooner than the dispatcher would look."""
+        self._dispatcher.revoke(job.id)
         if job.next_run_us is not None:
             self._dispatcher.wake(job.next_run_us)
+
+    def _on_change(self, due_us: int | None, job_id: str | None) -> None:
+        """Another process changed work (see ``Store.watch``)."""
+        if job_id is not None:
+            self._dispatcher.revoke(job_id)
+        self._dispatcher.wake(due_us)

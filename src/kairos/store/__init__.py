@@ -5,9 +5,10 @@ from __future__ import annotations
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from kairos.store.base import Claim, FinishedRun, NodeInfo, PlanFn, StartedRun, Store
+from kairos.store.base import ChangeFn, Claim, FinishedRun, NodeInfo, PlanFn, StartedRun, Store
 
 __all__ = [
+    "ChangeFn",
     "Claim",
     "FinishedRun",
     "NodeInfo",

@@ -12,10 +12,13 @@ from dataclasses import dataclass
 from kairos.models import JobRecord, RunRecord, RunStatus
 from kairos.policies import FirePlan
 
-__all__ = ["Claim", "FinishedRun", "NodeInfo", "PlanFn", "StartedRun", "Store"]
+__all__ = ["ChangeFn", "Claim", "FinishedRun", "NodeInfo", "PlanFn", "StartedRun", "Store"]
 
 PlanFn = Callable[[JobRecord, int, int, int], FirePlan]
 """``plan(job, now_us, running, budget)``: see ``kairos.policies.Planner.plan``."""
+
+ChangeFn = Callable[[int | None, str | None], None]
+"""``on_change(due_us, job_id)``: see ``Store.watch``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +27,9 @@ class StartedRun:
 
     run: RunRecord
     job: JobRecord
+    due_us: int
+    """When to call the target: the fire's nominal time plus any jitter. It may lie a moment
+    after the claim (see ``Store.claim_due``'s ``ahead_us``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +47,8 @@ class Claim:
 class FinishedRun:
     run_id: int
     status: RunStatus
+    started_us: int | None
+    """When the call began (None: it never did)."""
     finished_us: int
     http_status: int | None = None
     error: str | None = None
@@ -72,10 +80,11 @@ class Store(ABC):
     @abstractmethod
     async def close(self) -> None: ...
 
-    async def watch(self, on_change: Callable[[int | None], None]) -> None:
-        """Call ``on_change(due_us)`` when another process changes work (``None``: look now).
-        A hint only, possibly late or lost: callers still poll. Single-process stores have
-        no other process to hear from."""
+    async def watch(self, on_change: ChangeFn) -> None:
+        """Call ``on_change(due_us, job_id)`` when another process changes work: work falls due
+        at ``due_us`` (None: look now), and job ``job_id`` (if not None) was changed or deleted,
+        so its fires claimed ahead must not be called. A hint only, possibly late or lost:
+        callers still poll. Single-process stores have no other process to hear from."""
         return None
 
     @abstractmethod
@@ -119,13 +128,17 @@ class Store(ABC):
         """Queue a run outside the schedule as ``scheduled``; raise ``JobNotFound``."""
 
     @abstractmethod
-    async def claim_due(self, now_us: int, limit: int, node_id: str, plan: PlanFn) -> Claim:
-        """Claim work due at ``now_us`` in one transaction.
+    async def claim_due(
+        self, now_us: int, limit: int, node_id: str, plan: PlanFn, *, ahead_us: int = 0
+    ) -> Claim:
+        """Claim work due by ``now_us + ahead_us`` in one transaction.
 
-        For each job due (``next_run_us <= now_us``, oldest first) it calls ``plan`` with the
-        job's count of ``running`` runs, inserts the planned runs and advances the job, all in the
-        same transaction, so a fire becomes a run row exactly once. Then it starts pending
-        ``scheduled`` runs (run now) that are due. At most ``limit`` runs start.
+        For each job due (``next_run_us <= now_us + ahead_us``, oldest first) it calls ``plan``
+        with ``now_us`` and the job's count of ``running`` runs, inserts the planned runs and
+        advances the job, all in the same transaction, so a fire becomes a run row exactly once.
+        Then it starts pending ``scheduled`` runs (run now) due by ``now_us``. At most ``limit``
+        runs start. Claiming ahead lets one pass take a stretch of fires, each then called at
+        its ``StartedRun.due_us``.
         """
 
     @abstractmethod

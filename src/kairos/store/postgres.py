@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import psycopg
 from sqlalchemy import Connection, Select, Table, create_engine, text
 from sqlalchemy.engine import URL, make_url
 
+from kairos.store.base import ChangeFn
 from kairos.store.sql import SqlStore
 
 __all__ = ["PostgresStore"]
@@ -27,7 +27,7 @@ log = logging.getLogger("kairos.store.postgres")
 _MIGRATION_LOCK = 0x6B6169726F73
 _CHANNEL = "kairos_wake"
 _DB_NOW_US = text("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint")
-_NOTIFY = text("SELECT pg_notify(:channel, :payload)")
+_NOTIFY = text("SELECT pg_notify(:channel, payload) FROM unnest(CAST(:payloads AS text[])) payload")
 _RELISTEN_S = 1.0
 
 
@@ -50,15 +50,16 @@ class PostgresStore(SqlStore):
         now: int = conn.execute(_DB_NOW_US).scalar_one()
         return now
 
-    def _notify(self, conn: Connection, due_us: int | None) -> None:
-        payload = "" if due_us is None else str(due_us)
-        conn.execute(_NOTIFY, {"channel": _CHANNEL, "payload": payload})
+    def _notify_many(self, conn: Connection, notices: list[tuple[int | None, str | None]]) -> None:
+        # "<due_us> <job_id>", either part empty. Job ids never hold spaces.
+        payloads = [f"{'' if due is None else due} {job_id or ''}" for due, job_id in notices]
+        conn.execute(_NOTIFY, {"channel": _CHANNEL, "payloads": payloads})
 
     def _before_migrations(self, conn: Connection) -> None:
         # Replicas starting together take turns; the first migrates, the rest find nothing to do.
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
 
-    async def watch(self, on_change: Callable[[int | None], None]) -> None:
+    async def watch(self, on_change: ChangeFn) -> None:
         ready = asyncio.Event()
         self._listener = asyncio.create_task(self._listen(on_change, ready), name="kairos-listen")
         # Listening before the caller goes on, so no change made after this returns is missed.
@@ -72,7 +73,7 @@ class PostgresStore(SqlStore):
                 await self._listener
         await super().close()
 
-    async def _listen(self, on_change: Callable[[int | None], None], ready: asyncio.Event) -> None:
+    async def _listen(self, on_change: ChangeFn, ready: asyncio.Event) -> None:
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
@@ -80,9 +81,10 @@ class PostgresStore(SqlStore):
                 ) as conn:
                     await conn.execute(f"LISTEN {_CHANNEL}")
                     ready.set()
-                    on_change(None)  # whatever happened while not listening: look now
+                    on_change(None, None)  # whatever happened while not listening: look now
                     async for note in conn.notifies():
-                        on_change(int(note.payload) if note.payload else None)
+                        due, _, job_id = note.payload.partition(" ")
+                        on_change(int(due) if due else None, job_id or None)
             except psycopg.Error as exc:
                 log.warning("lost the change feed, listening again in %.0f s: %s", _RELISTEN_S, exc)
             ready.set()

@@ -71,6 +71,30 @@ class SqlStore(Store):
             index_elements=["id"],
             set_={name: add.excluded[name] for name in _REPLACED_ON_UPSERT},
         ).returning(jobs.c.id, jobs.c.created_us)
+        self._due_jobs = self._lock_due(
+            select(jobs)
+            .where(jobs.c.next_run_us <= bindparam("due_by"))
+            .order_by(jobs.c.next_run_us)
+            .limit(bindparam("limit")),
+            jobs,
+        )
+        self._due_pending = self._lock_due(
+            select(
+                runs.c.id.label("run_id"),
+                runs.c.scheduled_for_us,
+                runs.c.attempt,
+                runs.c.manual,
+                jobs,
+            )
+            .join(jobs, jobs.c.id == runs.c.job_id)
+            .where(
+                runs.c.status == RunStatus.SCHEDULED.value,
+                runs.c.scheduled_for_us <= bindparam("due_by"),
+            )
+            .order_by(runs.c.scheduled_for_us)
+            .limit(bindparam("limit")),
+            runs,
+        )
 
     # Plumbing ----------------------------------------------------------------------------------
 
@@ -97,9 +121,14 @@ class SqlStore(Store):
         where the database has a single writer."""
         return query
 
-    def _notify(self, conn: Connection, due_us: int | None) -> None:
+    def _notify(self, conn: Connection, due_us: int | None, job_id: str | None = None) -> None:
         """Tell other processes, when this transaction commits, that work falls due at
-        ``due_us`` (None: now). A no-op where no other process can share the database."""
+        ``due_us`` (None: look now) and that job ``job_id`` changed (see ``Store.watch``)."""
+        self._notify_many(conn, [(due_us, job_id)])
+
+    def _notify_many(self, conn: Connection, notices: list[tuple[int | None, str | None]]) -> None:
+        """``_notify`` for many notices in one statement. A no-op where no other process can
+        share the database."""
 
     def _before_migrations(self, conn: Connection) -> None:
         """Serialise concurrent migrations where several processes may start at once."""
@@ -153,9 +182,7 @@ class SqlStore(Store):
         def tx(conn: Connection) -> dict[str, int]:
             rows = conn.execute(query, [_job_values(job) for job in batch])
             stored = {row.id: row.created_us for row in rows}
-            due = [job.next_run_us for job in batch if job.next_run_us is not None]
-            if due:
-                self._notify(conn, min(due))
+            self._notify_many(conn, [(job.next_run_us, job.id) for job in batch])
             return stored
 
         return await self._write(tx)
@@ -182,19 +209,20 @@ class SqlStore(Store):
         )
         if row is None:
             raise JobNotFound(job_id)
-        return self._job(row)
+        return _job(row)
 
     async def list_jobs(self, *, after_id: str | None, limit: int) -> list[JobRecord]:
         query = select(jobs).order_by(jobs.c.id).limit(limit)
         if after_id is not None:
             query = query.where(jobs.c.id > after_id)
         rows = await self._read(lambda conn: conn.execute(query).all())
-        return [self._job(row) for row in rows]
+        return [_job(row) for row in rows]
 
     async def delete_job(self, job_id: str) -> None:
         def tx(conn: Connection) -> None:
             if not conn.execute(jobs.delete().where(jobs.c.id == job_id)).rowcount:
                 raise JobNotFound(job_id)
+            self._notify(conn, None, job_id)
             conn.execute(
                 update(runs)
                 .where(runs.c.job_id == job_id, runs.c.status == RunStatus.SCHEDULED.value)
@@ -204,10 +232,11 @@ class SqlStore(Store):
         await self._write(tx)
 
     def _notify_job(self, conn: Connection, job: JobRecord) -> None:
-        if job.next_run_us is not None:
-            self._notify(conn, job.next_run_us)
+        self._notify(conn, job.next_run_us, job.id)
 
-    def _job(self, row: Row[Any]) -> JobRecord:
+    def _due_job(self, row: Row[Any]) -> JobRecord:
+        """``_job`` with the parsed spec cached: a job that fires every second is claimed every
+        second. Only claims fill the cache, so browsing a million jobs does not grow memory."""
         key = (row.id, row.updated_us)
         spec = self._specs.get(key)
         if spec is None:
@@ -237,22 +266,23 @@ class SqlStore(Store):
 
         return await self._write(tx)
 
-    async def claim_due(self, now_us: int, limit: int, node_id: str, plan: PlanFn) -> Claim:
-        return await self._write(functools.partial(self._claim, now_us, limit, node_id, plan))
+    async def claim_due(
+        self, now_us: int, limit: int, node_id: str, plan: PlanFn, *, ahead_us: int = 0
+    ) -> Claim:
+        claim = functools.partial(self._claim, now_us, ahead_us, limit, node_id, plan)
+        return await self._write(claim)
 
     def _claim(
-        self, now_us: int, limit: int, node_id: str, plan: PlanFn, conn: Connection
+        self,
+        now_us: int,
+        ahead_us: int,
+        limit: int,
+        node_id: str,
+        plan: PlanFn,
+        conn: Connection,
     ) -> Claim:
-        due = conn.execute(
-            self._lock_due(
-                select(jobs)
-                .where(jobs.c.next_run_us <= now_us)
-                .order_by(jobs.c.next_run_us)
-                .limit(limit),
-                jobs,
-            )
-        ).all()
-        claimed = [self._job(row) for row in due]
+        due = conn.execute(self._due_jobs, {"due_by": now_us + ahead_us, "limit": limit}).all()
+        claimed = [self._due_job(row) for row in due]
         running = _running_counts(conn, [job.id for job in claimed])
         budget = limit
         rows: list[dict[str, Any]] = []
@@ -263,21 +293,17 @@ class SqlStore(Store):
             for planned in fire_plan.runs:
                 values = _run_values(job.id, planned.scheduled_for_us, planned.status, False)
                 values.update(error=planned.error, node_id=node_id)
-                values["started_us" if planned.status is RunStatus.RUNNING else "finished_us"] = (
-                    now_us
-                )
+                if planned.status is RunStatus.RUNNING:
+                    values["started_us"] = max(now_us, _due_of(job, planned.scheduled_for_us))
+                else:
+                    values["finished_us"] = now_us
                 rows.append(values)
             moves.append(
                 {"b_id": job.id, "b_fire": fire_plan.next_fire_us, "b_run": fire_plan.next_run_us}
             )
         started = self._insert_claimed(conn, rows, {job.id: job for job in claimed})
         if moves:
-            conn.execute(
-                update(jobs)
-                .where(jobs.c.id == bindparam("b_id"))
-                .values(next_fire_us=bindparam("b_fire"), next_run_us=bindparam("b_run")),
-                moves,
-            )
+            conn.execute(_MOVE_JOBS, moves)
         if budget > 0:
             started += self._start_pending(conn, now_us, budget, node_id)
         exhausted = len(due) >= limit or len(started) >= limit
@@ -299,37 +325,20 @@ class SqlStore(Store):
         started = []
         for row in conn.execute(query, rows):
             if row.status == RunStatus.RUNNING.value:
+                job = by_id[row.job_id]
                 run = RunRecord(row.id, row.job_id, row.scheduled_for_us, 1, RunStatus.RUNNING)
-                started.append(StartedRun(run, by_id[row.job_id]))
+                started.append(StartedRun(run, job, _due_of(job, row.scheduled_for_us)))
         return started
 
     def _start_pending(
         self, conn: Connection, now_us: int, budget: int, node_id: str
     ) -> list[StartedRun]:
-        pending = conn.execute(
-            self._lock_due(
-                select(
-                    runs.c.id.label("run_id"),
-                    runs.c.scheduled_for_us,
-                    runs.c.attempt,
-                    runs.c.manual,
-                    jobs,
-                )
-                .join(jobs, jobs.c.id == runs.c.job_id)
-                .where(
-                    runs.c.status == RunStatus.SCHEDULED.value,
-                    runs.c.scheduled_for_us <= now_us,
-                )
-                .order_by(runs.c.scheduled_for_us)
-                .limit(budget),
-                runs,
-            )
-        ).all()
+        pending = conn.execute(self._due_pending, {"due_by": now_us, "limit": budget}).all()
         running = _running_counts(conn, list({row.id for row in pending}))
         started: list[StartedRun] = []
         updates: list[dict[str, Any]] = []
         for row in pending:
-            job = self._job(row)
+            job = self._due_job(row)
             count = running.get(job.id, 0)
             if count >= job.spec.max_instances:
                 error = f"max_instances ({job.spec.max_instances}) runs were still running"
@@ -349,20 +358,9 @@ class SqlStore(Store):
                 node_id=node_id,
                 started_us=now_us,
             )
-            started.append(StartedRun(run, job))
+            started.append(StartedRun(run, job, row.scheduled_for_us))
         if updates:
-            conn.execute(
-                update(runs)
-                .where(runs.c.id == bindparam("b_id"))
-                .values(
-                    status=bindparam("b_status"),
-                    node_id=bindparam("b_node"),
-                    started_us=bindparam("b_started"),
-                    finished_us=bindparam("b_finished"),
-                    error=bindparam("b_error"),
-                ),
-                updates,
-            )
+            conn.execute(_START_PENDING, updates)
         return started
 
     async def finish_runs(self, node_id: str, finished: Sequence[FinishedRun]) -> None:
@@ -371,7 +369,9 @@ class SqlStore(Store):
         params = [
             {
                 "b_id": f.run_id,
+                "b_node": node_id,
                 "b_status": f.status.value,
+                "b_started": f.started_us,
                 "b_finished": f.finished_us,
                 "b_http": f.http_status,
                 "b_error": f.error,
@@ -379,22 +379,7 @@ class SqlStore(Store):
             }
             for f in finished
         ]
-        query = (
-            update(runs)
-            .where(
-                runs.c.id == bindparam("b_id"),
-                runs.c.status == RunStatus.RUNNING.value,
-                runs.c.node_id == node_id,
-            )
-            .values(
-                status=bindparam("b_status"),
-                finished_us=bindparam("b_finished"),
-                http_status=bindparam("b_http"),
-                error=bindparam("b_error"),
-                response_excerpt=bindparam("b_excerpt"),
-            )
-        )
-        await self._write(lambda conn: conn.execute(query, params))
+        await self._write(lambda conn: conn.execute(_FINISH, params))
 
     async def interrupt_running(self, node_id: str | None, *, retries: int) -> int:
         condition = runs.c.node_id == node_id if node_id is not None else true()
@@ -545,6 +530,51 @@ def _migrate(conn: Connection) -> None:
     command.upgrade(config, "head")
 
 
+# The statements of the dispatch path, built once: building one costs more than running it.
+_RUNNING = RunStatus.RUNNING.value
+_MOVE_JOBS = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("b_id"))
+    .values(next_fire_us=bindparam("b_fire"), next_run_us=bindparam("b_run"))
+)
+_START_PENDING = (
+    update(runs)
+    .where(runs.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        node_id=bindparam("b_node"),
+        started_us=bindparam("b_started"),
+        finished_us=bindparam("b_finished"),
+        error=bindparam("b_error"),
+    )
+)
+# Fenced: only a run still held by the finishing node changes.
+_FINISH = (
+    update(runs)
+    .where(
+        runs.c.id == bindparam("b_id"),
+        runs.c.status == _RUNNING,
+        runs.c.node_id == bindparam("b_node"),
+    )
+    .values(
+        status=bindparam("b_status"),
+        started_us=bindparam("b_started"),
+        finished_us=bindparam("b_finished"),
+        http_status=bindparam("b_http"),
+        error=bindparam("b_error"),
+        response_excerpt=bindparam("b_excerpt"),
+    )
+)
+_RUNNING_COUNTS = (
+    select(runs.c.job_id, func.count())
+    .where(runs.c.status == _RUNNING, runs.c.job_id.in_(bindparam("ids", expanding=True)))
+    .group_by(runs.c.job_id)
+)
+_NEXT_JOB_DUE = select(func.min(jobs.c.next_run_us))
+_NEXT_RUN_DUE = select(func.min(runs.c.scheduled_for_us)).where(
+    runs.c.status == RunStatus.SCHEDULED.value
+)
+
 _REPLACED_ON_UPSERT = ("spec", "paused", "next_fire_us", "next_run_us", "updated_us")
 
 
@@ -590,24 +620,32 @@ def _pending_update(
     }
 
 
+def _due_of(job: JobRecord, scheduled_for_us: int) -> int:
+    """When a planned fire of ``job`` falls due: its nominal time, plus the job's jitter if it is
+    the fire the job was waiting for (catch-up fires are due at once anyway)."""
+    if scheduled_for_us == job.next_fire_us and job.next_run_us is not None:
+        return job.next_run_us
+    return scheduled_for_us
+
+
 def _running_counts(conn: Connection, job_ids: list[str]) -> dict[str, int]:
     if not job_ids:
         return {}
-    query = (
-        select(runs.c.job_id, func.count())
-        .where(runs.c.status == RunStatus.RUNNING.value, runs.c.job_id.in_(job_ids))
-        .group_by(runs.c.job_id)
-    )
-    return {row[0]: row[1] for row in conn.execute(query)}
+    return {row[0]: row[1] for row in conn.execute(_RUNNING_COUNTS, {"ids": job_ids})}
 
 
 def _next_due(conn: Connection) -> int | None:
-    job_due = conn.execute(select(func.min(jobs.c.next_run_us))).scalar()
-    run_due = conn.execute(
-        select(func.min(runs.c.scheduled_for_us)).where(runs.c.status == RunStatus.SCHEDULED.value)
-    ).scalar()
+    job_due = conn.execute(_NEXT_JOB_DUE).scalar()
+    run_due = conn.execute(_NEXT_RUN_DUE).scalar()
     candidates = [t for t in (job_due, run_due) if t is not None]
     return min(candidates) if candidates else None
+
+
+def _job(row: Row[Any]) -> JobRecord:
+    spec = JobSpec.model_validate_json(row.spec)
+    return JobRecord(
+        row.id, spec, row.next_fire_us, row.next_run_us, row.created_us, row.updated_us
+    )
 
 
 def _run(row: Row[Any]) -> RunRecord:

@@ -12,6 +12,7 @@ firing by real time through the repeated hour.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -40,14 +41,7 @@ class CrontabTrigger(Trigger):
     def __init__(self, expression: str, zone: ZoneInfo) -> None:
         self.expression = _normalise(expression)
         self.zone = zone
-        try:
-            sim = CronSim(self.expression, _PROBE)
-        except CronSimError as exc:
-            raise InvalidField(_LOC, f"{exc} in {expression!r}") from None
-        try:
-            next(sim)
-        except StopIteration:
-            raise InvalidField(_LOC, f"{expression!r} never fires") from None
+        _check(self.expression, expression)
 
     def next_after(self, after: datetime) -> datetime | None:
         # cronsim drops microseconds and then steps forward at least a second, which is exactly
@@ -70,6 +64,20 @@ class CrontabTrigger(Trigger):
         if fire_utc > now.astimezone(UTC) or fire_utc < not_before.astimezone(UTC):
             return super().latest_at_or_before(now, not_before)
         return fire
+
+
+@functools.lru_cache(maxsize=4096)
+def _check(normalised: str, expression: str) -> None:
+    """Raise ``InvalidField`` unless the expression parses and fires. Cached: many jobs share a
+    handful of expressions, and a rare one (``0 0 29 2 *``) takes cronsim a long walk."""
+    try:
+        sim = CronSim(normalised, _PROBE)
+    except CronSimError as exc:
+        raise InvalidField(_LOC, f"{exc} in {expression!r}") from None
+    try:
+        next(sim)
+    except StopIteration:
+        raise InvalidField(_LOC, f"{expression!r} never fires") from None
 
 
 def _normalise(expression: str) -> str:

@@ -33,14 +33,18 @@ class IntervalTrigger(Trigger):
         self.end_us = None if end is None else to_us(end)
 
     def next_after(self, after: datetime) -> datetime | None:
-        after_us = to_us(after)
+        fire_us = self.next_after_us(to_us(after))
+        return None if fire_us is None else from_us(fire_us).astimezone(self.zone)
+
+    def next_after_us(self, after_us: int) -> int | None:
         if after_us < self.anchor_us:
             fire_us = self.anchor_us
         else:
-            fire_us = self.anchor_us + ((after_us - self.anchor_us) // self.interval_us + 1) * (
-                self.interval_us
-            )
-        return self._bounded(fire_us)
+            elapsed = after_us - self.anchor_us
+            fire_us = self.anchor_us + (elapsed // self.interval_us + 1) * self.interval_us
+        if self.end_us is not None and fire_us > self.end_us:
+            return None
+        return fire_us
 
     def latest_at_or_before(self, now: datetime, not_before: datetime) -> datetime | None:
         limit_us = to_us(now)
@@ -52,10 +56,5 @@ class IntervalTrigger(Trigger):
             self.interval_us
         )
         if fire_us < to_us(not_before):
-            return None
-        return from_us(fire_us).astimezone(self.zone)
-
-    def _bounded(self, fire_us: int) -> datetime | None:
-        if self.end_us is not None and fire_us > self.end_us:
             return None
         return from_us(fire_us).astimezone(self.zone)
