@@ -150,6 +150,15 @@ async def test_claim_counts_running_runs_for_max_instances(store: Store) -> None
     assert [r.scheduled_for_us for r in runs] == [NOW + 60 * S]
 
 
+async def test_outcomes_passed_with_a_claim_count_before_it(store: Store) -> None:
+    await store.insert_job(record("a", NOW))
+    [first] = (await store.claim_due(NOW, 10, "n", every_minute)).started
+    done = FinishedRun(first.run.id, RunStatus.SUCCEEDED, NOW, NOW + 1)
+    claim = await store.claim_due(NOW + 60 * S, 10, "n", every_minute, finished=[done])
+    assert len(claim.started) == 1  # not skipped: the first run no longer counts as running
+    assert (await store.get_run(first.run.id)).status is RunStatus.SUCCEEDED
+
+
 async def test_concurrent_claims_never_duplicate_a_fire(store: Store) -> None:
     for i in range(50):
         await store.insert_job(record(f"j{i}", NOW))
@@ -184,9 +193,15 @@ async def test_manual_runs_queue_then_start_on_claim(store: Store) -> None:
     assert second.scheduled_for_us == NOW + 1  # the ledger key stays unique
     claim = await store.claim_due(NOW + 1, 10, "n", every_minute)
     assert [s.run.id for s in claim.started] == [first.id]
-    skipped = await store.get_run(second.id)
-    assert skipped.status is RunStatus.SKIPPED  # max_instances 1: the first is still running
     assert claim.started[0].run.manual is True
+    # max_instances 1: the second waits for the first to finish, neither skipped nor lost.
+    assert claim.waiting_for_slot is True
+    assert (await store.get_run(second.id)).status is RunStatus.SCHEDULED
+    assert claim.next_due_us is None  # waiting for a slot, not for a time
+    done = FinishedRun(first.id, RunStatus.SUCCEEDED, NOW, NOW + 2)
+    after = await store.claim_due(NOW + 3, 10, "n", every_minute, finished=[done])
+    assert [s.run.id for s in after.started] == [second.id]
+    assert after.waiting_for_slot is False
 
 
 async def test_deleting_a_job_skips_its_pending_runs_and_keeps_history(store: Store) -> None:

@@ -223,3 +223,19 @@ async def settled_run(engine: Scheduler) -> RunRecord:
             if run.status is not RunStatus.RUNNING:
                 return run
             await asyncio.sleep(0.02)
+
+
+async def test_run_now_waits_for_a_running_run_of_its_job_then_starts(
+    scheduler: Scheduler, target: RecordingTarget
+) -> None:
+    await scheduler.create_job("busy", spec(target.url("/slow?delay=0.5"), soon(0.1)))
+    await target.wait_for(1)  # the scheduled run is in its call
+    queued = await scheduler.run_now("busy")  # max_instances 1: it has to wait
+    runs = await wait_runs(
+        scheduler, "busy", lambda r: [x.status for x in r] == [RunStatus.SUCCEEDED] * 2
+    )
+    first, manual = sorted(runs, key=lambda r: r.id)
+    assert manual.id == queued.id
+    assert manual.started_us is not None
+    assert first.finished_us is not None
+    assert manual.started_us >= first.finished_us

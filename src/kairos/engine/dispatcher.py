@@ -68,6 +68,8 @@ class Dispatcher:
         self._results: list[FinishedRun] = []
         self._results_ready = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._slot_awaited = False
+        """The last claim left queued runs waiting for a run of their job to finish."""
         self._waiting: dict[str, dict[int, asyncio.Event]] = {}
         """Runs claimed ahead and waiting for their due time, by job id and run id; setting a
         run's event revokes it."""
@@ -84,11 +86,20 @@ class Dispatcher:
         if due_us is None or due_us - self._lead_us < self._planned_wake_us:
             self._wake.set()
 
-    def revoke(self, job_id: str) -> None:
+    def revoke(self, job_id: str) -> bool:
         """The job was changed or deleted: runs of it claimed ahead and still waiting for their
-        due time are not called (they are recorded as ``skipped``)."""
-        for revoked in self._waiting.pop(job_id, {}).values():
+        due time are not called but recorded as ``skipped``. Return whether there were any
+        (``flush`` writes them at once)."""
+        waiting = self._waiting.pop(job_id, {})
+        now_us = self._clock.now_us()
+        for run_id, revoked in waiting.items():
             revoked.set()
+            self._record(FinishedRun(run_id, RunStatus.SKIPPED, None, now_us, error=_CHANGED))
+        return bool(waiting)
+
+    async def flush(self) -> None:
+        """Write the outcomes recorded so far now, without waiting for the next batch."""
+        await self._flush()
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._loop(), name="kairos-dispatch")
@@ -140,13 +151,21 @@ class Dispatcher:
             await self._capacity.wait()
             return 0
         now_us = self._clock.now_us()
-        claim = await self._store.claim_due(
-            now_us,
-            min(free, self._claim_batch),
-            self._node_id,
-            self._planner.plan,
-            ahead_us=self._ahead_us,
-        )
+        # Outcomes not yet written go with the claim: max_instances counts must see them.
+        finished, self._results = self._results, []
+        try:
+            claim = await self._store.claim_due(
+                now_us,
+                min(free, self._claim_batch),
+                self._node_id,
+                self._planner.plan,
+                ahead_us=self._ahead_us,
+                finished=finished,
+            )
+        except BaseException:
+            self._results = finished + self._results
+            raise
+        self._slot_awaited = claim.waiting_for_slot
         for started in claim.started:
             self._spawn(started)
         if claim.exhausted:
@@ -171,10 +190,7 @@ class Dispatcher:
         run, job = started.run, started.job
         call = Call(job.id, run.id, run.scheduled_for_us, run.attempt, job.spec.target)
         if not await self._until_due(started):
-            self._record(
-                FinishedRun(run.id, RunStatus.SKIPPED, None, self._clock.now_us(), error=_CHANGED)
-            )
-            return
+            return  # revoked: ``revoke`` recorded it
         started_us = self._clock.now_us()
         try:
             outcome = await self._executor.execute(call)
@@ -255,3 +271,5 @@ class Dispatcher:
         except BaseException:
             self._results = batch + self._results
             raise
+        if self._slot_awaited:
+            self._wake.set()  # a run finished: a queued run of its job may start now

@@ -113,7 +113,7 @@ class Scheduler:
         """Add a new job; raise ``JobExists`` if the id is taken."""
         job = self._schedule(job_id, spec, created_us=None)
         await self.store.insert_job(job)
-        self._wake_for(job)
+        await self._changed(job)
         return job
 
     async def put_job(self, job_id: str, spec: JobSpec) -> tuple[JobRecord, bool]:
@@ -121,7 +121,7 @@ class Scheduler:
         The replacement's schedule starts afresh from now; runs already started go on."""
         job = self._schedule(job_id, spec, created_us=None)
         stored = await self.store.upsert_jobs([job])
-        self._wake_for(job)
+        await self._changed(job)
         return replace(job, created_us=stored[job_id]), stored[job_id] == job.created_us
 
     async def put_jobs(self, batch: Sequence[tuple[str, JobSpec]]) -> int:
@@ -137,7 +137,7 @@ class Scheduler:
                 raise InvalidField(["jobs", index, *exc.loc], exc.message) from None
         stored = await self.store.upsert_jobs(records)
         for job in records:
-            self._dispatcher.revoke(job.id)
+            await self._revoke(job.id)
         due = [job.next_run_us for job in records if job.next_run_us is not None]
         if due:
             self._dispatcher.wake(min(due))
@@ -169,7 +169,7 @@ class Scheduler:
 
     async def delete_job(self, job_id: str) -> None:
         await self.store.delete_job(job_id)
-        self._dispatcher.revoke(job_id)
+        await self._revoke(job_id)
 
     async def get_job(self, job_id: str) -> JobRecord:
         return await self.store.get_job(job_id)
@@ -234,15 +234,20 @@ class Scheduler:
         if job.updated_us <= current.updated_us:  # keep versions strictly increasing
             job = replace(job, updated_us=current.updated_us + 1)
         await self.store.update_job(job, expected_updated_us=current.updated_us)
-        self._wake_for(job)
+        await self._changed(job)
         return job
 
-    def _wake_for(self, job: JobRecord) -> None:
-        """A job was replaced or changed here: a fire of its old version claimed ahead must not
-        be called, and its new next fire may be sooner than the dispatcher would look."""
-        self._dispatcher.revoke(job.id)
+    async def _changed(self, job: JobRecord) -> None:
+        """A job was replaced or changed here: its new next fire may be sooner than the
+        dispatcher would look, and a fire of its old version claimed ahead is revoked."""
+        await self._revoke(job.id)
         if job.next_run_us is not None:
             self._dispatcher.wake(job.next_run_us)
+
+    async def _revoke(self, job_id: str) -> None:
+        # Written before the change is answered, so a run queued next finds no stale "running".
+        if self._dispatcher.revoke(job_id):
+            await self._dispatcher.flush()
 
     def _on_change(self, due_us: int | None, job_id: str | None) -> None:
         """Another process changed work (see ``Store.watch``)."""

@@ -41,6 +41,9 @@ class Claim:
     """True when the claim hit its limit: more work may be due right now."""
     next_due_us: int | None
     """When the next job or pending run falls due, as far as the store knows."""
+    waiting_for_slot: bool = False
+    """Queued runs (run now, retries) are due but wait for a run of their job to finish
+    (``max_instances``): look again when runs finish."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +132,14 @@ class Store(ABC):
 
     @abstractmethod
     async def claim_due(
-        self, now_us: int, limit: int, node_id: str, plan: PlanFn, *, ahead_us: int = 0
+        self,
+        now_us: int,
+        limit: int,
+        node_id: str,
+        plan: PlanFn,
+        *,
+        ahead_us: int = 0,
+        finished: Sequence[FinishedRun] = (),
     ) -> Claim:
         """Claim work due by ``now_us + ahead_us`` in one transaction.
 
@@ -138,7 +148,8 @@ class Store(ABC):
         advances the job, all in the same transaction, so a fire becomes a run row exactly once.
         Then it starts pending ``scheduled`` runs (run now) due by ``now_us``. At most ``limit``
         runs start. Claiming ahead lets one pass take a stretch of fires, each then called at
-        its ``StartedRun.due_us``.
+        its ``StartedRun.due_us``. ``finished`` outcomes are recorded first, as ``finish_runs``
+        would: in the same transaction, so the counts the claim sees are current.
         """
 
     @abstractmethod

@@ -8,7 +8,6 @@ backends say how many writer threads they allow and how due rows are locked.
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -267,10 +266,21 @@ class SqlStore(Store):
         return await self._write(tx)
 
     async def claim_due(
-        self, now_us: int, limit: int, node_id: str, plan: PlanFn, *, ahead_us: int = 0
+        self,
+        now_us: int,
+        limit: int,
+        node_id: str,
+        plan: PlanFn,
+        *,
+        ahead_us: int = 0,
+        finished: Sequence[FinishedRun] = (),
     ) -> Claim:
-        claim = functools.partial(self._claim, now_us, ahead_us, limit, node_id, plan)
-        return await self._write(claim)
+        def tx(conn: Connection) -> Claim:
+            if finished:
+                _finish(conn, node_id, finished)
+            return self._claim(now_us, ahead_us, limit, node_id, plan, conn)
+
+        return await self._write(tx)
 
     def _claim(
         self,
@@ -304,14 +314,17 @@ class SqlStore(Store):
         started = self._insert_claimed(conn, rows, {job.id: job for job in claimed})
         if moves:
             conn.execute(_MOVE_JOBS, moves)
+        waiting = False
         if budget > 0:
-            started += self._start_pending(conn, now_us, budget, node_id)
+            queued, waiting = self._start_pending(conn, now_us, budget, node_id)
+            started += queued
         exhausted = len(due) >= limit or len(started) >= limit
         return Claim(
             started,
             len(rows) - sum(1 for r in rows if r["status"] == RunStatus.RUNNING.value),
             exhausted,
-            None if exhausted else _next_due(conn),
+            None if exhausted else _next_due(conn, now_us),
+            waiting,
         )
 
     def _insert_claimed(
@@ -332,22 +345,22 @@ class SqlStore(Store):
 
     def _start_pending(
         self, conn: Connection, now_us: int, budget: int, node_id: str
-    ) -> list[StartedRun]:
+    ) -> tuple[list[StartedRun], bool]:
+        """Start queued runs that are due, and say whether some must wait for a run of their job
+        to finish first (``max_instances``): queued runs wait for a slot, they are not skipped."""
         pending = conn.execute(self._due_pending, {"due_by": now_us, "limit": budget}).all()
         running = _running_counts(conn, list({row.id for row in pending}))
         started: list[StartedRun] = []
         updates: list[dict[str, Any]] = []
+        waiting = False
         for row in pending:
             job = self._due_job(row)
             count = running.get(job.id, 0)
             if count >= job.spec.max_instances:
-                error = f"max_instances ({job.spec.max_instances}) runs were still running"
-                updates.append(
-                    _pending_update(row.run_id, RunStatus.SKIPPED, now_us, node_id, error)
-                )
+                waiting = True
                 continue
             running[job.id] = count + 1
-            updates.append(_pending_update(row.run_id, RunStatus.RUNNING, now_us, node_id, None))
+            updates.append({"b_id": row.run_id, "b_node": node_id, "b_started": now_us})
             run = RunRecord(
                 row.run_id,
                 job.id,
@@ -361,25 +374,11 @@ class SqlStore(Store):
             started.append(StartedRun(run, job, row.scheduled_for_us))
         if updates:
             conn.execute(_START_PENDING, updates)
-        return started
+        return started, waiting
 
     async def finish_runs(self, node_id: str, finished: Sequence[FinishedRun]) -> None:
-        if not finished:
-            return
-        params = [
-            {
-                "b_id": f.run_id,
-                "b_node": node_id,
-                "b_status": f.status.value,
-                "b_started": f.started_us,
-                "b_finished": f.finished_us,
-                "b_http": f.http_status,
-                "b_error": f.error,
-                "b_excerpt": f.response_excerpt,
-            }
-            for f in finished
-        ]
-        await self._write(lambda conn: conn.execute(_FINISH, params))
+        if finished:
+            await self._write(lambda conn: _finish(conn, node_id, finished))
 
     async def interrupt_running(self, node_id: str | None, *, retries: int) -> int:
         condition = runs.c.node_id == node_id if node_id is not None else true()
@@ -518,6 +517,23 @@ class SqlStore(Store):
         return await self._write(tx)
 
 
+def _finish(conn: Connection, node_id: str, finished: Sequence[FinishedRun]) -> None:
+    params = [
+        {
+            "b_id": f.run_id,
+            "b_node": node_id,
+            "b_status": f.status.value,
+            "b_started": f.started_us,
+            "b_finished": f.finished_us,
+            "b_http": f.http_status,
+            "b_error": f.error,
+            "b_excerpt": f.response_excerpt,
+        }
+        for f in finished
+    ]
+    conn.execute(_FINISH, params)
+
+
 def _in_transaction(engine: Engine, fn: Callable[[Connection], T]) -> T:
     with engine.begin() as conn:
         return fn(conn)
@@ -540,13 +556,7 @@ _MOVE_JOBS = (
 _START_PENDING = (
     update(runs)
     .where(runs.c.id == bindparam("b_id"))
-    .values(
-        status=bindparam("b_status"),
-        node_id=bindparam("b_node"),
-        started_us=bindparam("b_started"),
-        finished_us=bindparam("b_finished"),
-        error=bindparam("b_error"),
-    )
+    .values(status=_RUNNING, node_id=bindparam("b_node"), started_us=bindparam("b_started"))
 )
 # Fenced: only a run still held by the finishing node changes.
 _FINISH = (
@@ -572,7 +582,7 @@ _RUNNING_COUNTS = (
 )
 _NEXT_JOB_DUE = select(func.min(jobs.c.next_run_us))
 _NEXT_RUN_DUE = select(func.min(runs.c.scheduled_for_us)).where(
-    runs.c.status == RunStatus.SCHEDULED.value
+    runs.c.status == RunStatus.SCHEDULED.value, runs.c.scheduled_for_us > bindparam("now")
 )
 
 _REPLACED_ON_UPSERT = ("spec", "paused", "next_fire_us", "next_run_us", "updated_us")
@@ -606,20 +616,6 @@ def _run_values(
     }
 
 
-def _pending_update(
-    run_id: int, status: RunStatus, now_us: int, node_id: str, error: str | None
-) -> dict[str, Any]:
-    running = status is RunStatus.RUNNING
-    return {
-        "b_id": run_id,
-        "b_status": status.value,
-        "b_node": node_id,
-        "b_started": now_us if running else None,
-        "b_finished": None if running else now_us,
-        "b_error": error,
-    }
-
-
 def _due_of(job: JobRecord, scheduled_for_us: int) -> int:
     """When a planned fire of ``job`` falls due: its nominal time, plus the job's jitter if it is
     the fire the job was waiting for (catch-up fires are due at once anyway)."""
@@ -634,9 +630,11 @@ def _running_counts(conn: Connection, job_ids: list[str]) -> dict[str, int]:
     return {row[0]: row[1] for row in conn.execute(_RUNNING_COUNTS, {"ids": job_ids})}
 
 
-def _next_due(conn: Connection) -> int | None:
+def _next_due(conn: Connection, now_us: int) -> int | None:
+    """The next job or queued run to fall due. Queued runs due by now are waiting for a slot
+    (see ``Claim.waiting_for_slot``), not for a time."""
     job_due = conn.execute(_NEXT_JOB_DUE).scalar()
-    run_due = conn.execute(_NEXT_RUN_DUE).scalar()
+    run_due = conn.execute(_NEXT_RUN_DUE, {"now": now_us}).scalar()
     candidates = [t for t in (job_due, run_due) if t is not None]
     return min(candidates) if candidates else None
 
