@@ -1,8 +1,8 @@
 """``python -m bench.run``: every workload against real processes, as one Markdown report.
 
 Prints the medians of ``--repeat`` runs with the machine they ran on and writes them to
-bench/RESULTS.md. ``--only`` picks sections: precision, burst, sustained, rest, api, cluster,
-ceiling.
+bench/RESULTS.md. ``--only`` picks sections: precision, burst, sustained, rest, api, postgres,
+cluster, ceiling.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ import aiohttp
 
 from bench.client import log, reset
 from bench.cluster import ClusterRun, cluster_run
-from bench.processes import start_target
-from bench.scale import AtRest, at_rest, load_at_rest, remove_database
+from bench.processes import create_pg_database, drop_pg_database, start_target
+from bench.scale import AtRest, at_rest, load_at_rest
 from bench.single import ApiRun, Burst, Ticking, api_writes, burst, ticking
 from bench.stats import median
 
-SECTIONS = "precision,burst,sustained,rest,api,cluster,ceiling"
+SECTIONS = "precision,burst,sustained,rest,api,postgres,cluster,ceiling"
 SEED_REFERENCE = (
     "Seed design (APScheduler BackgroundScheduler + SQLite job store + a new HTTP client per "
     "call): 5,000 jobs due at one instant delivered over 184 s (27 fires/s)."
@@ -85,11 +85,35 @@ def table(title: str, header: list[str], rows: list[str]) -> list[str]:
     return [title, "", row(*header), row(*["---"] * len(header)), *rows, ""]
 
 
+class Databases:
+    """A fresh database per workload run: SQLite files in a directory, or databases created on
+    a PostgreSQL server (``admin_url``) and dropped by ``drop_all``."""
+
+    def __init__(self, db_dir: Path, admin_url: str | None = None) -> None:
+        self.db_dir = db_dir
+        self.admin_url = admin_url
+        self.label = "SQLite" if admin_url is None else "PostgreSQL, 1 replica"
+        self._created: list[str] = []
+
+    def new(self, name: str) -> str:
+        if self.admin_url is None:
+            return f"sqlite:///{self.db_dir}/{name}-{time.time_ns()}.db"
+        url = create_pg_database(self.admin_url)
+        self._created.append(url)
+        return url
+
+    def drop_all(self) -> None:
+        if self.admin_url is not None:
+            for url in self._created:
+                drop_pg_database(self.admin_url, url)
+        self._created.clear()
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace, target: str, db_dir: Path) -> None:
         self.args = args
         self.target = target
-        self.db_dir = db_dir
+        self.dbs = Databases(db_dir)
         self.env = {"KAIROS_MAX_CONCURRENT_RUNS": str(args.concurrency)} if args.concurrency else {}
         self.ceiling_rate = float("nan")
 
@@ -108,7 +132,7 @@ class Bench:
             await reset(self.target)
             log(f"ticking: {jobs} jobs{' aligned' if aligned else ''} for {window_s:.0f} s")
             return await ticking(
-                jobs, window_s, self.target, self.db_dir, self.env, aligned=aligned
+                jobs, window_s, self.target, self.dbs.new("ticking"), self.env, aligned=aligned
             )
 
         return await repeat(self.args.repeat, one)
@@ -126,7 +150,7 @@ class Bench:
                 )
             )
         return table(
-            f"### Precision: 100 jobs every second for {self.args.window:.0f} s (SQLite)",
+            f"### Precision: 100 jobs every second for {self.args.window:.0f} s ({self.dbs.label})",
             ["phases", "lag p50 ms", "lag p99 ms", "lag max ms", "missed"],
             rows,
         )
@@ -138,7 +162,7 @@ class Bench:
             async def one(size: int = size) -> Burst:
                 await reset(self.target)
                 log(f"burst {size}")
-                return await burst(size, self.target, self.db_dir, self.env)
+                return await burst(size, self.target, self.dbs.new("burst"), self.env)
 
             runs = await repeat(self.args.repeat, one)
             cells = [f"{size:,}", f"{med(runs, 'delivered'):,.0f}"]
@@ -147,7 +171,7 @@ class Bench:
             cells += [f"{med(runs, 'last_delivery_s'):.2f}", f"{med(runs, 'load_per_s'):,.0f}"]
             rows.append(row(*cells))
         return table(
-            "### Burst: N date jobs due at one instant (SQLite)",
+            f"### Burst: N date jobs due at one instant ({self.dbs.label})",
             [
                 "N",
                 "delivered",
@@ -162,9 +186,9 @@ class Bench:
             rows,
         )
 
-    async def sustained(self) -> list[str]:
+    async def sustained(self, sizes: list[int] | None = None) -> list[str]:
         rows = []
-        for jobs in self.args.sustained:
+        for jobs in sizes or self.args.sustained:
             runs = await self._ticking(jobs, self.args.window)
             fires = med(runs, "fires_per_s")
             cells = [f"{jobs:,}", f"{med(runs, 'due_per_s'):,.0f}", f"{fires:,.0f}"]
@@ -175,7 +199,7 @@ class Bench:
             rows.append(row(*cells))
         return table(
             f"### Sustained: interval jobs every second, phases spread, {self.args.window:.0f} s "
-            "(SQLite)",
+            f"({self.dbs.label})",
             [
                 "jobs",
                 "due/s",
@@ -191,17 +215,17 @@ class Bench:
             rows,
         )
 
-    async def rest(self) -> list[str]:
+    async def rest(self, sizes: list[int] | None = None) -> list[str]:
         rows = []
-        for jobs in self.args.rest:
-            loaded, rate = await load_at_rest(jobs, self.db_dir, self.env)
+        for jobs in sizes or self.args.rest:
+            loaded = self.dbs.new(f"rest-{jobs}")
+            rate = await load_at_rest(jobs, loaded, self.env)
 
-            async def one(jobs: int = jobs, loaded: Path = loaded, rate: float = rate) -> AtRest:
+            async def one(jobs: int = jobs, loaded: str = loaded, rate: float = rate) -> AtRest:
                 log(f"at rest: {jobs:,} jobs")
                 return await at_rest(loaded, jobs, rate, self.args.idle, self.env)
 
             runs = await repeat(self.args.repeat, one)
-            remove_database(loaded)
             cells = [f"{jobs:,}", f"{rate:,.0f}", f"{med(runs, 'ready_s'):.2f}"]
             cells += [f"{med(runs, 'idle_cpu_percent'):.1f}", f"{med(runs, 'rss_mib'):.0f}"]
             cells += [
@@ -210,7 +234,8 @@ class Bench:
             ]
             rows.append(row(*cells))
         return table(
-            f"### At rest: stored jobs, none due (SQLite; idle CPU over {self.args.idle:.0f} s)",
+            f"### At rest: stored jobs, none due ({self.dbs.label}; idle CPU over "
+            f"{self.args.idle:.0f} s)",
             [
                 "jobs",
                 "bulk load jobs/s",
@@ -227,7 +252,7 @@ class Bench:
 
     async def api(self) -> list[str]:
         log("api")
-        api_runs = await repeat(self.args.repeat, lambda: api_writes(self.db_dir, self.env))
+        api_runs = await repeat(self.args.repeat, lambda: api_writes(self.dbs.new("api"), self.env))
         rows = []
         for index, label in enumerate(("sequential", "32 concurrent")):
             runs: list[ApiRun] = [run[index] for run in api_runs]
@@ -240,8 +265,25 @@ class Bench:
                 )
             )
         return table(
-            "### API: PUT /jobs/{id} (SQLite)", ["mode", "req/s", "p50 ms", "p99 ms"], rows
+            f"### API: PUT /jobs/{{id}} ({self.dbs.label})",
+            ["mode", "req/s", "p50 ms", "p99 ms"],
+            rows,
         )
+
+    async def postgres(self) -> list[str]:
+        """Precision, sustained load, jobs at rest and the API on one PostgreSQL replica (the
+        cluster section has 1 against 3 replicas)."""
+        sqlite, self.dbs = self.dbs, Databases(self.dbs.db_dir, self.args.postgres)
+        try:
+            return [
+                *await self.precision(),
+                *await self.sustained(self.args.pg_sustained),
+                *await self.rest(self.args.pg_rest),
+                *await self.api(),
+            ]
+        finally:
+            self.dbs.drop_all()
+            self.dbs = sqlite
 
     async def cluster(self) -> list[str]:
         rows = []
@@ -321,6 +363,8 @@ def main() -> None:
         default="postgresql://postgres@127.0.0.1:5432/postgres",
         help="a PostgreSQL database to create the cluster's databases from",
     )
+    parser.add_argument("--pg-sustained", default="1000,2000", type=_ints)
+    parser.add_argument("--pg-rest", default="100000", type=_ints)
     parser.add_argument("--replicas", default="1,3", type=_ints)
     parser.add_argument("--cluster-burst", default=10_000, type=int)
     parser.add_argument("--cluster-jobs", default=1_000, type=int)

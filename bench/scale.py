@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import random
-import shutil
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,7 +15,7 @@ from bench.client import AUTH, load_jobs, log
 from bench.processes import cpu_seconds, rss_mib, start_kairos
 from bench.stats import percentile
 
-__all__ = ["AtRest", "at_rest", "load_at_rest", "remove_database"]
+__all__ = ["AtRest", "at_rest", "load_at_rest"]
 
 _YEARLY: dict[str, Any] = {
     "trigger": {"type": "cron", "expression": "0 0 1 1 *"},
@@ -40,40 +38,26 @@ class AtRest:
     put_p99_ms: float
 
 
-def _copy_database(source: Path, copy: Path) -> None:
-    for suffix in ("", "-wal"):  # a WAL the last close did not fold in holds data too
-        if Path(f"{source}{suffix}").exists():
-            shutil.copyfile(f"{source}{suffix}", f"{copy}{suffix}")
-
-
-def remove_database(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-
-
 def _job_id(index: int) -> str:
     return f"rest-{index:07d}"
 
 
-async def load_at_rest(jobs: int, db_dir: Path, env: dict[str, str]) -> tuple[Path, float]:
-    """A database file holding ``jobs`` yearly cron jobs; return it and the load rate."""
-    path = db_dir / f"rest-{jobs}.db"
-    server, base = start_kairos(f"sqlite:///{path}", env)
+async def load_at_rest(jobs: int, db_url: str, env: dict[str, str]) -> float:
+    """Store ``jobs`` yearly cron jobs in the database; return the load rate."""
+    server, base = start_kairos(db_url, env)
     try:
         log(f"at rest: loading {jobs:,} jobs")
-        rate = await load_jobs(base, [(_job_id(i), _YEARLY) for i in range(jobs)])
+        return await load_jobs(base, [(_job_id(i), _YEARLY) for i in range(jobs)])
     finally:
         server.stop()
-    return path, rate
 
 
 async def at_rest(
-    loaded: Path, jobs: int, load_rate: float, idle_s: float, env: dict[str, str]
+    db_url: str, jobs: int, load_rate: float, idle_s: float, env: dict[str, str]
 ) -> AtRest:
-    """Start a server on a copy of ``loaded``; measure start-up, idling and API latency."""
-    path = loaded.with_name(f"copy-{loaded.name}")
-    _copy_database(loaded, path)
-    server, base = start_kairos(f"sqlite:///{path}", env)
+    """Start a server on the loaded database; measure start-up, idling and API latency (its
+    ``PUT`` requests replace jobs with the same spec, so runs can share one database)."""
+    server, base = start_kairos(db_url, env)
     try:
         await asyncio.sleep(1)  # past start-up's own work
         cpu_before = cpu_seconds(server.pid)
@@ -99,7 +83,6 @@ async def at_rest(
         rss = rss_mib(server.pid)
     finally:
         server.stop()
-        remove_database(path)
     return AtRest(
         jobs=jobs,
         load_per_s=load_rate,

@@ -7,7 +7,6 @@ import math
 import time
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from bench.client import (
@@ -38,9 +37,9 @@ class Burst:
     load_per_s: float
 
 
-async def burst(size: int, target: str, db_dir: Path, env: dict[str, str]) -> Burst:
+async def burst(size: int, target: str, db_url: str, env: dict[str, str]) -> Burst:
     """``size`` date jobs due at one instant, bulk-loaded beforehand."""
-    server, base = start_kairos(f"sqlite:///{db_dir}/burst-{size}.db", env)
+    server, base = start_kairos(db_url, env)
     try:
         due = time.time() + 5 + size / 2_000
         body = {
@@ -89,7 +88,7 @@ async def ticking(
     jobs: int,
     window_s: float,
     target: str,
-    db_dir: Path,
+    db_url: str,
     env: dict[str, str],
     *,
     aligned: bool = False,
@@ -99,7 +98,7 @@ async def ticking(
     Their phases are spread evenly over the second, as for jobs created at different moments;
     ``aligned`` makes them all fire at the same instant of every second instead.
     """
-    server, base = start_kairos(f"sqlite:///{db_dir}/ticking-{jobs}-{time.time_ns()}.db", env)
+    server, base = start_kairos(db_url, env)
     try:
         anchor = math.floor(time.time())
         specs = [
@@ -157,9 +156,9 @@ class ApiRun:
     p99_ms: float
 
 
-async def api_writes(db_dir: Path, env: dict[str, str]) -> list[ApiRun]:
+async def api_writes(db_url: str, env: dict[str, str]) -> list[ApiRun]:
     """``PUT /jobs/{id}``: 2,000 sequential, then 5,000 from 32 connections."""
-    server, base = start_kairos(f"sqlite:///{db_dir}/api-{time.time_ns()}.db", env)
+    server, base = start_kairos(db_url, env)
     body: dict[str, Any] = {
         "trigger": {"type": "cron", "expression": "0 0 1 1 *"},
         "target": {"url": "http://127.0.0.1:9/"},
