@@ -223,7 +223,9 @@ def _jobs_put(
     as_json: AsJson = False,
 ) -> None:
     """Create or completely replace a job."""
-    spec: dict[str, Any] = json.loads(file.read_text()) if file else {}
+    spec: dict[str, Any] = _read_json(file) if file else {}
+    if not isinstance(spec, dict):
+        _fail(f"{file}: expected a JSON object (a job spec)", code=2)
     chosen = [flag for flag in (cron, every, at) if flag is not None]
     if len(chosen) > 1:
         _fail("give one of --cron, --every, --at", code=2)
@@ -261,6 +263,29 @@ def _jobs_put(
         return
     verb = "created" if response.status_code == 201 else "replaced"
     out.print(f"Job [bold]{job_id}[/bold] {verb}; next run: {job['next_run_time'] or '-'}")
+
+
+@jobs_app.command("load")
+def _jobs_load(
+    file: Annotated[Path, typer.Argument(help='JSON: [{"id": ..., job}, ...] or {"jobs": [...]}')],
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+) -> None:
+    """Create or replace many jobs at once, 10,000 per request (each request all or nothing)."""
+    from kairos.api.schemas import MAX_BATCH
+
+    data = _read_json(file)
+    jobs = data.get("jobs") if isinstance(data, dict) else data
+    if not isinstance(jobs, list) or not jobs:
+        _fail(f'{file}: expected a non-empty list of jobs, or {{"jobs": [...]}}', code=2)
+    created = 0
+    with _client(url, token) as api:
+        for start in range(0, len(jobs), MAX_BATCH):
+            chunk = jobs[start : start + MAX_BATCH]
+            if start:
+                out.print(f"{start:,} jobs loaded; sending jobs {start:,} and on")
+            created += api.call("POST", "/jobs:batch", json={"jobs": chunk})["created"]
+    out.print(f"{len(jobs):,} jobs loaded: {created:,} created, {len(jobs) - created:,} replaced")
 
 
 @jobs_app.command("delete")
@@ -345,6 +370,15 @@ def _client(url: str, token: str | None) -> ApiClient:
 
 def _api_failed(error: ApiError) -> NoReturn:
     _fail(str(error))
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except OSError as exc:
+        _fail(f"cannot read {path}: {exc.strerror}", code=2)
+    except ValueError as exc:
+        _fail(f"{path} is not valid JSON: {exc}", code=2)
 
 
 def _print_json(data: Any) -> None:

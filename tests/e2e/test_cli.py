@@ -175,3 +175,49 @@ def test_first_start_prints_a_working_token_once(tmp_path: Path) -> None:
         assert httpx.get(f"{second.base_url}/jobs", headers=headers).status_code == 200
     finally:
         second.stop()
+
+
+def test_load_creates_and_replaces_many_jobs_from_a_file(
+    server: KairosProcess, tmp_path: Path
+) -> None:
+    job = {"trigger": {"type": "cron", "expression": "0 4 * * *"}, "target": {"url": "http://h/"}}
+    listed = tmp_path / "jobs.json"
+    listed.write_text(json.dumps([{"id": f"load-{i}"} | job for i in range(3)]))
+    first = kairos("jobs", "load", str(listed), server=server)
+    assert first.returncode == 0, first.stderr
+    assert "3 jobs loaded: 3 created, 0 replaced" in first.stdout
+    wrapped = tmp_path / "wrapped.json"
+    wrapped.write_text(json.dumps({"jobs": [{"id": "load-0"} | job, {"id": "load-9"} | job]}))
+    again = kairos("jobs", "load", str(wrapped), server=server)
+    assert "2 jobs loaded: 1 created, 1 replaced" in again.stdout
+    got = kairos("jobs", "get", "load-9", server=server)
+    assert json.loads(got.stdout)["trigger"]["expression"] == "0 4 * * *"
+
+
+def test_load_refuses_a_bad_file_and_names_a_bad_job(server: KairosProcess, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text("[{")
+    assert "not valid JSON" in kairos("jobs", "load", str(broken), server=server).stderr
+    empty = tmp_path / "empty.json"
+    empty.write_text("{}")
+    assert kairos("jobs", "load", str(empty), server=server).returncode == 2
+    bad = tmp_path / "bad.json"
+    jobs = [
+        {
+            "id": "ok",
+            "trigger": {"type": "cron", "expression": "0 4 * * *"},
+            "target": {"url": "http://h/"},
+        },
+        {
+            "id": "bad",
+            "trigger": {"type": "cron", "expression": "0 25 * * *"},
+            "target": {"url": "http://h/"},
+        },
+    ]
+    bad.write_text(json.dumps(jobs))
+    refused = kairos("jobs", "load", str(bad), server=server)
+    assert refused.returncode == 1
+    assert "jobs.1.trigger.expression" in refused.stderr
+    assert kairos("jobs", "get", "ok", server=server).returncode == 1  # nothing was written
+    missing = kairos("jobs", "load", str(tmp_path / "nope.json"), server=server)
+    assert (missing.returncode, "cannot read" in missing.stderr) == (2, True)
