@@ -136,11 +136,7 @@ class Scheduler:
             except InvalidField as exc:
                 raise InvalidField(["jobs", index, *exc.loc], exc.message) from None
         stored = await self.store.upsert_jobs(records)
-        for job in records:
-            await self._revoke(job.id)
-        due = [job.next_run_us for job in records if job.next_run_us is not None]
-        if due:
-            self._dispatcher.wake(min(due))
+        await self._changed(*records)
         return sum(1 for job in records if stored[job.id] == job.created_us)
 
     async def patch_job(self, job_id: str, changes: dict[str, Any]) -> JobRecord:
@@ -237,16 +233,19 @@ class Scheduler:
         await self._changed(job)
         return job
 
-    async def _changed(self, job: JobRecord) -> None:
-        """A job was replaced or changed here: its new next fire may be sooner than the
-        dispatcher would look, and a fire of its old version claimed ahead is revoked."""
-        await self._revoke(job.id)
-        if job.next_run_us is not None:
-            self._dispatcher.wake(job.next_run_us)
+    async def _changed(self, *changed: JobRecord) -> None:
+        """Jobs were created, replaced or changed here: their new next fires may be sooner
+        than the dispatcher would look, and fires of their old versions claimed ahead are
+        revoked."""
+        await self._revoke(*(job.id for job in changed))
+        due = [job.next_run_us for job in changed if job.next_run_us is not None]
+        if due:
+            self._dispatcher.wake(min(due))
 
-    async def _revoke(self, job_id: str) -> None:
+    async def _revoke(self, *job_ids: str) -> None:
         # Written before the change is answered, so a run queued next finds no stale "running".
-        if self._dispatcher.revoke(job_id):
+        revoked = [self._dispatcher.revoke(job_id) for job_id in job_ids]
+        if any(revoked):
             await self._dispatcher.flush()
 
     def _on_change(self, due_us: int | None, job_id: str | None) -> None:

@@ -176,10 +176,9 @@ class SqlStore(Store):
     async def upsert_jobs(self, batch: Sequence[JobRecord]) -> dict[str, int]:
         if not batch:
             return {}
-        query = self._upsert_jobs
 
         def tx(conn: Connection) -> dict[str, int]:
-            rows = conn.execute(query, [_job_values(job) for job in batch])
+            rows = conn.execute(self._upsert_jobs, [_job_values(job) for job in batch])
             stored = {row.id: row.created_us for row in rows}
             self._notify_many(conn, [(job.next_run_us, job.id) for job in batch])
             return stored
@@ -243,9 +242,7 @@ class SqlStore(Store):
             self._specs[key] = spec
             if len(self._specs) > _SPEC_CACHE_SIZE:
                 self._specs.popitem(last=False)
-        return JobRecord(
-            row.id, spec, row.next_fire_us, row.next_run_us, row.created_us, row.updated_us
-        )
+        return _job(row, spec)
 
     # Runs --------------------------------------------------------------------------------------
 
@@ -639,8 +636,10 @@ def _next_due(conn: Connection, now_us: int) -> int | None:
     return min(candidates) if candidates else None
 
 
-def _job(row: Row[Any]) -> JobRecord:
-    spec = JobSpec.model_validate_json(row.spec)
+def _job(row: Row[Any], spec: JobSpec | None = None) -> JobRecord:
+    """The job in ``row``; ``spec``: its spec, already parsed."""
+    if spec is None:
+        spec = JobSpec.model_validate_json(row.spec)
     return JobRecord(
         row.id, spec, row.next_fire_us, row.next_run_us, row.created_us, row.updated_us
     )
