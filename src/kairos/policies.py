@@ -77,11 +77,16 @@ class Planner:
         assert job.next_fire_us is not None and job.next_run_us is not None
         trigger = self.trigger_for(job)
         if job.next_run_us > now_us:
-            # Claimed a moment ahead of its due time: just this fire, which will be on time.
-            run = self._decide(job.spec, job.next_fire_us, 0, running, budget)
-            if run is None:
+            # Claimed a moment ahead of its due time: just this fire, which will be on time. If
+            # its job is busy, it is decided when due: the busy run may be done by then.
+            if running >= job.spec.max_instances or budget <= 0:
                 return FirePlan([], job.next_fire_us, job.next_run_us)
-            return self._advance(job.spec, trigger, [run], job.next_fire_us)
+            return self._advance(
+                job.spec,
+                trigger,
+                [PlannedRun(job.next_fire_us, RunStatus.RUNNING)],
+                job.next_fire_us,
+            )
         if job.spec.coalesce:
             return self._plan_coalesced(job, trigger, now_us, running, budget)
         return self._plan_each(job, trigger, now_us, running, budget)

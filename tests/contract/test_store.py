@@ -129,6 +129,18 @@ async def test_claim_ahead_takes_fires_due_within_the_window_to_start_on_time(
     assert runs[0].started_us == NOW + 30_000  # when the call is due, not when it was claimed
 
 
+async def test_a_queued_run_goes_before_a_fire_of_its_job_claimed_ahead(store: Store) -> None:
+    await store.insert_job(record("a", NOW + 30_000))
+    queued = await store.add_manual_run("a", NOW)
+
+    def ahead_aware(job: JobRecord, now_us: int, running: int, budget: int) -> FirePlan:
+        assert running == 1  # the queued run started first and holds the job's one slot
+        return FirePlan([], job.next_fire_us, job.next_run_us)
+
+    claim = await store.claim_due(NOW, 10, "n", ahead_aware, ahead_us=50_000)
+    assert [s.run.id for s in claim.started] == [queued.id]
+
+
 async def test_claim_respects_its_limit_and_says_more_is_due(store: Store) -> None:
     for i in range(5):
         await store.insert_job(record(f"j{i}", NOW - i))

@@ -288,10 +288,13 @@ class SqlStore(Store):
         plan: PlanFn,
         conn: Connection,
     ) -> Claim:
+        # Queued runs (run now, retries) first: they are older work, and a fire claimed ahead
+        # must not hold the slot a queued run of its job is waiting for.
+        started, waiting = self._start_pending(conn, now_us, limit, node_id)
+        budget = limit - len(started)
         due = conn.execute(self._due_jobs, {"due_by": now_us + ahead_us, "limit": limit}).all()
         claimed = [self._due_job(row) for row in due]
         running = _running_counts(conn, [job.id for job in claimed])
-        budget = limit
         rows: list[dict[str, Any]] = []
         moves: list[dict[str, Any]] = []
         for job in claimed:
@@ -308,13 +311,9 @@ class SqlStore(Store):
             moves.append(
                 {"b_id": job.id, "b_fire": fire_plan.next_fire_us, "b_run": fire_plan.next_run_us}
             )
-        started = self._insert_claimed(conn, rows, {job.id: job for job in claimed})
+        started += self._insert_claimed(conn, rows, {job.id: job for job in claimed})
         if moves:
             conn.execute(_MOVE_JOBS, moves)
-        waiting = False
-        if budget > 0:
-            queued, waiting = self._start_pending(conn, now_us, budget, node_id)
-            started += queued
         exhausted = len(due) >= limit or len(started) >= limit
         return Claim(
             started,
