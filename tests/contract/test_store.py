@@ -279,6 +279,45 @@ async def test_nodes_beat_and_dead_ones_are_taken_over_once(store: Store) -> Non
     assert [n.id for n in await store.list_nodes()] == ["alive"]
 
 
+def wait_for_slot(job: JobRecord, now_us: int, running: int, budget: int) -> FirePlan:
+    """A plan function that starts the due fire once the job has room, and till then leaves it
+    due, recording nothing."""
+    assert job.next_fire_us is not None
+    if budget <= 0 or running >= job.spec.max_instances:
+        return FirePlan([], job.next_fire_us, job.next_run_us)
+    return every_minute(job, now_us, running, budget)
+
+
+async def test_runs_of_a_crashed_process_stop_counting_toward_max_instances_at_once(
+    store: Store, store_url: str
+) -> None:
+    if store.single_process:
+        pytest.skip("a single-process store has no other process to crash")
+    victim = store_for_url(store_url)
+    await victim.open()
+    try:
+        await store.heartbeat("survivor", "host-a")
+        await victim.heartbeat("victim", "host-b")
+        await store.insert_job(record("a", NOW))
+        held = (await victim.claim_due(NOW, 1, "victim", every_minute)).started[0].run
+        # Alive, the victim's run holds the job's only slot.
+        assert (await store.claim_due(NOW + 60 * S, 1, "survivor", wait_for_slot)).started == []
+    finally:
+        await victim.close()  # gone without a word, as a killed process is; lease not run out
+
+    async def next_fire_started() -> list[int]:
+        while True:
+            claim = await store.claim_due(NOW + 60 * S, 1, "survivor", wait_for_slot)
+            if claim.started:
+                return [started.run.scheduled_for_us for started in claim.started]
+            await asyncio.sleep(0.01)
+
+    async with asyncio.timeout(5):
+        assert await next_fire_started() == [NOW + 60 * S]
+    # The run itself is left to the takeover, when the lease has run out.
+    assert (await store.get_run(held.id)).status is RunStatus.RUNNING
+
+
 async def test_list_runs_newest_first_with_filters_and_cursor(store: Store) -> None:
     await store.insert_job(record("a", NOW))
     await store.insert_job(record("b", NOW))

@@ -68,9 +68,9 @@ def test_a_thousand_jobs_due_at_once_fire_exactly_once_across_three_replicas(
         "target": {"url": target.url("/burst")},
         "misfire_grace_time": 300,
     }
-    with httpx.Client(base_url=replicas[0].base_url, headers=_auth(replicas[0])) as api:
-        for i in range(1000):
-            assert api.put(f"/jobs/burst-{i}", json=body).status_code == 201
+    batch = {"jobs": [{"id": f"burst-{i}", **body} for i in range(1000)]}
+    with replicas[0].client() as api:
+        assert api.post("/jobs:batch", json=batch).json() == {"created": 1000, "replaced": 0}
     assert datetime.now(UTC) < due, "loading took longer than the margin"
 
     wait_until(lambda: len(target.deliveries("/burst")) >= 1000, 60, what="1,000 deliveries")
@@ -106,7 +106,7 @@ def test_sigkill_of_a_replica_loses_no_fire_and_duplicates_none(
     victim_id = _node_id(victim)
     wait_until(gone, 15 + 5, what="the dead node to be taken over")
     horizon = killed_at + timedelta(seconds=16)
-    wait_until(lambda: _covered(target, jobs, horizon), 40, what="every fire up to the horizon")
+    _wait_covered(target, jobs, horizon, replicas[0])
     assert duplicates(target.deliveries("/tick")) == []
 
 
@@ -135,7 +135,7 @@ def test_a_postgresql_outage_is_survived_without_duplicates(
         wait_until(lambda r=replica: _readyz(r) == 200, 30, what="every replica ready again")
     jobs = [f"tick-{i}" for i in range(5)]
     horizon = back_at + timedelta(seconds=5)
-    wait_until(lambda: _covered(target, jobs, horizon), 40, what="fires caught up after the outage")
+    _wait_covered(target, jobs, horizon, replicas[0])
     assert duplicates(target.deliveries("/tick")) == []
 
 
@@ -145,25 +145,46 @@ def _postgres(action: str) -> None:
     subprocess.run(command, check=True, timeout=120)
 
 
-def _covered(target: TargetProcess, jobs: list[str], horizon: datetime) -> bool:
-    """Every job has a delivery for every second from its first fire up to ``horizon``."""
+def _missing(
+    target: TargetProcess, jobs: list[str], horizon: datetime
+) -> list[tuple[str, datetime | None]]:
+    """The fires not delivered, as (job, scheduled time): every second of every job from its
+    first fire up to ``horizon``; (job, None) for a job with no delivery past ``horizon`` yet."""
     seen: dict[str, set[datetime]] = {job: set() for job in jobs}
     for delivery in target.deliveries("/tick"):
         job = header(delivery, "X-Kairos-Job-Id")
         if job in seen:
             seen[job].add(datetime.fromisoformat(header(delivery, "X-Kairos-Scheduled-For")))
-    for fires in seen.values():
+    missing: list[tuple[str, datetime | None]] = []
+    for job, fires in seen.items():
         if not fires or max(fires) < horizon:
-            return False
-        first = min(fires)
-        expected = (horizon - first).total_seconds()
-        if sum(1 for f in fires if f <= horizon) < int(expected):
-            return False
-    return True
+            missing.append((job, None))
+            continue
+        fire = min(fires)
+        while fire <= horizon:
+            if fire not in fires:
+                missing.append((job, fire))
+            fire += timedelta(seconds=1)
+    return missing
 
 
-def _auth(process: KairosProcess) -> dict[str, str]:
-    return {"Authorization": f"Bearer {process.token}"}
+def _wait_covered(
+    target: TargetProcess, jobs: list[str], horizon: datetime, ledger: KairosProcess
+) -> None:
+    """Wait until no fire up to ``horizon`` is missing; on timeout, name the missing fires and
+    what the run ledger holds for them."""
+    try:
+        wait_until(lambda: not _missing(target, jobs, horizon), 40, what="every fire delivered")
+    except AssertionError:
+        gaps = _missing(target, jobs, horizon)
+        with ledger.client() as api:
+            runs = api.get("/runs", params={"limit": 1000}).json()["items"]
+        held = [
+            {k: run.get(k) for k in ("job_id", "scheduled_for", "attempt", "status", "error")}
+            for run in runs
+            if (run["job_id"], datetime.fromisoformat(run["scheduled_for"])) in gaps
+        ]
+        raise AssertionError(f"missing fires: {gaps[:20]}; their jobs' runs: {held[:60]}") from None
 
 
 def _node_id(process: KairosProcess) -> str:

@@ -294,7 +294,7 @@ class SqlStore(Store):
         budget = limit - len(started)
         due = conn.execute(self._due_jobs, {"due_by": now_us + ahead_us, "limit": limit}).all()
         claimed = [self._due_job(row) for row in due]
-        running = _running_counts(conn, [job.id for job in claimed])
+        running = self._running_counts(conn, [job.id for job in claimed], node_id)
         rows: list[dict[str, Any]] = []
         moves: list[dict[str, Any]] = []
         for job in claimed:
@@ -323,6 +323,25 @@ class SqlStore(Store):
             waiting,
         )
 
+    def _running_counts(self, conn: Connection, job_ids: list[str], me: str) -> dict[str, int]:
+        """Runs in flight per job, for ``max_instances``; runs of nodes known to have crashed
+        are not in flight, whether or not their lease has run out yet."""
+        if not job_ids:
+            return {}
+        rows = conn.execute(_RUNNING_COUNTS, {"ids": job_ids}).all()
+        others = {node for _, node, _ in rows if node != me}
+        crashed = self._crashed(conn, others, me) if others else set()
+        counts: dict[str, int] = {}
+        for job_id, node, n in rows:
+            if node not in crashed:
+                counts[job_id] = counts.get(job_id, 0) + n
+        return counts
+
+    def _crashed(self, conn: Connection, node_ids: set[str], me: str) -> set[str]:
+        """Those of ``node_ids`` known (to ``me``) to have crashed, before their lease says so.
+        A backend that cannot tell knows none."""
+        return set()
+
     def _insert_claimed(
         self, conn: Connection, rows: list[dict[str, Any]], by_id: dict[str, JobRecord]
     ) -> list[StartedRun]:
@@ -345,7 +364,7 @@ class SqlStore(Store):
         """Start queued runs that are due, and say whether some must wait for a run of their job
         to finish first (``max_instances``): queued runs wait for a slot, they are not skipped."""
         pending = conn.execute(self._due_pending, {"due_by": now_us, "limit": budget}).all()
-        running = _running_counts(conn, list({row.id for row in pending}))
+        running = self._running_counts(conn, list({row.id for row in pending}), node_id)
         started: list[StartedRun] = []
         updates: list[dict[str, Any]] = []
         waiting = False
@@ -572,9 +591,9 @@ _FINISH = (
     )
 )
 _RUNNING_COUNTS = (
-    select(runs.c.job_id, func.count())
+    select(runs.c.job_id, runs.c.node_id, func.count())
     .where(runs.c.status == _RUNNING, runs.c.job_id.in_(bindparam("ids", expanding=True)))
-    .group_by(runs.c.job_id)
+    .group_by(runs.c.job_id, runs.c.node_id)
 )
 _NEXT_JOB_DUE = select(func.min(jobs.c.next_run_us))
 _NEXT_RUN_DUE = select(func.min(runs.c.scheduled_for_us)).where(
@@ -618,12 +637,6 @@ def _due_of(job: JobRecord, scheduled_for_us: int) -> int:
     if scheduled_for_us == job.next_fire_us and job.next_run_us is not None:
         return job.next_run_us
     return scheduled_for_us
-
-
-def _running_counts(conn: Connection, job_ids: list[str]) -> dict[str, int]:
-    if not job_ids:
-        return {}
-    return {row[0]: row[1] for row in conn.execute(_RUNNING_COUNTS, {"ids": job_ids})}
 
 
 def _next_due(conn: Connection, now_us: int) -> int | None:
