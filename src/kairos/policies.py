@@ -16,7 +16,7 @@ from kairos.clock import from_us, to_us
 from kairos.models import JobRecord, JobSpec, RunStatus
 from kairos.triggers.base import Trigger
 
-__all__ = ["FirePlan", "PlannedRun", "Planner"]
+__all__ = ["FirePlan", "PlannedRun", "Planner", "too_late"]
 
 # A catch-up pass walks at most this many fires of one job; the rest waits for the next pass.
 _WALK_CAP = 1_000
@@ -30,7 +30,8 @@ _TRIGGER_CACHE_SIZE = 50_000
 class PlannedRun:
     scheduled_for_us: int
     status: RunStatus
-    """``RUNNING`` (start it now), ``MISSED`` or ``SKIPPED``."""
+    """``RUNNING`` (start it now), ``SCHEDULED`` (queued: start it when a run of its job
+    started in the same pass finishes), ``MISSED`` or ``SKIPPED``."""
     error: str | None = None
 
 
@@ -43,6 +44,15 @@ class FirePlan:
     @property
     def started(self) -> int:
         return sum(1 for run in self.runs if run.status is RunStatus.RUNNING)
+
+
+def too_late(spec: JobSpec, late_us: int) -> str | None:
+    """Why a fire ``late_us`` past its due time may no longer start, or None if it may."""
+    grace = spec.misfire_grace_time
+    if grace is None or late_us <= grace * 1_000_000:
+        return None
+    late_s = late_us / 1_000_000
+    return f"fire was {late_s:.3f} s late, more than misfire_grace_time ({grace:g} s)"
 
 
 class Planner:
@@ -67,19 +77,25 @@ class Planner:
         fire = trigger.first_fire(from_us(now_us))
         return None if fire is None else self._with_jitter(spec, to_us(fire))
 
-    def plan(self, job: JobRecord, now_us: int, running: int, budget: int) -> FirePlan:
+    def plan(
+        self, job: JobRecord, now_us: int, running: int, budget: int, started: int = 0
+    ) -> FirePlan:
         """Decide the fate of every fire of ``job`` due at ``now_us``; of a job claimed ahead
         (due a moment after ``now_us``), of its next fire only.
 
-        ``running`` counts the job's runs in flight anywhere; ``budget`` is how many runs may
-        start in this pass. Fires that neither start nor are recorded stay due for the next pass.
+        ``running`` counts the job's runs in flight anywhere before this pass, ``started`` its
+        runs started in this pass (queued ones); ``budget`` is how many more runs may start.
+        A fire over ``max_instances`` is skipped if runs in flight before it was due fill the
+        slots (as in APScheduler), and queued behind the runs of this same pass otherwise: a
+        catch-up backlog, or a retry started with it, runs one after another and loses nothing.
+        Fires that neither start nor are recorded stay due for the next pass.
         """
         assert job.next_fire_us is not None and job.next_run_us is not None
         trigger = self.trigger_for(job)
         if job.next_run_us > now_us:
             # Claimed a moment ahead of its due time: just this fire, which will be on time. If
             # its job is busy, it is decided when due: the busy run may be done by then.
-            if running >= job.spec.max_instances or budget <= 0:
+            if running + started >= job.spec.max_instances or budget <= 0:
                 return FirePlan([], job.next_fire_us, job.next_run_us)
             return self._advance(
                 job.spec,
@@ -88,23 +104,35 @@ class Planner:
                 job.next_fire_us,
             )
         if job.spec.coalesce:
-            return self._plan_coalesced(job, trigger, now_us, running, budget)
-        return self._plan_each(job, trigger, now_us, running, budget)
+            return self._plan_coalesced(job, trigger, now_us, running, started, budget)
+        return self._plan_each(job, trigger, now_us, running, started, budget)
 
     def _plan_coalesced(
-        self, job: JobRecord, trigger: Trigger, now_us: int, running: int, budget: int
+        self,
+        job: JobRecord,
+        trigger: Trigger,
+        now_us: int,
+        running: int,
+        started: int,
+        budget: int,
     ) -> FirePlan:
         assert job.next_fire_us is not None and job.next_run_us is not None
         latest = trigger.latest_at_or_before(from_us(now_us), from_us(job.next_fire_us))
         fire_us = job.next_fire_us if latest is None else to_us(latest)
         due_us = job.next_run_us if fire_us == job.next_fire_us else fire_us
-        run = self._decide(job.spec, fire_us, now_us - due_us, running, budget)
+        run = self._decide(job.spec, fire_us, now_us - due_us, running, started, budget)
         if run is None:
             return FirePlan([], job.next_fire_us, job.next_run_us)
         return self._advance(job.spec, trigger, [run], fire_us)
 
     def _plan_each(
-        self, job: JobRecord, trigger: Trigger, now_us: int, running: int, budget: int
+        self,
+        job: JobRecord,
+        trigger: Trigger,
+        now_us: int,
+        running: int,
+        started: int,
+        budget: int,
     ) -> FirePlan:
         assert job.next_fire_us is not None and job.next_run_us is not None
         runs: list[PlannedRun] = []
@@ -112,10 +140,9 @@ class Planner:
         due_us = job.next_run_us
         missed = 0
         while fire_us is not None and due_us <= now_us and len(runs) < _WALK_CAP:
-            run = self._decide(job.spec, fire_us, now_us - due_us, running, budget)
+            run = self._decide(job.spec, fire_us, now_us - due_us, running, started, budget)
             if run is None:
-                plan = FirePlan(runs, fire_us, due_us)
-                return plan
+                return FirePlan(runs, fire_us, due_us)
             if run.status is RunStatus.MISSED:
                 missed += 1
                 if missed > _MISSED_RECORD_CAP:
@@ -123,7 +150,7 @@ class Planner:
                     due_us = fire_us if fire_us is not None else now_us
                     continue
             elif run.status is RunStatus.RUNNING:
-                running += 1
+                started += 1
                 budget -= 1
             runs.append(run)
             fire_us = trigger.next_after_us(fire_us)
@@ -139,22 +166,19 @@ class Planner:
 
     @staticmethod
     def _decide(
-        spec: JobSpec, fire_us: int, late_us: int, running: int, budget: int
+        spec: JobSpec, fire_us: int, late_us: int, running: int, started: int, budget: int
     ) -> PlannedRun | None:
-        grace = spec.misfire_grace_time
-        if grace is not None and late_us > grace * 1_000_000:
-            late_s = late_us / 1_000_000
-            return PlannedRun(
-                fire_us,
-                RunStatus.MISSED,
-                f"fire was {late_s:.3f} s late, more than misfire_grace_time ({grace:g} s)",
-            )
+        late = too_late(spec, late_us)
+        if late is not None:
+            return PlannedRun(fire_us, RunStatus.MISSED, late)
         if running >= spec.max_instances:
             return PlannedRun(
                 fire_us,
                 RunStatus.SKIPPED,
                 f"max_instances ({spec.max_instances}) runs of this job were still running",
             )
+        if running + started >= spec.max_instances:
+            return PlannedRun(fire_us, RunStatus.SCHEDULED)
         if budget <= 0:
             return None
         return PlannedRun(fire_us, RunStatus.RUNNING)

@@ -10,7 +10,7 @@ from sqlalchemy.exc import StatementError
 
 from kairos.errors import Conflict, JobExists, JobNotFound, RunNotFound
 from kairos.models import JobRecord, JobSpec, RunStatus
-from kairos.policies import FirePlan, PlannedRun
+from kairos.policies import FirePlan, PlannedRun, Planner
 from kairos.store import FinishedRun, Store, store_for_url
 
 NOW = 1_800_000_000_000_000
@@ -25,12 +25,15 @@ def record(job_id: str = "a", next_us: int | None = NOW, **changes: Any) -> JobR
     return JobRecord(job_id, spec, next_us, next_us, NOW - S, NOW - S)
 
 
-def every_minute(job: JobRecord, now_us: int, running: int, budget: int) -> FirePlan:
+def every_minute(
+    job: JobRecord, now_us: int, running: int, budget: int, started: int = 0
+) -> FirePlan:
     """A plan function that starts the due fire if there is room and moves on a minute."""
     assert job.next_fire_us is not None
     if budget <= 0:
         return FirePlan([], job.next_fire_us, job.next_run_us)
-    status = RunStatus.RUNNING if running < job.spec.max_instances else RunStatus.SKIPPED
+    room = running + started < job.spec.max_instances
+    status = RunStatus.RUNNING if room else RunStatus.SKIPPED
     nxt = job.next_fire_us + 60 * S
     return FirePlan([PlannedRun(job.next_fire_us, status)], nxt, nxt)
 
@@ -133,8 +136,11 @@ async def test_a_queued_run_goes_before_a_fire_of_its_job_claimed_ahead(store: S
     await store.insert_job(record("a", NOW + 30_000))
     queued = await store.add_manual_run("a", NOW)
 
-    def ahead_aware(job: JobRecord, now_us: int, running: int, budget: int) -> FirePlan:
-        assert running == 1  # the queued run started first and holds the job's one slot
+    def ahead_aware(
+        job: JobRecord, now_us: int, running: int, budget: int, started: int
+    ) -> FirePlan:
+        # The queued run started first and holds the job's one slot.
+        assert (running, started) == (0, 1)
         return FirePlan([], job.next_fire_us, job.next_run_us)
 
     claim = await store.claim_due(NOW, 10, "n", ahead_aware, ahead_us=50_000)
@@ -216,6 +222,51 @@ async def test_manual_runs_queue_then_start_on_claim(store: Store) -> None:
     assert after.waiting_for_slot is False
 
 
+async def test_a_catch_up_backlog_over_max_instances_queues_and_runs_one_by_one(
+    store: Store,
+) -> None:
+    await store.insert_job(record("a", NOW, coalesce=False, misfire_grace_time=None))
+    claim = await store.claim_due(NOW + 150 * S, 10, "n", Planner().plan)
+    assert [s.run.scheduled_for_us for s in claim.started] == [NOW]
+    assert claim.waiting_for_slot is True
+    queued = await store.list_runs(job_id="a", status=RunStatus.SCHEDULED, before_id=None, limit=9)
+    assert sorted(r.scheduled_for_us for r in queued) == [NOW + 60 * S, NOW + 120 * S]
+    run = claim.started[0].run
+    done = FinishedRun(run.id, RunStatus.SUCCEEDED, NOW + 150 * S, NOW + 151 * S)
+    after = await store.claim_due(NOW + 152 * S, 10, "n", Planner().plan, finished=[done])
+    assert [s.run.scheduled_for_us for s in after.started] == [NOW + 60 * S]
+
+
+async def test_a_queued_fire_past_its_grace_is_missed_not_started(store: Store) -> None:
+    await store.insert_job(record("a", NOW, coalesce=False, misfire_grace_time=100))
+    first = (await store.claim_due(NOW + 60 * S, 10, "n", Planner().plan)).started[0].run
+    [queued] = await store.list_runs(
+        job_id="a", status=RunStatus.SCHEDULED, before_id=None, limit=9
+    )
+    done = FinishedRun(first.id, RunStatus.SUCCEEDED, NOW + 60 * S, NOW + 170 * S)
+    late = await store.claim_due(NOW + 170 * S, 10, "n", Planner().plan, finished=[done])
+    assert [s.run.scheduled_for_us for s in late.started] == [NOW + 120 * S]  # the next fire
+    missed = await store.get_run(queued.id)
+    assert missed.status is RunStatus.MISSED
+    assert "misfire_grace_time" in (missed.error or "")
+
+
+async def test_a_fire_due_with_a_retry_queues_behind_it_instead_of_being_skipped(
+    store: Store,
+) -> None:
+    await store.insert_job(record("a", NOW))
+    cut = (await store.claim_due(NOW, 10, "n1", Planner().plan)).started[0].run
+    await store.interrupt_running("n1", retries=1)  # retried as attempt 2, queued
+    claim = await store.claim_due(NOW + 60 * S, 10, "n2", Planner().plan)
+    assert [(s.run.scheduled_for_us, s.run.attempt) for s in claim.started] == [
+        (cut.scheduled_for_us, 2)
+    ]
+    [behind] = await store.list_runs(
+        job_id="a", status=RunStatus.SCHEDULED, before_id=None, limit=9
+    )
+    assert (behind.scheduled_for_us, behind.attempt) == (NOW + 60 * S, 1)
+
+
 async def test_deleting_a_job_skips_its_pending_runs_and_keeps_history(store: Store) -> None:
     await store.insert_job(record("a", NOW))
     ran = (await store.claim_due(NOW, 1, "n", every_minute)).started[0].run
@@ -279,7 +330,9 @@ async def test_nodes_beat_and_dead_ones_are_taken_over_once(store: Store) -> Non
     assert [n.id for n in await store.list_nodes()] == ["alive"]
 
 
-def wait_for_slot(job: JobRecord, now_us: int, running: int, budget: int) -> FirePlan:
+def wait_for_slot(
+    job: JobRecord, now_us: int, running: int, budget: int, started: int = 0
+) -> FirePlan:
     """A plan function that starts the due fire once the job has room, and till then leaves it
     due, recording nothing."""
     assert job.next_fire_us is not None

@@ -140,3 +140,25 @@ def test_a_job_claimed_ahead_plans_only_its_next_fire_and_never_as_missed() -> N
     assert (busy.runs, busy.next_fire_us) == ([], T0)  # decided when due: it may be free then
     no_room = Planner().plan(job(), T0 - 40_000, running=0, budget=0)
     assert (no_room.runs, no_room.next_fire_us) == ([], T0)
+
+
+def test_a_backlog_over_max_instances_queues_behind_its_first_fire() -> None:
+    plan = Planner().plan(
+        job(coalesce=False, misfire_grace_time=None), T0 + 25 * S, running=0, budget=10
+    )
+    assert statuses(plan) == [
+        (0, RunStatus.RUNNING),
+        (10, RunStatus.SCHEDULED),
+        (20, RunStatus.SCHEDULED),
+    ]
+    assert plan.started == 1
+    assert plan.next_fire_us == T0 + 30 * S
+
+
+def test_a_run_in_flight_before_the_fire_skips_it_but_one_started_with_it_queues_it() -> None:
+    busy = Planner().plan(job(), T0, running=1, budget=10, started=0)
+    assert statuses(busy) == [(0, RunStatus.SKIPPED)]
+    behind = Planner().plan(job(), T0, running=0, budget=10, started=1)
+    assert statuses(behind) == [(0, RunStatus.SCHEDULED)]
+    ahead = Planner().plan(job(), T0 - 40_000, running=0, budget=10, started=1)
+    assert (ahead.runs, ahead.next_fire_us) == ([], T0)  # claimed ahead: decided when due

@@ -14,8 +14,8 @@ from kairos.policies import FirePlan
 
 __all__ = ["ChangeFn", "Claim", "FinishedRun", "NodeInfo", "PlanFn", "StartedRun", "Store"]
 
-PlanFn = Callable[[JobRecord, int, int, int], FirePlan]
-"""``plan(job, now_us, running, budget)``: see ``kairos.policies.Planner.plan``."""
+PlanFn = Callable[[JobRecord, int, int, int, int], FirePlan]
+"""``plan(job, now_us, running, budget, started)``: see ``kairos.policies.Planner.plan``."""
 
 ChangeFn = Callable[[int | None, str | None], None]
 """``on_change(due_us, job_id)``: see ``Store.watch``."""
@@ -42,8 +42,8 @@ class Claim:
     next_due_us: int | None
     """When the next job or pending run falls due, as far as the store knows."""
     waiting_for_slot: bool = False
-    """Queued runs (run now, retries) are due but wait for a run of their job to finish
-    (``max_instances``): look again when runs finish."""
+    """Queued runs (run now, retries, a catch-up backlog) are due but wait for a run of their
+    job to finish (``max_instances``): look again when runs finish."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,12 +143,14 @@ class Store(ABC):
     ) -> Claim:
         """Claim work due by ``now_us + ahead_us`` in one transaction.
 
-        For each job due (``next_run_us <= now_us + ahead_us``, oldest first) it calls ``plan``
-        with ``now_us`` and the job's count of ``running`` runs, inserts the planned runs and
-        advances the job, all in the same transaction, so a fire becomes a run row exactly once.
-        Then it starts pending ``scheduled`` runs (run now) due by ``now_us``. At most ``limit``
-        runs start. Claiming ahead lets one pass take a stretch of fires, each then called at
-        its ``StartedRun.due_us``. ``finished`` outcomes are recorded first, as ``finish_runs``
+        First it starts queued ``scheduled`` runs due by ``now_us`` that have a free slot (a
+        non-manual one later than its job's ``misfire_grace_time`` is recorded ``missed``).
+        Then, for each job due (``next_run_us <= now_us + ahead_us``, oldest first), it calls
+        ``plan`` with ``now_us``, the job's runs in flight before and started in this pass,
+        inserts the planned runs (queued ones as ``scheduled``) and advances the job, all in the
+        same transaction, so a fire becomes a run row exactly once. At most ``limit`` runs start.
+        Claiming ahead lets one pass take a stretch of fires, each then called at its
+        ``StartedRun.due_us``. ``finished`` outcomes are recorded first, as ``finish_runs``
         would: in the same transaction, so the counts the claim sees are current.
         """
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,6 +36,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from kairos.errors import Conflict, JobExists, JobNotFound, RunNotFound, StoreUnavailable
 from kairos.models import JobRecord, JobSpec, RunRecord, RunStatus
+from kairos.policies import too_late
 from kairos.store.base import Claim, FinishedRun, NodeInfo, PlanFn, StartedRun, Store
 from kairos.store.schema import jobs, meta, nodes, runs
 
@@ -291,22 +292,31 @@ class SqlStore(Store):
         # Queued runs (run now, retries) first: they are older work, and a fire claimed ahead
         # must not hold the slot a queued run of its job is waiting for.
         started, waiting = self._start_pending(conn, now_us, limit, node_id)
+        queued_started = Counter(run.job.id for run in started)
         budget = limit - len(started)
         due = conn.execute(self._due_jobs, {"due_by": now_us + ahead_us, "limit": limit}).all()
         claimed = [self._due_job(row) for row in due]
         running = self._running_counts(conn, [job.id for job in claimed], node_id)
+        for job_id, n in queued_started.items():
+            running[job_id] = running.get(job_id, 0) - n  # in flight "before this pass": not them
         rows: list[dict[str, Any]] = []
         moves: list[dict[str, Any]] = []
+        recorded = 0
         for job in claimed:
-            fire_plan = plan(job, now_us, running.get(job.id, 0), budget)
+            fire_plan = plan(
+                job, now_us, running.get(job.id, 0), budget, queued_started.get(job.id, 0)
+            )
             budget -= fire_plan.started
             for planned in fire_plan.runs:
                 values = _run_values(job.id, planned.scheduled_for_us, planned.status, False)
-                values.update(error=planned.error, node_id=node_id)
                 if planned.status is RunStatus.RUNNING:
+                    values["node_id"] = node_id
                     values["started_us"] = max(now_us, _due_of(job, planned.scheduled_for_us))
+                elif planned.status is RunStatus.SCHEDULED:
+                    waiting = True  # queued behind a run started in this pass
                 else:
-                    values["finished_us"] = now_us
+                    values.update(error=planned.error, node_id=node_id, finished_us=now_us)
+                    recorded += 1
                 rows.append(values)
             moves.append(
                 {"b_id": job.id, "b_fire": fire_plan.next_fire_us, "b_run": fire_plan.next_run_us}
@@ -317,7 +327,7 @@ class SqlStore(Store):
         exhausted = len(due) >= limit or len(started) >= limit
         return Claim(
             started,
-            len(rows) - sum(1 for r in rows if r["status"] == RunStatus.RUNNING.value),
+            recorded,
             exhausted,
             None if exhausted else _next_due(conn, now_us),
             waiting,
@@ -368,8 +378,13 @@ class SqlStore(Store):
         started: list[StartedRun] = []
         updates: list[dict[str, Any]] = []
         waiting = False
+        missed: list[dict[str, Any]] = []
         for row in pending:
             job = self._due_job(row)
+            late = too_late(job.spec, now_us - row.scheduled_for_us)
+            if late is not None and not row.manual:
+                missed.append({"b_id": row.run_id, "b_finished": now_us, "b_error": late})
+                continue
             count = running.get(job.id, 0)
             if count >= job.spec.max_instances:
                 waiting = True
@@ -389,6 +404,8 @@ class SqlStore(Store):
             started.append(StartedRun(run, job, row.scheduled_for_us))
         if updates:
             conn.execute(_START_PENDING, updates)
+        if missed:
+            conn.execute(_MISS_PENDING, missed)
         return started, waiting
 
     async def finish_runs(self, node_id: str, finished: Sequence[FinishedRun]) -> None:
@@ -572,6 +589,15 @@ _START_PENDING = (
     update(runs)
     .where(runs.c.id == bindparam("b_id"))
     .values(status=_RUNNING, node_id=bindparam("b_node"), started_us=bindparam("b_started"))
+)
+_MISS_PENDING = (
+    update(runs)
+    .where(runs.c.id == bindparam("b_id"))
+    .values(
+        status=RunStatus.MISSED.value,
+        finished_us=bindparam("b_finished"),
+        error=bindparam("b_error"),
+    )
 )
 # Fenced: only a run still held by the finishing node changes.
 _FINISH = (
