@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings"]
 
@@ -39,4 +39,16 @@ class Settings(BaseSettings):
     response_excerpt_bytes: int = Field(default=4096, ge=0, le=1_048_576)
     """How much of a target's response body each run keeps."""
     default_http_timeout: float = Field(default=30.0, gt=0, le=86_400)
+    block_private_networks: bool = False
+    """Refuse target calls to private, loopback and other non-public addresses. Link-local and
+    cloud metadata addresses are refused whatever this says."""
+    allowed_networks: Annotated[list[str], NoDecode] = []
+    """Exceptions to ``block_private_networks``: networks and host names, comma-separated."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("allowed_networks", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value

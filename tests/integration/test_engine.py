@@ -27,11 +27,7 @@ async def target() -> AsyncIterator[RecordingTarget]:
 
 def make_scheduler(tmp_path: Path, **settings: Any) -> Scheduler:
     config = Settings(database_url=f"sqlite:///{tmp_path}/k.db", shutdown_grace=0.5, **settings)
-    executor = HttpExecutor(
-        max_connections=config.max_concurrent_runs,
-        response_excerpt_bytes=config.response_excerpt_bytes,
-        default_timeout_s=config.default_http_timeout,
-    )
+    executor = HttpExecutor.from_settings(config)
     return Scheduler(store_for_url(config.database_url), executor, config)
 
 

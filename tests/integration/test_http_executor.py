@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from kairos.executors.base import Call, Outcome
+from kairos.executors.guard import OutboundGuard
 from kairos.executors.http import HttpExecutor
 from kairos.models import HttpTarget
 from tests.support.target import RecordingTarget
@@ -21,7 +22,12 @@ SCHEDULED_US = 1_795_000_000_123_456
 
 @pytest.fixture
 async def executor() -> AsyncIterator[HttpExecutor]:
-    http = HttpExecutor(max_connections=100, response_excerpt_bytes=1024, default_timeout_s=5)
+    http = HttpExecutor(
+        max_connections=100,
+        response_excerpt_bytes=1024,
+        default_timeout_s=5,
+        guard=OutboundGuard(block_private=False),
+    )
     await http.start()
     yield http
     await http.close()

@@ -31,12 +31,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = store_for_url(settings.database_url)
-        executor = HttpExecutor(
-            max_connections=settings.max_concurrent_runs,
-            response_excerpt_bytes=settings.response_excerpt_bytes,
-            default_timeout_s=settings.default_http_timeout,
-        )
-        scheduler = Scheduler(store, executor, settings, clock=clock)
+        scheduler = Scheduler(store, HttpExecutor.from_settings(settings), settings, clock=clock)
         await scheduler.start()
         try:
             app.state.tokens, generated = await load_admin_tokens(store, settings.admin_token)

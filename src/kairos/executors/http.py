@@ -14,6 +14,8 @@ import orjson
 from kairos import __version__
 from kairos.clock import from_us
 from kairos.executors.base import Call, Outcome
+from kairos.executors.guard import GuardedResolver, OutboundGuard, OutboundRefused
+from kairos.settings import Settings
 
 __all__ = ["HttpExecutor"]
 
@@ -22,17 +24,37 @@ _USER_AGENT = f"kairos/{__version__}"
 
 class HttpExecutor:
     def __init__(
-        self, *, max_connections: int, response_excerpt_bytes: int, default_timeout_s: float
+        self,
+        *,
+        max_connections: int,
+        response_excerpt_bytes: int,
+        default_timeout_s: float,
+        guard: OutboundGuard,
     ) -> None:
+        self._guard = guard
         self._max_connections = max_connections
         self._excerpt_bytes = response_excerpt_bytes
         self._default_timeout_s = default_timeout_s
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self._session: aiohttp.ClientSession | None = None
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HttpExecutor:
+        return cls(
+            max_connections=settings.max_concurrent_runs,
+            response_excerpt_bytes=settings.response_excerpt_bytes,
+            default_timeout_s=settings.default_http_timeout,
+            guard=OutboundGuard(
+                block_private=settings.block_private_networks, allow=settings.allowed_networks
+            ),
+        )
+
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
-            limit=self._max_connections, limit_per_host=0, ttl_dns_cache=60
+            limit=self._max_connections,
+            limit_per_host=0,
+            ttl_dns_cache=60,
+            resolver=GuardedResolver(self._guard),
         )
         # No cookie jar: a cookie set by one job's target must never reach another job's.
         self._session = aiohttp.ClientSession(
@@ -52,6 +74,7 @@ class HttpExecutor:
         target = call.target
         timeout_s = target.timeout or self._default_timeout_s
         try:
+            self._guard.check_literal(target.url.host or "")
             # Redirects are not followed: a 3xx could send the call anywhere, so it is reported.
             async with self._session.request(
                 target.method,
@@ -71,7 +94,11 @@ class HttpExecutor:
                     response.close()
         except TimeoutError:
             return Outcome(False, error=f"timed out after {timeout_s:g} s")
+        except OutboundRefused as exc:
+            return Outcome(False, error=f"refused: {exc}")
         except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, OutboundRefused):
+                return Outcome(False, error=f"refused: {exc.os_error}")
             return Outcome(False, error=f"cannot connect to {exc.host}:{exc.port}: {exc.os_error}")
         except aiohttp.ClientError as exc:
             return Outcome(False, error=f"{type(exc).__name__}: {exc}".rstrip(": "))
