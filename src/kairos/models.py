@@ -32,6 +32,7 @@ __all__ = [
     "IntervalTriggerSpec",
     "JobRecord",
     "JobSpec",
+    "RetryPolicy",
     "RunRecord",
     "RunStatus",
     "TargetSpec",
@@ -164,6 +165,28 @@ class HttpTarget(_Spec):
 TargetSpec = HttpTarget
 
 
+class RetryPolicy(_Spec):
+    """How a failed fire is tried again: each attempt is a run of its own, with its number, and
+    only failures that may pass on another try are retried (see ``Outcome.retryable``)."""
+
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    """Attempts in all, the first included (1: no retry)."""
+    initial_delay: float = Field(default=1.0, ge=0, le=86_400)
+    """Seconds before the second attempt."""
+    max_delay: float = Field(default=60.0, ge=0, le=86_400)
+    """The longest wait between attempts (a target's ``Retry-After`` may ask for longer)."""
+    multiplier: float = Field(default=2.0, ge=1, le=100)
+    """Each wait is this many times the one before."""
+    jitter: float = Field(default=0.1, ge=0, le=1)
+    """Each wait is moved at random by up to this fraction of it, so retries spread out."""
+
+    @model_validator(mode="after")
+    def _delays_in_order(self) -> RetryPolicy:
+        if self.max_delay < self.initial_delay:
+            raise ValueError("max_delay must be at least initial_delay")
+        return self
+
+
 class JobSpec(_Spec):
     """Everything a client sets on a job; ``PUT /jobs/{id}`` replaces all of it."""
 
@@ -176,6 +199,11 @@ class JobSpec(_Spec):
     """A fire later than this many seconds is recorded as ``missed``; ``null``: run however late."""
     coalesce: bool = True
     """When several fires are due at once (after downtime), run only the latest of them."""
+    retry: RetryPolicy | None = None
+    """Retries of a failed fire; ``null``: none."""
+    deadline: float | None = Field(default=None, gt=0, le=365 * 86_400)
+    """Seconds after its scheduled time by which a fire, retries included, must be done: no
+    attempt starts later, and an attempt's timeout is cut to end by then."""
     paused: bool = False
     description: str = Field(default="", max_length=2_000)
 
@@ -238,3 +266,5 @@ class RunRecord:
     http_status: int | None = None
     error: str | None = None
     response_excerpt: str | None = None
+    due_us: int | None = None
+    """When a queued run may start (a retry waits out its backoff); None once it has."""

@@ -196,6 +196,42 @@ class Planner:
             return None, None
         return self._with_jitter(spec, fire_us)
 
+    def retry_due_us(
+        self,
+        spec: JobSpec,
+        attempt: int,
+        scheduled_for_us: int,
+        now_us: int,
+        retry_after_s: float | None = None,
+    ) -> int | None:
+        """When attempt ``attempt + 1`` of a fire whose attempt ``attempt`` just failed in a way
+        worth retrying should start; None if the job's retry policy or deadline says no more.
+
+        The n-th wait is ``initial_delay * multiplier ** (n - 1)``, at most ``max_delay``, moved
+        at random by up to ``jitter`` of itself; a target's ``Retry-After`` can only lengthen it.
+        """
+        policy = spec.retry
+        if policy is None or attempt >= policy.max_attempts:
+            return None
+        delay = min(policy.max_delay, policy.initial_delay * policy.multiplier ** (attempt - 1))
+        if policy.jitter:
+            delay = min(
+                policy.max_delay, delay * self._uniform(1 - policy.jitter, 1 + policy.jitter)
+            )
+        if retry_after_s is not None:
+            delay = max(delay, retry_after_s)
+        due_us = now_us + int(delay * 1_000_000)
+        if spec.deadline is not None and due_us >= scheduled_for_us + int(spec.deadline * 1e6):
+            return None
+        return due_us
+
+    @staticmethod
+    def time_left_s(spec: JobSpec, scheduled_for_us: int, now_us: int) -> float | None:
+        """Seconds left before the fire's deadline (<= 0: passed); None if it has none."""
+        if spec.deadline is None:
+            return None
+        return (scheduled_for_us - now_us) / 1_000_000 + spec.deadline
+
     def _with_jitter(self, spec: JobSpec, fire_us: int) -> tuple[int, int]:
         jitter = getattr(spec.trigger, "jitter", None)
         if not jitter:

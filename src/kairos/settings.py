@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     response_excerpt_bytes: int = Field(default=4096, ge=0, le=1_048_576)
     """How much of a target's response body each run keeps."""
     default_http_timeout: float = Field(default=30.0, gt=0, le=86_400)
+    retry_statuses: Annotated[frozenset[int], NoDecode] = frozenset({429, *range(500, 600)})
+    """HTTP statuses after which a job with a ``retry`` policy tries again, as a list of codes and
+    ranges: ``429,500-599``. Timeouts and lost connections are always worth another try."""
     block_private_networks: bool = False
     """Refuse target calls to private, loopback and other non-public addresses. Link-local and
     cloud metadata addresses are refused whatever this says."""
@@ -52,3 +55,21 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("retry_statuses", mode="before")
+    @classmethod
+    def _status_list(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        codes: set[int] = set()
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            low, _, high = part.partition("-")
+            try:
+                first, last = int(low), int(high or low)
+            except ValueError:
+                message = f"{part!r} is neither a status code nor a range like 500-599"
+                raise ValueError(message) from None
+            if not 100 <= first <= last <= 599:
+                raise ValueError(f"{part!r}: status codes run from 100 to 599")
+            codes.update(range(first, last + 1))
+        return frozenset(codes)

@@ -267,6 +267,35 @@ async def test_a_fire_due_with_a_retry_queues_behind_it_instead_of_being_skipped
     assert (behind.scheduled_for_us, behind.attempt) == (NOW + 60 * S, 1)
 
 
+async def test_a_failed_run_can_queue_its_next_attempt_due_later(store: Store) -> None:
+    await store.insert_job(record("a", NOW, misfire_grace_time=5))
+    first = (await store.claim_due(NOW, 10, "n", every_minute)).started[0].run
+    failed = FinishedRun(
+        first.id, RunStatus.FAILED, NOW, NOW + S, 503, "HTTP 503", retry_due_us=NOW + 30 * S
+    )
+    early = await store.claim_due(NOW + 2 * S, 10, "n", every_minute, finished=[failed])
+    assert early.started == []
+    assert early.next_due_us == NOW + 30 * S
+    [queued] = await store.list_runs(
+        job_id="a", status=RunStatus.SCHEDULED, before_id=None, limit=9
+    )
+    assert (queued.attempt, queued.scheduled_for_us, queued.due_us) == (2, NOW, NOW + 30 * S)
+    # Due at its own time: its fire's grace counts from then, not from the fire.
+    due = await store.claim_due(NOW + 31 * S, 10, "n", every_minute)
+    assert [(s.run.attempt, s.run.scheduled_for_us) for s in due.started] == [(2, NOW)]
+
+
+async def test_a_retry_is_queued_only_by_the_node_still_holding_the_run(store: Store) -> None:
+    await store.insert_job(record("a", NOW))
+    run = (await store.claim_due(NOW, 10, "n1", every_minute)).started[0].run
+    await store.interrupt_running("n1", retries=0)
+    late = FinishedRun(run.id, RunStatus.FAILED, NOW, NOW + S, retry_due_us=NOW + 2 * S)
+    await store.finish_runs("n1", [late])
+    assert (
+        await store.list_runs(job_id="a", status=RunStatus.SCHEDULED, before_id=None, limit=9) == []
+    )
+
+
 async def test_deleting_a_job_skips_its_pending_runs_and_keeps_history(store: Store) -> None:
     await store.insert_job(record("a", NOW))
     ran = (await store.claim_due(NOW, 1, "n", every_minute)).started[0].run

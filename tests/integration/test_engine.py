@@ -235,3 +235,62 @@ async def test_run_now_waits_for_a_running_run_of_its_job_then_starts(
     assert manual.started_us is not None
     assert first.finished_us is not None
     assert manual.started_us >= first.finished_us
+
+
+def done(runs: list[RunRecord]) -> bool:
+    return bool(runs) and all(r.finished_us is not None for r in runs)
+
+
+async def test_a_failed_fire_is_retried_with_backoff_until_it_succeeds(
+    scheduler: Scheduler, target: RecordingTarget
+) -> None:
+    retry = {"max_attempts": 5, "initial_delay": 0.1, "jitter": 0}
+    await scheduler.create_job(
+        "flaky", spec(target.url("/flaky?fail_first=2"), soon(), retry=retry)
+    )
+    runs = await wait_runs(
+        scheduler, "flaky", lambda r: any(x.status is RunStatus.SUCCEEDED for x in r)
+    )
+    runs.sort(key=lambda r: r.attempt)
+    statuses = [(r.attempt, r.status) for r in runs]
+    assert statuses == [(1, RunStatus.FAILED), (2, RunStatus.FAILED), (3, RunStatus.SUCCEEDED)]
+    assert len({r.scheduled_for_us for r in runs}) == 1  # attempts of one fire
+    assert [d.headers["X-Kairos-Attempt"] for d in at(target, "/flaky")] == ["1", "2", "3"]
+    # Never before its backoff: 0.1 s, then 0.2 s.
+    for before, after, wait_us in ((runs[0], runs[1], 100_000), (runs[1], runs[2], 200_000)):
+        assert before.finished_us is not None
+        assert after.started_us is not None
+        assert after.started_us - before.finished_us >= wait_us
+
+
+async def test_only_failures_worth_another_try_are_retried_and_only_so_often(
+    scheduler: Scheduler, target: RecordingTarget
+) -> None:
+    retry = {"max_attempts": 2, "initial_delay": 0, "jitter": 0}
+    await scheduler.create_job("gone", spec(target.url("/gone?status=404"), soon(), retry=retry))
+    await scheduler.create_job("down", spec(target.url("/down?status=503"), soon(), retry=retry))
+    down = await wait_runs(scheduler, "down", lambda r: len(r) == 2 and done(r))
+    gone = await wait_runs(scheduler, "gone", done)
+    assert sorted(r.attempt for r in down) == [1, 2]
+    assert [r.attempt for r in gone] == [1]
+    # Given time for a third attempt or a second 404 call, neither comes.
+    await scheduler.create_job("marker", spec(target.url("/marker"), soon(0.2)))
+    await wait_runs(scheduler, "marker", done)
+    assert len(at(target, "/down")) == 2
+    assert len(at(target, "/gone")) == 1
+
+
+async def test_the_fires_deadline_cuts_an_attempt_short_and_stops_retries(
+    scheduler: Scheduler, target: RecordingTarget
+) -> None:
+    body = spec(
+        target.url("/slow?delay=30"),
+        soon(),
+        deadline=0.5,
+        retry={"initial_delay": 0.01},
+    )
+    body = body.model_copy(update={"target": body.target.model_copy(update={"timeout": 20})})
+    await scheduler.create_job("late", body)
+    runs = await wait_runs(scheduler, "late", done)
+    assert [r.attempt for r in runs] == [1]
+    assert (runs[0].error or "").startswith("timed out after 0.")

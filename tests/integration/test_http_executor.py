@@ -7,7 +7,10 @@ import json
 import socket
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -15,6 +18,7 @@ from kairos.executors.base import Call, Outcome
 from kairos.executors.guard import OutboundGuard
 from kairos.executors.http import HttpExecutor
 from kairos.models import HttpTarget
+from kairos.settings import Settings
 from tests.support.target import RecordingTarget
 
 SCHEDULED_US = 1_795_000_000_123_456
@@ -27,6 +31,7 @@ async def executor() -> AsyncIterator[HttpExecutor]:
         response_excerpt_bytes=1024,
         default_timeout_s=5,
         guard=OutboundGuard(block_private=False),
+        retry_statuses=Settings().retry_statuses,
     )
     await http.start()
     yield http
@@ -87,13 +92,17 @@ async def test_server_error_is_a_failed_run_with_its_status(
 ) -> None:
     outcome = await executor.execute(call(target.url("/x?status=503")))
     assert outcome == Outcome(
-        False, http_status=503, error="HTTP 503 Service Unavailable", response_excerpt="ok"
+        False,
+        http_status=503,
+        error="HTTP 503 Service Unavailable",
+        response_excerpt="ok",
+        retryable=True,
     )
 
 
 async def test_redirects_are_not_followed(executor: HttpExecutor, target: RecordingTarget) -> None:
     outcome = await executor.execute(call(target.url("/x?status=302")))
-    assert (outcome.succeeded, outcome.http_status) == (False, 302)
+    assert (outcome.succeeded, outcome.http_status, outcome.retryable) == (False, 302, False)
     assert len(target.deliveries) == 1
 
 
@@ -102,7 +111,7 @@ async def test_timeout_ends_the_call_long_before_the_target_answers(
 ) -> None:
     started = time.monotonic()
     outcome = await executor.execute(call(target.url("/slow?delay=30"), timeout=0.3))
-    assert outcome == Outcome(False, error="timed out after 0.3 s")
+    assert outcome == Outcome(False, error="timed out after 0.3 s", retryable=True)
     assert time.monotonic() - started < 10
 
 
@@ -113,6 +122,7 @@ async def test_refused_connection_says_so(executor: HttpExecutor) -> None:
     outcome = await executor.execute(call(f"http://127.0.0.1:{port}/"))
     assert not outcome.succeeded
     assert f"cannot connect to 127.0.0.1:{port}" in (outcome.error or "")
+    assert outcome.retryable
 
 
 async def test_unknown_host_says_so(executor: HttpExecutor) -> None:
@@ -137,6 +147,7 @@ async def test_a_dropped_connection_is_a_failed_run(
     outcome = await executor.execute(call(target.url("/drop")))
     assert not outcome.succeeded
     assert outcome.error
+    assert outcome.retryable
 
 
 async def test_many_concurrent_calls_each_arrive_once(
@@ -161,3 +172,36 @@ async def test_cookies_set_by_a_target_are_never_sent_back(
     await executor.execute(call(f"{by_name}b", run_id=8))
     [_, second] = target.deliveries
     assert "Cookie" not in second.headers
+
+
+@pytest.mark.parametrize(
+    ("status", "retryable"), [(429, True), (500, True), (599, True), (404, False), (400, False)]
+)
+async def test_which_statuses_are_worth_another_try(
+    executor: HttpExecutor, target: RecordingTarget, status: int, retryable: bool
+) -> None:
+    outcome = await executor.execute(call(target.url(f"/x?status={status}")))
+    assert (outcome.http_status, outcome.retryable) == (status, retryable)
+
+
+async def test_retry_after_is_read_in_seconds_or_as_a_date(
+    executor: HttpExecutor, target: RecordingTarget
+) -> None:
+    in_seconds = await executor.execute(call(target.url("/x?status=429&retry_after=7")))
+    assert in_seconds.retry_after_s == 7
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
+    as_date = await executor.execute(call(target.url("/x?status=503&retry_after=") + quote(later)))
+    assert as_date.retry_after_s is not None
+    assert 100 < as_date.retry_after_s <= 120
+    nonsense = await executor.execute(call(target.url("/x?status=503&retry_after=soon")))
+    assert nonsense.retry_after_s is None
+
+
+async def test_a_call_timeout_cuts_the_targets_own(
+    executor: HttpExecutor, target: RecordingTarget
+) -> None:
+    cut = Call(
+        "job-1", 7, SCHEDULED_US, 1, HttpTarget(url=target.url("/slow?delay=30"), timeout=60), 0.2
+    )  # type: ignore[arg-type]
+    outcome = await executor.execute(cut)
+    assert outcome.error == "timed out after 0.2 s"

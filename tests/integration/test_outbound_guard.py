@@ -12,7 +12,6 @@ from kairos.executors.base import Call
 from kairos.executors.guard import OutboundGuard
 from kairos.executors.http import HttpExecutor
 from kairos.models import HttpTarget, RunStatus
-from kairos.settings import Settings
 from tests.integration.test_engine import make_scheduler, soon, spec, wait_runs
 from tests.support.target import RecordingTarget
 
@@ -76,14 +75,6 @@ def test_the_allow_list_exempts_networks_and_names_but_never_metadata() -> None:
     assert guard.refusal("x", "192.168.1.6") is not None
     assert guard.refusal("Billing.Internal.", "172.20.0.4") is None
     assert "never called" in (guard.refusal("x", "169.254.169.254") or "")
-
-
-def test_the_allow_list_setting_is_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KAIROS_BLOCK_PRIVATE_NETWORKS", "true")
-    monkeypatch.setenv("KAIROS_ALLOWED_NETWORKS", "10.0.0.0/8, billing.internal ,")
-    settings = Settings()
-    assert settings.block_private_networks is True
-    assert settings.allowed_networks == ["10.0.0.0/8", "billing.internal"]
 
 
 async def test_a_metadata_address_is_refused_without_being_called() -> None:

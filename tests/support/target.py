@@ -5,7 +5,9 @@ As a process: ``python -m tests.support.target --port N --log FILE`` appends one
 call (path, headers, body, receive time) to FILE, for end-to-end tests in other processes.
 
 Paths choose the behaviour: ``?status=503`` answers that status, ``?delay=2.5`` waits first,
-``?size=100000000`` streams that many bytes of body, ``/drop`` closes the connection unanswered.
+``?size=100000000`` streams that many bytes of body, ``/drop`` closes the connection unanswered,
+``?fail_first=2`` answers 503 to the first two calls to that path and 200 after,
+``?retry_after=7`` adds that ``Retry-After`` header.
 """
 
 from __future__ import annotations
@@ -98,7 +100,13 @@ class RecordingTarget:
             return web.Response()
         if "size" in query:
             return await self._stream(request, int(query["size"]))
-        response = web.Response(status=int(query.get("status", "200")), text="ok")
+        status = int(query.get("status", "200"))
+        if "fail_first" in query:
+            calls = sum(1 for d in self.deliveries if d.path == request.path)
+            status = 503 if calls <= int(query["fail_first"]) else 200
+        response = web.Response(status=status, text="ok")
+        if "retry_after" in query:
+            response.headers["Retry-After"] = query["retry_after"]
         if "set_cookie" in query:
             response.set_cookie("session", query["set_cookie"])
         return response

@@ -182,6 +182,11 @@ INVALID_JOBS: list[tuple[dict[str, Any], list[str]]] = [
     (cron_job(max_instances=0), ["max_instances"]),
     (cron_job(misfire_grace_time=-5), ["misfire_grace_time"]),
     (cron_job(unknown_field=1), ["unknown_field"]),
+    (cron_job(retry={"max_attempts": 0}), ["retry", "max_attempts"]),
+    (cron_job(retry={"initial_delay": 10, "max_delay": 5}), ["retry"]),
+    (cron_job(retry={"jitter": 2}), ["retry", "jitter"]),
+    (cron_job(retry={"tries": 3}), ["retry", "tries"]),
+    (cron_job(deadline=0), ["deadline"]),
     ({"target": {"url": TARGET}}, ["trigger"]),
 ]
 
@@ -348,3 +353,18 @@ def test_cluster_lists_this_node(client: TestClient) -> None:
     assert node["this_node"] is True
     assert 0 <= node["heartbeat_age_s"] < body["node_lease_s"]
     assert node["running"] == 0
+
+
+def test_a_retry_policy_gets_its_defaults_and_round_trips(client: TestClient) -> None:
+    created = client.put("/jobs/r", json=cron_job(retry={"max_attempts": 4}, deadline=600))
+    assert created.status_code == 201, created.text
+    job = client.get("/jobs/r").json()
+    assert job["retry"] == {
+        "max_attempts": 4,
+        "initial_delay": 1.0,
+        "max_delay": 60.0,
+        "multiplier": 2.0,
+        "jitter": 0.1,
+    }
+    assert job["deadline"] == 600
+    assert client.put("/jobs/n", json=cron_job()).json()["retry"] is None

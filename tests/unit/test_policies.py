@@ -162,3 +162,42 @@ def test_a_run_in_flight_before_the_fire_skips_it_but_one_started_with_it_queues
     assert statuses(behind) == [(0, RunStatus.SCHEDULED)]
     ahead = Planner().plan(job(), T0 - 40_000, running=0, budget=10, started=1)
     assert (ahead.runs, ahead.next_fire_us) == ([], T0)  # claimed ahead: decided when due
+
+
+def retry_spec(**retry: Any) -> JobSpec:
+    return job(retry={"jitter": 0, **retry}).spec
+
+
+def waits(planner: Planner, spec: JobSpec, attempts: int, **kw: Any) -> list[float | None]:
+    """The wait before each next attempt, as the policy sets it, failing at T0 every time."""
+    out: list[float | None] = []
+    for attempt in range(1, attempts + 1):
+        due = planner.retry_due_us(spec, attempt, T0, T0, **kw)
+        out.append(None if due is None else (due - T0) / S)
+    return out
+
+
+def test_retries_back_off_exponentially_up_to_max_delay_and_max_attempts() -> None:
+    spec = retry_spec(max_attempts=6, initial_delay=1, multiplier=3, max_delay=20)
+    assert waits(Planner(), spec, 6) == [1, 3, 9, 20, 20, None]
+    assert waits(Planner(), retry_spec(max_attempts=1), 1) == [None]
+    assert Planner().retry_due_us(job().spec, 1, T0, T0) is None  # no policy: no retry
+
+
+def test_jitter_moves_each_wait_within_its_fraction_and_never_past_max_delay() -> None:
+    spec = job(retry={"initial_delay": 10, "max_delay": 10.5, "jitter": 0.2}).spec
+    assert waits(Planner(uniform=lambda low, high: low), spec, 1) == [8.0]
+    assert waits(Planner(uniform=lambda low, high: high), spec, 1) == [10.5]
+
+
+def test_retry_after_can_lengthen_a_wait_but_not_shorten_it() -> None:
+    spec = retry_spec(initial_delay=5)
+    assert waits(Planner(), spec, 1, retry_after_s=30) == [30]
+    assert waits(Planner(), spec, 1, retry_after_s=1) == [5]
+
+
+def test_no_retry_is_queued_past_the_fires_deadline() -> None:
+    spec = job(retry={"jitter": 0, "initial_delay": 4, "max_attempts": 9}, deadline=10).spec
+    assert waits(Planner(), spec, 3) == [4, 8, None]  # the third wait would end at 16 s
+    assert Planner.time_left_s(spec, T0, T0 + 3 * S) == 7
+    assert Planner.time_left_s(job().spec, T0, T0) is None

@@ -16,6 +16,7 @@ from kairos.models import (
     HttpTarget,
     JobRecord,
     JobSpec,
+    RetryPolicy,
     RunRecord,
     RunStatus,
     TargetSpec,
@@ -69,6 +70,8 @@ class JobOut(BaseModel):
     max_instances: int
     misfire_grace_time: float | None
     coalesce: bool
+    retry: RetryPolicy | None
+    deadline: float | None
     paused: bool
     description: str
     state: str = Field(description="scheduled, paused, or finished (no fire left)")
@@ -96,6 +99,8 @@ class RunOut(BaseModel):
     http_status: int | None
     error: str | None
     response_excerpt: str | None
+    due_at: datetime | None
+    """When a queued run may start (a retry waits out its backoff); null otherwise."""
 
 
 class RunPage(BaseModel):
@@ -181,6 +186,7 @@ def run_out(run: RunRecord) -> RunOut:
         http_status=run.http_status,
         error=run.error,
         response_excerpt=run.response_excerpt,
+        due_at=_utc(run.due_us),
     )
 
 

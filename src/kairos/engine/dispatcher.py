@@ -193,35 +193,50 @@ class Dispatcher:
 
     async def _execute(self, started: StartedRun) -> None:
         run, job = started.run, started.job
-        call = Call(job.id, run.id, run.scheduled_for_us, run.attempt, job.spec.target)
         if not await self._until_due(started):
             return  # revoked: ``revoke`` recorded it
         started_us = self._clock.now_us()
+        time_left = self._planner.time_left_s(job.spec, run.scheduled_for_us, started_us)
+        if time_left is not None and time_left <= 0:
+            error = f"the fire's deadline ({job.spec.deadline:g} s) passed before this attempt"
+            self._record(FinishedRun(run.id, RunStatus.FAILED, None, started_us, error=error))
+            return
+        call = Call(job.id, run.id, run.scheduled_for_us, run.attempt, job.spec.target, time_left)
         try:
             outcome = await self._executor.execute(call)
         except Exception as exc:  # an executor bug must not leave the run "running" forever
             log.exception("executor failed: job=%s run=%s", job.id, run.id)
             outcome = Outcome(False, error=f"internal error: {exc!r}")
+        finished_us = self._clock.now_us()
+        retry_due_us = None
+        if outcome.retryable:
+            retry_due_us = self._planner.retry_due_us(
+                job.spec, run.attempt, run.scheduled_for_us, finished_us, outcome.retry_after_s
+            )
         status = RunStatus.SUCCEEDED if outcome.succeeded else RunStatus.FAILED
         self._record(
             FinishedRun(
                 run.id,
                 status,
                 started_us,
-                self._clock.now_us(),
+                finished_us,
                 outcome.http_status,
                 outcome.error,
                 outcome.response_excerpt,
+                retry_due_us,
             )
         )
         if not outcome.succeeded:
             log.info(
-                "run failed: job=%s run=%s scheduled_for_us=%s attempt=%s: %s",
+                "run failed: job=%s run=%s scheduled_for_us=%s attempt=%s: %s%s",
                 job.id,
                 run.id,
                 run.scheduled_for_us,
                 run.attempt,
                 outcome.error,
+                ""
+                if retry_due_us is None
+                else f"; retrying in {(retry_due_us - finished_us) / 1e6:.3f} s",
             )
 
     async def _until_due(self, started: StartedRun) -> bool:
@@ -278,3 +293,6 @@ class Dispatcher:
             raise
         if self._slot_awaited:
             self._wake.set()  # a run finished: a queued run of its job may start now
+        retries = [f.retry_due_us for f in batch if f.retry_due_us is not None]
+        if retries:
+            self.wake(min(retries))

@@ -19,6 +19,8 @@ class Call:
     scheduled_for_us: int
     attempt: int
     target: HttpTarget
+    timeout_s: float | None = None
+    """Cuts the target's own timeout (the fire's deadline is near); None: the target's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,10 @@ class Outcome:
     http_status: int | None = None
     error: str | None = None
     response_excerpt: str | None = None
+    retryable: bool = False
+    """The failure may pass on another try (a timeout, a lost connection, a 5xx or 429)."""
+    retry_after_s: float | None = None
+    """How long the target asked to be left alone (``Retry-After``)."""
 
 
 class Executor(Protocol):

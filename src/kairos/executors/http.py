@@ -6,6 +6,8 @@ local target at about 3,200 calls/s, where httpx's async client timed out at 1,0
 
 from __future__ import annotations
 
+import time
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -30,8 +32,10 @@ class HttpExecutor:
         response_excerpt_bytes: int,
         default_timeout_s: float,
         guard: OutboundGuard,
+        retry_statuses: frozenset[int] = frozenset(),
     ) -> None:
         self._guard = guard
+        self._retry_statuses = retry_statuses
         self._max_connections = max_connections
         self._excerpt_bytes = response_excerpt_bytes
         self._default_timeout_s = default_timeout_s
@@ -47,6 +51,7 @@ class HttpExecutor:
             guard=OutboundGuard(
                 block_private=settings.block_private_networks, allow=settings.allowed_networks
             ),
+            retry_statuses=settings.retry_statuses,
         )
 
     async def start(self) -> None:
@@ -73,6 +78,9 @@ class HttpExecutor:
         assert self._session is not None, "start() was not called"
         target = call.target
         timeout_s = target.timeout or self._default_timeout_s
+        if call.timeout_s is not None:
+            timeout_s = min(timeout_s, call.timeout_s)
+        retry_after = None
         try:
             self._guard.check_literal(target.url.host or "")
             # Redirects are not followed: a 3xx could send the call anywhere, so it is reported.
@@ -87,22 +95,28 @@ class HttpExecutor:
                 excerpt = await self._excerpt(response)
                 status = response.status
                 reason = response.reason or ""
+                if not 200 <= status < 300:
+                    retry_after = _retry_after(response.headers.get("Retry-After"))
                 if response.content.at_eof():
                     response.release()
                 else:
                     # Never drain a large body: drop the connection instead.
                     response.close()
         except TimeoutError:
-            return Outcome(False, error=f"timed out after {timeout_s:g} s")
+            return Outcome(False, error=f"timed out after {timeout_s:g} s", retryable=True)
         except OutboundRefused as exc:
             return Outcome(False, error=f"refused: {exc}")
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, OutboundRefused):
                 return Outcome(False, error=f"refused: {exc.os_error}")
-            return Outcome(False, error=f"cannot connect to {exc.host}:{exc.port}: {exc.os_error}")
+            error = f"cannot connect to {exc.host}:{exc.port}: {exc.os_error}"
+            return Outcome(False, error=error, retryable=True)
         except aiohttp.ClientError as exc:
-            return Outcome(False, error=f"{type(exc).__name__}: {exc}".rstrip(": "))
-        except (OSError, ValueError) as exc:
+            error = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            return Outcome(False, error=error, retryable=not isinstance(exc, aiohttp.InvalidURL))
+        except OSError as exc:
+            return Outcome(False, error=f"{type(exc).__name__}: {exc}", retryable=True)
+        except ValueError as exc:
             return Outcome(False, error=f"{type(exc).__name__}: {exc}")
         if 200 <= status < 300:
             return Outcome(True, http_status=status, response_excerpt=excerpt)
@@ -111,6 +125,8 @@ class HttpExecutor:
             http_status=status,
             error=f"HTTP {status} {reason}".strip(),
             response_excerpt=excerpt,
+            retryable=status in self._retry_statuses,
+            retry_after_s=retry_after,
         )
 
     async def _excerpt(self, response: aiohttp.ClientResponse) -> str | None:
@@ -131,6 +147,22 @@ class HttpExecutor:
         if timeout is None:
             timeout = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
         return timeout
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from now that a ``Retry-After`` value (seconds, or an HTTP date) asks for."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 def _headers(call: Call) -> dict[str, str]:

@@ -56,6 +56,8 @@ class FinishedRun:
     http_status: int | None = None
     error: str | None = None
     response_excerpt: str | None = None
+    retry_due_us: int | None = None
+    """Queue the next attempt of the same fire, due then (the run failed and may be retried)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +159,8 @@ class Store(ABC):
     @abstractmethod
     async def finish_runs(self, node_id: str, finished: Sequence[FinishedRun]) -> None:
         """Record the outcome of runs in one transaction. Fenced: a run that is no longer
-        ``running`` under ``node_id`` (another node took it over) is left as it is."""
+        ``running`` under ``node_id`` (another node took it over) is left as it is. A run with
+        ``retry_due_us`` gets its next attempt queued, due then, in the same transaction."""
 
     @abstractmethod
     async def interrupt_running(self, node_id: str | None, *, retries: int) -> int:

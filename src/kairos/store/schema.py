@@ -52,10 +52,12 @@ runs = Table(
     Column("http_status", Integer, nullable=True),
     Column("error", Text, nullable=True),
     Column("response_excerpt", Text, nullable=True),
+    # When a queued (``scheduled``) run may start: its fire's time, or later for a retry.
+    Column("due_us", BigInteger, nullable=True),
     # The ledger key: one row per fire and attempt, whatever races happen.
     UniqueConstraint("job_id", "scheduled_for_us", "attempt", name="uq_kairos_runs_fire"),
     Index("ix_kairos_runs_job_id_id", "job_id", "id"),
-    Index("ix_kairos_runs_status_scheduled_for_us", "status", "scheduled_for_us"),
+    Index("ix_kairos_runs_status_due_us", "status", "due_us"),
     Index("ix_kairos_runs_node_id_status", "node_id", "status"),
 )
 

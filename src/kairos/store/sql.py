@@ -82,6 +82,7 @@ class SqlStore(Store):
             select(
                 runs.c.id.label("run_id"),
                 runs.c.scheduled_for_us,
+                runs.c.due_us,
                 runs.c.attempt,
                 runs.c.manual,
                 jobs,
@@ -89,9 +90,9 @@ class SqlStore(Store):
             .join(jobs, jobs.c.id == runs.c.job_id)
             .where(
                 runs.c.status == RunStatus.SCHEDULED.value,
-                runs.c.scheduled_for_us <= bindparam("due_by"),
+                runs.c.due_us <= bindparam("due_by"),
             )
-            .order_by(runs.c.scheduled_for_us)
+            .order_by(runs.c.due_us)
             .limit(bindparam("limit")),
             runs,
         )
@@ -275,7 +276,7 @@ class SqlStore(Store):
     ) -> Claim:
         def tx(conn: Connection) -> Claim:
             if finished:
-                _finish(conn, node_id, finished)
+                self._finish(conn, node_id, finished)
             return self._claim(now_us, ahead_us, limit, node_id, plan, conn)
 
         return await self._write(tx)
@@ -352,6 +353,26 @@ class SqlStore(Store):
         A backend that cannot tell knows none."""
         return set()
 
+    def _finish(self, conn: Connection, node_id: str, finished: Sequence[FinishedRun]) -> None:
+        """Record outcomes, fenced (see ``finish_runs``), and queue the retries they ask for."""
+        retries = {f.run_id: f.retry_due_us for f in finished if f.retry_due_us is not None}
+        held = conn.execute(_HELD, {"ids": list(retries), "node": node_id}).all() if retries else []
+        conn.execute(_FINISH, _finish_params(node_id, finished))
+        if held:
+            rows = [
+                _run_values(
+                    r.job_id,
+                    r.scheduled_for_us,
+                    RunStatus.SCHEDULED,
+                    r.manual,
+                    r.attempt + 1,
+                    due_us=retries[r.id],
+                )
+                for r in held
+            ]
+            conn.execute(self._insert_ignoring_duplicates(), rows)
+            self._notify(conn, min(row["due_us"] for row in rows))
+
     def _insert_claimed(
         self, conn: Connection, rows: list[dict[str, Any]], by_id: dict[str, JobRecord]
     ) -> list[StartedRun]:
@@ -381,7 +402,7 @@ class SqlStore(Store):
         missed: list[dict[str, Any]] = []
         for row in pending:
             job = self._due_job(row)
-            late = too_late(job.spec, now_us - row.scheduled_for_us)
+            late = too_late(job.spec, now_us - row.due_us)
             if late is not None and not row.manual:
                 missed.append({"b_id": row.run_id, "b_finished": now_us, "b_error": late})
                 continue
@@ -410,7 +431,7 @@ class SqlStore(Store):
 
     async def finish_runs(self, node_id: str, finished: Sequence[FinishedRun]) -> None:
         if finished:
-            await self._write(lambda conn: _finish(conn, node_id, finished))
+            await self._write(lambda conn: self._finish(conn, node_id, finished))
 
     async def interrupt_running(self, node_id: str | None, *, retries: int) -> int:
         condition = runs.c.node_id == node_id if node_id is not None else true()
@@ -549,8 +570,8 @@ class SqlStore(Store):
         return await self._write(tx)
 
 
-def _finish(conn: Connection, node_id: str, finished: Sequence[FinishedRun]) -> None:
-    params = [
+def _finish_params(node_id: str, finished: Sequence[FinishedRun]) -> list[dict[str, Any]]:
+    return [
         {
             "b_id": f.run_id,
             "b_node": node_id,
@@ -563,7 +584,6 @@ def _finish(conn: Connection, node_id: str, finished: Sequence[FinishedRun]) -> 
         }
         for f in finished
     ]
-    conn.execute(_FINISH, params)
 
 
 def _in_transaction(engine: Engine, fn: Callable[[Connection], T]) -> T:
@@ -589,6 +609,14 @@ _START_PENDING = (
     update(runs)
     .where(runs.c.id == bindparam("b_id"))
     .values(status=_RUNNING, node_id=bindparam("b_node"), started_us=bindparam("b_started"))
+)
+# The runs among ``ids`` still held by ``node``: the ones whose outcome will be recorded.
+_HELD = select(
+    runs.c.id, runs.c.job_id, runs.c.scheduled_for_us, runs.c.attempt, runs.c.manual
+).where(
+    runs.c.id.in_(bindparam("ids", expanding=True)),
+    runs.c.status == _RUNNING,
+    runs.c.node_id == bindparam("node"),
 )
 _MISS_PENDING = (
     update(runs)
@@ -622,8 +650,8 @@ _RUNNING_COUNTS = (
     .group_by(runs.c.job_id, runs.c.node_id)
 )
 _NEXT_JOB_DUE = select(func.min(jobs.c.next_run_us))
-_NEXT_RUN_DUE = select(func.min(runs.c.scheduled_for_us)).where(
-    runs.c.status == RunStatus.SCHEDULED.value, runs.c.scheduled_for_us > bindparam("now")
+_NEXT_RUN_DUE = select(func.min(runs.c.due_us)).where(
+    runs.c.status == RunStatus.SCHEDULED.value, runs.c.due_us > bindparam("now")
 )
 
 _REPLACED_ON_UPSERT = ("spec", "paused", "next_fire_us", "next_run_us", "updated_us")
@@ -642,8 +670,16 @@ def _job_values(job: JobRecord) -> dict[str, Any]:
 
 
 def _run_values(
-    job_id: str, scheduled_for_us: int, status: RunStatus, manual: bool, attempt: int = 1
+    job_id: str,
+    scheduled_for_us: int,
+    status: RunStatus,
+    manual: bool,
+    attempt: int = 1,
+    due_us: int | None = None,
 ) -> dict[str, Any]:
+    """A new run row. A queued one is due at ``due_us``, by default its fire's time."""
+    if status is RunStatus.SCHEDULED and due_us is None:
+        due_us = scheduled_for_us
     return {
         "job_id": job_id,
         "scheduled_for_us": scheduled_for_us,
@@ -654,6 +690,7 @@ def _run_values(
         "started_us": None,
         "finished_us": None,
         "error": None,
+        "due_us": due_us,
     }
 
 
@@ -697,4 +734,5 @@ def _run(row: Row[Any]) -> RunRecord:
         http_status=row.http_status,
         error=row.error,
         response_excerpt=row.response_excerpt,
+        due_us=row.due_us if row.status == RunStatus.SCHEDULED.value else None,
     )

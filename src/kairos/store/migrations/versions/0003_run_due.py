@@ -1,0 +1,31 @@
+"""Queued runs carry the time they may start: a retry waits out its backoff.
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-28
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("kairos_runs", sa.Column("due_us", sa.BigInteger, nullable=True))
+    op.execute("UPDATE kairos_runs SET due_us = scheduled_for_us WHERE status = 'scheduled'")
+    op.create_index("ix_kairos_runs_status_due_us", "kairos_runs", ["status", "due_us"])
+    op.drop_index("ix_kairos_runs_status_scheduled_for_us", "kairos_runs")
+
+
+def downgrade() -> None:
+    op.create_index(
+        "ix_kairos_runs_status_scheduled_for_us", "kairos_runs", ["status", "scheduled_for_us"]
+    )
+    op.drop_index("ix_kairos_runs_status_due_us", "kairos_runs")
+    op.drop_column("kairos_runs", "due_us")

@@ -1,0 +1,35 @@
+"""Settings read from the environment: lists and ranges, and clear errors for bad values."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from kairos.settings import Settings
+
+
+def test_retry_statuses_take_codes_and_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().retry_statuses == frozenset({429, *range(500, 600)})
+    monkeypatch.setenv("KAIROS_RETRY_STATUSES", "408, 429,502-504")
+    assert Settings().retry_statuses == frozenset({408, 429, 502, 503, 504})
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("5xx", "'5xx' is neither a status code"), ("500-700", "run from 100 to 599")],
+)
+def test_bad_retry_statuses_are_named(
+    monkeypatch: pytest.MonkeyPatch, value: str, message: str
+) -> None:
+    monkeypatch.setenv("KAIROS_RETRY_STATUSES", value)
+    with pytest.raises(ValidationError, match="retry_statuses") as raised:
+        Settings()
+    assert message in str(raised.value)
+
+
+def test_the_allow_list_setting_is_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAIROS_BLOCK_PRIVATE_NETWORKS", "true")
+    monkeypatch.setenv("KAIROS_ALLOWED_NETWORKS", "10.0.0.0/8, billing.internal ,")
+    settings = Settings()
+    assert settings.block_private_networks is True
+    assert settings.allowed_networks == ["10.0.0.0/8", "billing.internal"]
