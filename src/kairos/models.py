@@ -201,6 +201,12 @@ class JobSpec(_Spec):
     """When several fires are due at once (after downtime), run only the latest of them."""
     retry: RetryPolicy | None = None
     """Retries of a failed fire; ``null``: none."""
+    max_consecutive_failures: int | None = Field(default=None, ge=1, le=10_000)
+    """The circuit breaker: after this many failed fires in a row the job is paused; ``null``
+    disables it. Left out, the server's ``KAIROS_MAX_CONSECUTIVE_FAILURES`` applies."""
+    auto_resume_after: float | None = Field(default=None, gt=0, le=365 * 86_400)
+    """Seconds after the breaker pauses the job that one probe fire runs: success resumes the
+    job, failure keeps it paused until the next probe. ``null``: it stays paused."""
     deadline: float | None = Field(default=None, gt=0, le=365 * 86_400)
     """Seconds after its scheduled time by which a fire, retries included, must be done: no
     attempt starts later, and an attempt's timeout is cut to end by then."""
@@ -248,6 +254,10 @@ class JobRecord:
     """When the next fire is due: the nominal time plus its jitter. Null when paused or done."""
     created_us: int
     updated_us: int
+    failures: int = 0
+    """Failed fires in a row, for the circuit breaker."""
+    pause_reason: str | None = None
+    """Why the circuit breaker paused the job; None if it did not."""
 
 
 @dataclass(frozen=True, slots=True)

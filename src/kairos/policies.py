@@ -91,6 +91,14 @@ class Planner:
         Fires that neither start nor are recorded stay due for the next pass.
         """
         assert job.next_fire_us is not None and job.next_run_us is not None
+        if job.spec.paused:
+            # Only a job its circuit breaker paused has a fire while paused: the probe. One run,
+            # then nothing more until its verdict resumes the job or sets the next probe.
+            if budget <= 0:
+                return FirePlan([], job.next_fire_us, job.next_run_us)
+            room = running + started < job.spec.max_instances
+            status = RunStatus.RUNNING if room else RunStatus.SCHEDULED
+            return FirePlan([PlannedRun(job.next_fire_us, status)], None, None)
         trigger = self.trigger_for(job)
         if job.next_run_us > now_us:
             # Claimed a moment ahead of its due time: just this fire, which will be on time. If

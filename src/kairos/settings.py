@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     retry_statuses: Annotated[frozenset[int], NoDecode] = frozenset({429, *range(500, 600)})
     """HTTP statuses after which a job with a ``retry`` policy tries again, as a list of codes and
     ranges: ``429,500-599``. Timeouts and lost connections are always worth another try."""
+    max_consecutive_failures: int | None = Field(default=None, ge=1, le=10_000)
+    """The circuit breaker of jobs created without ``max_consecutive_failures``: pause a job
+    after this many failed fires in a row. Unset: off."""
     block_private_networks: bool = False
     """Refuse target calls to private, loopback and other non-public addresses. Link-local and
     cloud metadata addresses are refused whatever this says."""

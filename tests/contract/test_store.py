@@ -11,7 +11,7 @@ from sqlalchemy.exc import StatementError
 from kairos.errors import Conflict, JobExists, JobNotFound, RunNotFound
 from kairos.models import JobRecord, JobSpec, RunStatus
 from kairos.policies import FirePlan, PlannedRun, Planner
-from kairos.store import FinishedRun, Store, store_for_url
+from kairos.store import FinishedRun, Store, Verdict, store_for_url
 
 NOW = 1_800_000_000_000_000
 S = 1_000_000
@@ -294,6 +294,70 @@ async def test_a_retry_is_queued_only_by_the_node_still_holding_the_run(store: S
     assert (
         await store.list_runs(job_id="a", status=RunStatus.SCHEDULED, before_id=None, limit=9) == []
     )
+
+
+def failing(limit: int | None = 2, **verdict: Any) -> Verdict:
+    values: dict[str, Any] = {
+        "failed": True,
+        "limit": limit,
+        "probe": False,
+        "next_probe_us": None,
+        "resume": (None, None),
+        "what": "run 1 (HTTP 503)",
+    }
+    return Verdict(**(values | verdict))
+
+
+async def fire_and_finish(store: Store, now_us: int, verdict: Verdict) -> int:
+    """Claim the due fire of job "a" and finish it with ``verdict``; return its run id."""
+    run = (await store.claim_due(now_us, 10, "n", every_minute)).started[0].run
+    status = RunStatus.FAILED if verdict.failed else RunStatus.SUCCEEDED
+    await store.finish_runs("n", [FinishedRun(run.id, status, now_us, now_us, verdict=verdict)])
+    return run.id
+
+
+async def test_the_breaker_counts_failures_in_a_row_and_pauses_at_its_limit(store: Store) -> None:
+    await store.insert_job(record("a", NOW))
+    await fire_and_finish(store, NOW, failing())
+    assert (await store.get_job("a")).failures == 1
+    await fire_and_finish(store, NOW + 60 * S, failing(failed=False))  # a success resets
+    assert (await store.get_job("a")).failures == 0
+    await fire_and_finish(store, NOW + 120 * S, failing())
+    await fire_and_finish(store, NOW + 180 * S, failing(what="run 9 (HTTP 500)"))
+    job = await store.get_job("a")
+    assert job.spec.paused is True
+    assert (job.failures, job.next_run_us) == (2, None)
+    assert job.pause_reason == (
+        "paused by the circuit breaker after 2 failed fires in a row; the last: run 9 (HTTP 500)"
+    )
+    assert (await store.claim_due(NOW + 999 * S, 10, "n", every_minute)).started == []
+
+
+async def test_a_tripped_breaker_probes_then_resumes_on_success(store: Store) -> None:
+    await store.insert_job(record("a", NOW))
+    await fire_and_finish(store, NOW, failing(limit=1, next_probe_us=NOW + 30 * S))
+    paused = await store.get_job("a")
+    assert (paused.spec.paused, paused.next_run_us) == (True, NOW + 30 * S)
+    probe = failing(probe=True, next_probe_us=NOW + 90 * S, what="run 2 (timed out)")
+    await fire_and_finish(store, NOW + 30 * S, probe)  # the probe fails: paused, probe again
+    again = await store.get_job("a")
+    assert (again.spec.paused, again.next_run_us) == (True, NOW + 90 * S)
+    assert again.pause_reason == "the circuit breaker's probe failed: run 2 (timed out)"
+    success = failing(failed=False, probe=True, resume=(NOW + 120 * S, NOW + 121 * S))
+    await fire_and_finish(store, NOW + 90 * S, success)
+    resumed = await store.get_job("a")
+    assert resumed.spec.paused is False
+    assert (resumed.failures, resumed.pause_reason) == (0, None)
+    assert (resumed.next_fire_us, resumed.next_run_us) == (NOW + 120 * S, NOW + 121 * S)
+
+
+async def test_a_verdict_from_a_node_that_lost_its_run_is_ignored(store: Store) -> None:
+    await store.insert_job(record("a", NOW))
+    run = (await store.claim_due(NOW, 10, "n1", every_minute)).started[0].run
+    await store.interrupt_running("n1", retries=0)
+    late = FinishedRun(run.id, RunStatus.FAILED, NOW, NOW + S, verdict=failing(limit=1))
+    await store.finish_runs("n1", [late])
+    assert (await store.get_job("a")).failures == 0
 
 
 async def test_deleting_a_job_skips_its_pending_runs_and_keeps_history(store: Store) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from kairos.engine import Scheduler
 from kairos.executors.http import HttpExecutor
-from kairos.models import JobSpec, RunRecord, RunStatus
+from kairos.models import JobRecord, JobSpec, RunRecord, RunStatus
 from kairos.settings import Settings
 from kairos.store import store_for_url
 from tests.support.target import Delivery, RecordingTarget
@@ -60,6 +60,18 @@ async def wait_runs(
             runs = await scheduler.list_runs(job_id=job_id, limit=1000)
             if condition(runs):
                 return runs
+            await asyncio.sleep(0.02)
+
+
+async def wait_job(
+    scheduler: Scheduler, job_id: str, condition: Callable[[JobRecord], bool]
+) -> JobRecord:
+    """Poll the job until ``condition`` holds; fail after 10 s."""
+    async with asyncio.timeout(10):
+        while True:
+            job = await scheduler.get_job(job_id)
+            if condition(job):
+                return job
             await asyncio.sleep(0.02)
 
 
@@ -294,3 +306,50 @@ async def test_the_fires_deadline_cuts_an_attempt_short_and_stops_retries(
     runs = await wait_runs(scheduler, "late", done)
     assert [r.attempt for r in runs] == [1]
     assert (runs[0].error or "").startswith("timed out after 0.")
+
+
+async def test_the_breaker_pauses_a_failing_job_and_its_probe_resumes_it(
+    scheduler: Scheduler, target: RecordingTarget
+) -> None:
+    every = {"type": "interval", "seconds": 0.2}
+    flaky = spec(
+        target.url("/flaky?fail_first=2"),
+        every,
+        max_consecutive_failures=2,
+        auto_resume_after=0.3,
+    )
+    await scheduler.create_job("flaky", flaky)
+
+    tripped = await wait_job(scheduler, "flaky", lambda job: job.pause_reason is not None)
+    assert tripped.spec.paused
+    assert "after 2 failed fires in a row" in tripped.pause_reason
+    # The probe, 0.3 s later, reaches a target that has recovered: the job runs again.
+    resumed = await wait_job(scheduler, "flaky", lambda job: not job.spec.paused)
+    assert (resumed.pause_reason, resumed.failures) == (None, 0)
+    await wait_runs(
+        scheduler, "flaky", lambda r: sum(x.status is RunStatus.SUCCEEDED for x in r) >= 3
+    )
+
+
+async def test_manual_runs_do_not_count_and_resume_resets_the_breaker(
+    scheduler: Scheduler, target: RecordingTarget
+) -> None:
+    never = {"type": "cron", "expression": "0 0 1 1 *"}
+    await scheduler.create_job(
+        "m", spec(target.url("/m?status=503"), never, max_consecutive_failures=1)
+    )
+    await scheduler.run_now("m")
+    await wait_runs(scheduler, "m", done)
+    assert (await scheduler.get_job("m")).spec.paused is False  # a manual run: not counted
+    await scheduler.create_job(
+        "t", spec(target.url("/t?status=503"), soon(), max_consecutive_failures=1)
+    )
+    await wait_job(scheduler, "t", lambda job: job.pause_reason is not None)
+    resumed = await scheduler.resume_job("t")
+    assert (resumed.spec.paused, resumed.pause_reason, resumed.failures) == (False, None, 0)
+    probing = spec(target.url("/u?status=503"), soon(), max_consecutive_failures=1)
+    await scheduler.create_job("u", probing.model_copy(update={"auto_resume_after": 60}))
+    tripped = await wait_job(scheduler, "u", lambda job: job.pause_reason is not None)
+    assert tripped.next_run_us is not None  # the probe, a minute on
+    paused = await scheduler.pause_job("u")
+    assert (paused.spec.paused, paused.pause_reason, paused.next_run_us) == (True, None, None)

@@ -187,6 +187,8 @@ INVALID_JOBS: list[tuple[dict[str, Any], list[str]]] = [
     (cron_job(retry={"jitter": 2}), ["retry", "jitter"]),
     (cron_job(retry={"tries": 3}), ["retry", "tries"]),
     (cron_job(deadline=0), ["deadline"]),
+    (cron_job(max_consecutive_failures=0), ["max_consecutive_failures"]),
+    (cron_job(auto_resume_after=-1), ["auto_resume_after"]),
     ({"target": {"url": TARGET}}, ["trigger"]),
 ]
 
@@ -368,3 +370,16 @@ def test_a_retry_policy_gets_its_defaults_and_round_trips(client: TestClient) ->
     }
     assert job["deadline"] == 600
     assert client.put("/jobs/n", json=cron_job()).json()["retry"] is None
+
+
+def test_the_breaker_default_comes_from_the_server_unless_the_job_says() -> None:
+    settings = Settings(database_url="sqlite://", admin_token=TOKEN, max_consecutive_failures=5)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with TestClient(create_app(settings), headers=headers) as client:
+        job = client.put("/jobs/d", json=cron_job()).json()
+        assert job["max_consecutive_failures"] == 5
+        assert (job["consecutive_failures"], job["pause_reason"]) == (0, None)
+        own = client.put("/jobs/o", json=cron_job(max_consecutive_failures=2)).json()
+        assert own["max_consecutive_failures"] == 2
+        off = client.put("/jobs/x", json=cron_job(max_consecutive_failures=None)).json()
+        assert off["max_consecutive_failures"] is None

@@ -201,3 +201,11 @@ def test_no_retry_is_queued_past_the_fires_deadline() -> None:
     assert waits(Planner(), spec, 3) == [4, 8, None]  # the third wait would end at 16 s
     assert Planner.time_left_s(spec, T0, T0 + 3 * S) == 7
     assert Planner.time_left_s(job().spec, T0, T0) is None
+
+
+def test_a_job_the_breaker_paused_fires_only_its_probe() -> None:
+    probe = Planner().plan(job(paused=True), T0 + 1, running=0, budget=10)
+    assert statuses(probe) == [(0, RunStatus.RUNNING)]
+    assert (probe.next_fire_us, probe.next_run_us) == (None, None)  # until the probe's verdict
+    busy = Planner().plan(job(paused=True), T0 + 1, running=1, budget=10)
+    assert statuses(busy) == [(0, RunStatus.SCHEDULED)]

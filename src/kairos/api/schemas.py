@@ -72,8 +72,12 @@ class JobOut(BaseModel):
     coalesce: bool
     retry: RetryPolicy | None
     deadline: float | None
+    max_consecutive_failures: int | None
+    auto_resume_after: float | None
     paused: bool
     description: str
+    consecutive_failures: int = Field(description="failed fires in a row, for the breaker")
+    pause_reason: str | None = Field(description="why the circuit breaker paused the job")
     state: str = Field(description="scheduled, paused, or finished (no fire left)")
     next_run_time: datetime | None = Field(description="in the job's time zone; null if none")
     created_at: datetime
@@ -160,6 +164,8 @@ def job_out(job: JobRecord) -> JobOut:
         state = "scheduled"
     return JobOut(
         id=job.id,
+        consecutive_failures=job.failures,
+        pause_reason=job.pause_reason,
         state=state,
         next_run_time=_local(job.next_run_us, zone) if not spec.paused else None,
         created_at=from_us(job.created_us),

@@ -10,13 +10,14 @@ import asyncio
 import contextlib
 import logging
 import sys
+from dataclasses import replace
 
 from kairos.clock import Clock
 from kairos.errors import StoreUnavailable
 from kairos.executors.base import Call, Executor, Outcome
 from kairos.models import RunStatus
 from kairos.policies import Planner
-from kairos.store import FinishedRun, StartedRun, Store
+from kairos.store import FinishedRun, StartedRun, Store, Verdict
 
 __all__ = ["Dispatcher"]
 
@@ -199,7 +200,13 @@ class Dispatcher:
         time_left = self._planner.time_left_s(job.spec, run.scheduled_for_us, started_us)
         if time_left is not None and time_left <= 0:
             error = f"the fire's deadline ({job.spec.deadline:g} s) passed before this attempt"
-            self._record(FinishedRun(run.id, RunStatus.FAILED, None, started_us, error=error))
+            verdict = (
+                None
+                if run.manual
+                else self._verdict(started, Outcome(False, error=error), started_us)
+            )
+            failed = FinishedRun(run.id, RunStatus.FAILED, None, started_us, error=error)
+            self._record(replace(failed, verdict=verdict))
             return
         call = Call(job.id, run.id, run.scheduled_for_us, run.attempt, job.spec.target, time_left)
         try:
@@ -214,6 +221,9 @@ class Dispatcher:
                 job.spec, run.attempt, run.scheduled_for_us, finished_us, outcome.retry_after_s
             )
         status = RunStatus.SUCCEEDED if outcome.succeeded else RunStatus.FAILED
+        verdict = None
+        if retry_due_us is None and not run.manual:  # the fire is over; manual runs do not count
+            verdict = self._verdict(started, outcome, finished_us)
         self._record(
             FinishedRun(
                 run.id,
@@ -224,6 +234,7 @@ class Dispatcher:
                 outcome.error,
                 outcome.response_excerpt,
                 retry_due_us,
+                verdict,
             )
         )
         if not outcome.succeeded:
@@ -238,6 +249,29 @@ class Dispatcher:
                 if retry_due_us is None
                 else f"; retrying in {(retry_due_us - finished_us) / 1e6:.3f} s",
             )
+
+    def _verdict(self, started: StartedRun, outcome: Outcome, now_us: int) -> Verdict | None:
+        """What the end of a fire means for its job's circuit breaker; None when nothing."""
+        job, spec = started.job, started.job.spec
+        probe = spec.paused  # only a job the breaker paused fires while paused
+        if not probe and (
+            job.failures == 0 if outcome.succeeded else spec.max_consecutive_failures is None
+        ):
+            return None
+        after = spec.auto_resume_after
+        resume: tuple[int | None, int | None] = (None, None)
+        if probe and outcome.succeeded:
+            unpaused = spec.model_copy(update={"paused": False})
+            first = self._planner.first_fire(unpaused, self._planner.trigger_for(job), now_us)
+            resume = first or (None, None)
+        return Verdict(
+            failed=not outcome.succeeded,
+            limit=spec.max_consecutive_failures,
+            probe=probe,
+            next_probe_us=None if after is None else now_us + int(after * 1_000_000),
+            resume=resume,
+            what=f"run {started.run.id} ({outcome.error})",
+        )
 
     async def _until_due(self, started: StartedRun) -> bool:
         """Wait for the due time of a run claimed ahead; False at once if its job changes."""

@@ -151,8 +151,9 @@ class Scheduler:
         return await self._update(current, spec)
 
     async def pause_job(self, job_id: str) -> JobRecord:
+        """Pause; a job the circuit breaker paused becomes paused for good (no more probes)."""
         current = await self.store.get_job(job_id)
-        if current.spec.paused:
+        if current.spec.paused and current.pause_reason is None:
             return current
         return await self._update(current, current.spec.model_copy(update={"paused": True}))
 
@@ -212,7 +213,11 @@ class Scheduler:
     # Internals ---------------------------------------------------------------------------------
 
     def _schedule(self, job_id: str, spec: JobSpec, *, created_us: int | None) -> JobRecord:
-        """Validate a spec's trigger and compute its first fire; raise ``InvalidField``."""
+        """Validate a spec's trigger and compute its first fire; raise ``InvalidField``. A spec
+        that leaves the circuit breaker out gets the server's default."""
+        if "max_consecutive_failures" not in spec.model_fields_set:
+            limit = self._settings.max_consecutive_failures
+            spec = spec.model_copy(update={"max_consecutive_failures": limit})
         trigger = triggers.build(spec.trigger, spec.zone)
         now_us = self._clock.now_us()
         fire = None if spec.paused else self._planner.first_fire(spec, trigger, now_us)

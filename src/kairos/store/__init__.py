@@ -5,7 +5,16 @@ from __future__ import annotations
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from kairos.store.base import ChangeFn, Claim, FinishedRun, NodeInfo, PlanFn, StartedRun, Store
+from kairos.store.base import (
+    ChangeFn,
+    Claim,
+    FinishedRun,
+    NodeInfo,
+    PlanFn,
+    StartedRun,
+    Store,
+    Verdict,
+)
 
 __all__ = [
     "ChangeFn",
@@ -15,6 +24,7 @@ __all__ = [
     "PlanFn",
     "StartedRun",
     "Store",
+    "Verdict",
     "store_for_url",
 ]
 

@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from kairos.models import JobRecord, RunRecord, RunStatus
 from kairos.policies import FirePlan
 
-__all__ = ["ChangeFn", "Claim", "FinishedRun", "NodeInfo", "PlanFn", "StartedRun", "Store"]
+__all__ = [
+    "ChangeFn",
+    "Claim",
+    "FinishedRun",
+    "NodeInfo",
+    "PlanFn",
+    "StartedRun",
+    "Store",
+    "Verdict",
+]
 
 PlanFn = Callable[[JobRecord, int, int, int, int], FirePlan]
 """``plan(job, now_us, running, budget, started)``: see ``kairos.policies.Planner.plan``."""
@@ -58,6 +67,26 @@ class FinishedRun:
     response_excerpt: str | None = None
     retry_due_us: int | None = None
     """Queue the next attempt of the same fire, due then (the run failed and may be retried)."""
+    verdict: Verdict | None = None
+    """The fire is over (no retry follows): what it means for its job's circuit breaker."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """How a fire ended, for its job's circuit breaker. Sent only when it changes something:
+    a failure while the breaker is on, a success after failures, or the end of a probe."""
+
+    failed: bool
+    limit: int | None
+    """Failed fires in a row that trip the breaker; None: it is off."""
+    probe: bool
+    """The fire was the probe of a job the breaker paused."""
+    next_probe_us: int | None
+    """If the breaker opens (again): when the next probe fires; None: the job stays paused."""
+    resume: tuple[int | None, int | None]
+    """If the probe succeeded: the job's next (fire, due) times."""
+    what: str
+    """The run and its error, for the pause reason."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +189,10 @@ class Store(ABC):
     async def finish_runs(self, node_id: str, finished: Sequence[FinishedRun]) -> None:
         """Record the outcome of runs in one transaction. Fenced: a run that is no longer
         ``running`` under ``node_id`` (another node took it over) is left as it is. A run with
-        ``retry_due_us`` gets its next attempt queued, due then, in the same transaction."""
+        ``retry_due_us`` gets its next attempt queued, due then, in the same transaction, and a
+        ``verdict`` moves its job's circuit breaker: counts the failure and pauses the job when
+        the count reaches the limit, resets the count on success, resumes the job or keeps it
+        paused after a probe."""
 
     @abstractmethod
     async def interrupt_running(self, node_id: str | None, *, retries: int) -> int:

@@ -33,7 +33,11 @@ jobs = Table(
     Column("next_run_us", BigInteger, nullable=True),
     Column("created_us", BigInteger, nullable=False),
     Column("updated_us", BigInteger, nullable=False),
-    # The dispatcher's only scan: due jobs by due time. Paused and finished jobs hold NULL here.
+    # The circuit breaker: failed fires in a row, and why it paused the job (NULL: it did not).
+    Column("failures", Integer, nullable=False, server_default="0"),
+    Column("pause_reason", Text, nullable=True),
+    # The dispatcher's only scan: due jobs by due time. Paused and finished jobs hold NULL here,
+    # but for a job the breaker paused, which holds the time of its probe fire.
     Index("ix_kairos_jobs_next_run_us", "next_run_us"),
 )
 

@@ -37,7 +37,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from kairos.errors import Conflict, JobExists, JobNotFound, RunNotFound, StoreUnavailable
 from kairos.models import JobRecord, JobSpec, RunRecord, RunStatus
 from kairos.policies import too_late
-from kairos.store.base import Claim, FinishedRun, NodeInfo, PlanFn, StartedRun, Store
+from kairos.store.base import Claim, FinishedRun, NodeInfo, PlanFn, StartedRun, Store, Verdict
 from kairos.store.schema import jobs, meta, nodes, runs
 
 __all__ = ["SqlStore"]
@@ -354,24 +354,92 @@ class SqlStore(Store):
         return set()
 
     def _finish(self, conn: Connection, node_id: str, finished: Sequence[FinishedRun]) -> None:
-        """Record outcomes, fenced (see ``finish_runs``), and queue the retries they ask for."""
-        retries = {f.run_id: f.retry_due_us for f in finished if f.retry_due_us is not None}
-        held = conn.execute(_HELD, {"ids": list(retries), "node": node_id}).all() if retries else []
+        """Record outcomes, fenced (see ``finish_runs``), queue the retries they ask for and
+        move the circuit breakers of their jobs."""
+        special = [f for f in finished if f.retry_due_us is not None or f.verdict is not None]
+        ids = [f.run_id for f in special]
+        held = conn.execute(_HELD, {"ids": ids, "node": node_id}).all() if special else ()
         conn.execute(_FINISH, _finish_params(node_id, finished))
-        if held:
-            rows = [
-                _run_values(
-                    r.job_id,
-                    r.scheduled_for_us,
-                    RunStatus.SCHEDULED,
-                    r.manual,
-                    r.attempt + 1,
-                    due_us=retries[r.id],
-                )
-                for r in held
-            ]
-            conn.execute(self._insert_ignoring_duplicates(), rows)
-            self._notify(conn, min(row["due_us"] for row in rows))
+        if not held:
+            return
+        by_id = {f.run_id: f for f in special}
+        retries = [
+            _run_values(
+                r.job_id,
+                r.scheduled_for_us,
+                RunStatus.SCHEDULED,
+                r.manual,
+                r.attempt + 1,
+                due_us=by_id[r.id].retry_due_us,
+            )
+            for r in held
+            if by_id[r.id].retry_due_us is not None
+        ]
+        if retries:
+            conn.execute(self._insert_ignoring_duplicates(), retries)
+            self._notify(conn, min(row["due_us"] for row in retries))
+        for r in held:
+            verdict = by_id[r.id].verdict
+            if verdict is not None:
+                self._judge(conn, r.job_id, verdict, by_id[r.id].finished_us)
+
+    def _judge(self, conn: Connection, job_id: str, verdict: Verdict, now_us: int) -> None:
+        """Move a job's circuit breaker on the verdict of one of its fires."""
+        broken = jobs.c.pause_reason.is_not(None)
+        if verdict.probe and not verdict.failed:
+            fire_us, run_us = verdict.resume
+            values = {"failures": 0, "pause_reason": None, "next_fire_us": fire_us}
+            self._set_paused(conn, job_id, False, broken, next_run_us=run_us, **values)
+        elif verdict.probe:
+            reason = f"the circuit breaker's probe failed: {verdict.what}"
+            due = {"next_fire_us": verdict.next_probe_us, "next_run_us": verdict.next_probe_us}
+            query = update(jobs).where(jobs.c.id == job_id, broken)
+            if conn.execute(query.values(pause_reason=reason, **due)).rowcount:
+                self._notify(conn, verdict.next_probe_us, job_id)
+        elif not verdict.failed:
+            conn.execute(_RESET_FAILURES, {"b_id": job_id})
+        else:
+            count = conn.execute(_COUNT_FAILURE, {"b_id": job_id}).scalar()
+            if verdict.limit is None or count is None or count < verdict.limit:
+                return
+            reason = (
+                f"paused by the circuit breaker after {count} failed fires in a row; "
+                f"the last: {verdict.what}"
+            )
+            probe = verdict.next_probe_us
+            self._set_paused(
+                conn,
+                job_id,
+                True,
+                jobs.c.paused.is_(False),
+                pause_reason=reason,
+                next_fire_us=probe,
+                next_run_us=probe,
+            )
+
+    def _set_paused(
+        self,
+        conn: Connection,
+        job_id: str,
+        paused: bool,
+        condition: ColumnElement[bool],
+        **values: Any,
+    ) -> None:
+        """Pause or resume a job from within the store (its spec says so too), if
+        ``condition`` holds; other replicas hear of it as of any change."""
+        row = conn.execute(
+            select(jobs.c.spec, jobs.c.updated_us).where(jobs.c.id == job_id, condition)
+        ).first()
+        if row is None:
+            return
+        spec = JobSpec.model_validate_json(row.spec).model_copy(update={"paused": paused})
+        updated_us = max(row.updated_us + 1, time.time_ns() // 1000)
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id)
+            .values(spec=spec.model_dump_json(), paused=paused, updated_us=updated_us, **values)
+        )
+        self._notify(conn, values.get("next_run_us"), job_id)
 
     def _insert_claimed(
         self, conn: Connection, rows: list[dict[str, Any]], by_id: dict[str, JobRecord]
@@ -618,6 +686,15 @@ _HELD = select(
     runs.c.status == _RUNNING,
     runs.c.node_id == bindparam("node"),
 )
+_RESET_FAILURES = (
+    update(jobs).where(jobs.c.id == bindparam("b_id"), jobs.c.failures != 0).values(failures=0)
+)
+_COUNT_FAILURE = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("b_id"), jobs.c.paused.is_(False))
+    .values(failures=jobs.c.failures + 1)
+    .returning(jobs.c.failures)
+)
 _MISS_PENDING = (
     update(runs)
     .where(runs.c.id == bindparam("b_id"))
@@ -654,7 +731,15 @@ _NEXT_RUN_DUE = select(func.min(runs.c.due_us)).where(
     runs.c.status == RunStatus.SCHEDULED.value, runs.c.due_us > bindparam("now")
 )
 
-_REPLACED_ON_UPSERT = ("spec", "paused", "next_fire_us", "next_run_us", "updated_us")
+_REPLACED_ON_UPSERT = (
+    "spec",
+    "paused",
+    "next_fire_us",
+    "next_run_us",
+    "updated_us",
+    "failures",
+    "pause_reason",
+)
 
 
 def _job_values(job: JobRecord) -> dict[str, Any]:
@@ -666,6 +751,8 @@ def _job_values(job: JobRecord) -> dict[str, Any]:
         "next_run_us": job.next_run_us,
         "created_us": job.created_us,
         "updated_us": job.updated_us,
+        "failures": job.failures,
+        "pause_reason": job.pause_reason,
     }
 
 
@@ -716,7 +803,14 @@ def _job(row: Row[Any], spec: JobSpec | None = None) -> JobRecord:
     if spec is None:
         spec = JobSpec.model_validate_json(row.spec)
     return JobRecord(
-        row.id, spec, row.next_fire_us, row.next_run_us, row.created_us, row.updated_us
+        row.id,
+        spec,
+        row.next_fire_us,
+        row.next_run_us,
+        row.created_us,
+        row.updated_us,
+        row.failures,
+        row.pause_reason,
     )
 
 

@@ -1,4 +1,5 @@
-"""Queued runs carry the time they may start: a retry waits out its backoff.
+"""Retries and the circuit breaker: queued runs carry the time they may start (a retry waits
+out its backoff), and jobs count their failed fires in a row and say why the breaker paused them.
 
 Revision ID: 0003
 Revises: 0002
@@ -17,6 +18,10 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.add_column(
+        "kairos_jobs", sa.Column("failures", sa.Integer, nullable=False, server_default="0")
+    )
+    op.add_column("kairos_jobs", sa.Column("pause_reason", sa.Text, nullable=True))
     op.add_column("kairos_runs", sa.Column("due_us", sa.BigInteger, nullable=True))
     op.execute("UPDATE kairos_runs SET due_us = scheduled_for_us WHERE status = 'scheduled'")
     op.create_index("ix_kairos_runs_status_due_us", "kairos_runs", ["status", "due_us"])
@@ -29,3 +34,5 @@ def downgrade() -> None:
     )
     op.drop_index("ix_kairos_runs_status_due_us", "kairos_runs")
     op.drop_column("kairos_runs", "due_us")
+    op.drop_column("kairos_jobs", "pause_reason")
+    op.drop_column("kairos_jobs", "failures")
