@@ -25,6 +25,7 @@ from pydantic import (
 
 __all__ = [
     "JOB_ID_PATTERN",
+    "SECRET_MASK",
     "CronTriggerSpec",
     "DateTriggerSpec",
     "HttpMethod",
@@ -138,11 +139,19 @@ TriggerSpec = Annotated[
 ]
 
 
+# What the API shows for a secret header's value; sent back in a replacement, it keeps the value.
+SECRET_MASK = "***"
+_ALWAYS_SECRET = frozenset({"authorization", "proxy-authorization"})
+
+
 class HttpTarget(_Spec):
     type: Literal["http"] = "http"
     url: AnyHttpUrl
     method: HttpMethod = "POST"
     headers: dict[str, str] = Field(default_factory=dict)
+    secret_headers: list[str] = Field(default_factory=list)
+    """Headers whose values are secrets (``Authorization`` and ``Proxy-Authorization`` always
+    are): the API never returns them but as ``"***"``, and Kairos never logs them."""
     body: str | dict[str, Any] | list[Any] | None = None
     """A string is sent as is; an object or array as JSON (``Content-Type: application/json``)."""
     timeout: float | None = Field(default=None, gt=0, le=86_400)
@@ -159,6 +168,47 @@ class HttpTarget(_Spec):
             if name.lower().startswith("x-kairos-"):
                 raise ValueError(f"header {name!r}: X-Kairos-* headers are set by Kairos")
         return headers
+
+    @model_validator(mode="after")
+    def _secrets_are_headers(self) -> HttpTarget:
+        present = {name.lower() for name in self.headers}
+        for name in self.secret_headers:
+            if name.lower() not in present:
+                raise ValueError(f"secret_headers names {name!r}, which is not in headers")
+        return self
+
+    def secret_names(self) -> set[str]:
+        """The secret headers present, lower-cased."""
+        present = {name.lower() for name in self.headers}
+        return present & (_ALWAYS_SECRET | {name.lower() for name in self.secret_headers})
+
+    def masked(self) -> HttpTarget:
+        """This target with every secret header's value shown as ``"***"``."""
+        secret = self.secret_names()
+        if not secret:
+            return self
+        shown = {k: SECRET_MASK if k.lower() in secret else v for k, v in self.headers.items()}
+        return self.model_copy(update={"headers": shown})
+
+    def keeping_secrets(self, stored: HttpTarget | None) -> HttpTarget:
+        """This target with each secret header sent as ``"***"`` given its value in ``stored``
+        (the target it replaces). ``ValueError`` naming the header if there is none to keep."""
+        secret = self.secret_names()
+        kept = {}
+        if stored is not None:
+            was_secret = stored.secret_names()
+            kept = {k.lower(): v for k, v in stored.headers.items() if k.lower() in was_secret}
+        headers = dict(self.headers)
+        for name, value in self.headers.items():
+            if value != SECRET_MASK or name.lower() not in secret:
+                continue
+            if name.lower() not in kept:
+                raise ValueError(
+                    f"{name!r} is {SECRET_MASK!r}, which keeps the value stored for it, "
+                    "but there is none: send the value itself"
+                )
+            headers[name] = kept[name.lower()]
+        return self.model_copy(update={"headers": headers})
 
 
 # One kind of target today; ``type`` may be omitted and defaults to "http".

@@ -353,3 +353,17 @@ async def test_manual_runs_do_not_count_and_resume_resets_the_breaker(
     assert tripped.next_run_us is not None  # the probe, a minute on
     paused = await scheduler.pause_job("u")
     assert (paused.spec.paused, paused.pause_reason, paused.next_run_us) == (True, None, None)
+
+
+async def test_a_replacement_that_sends_the_mask_keeps_calling_with_the_secret(
+    scheduler: Scheduler, target: RecordingTarget
+) -> None:
+    never = {"type": "cron", "expression": "0 0 1 1 *"}
+    body = spec(target.url("/s"), never)
+    secret = body.target.model_copy(update={"headers": {"Authorization": "Bearer s3cret"}})
+    await scheduler.create_job("s", body.model_copy(update={"target": secret}))
+    masked = secret.model_copy(update={"headers": {"Authorization": "***"}})
+    await scheduler.put_job("s", body.model_copy(update={"target": masked}))
+    await scheduler.run_now("s")
+    await wait_runs(scheduler, "s", done)
+    assert [d.headers["Authorization"] for d in at(target, "/s")] == ["Bearer s3cret"]

@@ -383,3 +383,64 @@ def test_the_breaker_default_comes_from_the_server_unless_the_job_says() -> None
         assert own["max_consecutive_failures"] == 2
         off = client.put("/jobs/x", json=cron_job(max_consecutive_failures=None)).json()
         assert off["max_consecutive_failures"] is None
+
+
+def secret_job(**target: Any) -> dict[str, Any]:
+    headers = {"Authorization": "Bearer s3cret", "X-Api-Key": "k3y", "X-Plain": "p"}
+    return cron_job() | {
+        "target": {"url": TARGET, "headers": headers, "secret_headers": ["x-api-key"]} | target
+    }
+
+
+def test_secret_headers_are_never_returned(client: TestClient) -> None:
+    created = client.put("/jobs/s", json=secret_job()).json()
+    shown = {"Authorization": "***", "X-Api-Key": "***", "X-Plain": "p"}
+    assert created["target"]["headers"] == shown
+    assert client.get("/jobs/s").json()["target"]["headers"] == shown
+    [listed] = client.get("/jobs").json()["items"]
+    assert listed["target"]["headers"] == shown
+    assert "s3cret" not in client.get("/jobs/s").text
+
+
+def test_a_secret_sent_back_as_the_mask_keeps_its_stored_value(client: TestClient) -> None:
+    client.put("/jobs/s", json=secret_job())
+    masked = {"Authorization": "***", "X-Api-Key": "***", "X-Plain": "changed"}
+    assert client.put("/jobs/s", json=secret_job(headers=masked)).status_code == 200
+    patched = client.patch("/jobs/s", json={"description": "d"})
+    assert patched.status_code == 200
+    # A plain header holds "***" as it is; a secret one left out is dropped.
+    client.put("/jobs/p", json=cron_job() | {"target": {"url": TARGET, "headers": {"A": "***"}}})
+    assert client.get("/jobs/p").json()["target"]["headers"] == {"A": "***"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("PUT", "/jobs/new", secret_job(headers={"Authorization": "***"}, secret_headers=[])),
+        (
+            "POST",
+            "/jobs",
+            secret_job(headers={"Authorization": "***"}, secret_headers=[]) | {"id": "fresh"},
+        ),
+        (
+            "PUT",
+            "/jobs/s",
+            secret_job(headers={"X-Plain": "p", "X-Other": "***"}, secret_headers=["X-Other"]),
+        ),
+    ],
+)
+def test_the_mask_without_a_stored_secret_is_422(
+    client: TestClient, method: str, path: str, body: dict[str, Any]
+) -> None:
+    client.put("/jobs/s", json=secret_job())
+    response = client.request(method, path, json=body)
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["loc"][-2:] == ["target", "headers"]
+    assert "there is none: send the value itself" in error["msg"]
+
+
+def test_secret_headers_must_name_headers(client: TestClient) -> None:
+    response = client.put("/jobs/x", json=secret_job(secret_headers=["X-Missing"]))
+    assert response.status_code == 422
+    assert "'X-Missing', which is not in headers" in response.text

@@ -170,7 +170,7 @@ def job_out(job: JobRecord) -> JobOut:
         next_run_time=_local(job.next_run_us, zone) if not spec.paused else None,
         created_at=from_us(job.created_us),
         updated_at=from_us(job.updated_us),
-        **spec.model_dump(),
+        **spec.model_copy(update={"target": spec.target.masked()}).model_dump(),
     )
 
 

@@ -22,9 +22,9 @@ from kairos import triggers
 from kairos.clock import Clock, SystemClock, from_us
 from kairos.engine.dispatcher import Dispatcher
 from kairos.engine.membership import Membership
-from kairos.errors import InvalidField
+from kairos.errors import InvalidField, JobNotFound
 from kairos.executors.base import Executor
-from kairos.models import JobRecord, JobSpec, RunRecord, RunStatus, TriggerSpec
+from kairos.models import SECRET_MASK, JobRecord, JobSpec, RunRecord, RunStatus, TriggerSpec
 from kairos.policies import Planner
 from kairos.settings import Settings
 from kairos.store import Store
@@ -111,7 +111,7 @@ class Scheduler:
 
     async def create_job(self, job_id: str, spec: JobSpec) -> JobRecord:
         """Add a new job; raise ``JobExists`` if the id is taken."""
-        job = self._schedule(job_id, spec, created_us=None)
+        job = self._schedule(job_id, _keeping_secrets(spec, None), created_us=None)
         await self.store.insert_job(job)
         await self._changed(job)
         return job
@@ -119,6 +119,7 @@ class Scheduler:
     async def put_job(self, job_id: str, spec: JobSpec) -> tuple[JobRecord, bool]:
         """Create the job or completely replace it. Return it and whether it was created.
         The replacement's schedule starts afresh from now; runs already started go on."""
+        spec = await self._keep_secrets(job_id, spec)
         job = self._schedule(job_id, spec, created_us=None)
         stored = await self.store.upsert_jobs([job])
         await self._changed(job)
@@ -132,6 +133,7 @@ class Scheduler:
             if index and index % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # let due fires and other requests through meanwhile
             try:
+                spec = await self._keep_secrets(job_id, spec)
                 records.append(self._schedule(job_id, spec, created_us=None))
             except InvalidField as exc:
                 raise InvalidField(["jobs", index, *exc.loc], exc.message) from None
@@ -148,7 +150,7 @@ class Scheduler:
         except ValidationError as exc:
             first = exc.errors()[0]
             raise InvalidField([str(p) for p in first["loc"]], first["msg"]) from None
-        return await self._update(current, spec)
+        return await self._update(current, _keeping_secrets(spec, current))
 
     async def pause_job(self, job_id: str) -> JobRecord:
         """Pause; a job the circuit breaker paused becomes paused for good (no more probes)."""
@@ -212,6 +214,16 @@ class Scheduler:
 
     # Internals ---------------------------------------------------------------------------------
 
+    async def _keep_secrets(self, job_id: str, spec: JobSpec) -> JobSpec:
+        """``spec`` with secret headers sent as ``"***"`` given their stored values."""
+        if SECRET_MASK not in spec.target.headers.values():
+            return spec  # the usual case: no read
+        try:
+            current = await self.store.get_job(job_id)
+        except JobNotFound:
+            return _keeping_secrets(spec, None)
+        return _keeping_secrets(spec, current)
+
     def _schedule(self, job_id: str, spec: JobSpec, *, created_us: int | None) -> JobRecord:
         """Validate a spec's trigger and compute its first fire; raise ``InvalidField``. A spec
         that leaves the circuit breaker out gets the server's default."""
@@ -258,3 +270,13 @@ class Scheduler:
         if job_id is not None:
             self._dispatcher.revoke(job_id)
         self._dispatcher.wake(due_us)
+
+
+def _keeping_secrets(spec: JobSpec, current: JobRecord | None) -> JobSpec:
+    if SECRET_MASK not in spec.target.headers.values():
+        return spec
+    try:
+        target = spec.target.keeping_secrets(current.spec.target if current else None)
+    except ValueError as exc:
+        raise InvalidField(["target", "headers"], str(exc)) from None
+    return spec.model_copy(update={"target": target})
