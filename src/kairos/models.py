@@ -28,6 +28,7 @@ __all__ = [
     "SECRET_MASK",
     "CronTriggerSpec",
     "DateTriggerSpec",
+    "HistoryPolicy",
     "HttpMethod",
     "HttpTarget",
     "IntervalTriggerSpec",
@@ -237,6 +238,16 @@ class RetryPolicy(_Spec):
         return self
 
 
+class HistoryPolicy(_Spec):
+    """How much of a job's run history is kept; a field left ``null`` takes the server's
+    ``KAIROS_RUNS_KEEP_PER_JOB`` / ``KAIROS_RUNS_MAX_AGE``."""
+
+    max_runs: int | None = Field(default=None, ge=1, le=1_000_000)
+    """The newest this many finished runs are kept."""
+    max_age: float | None = Field(default=None, gt=0, le=100 * 366 * 86_400)
+    """Finished runs older than this many seconds are deleted."""
+
+
 class JobSpec(_Spec):
     """Everything a client sets on a job; ``PUT /jobs/{id}`` replaces all of it."""
 
@@ -260,6 +271,8 @@ class JobSpec(_Spec):
     deadline: float | None = Field(default=None, gt=0, le=365 * 86_400)
     """Seconds after its scheduled time by which a fire, retries included, must be done: no
     attempt starts later, and an attempt's timeout is cut to end by then."""
+    history: HistoryPolicy | None = None
+    """Run history kept for this job; ``null``: the server's defaults."""
     paused: bool = False
     description: str = Field(default="", max_length=2_000)
 

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     retry_statuses: Annotated[frozenset[int], NoDecode] = frozenset({429, *range(500, 600)})
     """HTTP statuses after which a job with a ``retry`` policy tries again, as a list of codes and
     ranges: ``429,500-599``. Timeouts and lost connections are always worth another try."""
+    runs_keep_per_job: int = Field(default=1000, ge=1, le=1_000_000)
+    """Finished runs kept per job (the newest); a job's ``history.max_runs`` overrides it."""
+    runs_max_age: float = Field(default=30 * 86_400, gt=0, le=100 * 366 * 86_400)
+    """Seconds a finished run is kept; a job's ``history.max_age`` overrides it."""
     max_consecutive_failures: int | None = Field(default=None, ge=1, le=10_000)
     """The circuit breaker of jobs created without ``max_consecutive_failures``: pause a job
     after this many failed fires in a row. Unset: off."""

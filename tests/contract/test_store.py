@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.exc import StatementError
 
 from kairos.errors import Conflict, JobExists, JobNotFound, RunNotFound
-from kairos.models import JobRecord, JobSpec, RunStatus
+from kairos.models import HistoryPolicy, JobRecord, JobSpec, RunStatus
 from kairos.policies import FirePlan, PlannedRun, Planner
 from kairos.store import FinishedRun, Store, Verdict, store_for_url
 
@@ -358,6 +358,58 @@ async def test_a_verdict_from_a_node_that_lost_its_run_is_ignored(store: Store) 
     late = FinishedRun(run.id, RunStatus.FAILED, NOW, NOW + S, verdict=failing(limit=1))
     await store.finish_runs("n1", [late])
     assert (await store.get_job("a")).failures == 0
+
+
+async def finished_runs(store: Store, job_id: str, count: int) -> list[int]:
+    """``count`` finished manual runs of the job, finished at NOW + i seconds; their ids."""
+    ids = []
+    for i in range(count):
+        run = await store.add_manual_run(job_id, NOW + i)
+        await store.claim_due(NOW + i, 10, "n", every_minute)
+        finished = FinishedRun(run.id, RunStatus.SUCCEEDED, NOW + i * S, NOW + i * S)
+        await store.finish_runs("n", [finished])
+        ids.append(run.id)
+    return ids
+
+
+async def history(store: Store, job_id: str) -> list[int]:
+    runs = await store.list_runs(job_id=job_id, status=None, before_id=None, limit=1000)
+    return sorted(run.id for run in runs)
+
+
+async def test_purge_keeps_a_jobs_newest_finished_runs_and_drops_the_old(store: Store) -> None:
+    await store.insert_job(record("a", None, paused=True))
+    await store.insert_job(record("b", None, paused=True))
+    a = await finished_runs(store, "a", 5)
+    b = await finished_runs(store, "b", 3)
+    queued = await store.add_manual_run("a", NOW + 100)
+    assert await store.purge_runs([("a", 2, 0), ("b", 10, NOW + 1 * S + 1)]) == 3 + 2
+    assert await history(store, "a") == [*a[3:], queued.id]  # queued runs are not history yet
+    assert await history(store, "b") == b[2:]  # by age: finished before NOW + 1 s + 1 us
+
+
+async def test_the_age_sweep_goes_window_by_window_and_spares_jobs_with_their_own_age(
+    store: Store,
+) -> None:
+    spec = SPEC.model_copy(update={"history": HistoryPolicy(max_age=3600)})
+    own = JobRecord("own", spec, None, None, NOW, NOW)
+    await store.insert_job(record("a", None, paused=True))
+    await store.insert_job(own)
+    a = await finished_runs(store, "a", 4)
+    kept = await finished_runs(store, "own", 1)
+    deleted, highest = await store.purge_aged_runs(0, a[1], NOW + 10 * S)
+    assert (deleted, highest) == (2, kept[0])
+    deleted, _ = await store.purge_aged_runs(a[1] + 1, highest or 0, NOW + 3 * S)
+    assert deleted == 1  # a[2]; a[3] finished at NOW + 3 s, not before
+    assert await history(store, "a") == [a[3]]
+    assert await history(store, "own") == kept
+
+
+async def test_deleting_a_job_can_purge_its_history(store: Store) -> None:
+    await store.insert_job(record("a", None, paused=True))
+    await finished_runs(store, "a", 2)
+    await store.delete_job("a", purge_runs=True)
+    assert await history(store, "a") == []
 
 
 async def test_deleting_a_job_skips_its_pending_runs_and_keeps_history(store: Store) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -189,6 +190,7 @@ INVALID_JOBS: list[tuple[dict[str, Any], list[str]]] = [
     (cron_job(deadline=0), ["deadline"]),
     (cron_job(max_consecutive_failures=0), ["max_consecutive_failures"]),
     (cron_job(auto_resume_after=-1), ["auto_resume_after"]),
+    (cron_job(history={"max_runs": 0}), ["history", "max_runs"]),
     ({"target": {"url": TARGET}}, ["trigger"]),
 ]
 
@@ -444,3 +446,18 @@ def test_secret_headers_must_name_headers(client: TestClient) -> None:
     response = client.put("/jobs/x", json=secret_job(secret_headers=["X-Missing"]))
     assert response.status_code == 422
     assert "'X-Missing', which is not in headers" in response.text
+
+
+def test_delete_keeps_the_history_unless_asked_to_purge_it(client: TestClient) -> None:
+    for job_id in ("keep", "purge"):
+        client.put(f"/jobs/{job_id}", json=cron_job(history={"max_runs": 50}))
+        assert client.post(f"/jobs/{job_id}/run").status_code == 202
+    deadline = time.monotonic() + 10
+    while any(run["finished_at"] is None for run in client.get("/runs").json()["items"]):
+        assert time.monotonic() < deadline, "the runs did not finish"
+        time.sleep(0.02)
+    assert client.get("/jobs/keep").json()["history"] == {"max_runs": 50, "max_age": None}
+    assert client.delete("/jobs/keep").status_code == 204
+    assert client.delete("/jobs/purge", params={"purge_runs": "true"}).status_code == 204
+    kept = {run["job_id"] for run in client.get("/runs").json()["items"]}
+    assert kept == {"keep"}

@@ -13,6 +13,7 @@ from kairos.clock import from_us
 from kairos.errors import InvalidField
 from kairos.models import (
     JOB_ID_PATTERN,
+    HistoryPolicy,
     HttpTarget,
     JobRecord,
     JobSpec,
@@ -74,6 +75,7 @@ class JobOut(BaseModel):
     deadline: float | None
     max_consecutive_failures: int | None
     auto_resume_after: float | None
+    history: HistoryPolicy | None
     paused: bool
     description: str
     consecutive_failures: int = Field(description="failed fires in a row, for the breaker")

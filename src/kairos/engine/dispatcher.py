@@ -10,12 +10,13 @@ import asyncio
 import contextlib
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 
 from kairos.clock import Clock
 from kairos.errors import StoreUnavailable
 from kairos.executors.base import Call, Executor, Outcome
-from kairos.models import RunStatus
+from kairos.models import JobSpec, RunStatus
 from kairos.policies import Planner
 from kairos.store import FinishedRun, StartedRun, Store, Verdict
 
@@ -49,6 +50,7 @@ class Dispatcher:
         claim_ahead_s: float,
         max_poll_s: float,
         interrupted_retries: int,
+        on_fire_end: Callable[[str, JobSpec], None] = lambda job_id, spec: None,
     ) -> None:
         self._store = store
         self._executor = executor
@@ -61,6 +63,7 @@ class Dispatcher:
         self._lead_us = int(self._ahead_us * _WAKE_LEAD)
         self._max_poll_s = max_poll_s
         self._interrupted_retries = interrupted_retries
+        self._on_fire_end = on_fire_end
         self._wake = asyncio.Event()
         self._planned_wake_us = _LOOKING
         """When the loop means to look at the store next; ``_LOOKING`` while it looks, when a
@@ -207,6 +210,7 @@ class Dispatcher:
             )
             failed = FinishedRun(run.id, RunStatus.FAILED, None, started_us, error=error)
             self._record(replace(failed, verdict=verdict))
+            self._on_fire_end(job.id, job.spec)
             return
         call = Call(job.id, run.id, run.scheduled_for_us, run.attempt, job.spec.target, time_left)
         try:
@@ -237,6 +241,7 @@ class Dispatcher:
                 verdict,
             )
         )
+        self._on_fire_end(job.id, job.spec)
         if not outcome.succeeded:
             log.info(
                 "run failed: job=%s run=%s scheduled_for_us=%s attempt=%s: %s%s",

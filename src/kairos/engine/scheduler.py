@@ -22,6 +22,7 @@ from kairos import triggers
 from kairos.clock import Clock, SystemClock, from_us
 from kairos.engine.dispatcher import Dispatcher
 from kairos.engine.membership import Membership
+from kairos.engine.retention import Retention
 from kairos.errors import InvalidField, JobNotFound
 from kairos.executors.base import Executor
 from kairos.models import SECRET_MASK, JobRecord, JobSpec, RunRecord, RunStatus, TriggerSpec
@@ -56,6 +57,12 @@ class Scheduler:
         self._settings = settings
         self._clock = clock or SystemClock()
         self._planner = Planner()
+        self.retention = Retention(
+            store,
+            self._clock,
+            keep_per_job=settings.runs_keep_per_job,
+            max_age_s=settings.runs_max_age,
+        )
         self._dispatcher = Dispatcher(
             store=store,
             executor=executor,
@@ -67,6 +74,7 @@ class Scheduler:
             claim_ahead_s=settings.claim_ahead,
             max_poll_s=settings.max_poll_interval,
             interrupted_retries=settings.interrupted_retries,
+            on_fire_end=self.retention.finished,
         )
         self.membership = Membership(
             store,
@@ -92,8 +100,10 @@ class Scheduler:
         await self.membership.start()
         await self._executor.start()
         self._dispatcher.start()
+        self.retention.start()
 
     async def stop(self) -> None:
+        await self.retention.stop()
         await self._dispatcher.stop(self._settings.shutdown_grace)
         await self.membership.stop()
         await self._executor.close()
@@ -166,8 +176,9 @@ class Scheduler:
             return current
         return await self._update(current, current.spec.model_copy(update={"paused": False}))
 
-    async def delete_job(self, job_id: str) -> None:
-        await self.store.delete_job(job_id)
+    async def delete_job(self, job_id: str, *, purge_runs: bool = False) -> None:
+        """Delete the job; its run history stays unless ``purge_runs``."""
+        await self.store.delete_job(job_id, purge_runs=purge_runs)
         await self._revoke(job_id)
 
     async def get_job(self, job_id: str) -> JobRecord:

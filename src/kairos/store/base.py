@@ -151,9 +151,10 @@ class Store(ABC):
         """Jobs ordered by id, starting after ``after_id``."""
 
     @abstractmethod
-    async def delete_job(self, job_id: str) -> None:
-        """Remove a job; its pending (``scheduled``) runs become ``skipped``; its history stays.
-        Raise ``JobNotFound`` for an unknown id."""
+    async def delete_job(self, job_id: str, *, purge_runs: bool = False) -> None:
+        """Remove a job; its pending (``scheduled``) runs become ``skipped``; its history stays,
+        or with ``purge_runs`` goes too (runs still in flight are left to finish). Raise
+        ``JobNotFound`` for an unknown id."""
 
     # Runs --------------------------------------------------------------------------------------
 
@@ -199,6 +200,19 @@ class Store(ABC):
         """Mark ``running`` runs (of ``node_id``, or of every node if None) ``interrupted``,
         and queue attempt n+1 of each (same scheduled time) while n <= ``retries``, if its job
         still exists. Return how many were interrupted."""
+
+    @abstractmethod
+    async def purge_runs(self, jobs: Sequence[tuple[str, int, int]]) -> int:
+        """For each ``(job_id, keep, older_than_us)``, delete the job's finished runs but its
+        newest ``keep``, and those finished before ``older_than_us``. Return how many went."""
+
+    @abstractmethod
+    async def purge_aged_runs(
+        self, first_id: int, last_id: int, older_than_us: int
+    ) -> tuple[int, int | None]:
+        """Delete finished runs with ids from ``first_id`` to ``last_id`` that finished before
+        ``older_than_us``, but not those of jobs with their own age limit. Return how many went,
+        and the highest run id there is (None: no runs), for a sweep to know where to stop."""
 
     # Nodes -------------------------------------------------------------------------------------
 

@@ -36,6 +36,8 @@ jobs = Table(
     # The circuit breaker: failed fires in a row, and why it paused the job (NULL: it did not).
     Column("failures", Integer, nullable=False, server_default="0"),
     Column("pause_reason", Text, nullable=True),
+    # A job's own run-history age limit (its spec's history.max_age); NULL: the server's.
+    Column("history_max_age_us", BigInteger, nullable=True),
     # The dispatcher's only scan: due jobs by due time. Paused and finished jobs hold NULL here,
     # but for a job the breaker paused, which holds the time of its probe fire.
     Index("ix_kairos_jobs_next_run_us", "next_run_us"),

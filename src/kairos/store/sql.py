@@ -25,8 +25,10 @@ from sqlalchemy import (
     Select,
     Table,
     bindparam,
+    exists,
     func,
     insert,
+    or_,
     select,
     true,
     update,
@@ -218,7 +220,7 @@ class SqlStore(Store):
         rows = await self._read(lambda conn: conn.execute(query).all())
         return [_job(row) for row in rows]
 
-    async def delete_job(self, job_id: str) -> None:
+    async def delete_job(self, job_id: str, *, purge_runs: bool = False) -> None:
         def tx(conn: Connection) -> None:
             if not conn.execute(jobs.delete().where(jobs.c.id == job_id)).rowcount:
                 raise JobNotFound(job_id)
@@ -228,6 +230,8 @@ class SqlStore(Store):
                 .where(runs.c.job_id == job_id, runs.c.status == RunStatus.SCHEDULED.value)
                 .values(status=RunStatus.SKIPPED.value, error=_DELETED)
             )
+            if purge_runs:
+                conn.execute(runs.delete().where(runs.c.job_id == job_id, _FINAL))
 
         await self._write(tx)
 
@@ -539,6 +543,25 @@ class SqlStore(Store):
             self._notify(conn, None)
         return len(victims)
 
+    # Retention ---------------------------------------------------------------------------------
+
+    async def purge_runs(self, jobs: Sequence[tuple[str, int, int]]) -> int:
+        def tx(conn: Connection) -> int:
+            params = [{"b_job": j, "b_keep": keep, "b_older": older} for j, keep, older in jobs]
+            return sum(conn.execute(_PURGE_JOB_RUNS, p).rowcount for p in params)
+
+        return await self._write(tx) if jobs else 0
+
+    async def purge_aged_runs(
+        self, first_id: int, last_id: int, older_than_us: int
+    ) -> tuple[int, int | None]:
+        def tx(conn: Connection) -> tuple[int, int | None]:
+            params = {"b_first": first_id, "b_last": last_id, "b_older": older_than_us}
+            deleted = conn.execute(_PURGE_AGED_RUNS, params).rowcount
+            return deleted, conn.execute(select(func.max(runs.c.id))).scalar()
+
+        return await self._write(tx)
+
     # Nodes -------------------------------------------------------------------------------------
 
     def _db_now_us(self, conn: Connection) -> int:
@@ -686,6 +709,38 @@ _HELD = select(
     runs.c.status == _RUNNING,
     runs.c.node_id == bindparam("node"),
 )
+_FINAL = runs.c.status.in_(
+    [
+        s.value
+        for s in (
+            RunStatus.SUCCEEDED,
+            RunStatus.FAILED,
+            RunStatus.MISSED,
+            RunStatus.SKIPPED,
+            RunStatus.INTERRUPTED,
+        )
+    ]
+)
+# The id of a job's newest finished run beyond the ``keep`` it keeps: it and older ones go.
+_KEEP_BOUNDARY = (
+    select(runs.c.id)
+    .where(runs.c.job_id == bindparam("b_job"), _FINAL)
+    .order_by(runs.c.id.desc())
+    .offset(bindparam("b_keep"))
+    .limit(1)
+    .scalar_subquery()
+)
+_PURGE_JOB_RUNS = runs.delete().where(
+    runs.c.job_id == bindparam("b_job"),
+    _FINAL,
+    or_(runs.c.id <= _KEEP_BOUNDARY, runs.c.finished_us < bindparam("b_older")),
+)
+_PURGE_AGED_RUNS = runs.delete().where(
+    runs.c.id.between(bindparam("b_first"), bindparam("b_last")),
+    _FINAL,
+    runs.c.finished_us < bindparam("b_older"),
+    ~exists().where(jobs.c.id == runs.c.job_id, jobs.c.history_max_age_us.is_not(None)),
+)
 _RESET_FAILURES = (
     update(jobs).where(jobs.c.id == bindparam("b_id"), jobs.c.failures != 0).values(failures=0)
 )
@@ -739,6 +794,7 @@ _REPLACED_ON_UPSERT = (
     "updated_us",
     "failures",
     "pause_reason",
+    "history_max_age_us",
 )
 
 
@@ -753,7 +809,13 @@ def _job_values(job: JobRecord) -> dict[str, Any]:
         "updated_us": job.updated_us,
         "failures": job.failures,
         "pause_reason": job.pause_reason,
+        "history_max_age_us": _max_age_us(job.spec),
     }
+
+
+def _max_age_us(spec: JobSpec) -> int | None:
+    age = spec.history.max_age if spec.history is not None else None
+    return None if age is None else int(age * 1_000_000)
 
 
 def _run_values(

@@ -102,9 +102,15 @@ async def patch_job(
 
 
 @router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_job(scheduler: SchedulerDep, job_id: JobId) -> None:
-    """Remove the job; its run history stays readable under ``/runs``."""
-    await scheduler.delete_job(job_id)
+async def delete_job(
+    scheduler: SchedulerDep,
+    job_id: JobId,
+    purge_runs: Annotated[
+        bool, Query(description="delete the job's run history too (default: keep it)")
+    ] = False,
+) -> None:
+    """Remove the job; its run history stays readable under ``/runs`` unless ``purge_runs``."""
+    await scheduler.delete_job(job_id, purge_runs=purge_runs)
 
 
 @router.post("/{job_id}/pause")

@@ -1,0 +1,91 @@
+"""Run retention over a real store: trimming by count, sweeping by age, bounded per tick."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from kairos.engine.retention import Retention
+from kairos.models import HistoryPolicy, JobRecord, JobSpec, RunStatus
+from kairos.policies import FirePlan
+from kairos.store import FinishedRun, Store, store_for_url
+
+NOW = 1_800_000_000_000_000
+S = 1_000_000
+DAY = 86_400 * S
+SPEC = JobSpec.model_validate(
+    {"trigger": {"type": "interval", "seconds": 60}, "target": {"url": "http://127.0.0.1:9/"}}
+)
+
+
+class FixedClock:
+    def __init__(self, now_us: int) -> None:
+        self.now = now_us
+
+    def now_us(self) -> int:
+        return self.now
+
+
+def start_all(job: JobRecord, now_us: int, running: int, budget: int, started: int) -> FirePlan:
+    return FirePlan([], job.next_fire_us, job.next_run_us)
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[Store]:
+    opened = store_for_url("sqlite://")
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+async def add_history(store: Store, job_id: str, count: int, spec: JobSpec = SPEC) -> None:
+    await store.insert_job(
+        JobRecord(job_id, spec.model_copy(update={"paused": True}), None, None, NOW, NOW)
+    )
+    for i in range(count):
+        run = await store.add_manual_run(job_id, NOW + i)
+        await store.claim_due(NOW + i, 10, "n", start_all)
+        done = FinishedRun(run.id, RunStatus.SUCCEEDED, NOW + i * S, NOW + i * S)
+        await store.finish_runs("n", [done])
+
+
+async def kept(store: Store, job_id: str) -> int:
+    return len(await store.list_runs(job_id=job_id, status=None, before_id=None, limit=10_000))
+
+
+async def test_a_job_is_trimmed_to_its_limit_when_its_fire_draws_it(store: Store) -> None:
+    await add_history(store, "a", 30)
+    own = SPEC.model_copy(update={"history": HistoryPolicy(max_runs=5)})
+    await add_history(store, "b", 30, own)
+    lucky = Retention(
+        store, FixedClock(NOW), keep_per_job=10, max_age_s=86_400, random_fn=lambda: 0.0
+    )
+    lucky.finished("a", SPEC)
+    lucky.finished("a", SPEC)  # already on the list: once is enough
+    lucky.finished("b", own)
+    assert await lucky.sweep() == 20 + 25
+    assert (await kept(store, "a"), await kept(store, "b")) == (10, 5)
+
+
+async def test_a_fire_draws_its_job_with_probability_ten_over_its_limit(store: Store) -> None:
+    await add_history(store, "a", 105)
+    draws = iter([0.11, 0.09])  # a limit of 100: drawn below 1 / 10
+    retention = Retention(
+        store, FixedClock(NOW), keep_per_job=100, max_age_s=86_400, random_fn=lambda: next(draws)
+    )
+    retention.finished("a", SPEC)
+    assert await retention.sweep() == 0
+    retention.finished("a", SPEC)
+    assert await retention.sweep() == 5
+
+
+async def test_the_age_sweep_takes_a_window_of_ids_per_tick_and_comes_round(store: Store) -> None:
+    await add_history(store, "a", 10)  # run ids 1 to 10
+    retention = Retention(
+        store, FixedClock(NOW + 2 * DAY), keep_per_job=1000, max_age_s=86_400, ids_per_tick=4
+    )
+    assert [await retention.sweep() for _ in range(3)] == [3, 4, 3]  # ids 0-3, 4-7, 8-11
+    await add_history(store, "b", 2)  # the sweep has come round to id 0: it finds them
+    assert sum([await retention.sweep() for _ in range(4)]) == 2
+    assert await kept(store, "a") + await kept(store, "b") == 0
