@@ -383,9 +383,12 @@ async def test_purge_keeps_a_jobs_newest_finished_runs_and_drops_the_old(store: 
     a = await finished_runs(store, "a", 5)
     b = await finished_runs(store, "b", 3)
     queued = await store.add_manual_run("a", NOW + 100)
-    assert await store.purge_runs([("a", 2, 0), ("b", 10, NOW + 1 * S + 1)]) == 3 + 2
-    assert await history(store, "a") == [*a[3:], queued.id]  # queued runs are not history yet
+    # The newest 3 runs of "a" are kept, the queued one among them (it is never purged).
+    assert await store.purge_runs([("a", 3, None), ("b", 10, NOW + 1 * S + 1)]) == 3 + 2
+    assert await history(store, "a") == [*a[3:], queued.id]
     assert await history(store, "b") == b[2:]  # by age: finished before NOW + 1 s + 1 us
+    assert await store.purge_runs([("a", 0, None)]) == 2
+    assert await history(store, "a") == [queued.id]
 
 
 async def test_the_age_sweep_goes_window_by_window_and_spares_jobs_with_their_own_age(
@@ -397,9 +400,10 @@ async def test_the_age_sweep_goes_window_by_window_and_spares_jobs_with_their_ow
     await store.insert_job(own)
     a = await finished_runs(store, "a", 4)
     kept = await finished_runs(store, "own", 1)
-    deleted, highest = await store.purge_aged_runs(0, a[1], NOW + 10 * S)
+    deleted, highest = await store.purge_aged_runs(0, a[1], NOW + 10 * S, 100)
     assert (deleted, highest) == (2, kept[0])
-    deleted, _ = await store.purge_aged_runs(a[1] + 1, highest or 0, NOW + 3 * S)
+    assert await store.purge_aged_runs(a[1] + 1, kept[0], NOW + 10 * S, 0) == (0, kept[0])
+    deleted, _ = await store.purge_aged_runs(a[1] + 1, kept[0], NOW + 3 * S, 100)
     assert deleted == 1  # a[2]; a[3] finished at NOW + 3 s, not before
     assert await history(store, "a") == [a[3]]
     assert await history(store, "own") == kept

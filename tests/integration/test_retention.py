@@ -64,7 +64,7 @@ async def test_a_job_is_trimmed_to_its_limit_when_its_fire_draws_it(store: Store
     lucky.finished("a", SPEC)
     lucky.finished("a", SPEC)  # already on the list: once is enough
     lucky.finished("b", own)
-    assert await lucky.sweep() == 20 + 25
+    assert await lucky.sweep() == (20 + 25, False)
     assert (await kept(store, "a"), await kept(store, "b")) == (10, 5)
 
 
@@ -75,17 +75,27 @@ async def test_a_fire_draws_its_job_with_probability_ten_over_its_limit(store: S
         store, FixedClock(NOW), keep_per_job=100, max_age_s=86_400, random_fn=lambda: next(draws)
     )
     retention.finished("a", SPEC)
-    assert await retention.sweep() == 0
+    assert await retention.sweep() == (0, False)
     retention.finished("a", SPEC)
-    assert await retention.sweep() == 5
+    assert await retention.sweep() == (5, False)
 
 
-async def test_the_age_sweep_takes_a_window_of_ids_per_tick_and_comes_round(store: Store) -> None:
+async def test_the_age_sweep_takes_a_window_of_ids_at_a_time_and_comes_round(
+    store: Store,
+) -> None:
     await add_history(store, "a", 10)  # run ids 1 to 10
     retention = Retention(
-        store, FixedClock(NOW + 2 * DAY), keep_per_job=1000, max_age_s=86_400, ids_per_tick=4
+        store, FixedClock(NOW + 2 * DAY), keep_per_job=1000, max_age_s=86_400, ids_per_window=4
     )
-    assert [await retention.sweep() for _ in range(3)] == [3, 4, 3]  # ids 0-3, 4-7, 8-11
+    swept = [await retention.sweep() for _ in range(3)]  # ids 0-3, 4-7, 8-11
+    assert swept == [(3, False), (4, False), (3, False)]
     await add_history(store, "b", 2)  # the sweep has come round to id 0: it finds them
-    assert sum([await retention.sweep() for _ in range(4)]) == 2
+    assert sum([(await retention.sweep())[0] for _ in range(4)]) == 2
     assert await kept(store, "a") + await kept(store, "b") == 0
+
+
+async def test_a_full_window_is_swept_again_before_moving_on(store: Store) -> None:
+    await add_history(store, "a", 300)
+    retention = Retention(store, FixedClock(NOW + 2 * DAY), keep_per_job=1000, max_age_s=86_400)
+    assert await retention.sweep() == (250, True)  # a chunk is at most 250 runs: more to do
+    assert await retention.sweep() == (50, False)

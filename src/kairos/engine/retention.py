@@ -8,7 +8,7 @@ Two sweeps, each bounded per tick so the database never sees one long delete:
   keeps at most, and no per-job state is held in memory however many jobs there are;
 - by age: a window of run ids at a time, from the oldest to the newest and round again, deletes
   finished runs older than ``KAIROS_RUNS_MAX_AGE`` (runs of jobs with their own limit are left
-  to the first sweep).
+  to the first sweep): one window a second, more while windows come back full.
 """
 
 from __future__ import annotations
@@ -29,11 +29,14 @@ __all__ = ["Retention"]
 
 log = logging.getLogger("kairos.retention")
 
-# Sized so one tick holds the (SQLite: only) writer for a few milliseconds, while the age sweep
-# still outruns 4,000 new runs a second and the trim keeps up with 10,000 fires a second.
-_TICK_S = 1.0
-_JOBS_PER_TICK = 100
-_IDS_PER_TICK = 10_000
+# Work goes in chunks that each hold the (SQLite: only) writer for some milliseconds: a few jobs
+# trimmed, or a few hundred aged runs deleted. Chunks follow each other with a pause while there
+# is a backlog, so fires keep most of the writer; with none, the sweep looks once a second.
+_IDLE_S = 1.0
+_BUSY_PAUSE_S = 0.02
+_JOBS_PER_CHUNK = 4
+_ROWS_PER_CHUNK = 250
+_IDS_PER_WINDOW = 10_000
 _PENDING_CAP = 50_000
 # Runs over the limit a job may hold before it is trimmed, as a fraction of its limit.
 _SLACK = 0.1
@@ -48,15 +51,15 @@ class Retention:
         keep_per_job: int,
         max_age_s: float,
         random_fn: Callable[[], float] = random.random,
-        ids_per_tick: int = _IDS_PER_TICK,
+        ids_per_window: int = _IDS_PER_WINDOW,
     ) -> None:
         self._store = store
         self._clock = clock
         self._keep = keep_per_job
         self._max_age_us = int(max_age_s * 1_000_000)
         self._random = random_fn
-        self._ids_per_tick = ids_per_tick
-        self._pending: deque[tuple[str, int, int]] = deque()
+        self._ids_per_window = ids_per_window
+        self._pending: deque[tuple[str, int, int | None]] = deque()
         self._queued: set[str] = set()
         self._next_id = 0
         self._task: asyncio.Task[None] | None = None
@@ -69,9 +72,10 @@ class Retention:
             return
         if len(self._pending) >= _PENDING_CAP:
             return  # a later fire of the job puts it on the list again
+        # A job's own age limit is applied here; the server's, by the age sweep.
         age_us = int(history.max_age * 1_000_000) if history and history.max_age else None
         self._queued.add(job_id)
-        self._pending.append((job_id, keep, age_us or self._max_age_us))
+        self._pending.append((job_id, keep, age_us))
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="kairos-retention")
@@ -82,28 +86,33 @@ class Retention:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def sweep(self) -> int:
-        """One tick of both sweeps; return how many runs were deleted."""
+    async def sweep(self) -> tuple[int, bool]:
+        """One chunk of each sweep: return how many runs were deleted and whether more work
+        is waiting."""
         now_us = self._clock.now_us()
-        batch = [self._pending.popleft() for _ in range(min(_JOBS_PER_TICK, len(self._pending)))]
-        for job_id, _, _ in batch:
+        chunk = [self._pending.popleft() for _ in range(min(_JOBS_PER_CHUNK, len(self._pending)))]
+        for job_id, _, _ in chunk:
             self._queued.discard(job_id)
         trimmed = await self._store.purge_runs(
-            [(job_id, keep, now_us - age_us) for job_id, keep, age_us in batch]
+            [(job_id, keep, None if age is None else now_us - age) for job_id, keep, age in chunk]
         )
         first = self._next_id
-        last = first + self._ids_per_tick - 1
-        aged, highest = await self._store.purge_aged_runs(first, last, now_us - self._max_age_us)
-        self._next_id = 0 if highest is None or last >= highest else last + 1
-        return trimmed + aged
+        last = first + self._ids_per_window - 1
+        aged, highest = await self._store.purge_aged_runs(
+            first, last, now_us - self._max_age_us, _ROWS_PER_CHUNK
+        )
+        window_done = aged < _ROWS_PER_CHUNK
+        if window_done:
+            self._next_id = 0 if highest is None or last >= highest else last + 1
+        return trimmed + aged, bool(self._pending) or not window_done
 
     async def _loop(self) -> None:
         while True:
-            await asyncio.sleep(_TICK_S)
             try:
-                deleted = await self.sweep()
+                deleted, more = await self.sweep()
             except StoreUnavailable as exc:
-                log.warning("run retention skipped a beat, the store is unavailable: %s", exc)
-                continue
+                log.warning("run retention paused, the store is unavailable: %s", exc)
+                deleted, more = 0, False
             if deleted:
                 log.debug("purged %d runs", deleted)
+            await asyncio.sleep(_BUSY_PAUSE_S if more else _IDLE_S)

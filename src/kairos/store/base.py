@@ -202,17 +202,19 @@ class Store(ABC):
         still exists. Return how many were interrupted."""
 
     @abstractmethod
-    async def purge_runs(self, jobs: Sequence[tuple[str, int, int]]) -> int:
-        """For each ``(job_id, keep, older_than_us)``, delete the job's finished runs but its
-        newest ``keep``, and those finished before ``older_than_us``. Return how many went."""
+    async def purge_runs(self, jobs: Sequence[tuple[str, int, int | None]]) -> int:
+        """For each ``(job_id, keep, older_than_us)``, delete the job's finished runs older
+        than its newest ``keep`` runs, and (unless None) those finished before
+        ``older_than_us``. Return how many went."""
 
     @abstractmethod
     async def purge_aged_runs(
-        self, first_id: int, last_id: int, older_than_us: int
+        self, first_id: int, last_id: int, older_than_us: int, limit: int
     ) -> tuple[int, int | None]:
-        """Delete finished runs with ids from ``first_id`` to ``last_id`` that finished before
-        ``older_than_us``, but not those of jobs with their own age limit. Return how many went,
-        and the highest run id there is (None: no runs), for a sweep to know where to stop."""
+        """Delete up to ``limit`` runs with ids from ``first_id`` to ``last_id`` that finished
+        before ``older_than_us``, but not those of jobs with their own age limit. Return how
+        many went, and the highest run id there is (None: no runs), for a sweep to know where
+        to stop."""
 
     # Nodes -------------------------------------------------------------------------------------
 

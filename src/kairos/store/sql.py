@@ -28,7 +28,6 @@ from sqlalchemy import (
     exists,
     func,
     insert,
-    or_,
     select,
     true,
     update,
@@ -545,18 +544,29 @@ class SqlStore(Store):
 
     # Retention ---------------------------------------------------------------------------------
 
-    async def purge_runs(self, jobs: Sequence[tuple[str, int, int]]) -> int:
+    async def purge_runs(self, jobs: Sequence[tuple[str, int, int | None]]) -> int:
         def tx(conn: Connection) -> int:
-            params = [{"b_job": j, "b_keep": keep, "b_older": older} for j, keep, older in jobs]
-            return sum(conn.execute(_PURGE_JOB_RUNS, p).rowcount for p in params)
+            deleted = 0
+            for job_id, keep, older_than_us in jobs:
+                trim = {"b_job": job_id, "b_keep": keep}
+                deleted += conn.execute(_TRIM_JOB_RUNS, trim).rowcount
+                if older_than_us is not None:
+                    age = {"b_job": job_id, "b_older": older_than_us}
+                    deleted += conn.execute(_AGE_JOB_RUNS, age).rowcount
+            return deleted
 
         return await self._write(tx) if jobs else 0
 
     async def purge_aged_runs(
-        self, first_id: int, last_id: int, older_than_us: int
+        self, first_id: int, last_id: int, older_than_us: int, limit: int
     ) -> tuple[int, int | None]:
         def tx(conn: Connection) -> tuple[int, int | None]:
-            params = {"b_first": first_id, "b_last": last_id, "b_older": older_than_us}
+            params = {
+                "b_first": first_id,
+                "b_last": last_id,
+                "b_older": older_than_us,
+                "b_limit": limit,
+            }
             deleted = conn.execute(_PURGE_AGED_RUNS, params).rowcount
             return deleted, conn.execute(select(func.max(runs.c.id))).scalar()
 
@@ -709,37 +719,36 @@ _HELD = select(
     runs.c.status == _RUNNING,
     runs.c.node_id == bindparam("node"),
 )
-_FINAL = runs.c.status.in_(
-    [
-        s.value
-        for s in (
-            RunStatus.SUCCEEDED,
-            RunStatus.FAILED,
-            RunStatus.MISSED,
-            RunStatus.SKIPPED,
-            RunStatus.INTERRUPTED,
-        )
-    ]
-)
-# The id of a job's newest finished run beyond the ``keep`` it keeps: it and older ones go.
+# A run is history once it has finished; queued and running ones have no finish time yet. (Not a
+# status list: SQLite would pick the status index over the id range the age sweep needs.)
+_FINAL = runs.c.finished_us.is_not(None)
+# The id of a job's newest run beyond the ``keep`` it keeps: it and older finished ones go.
+# Read from the (job_id, id) index alone.
 _KEEP_BOUNDARY = (
     select(runs.c.id)
-    .where(runs.c.job_id == bindparam("b_job"), _FINAL)
+    .where(runs.c.job_id == bindparam("b_job"))
     .order_by(runs.c.id.desc())
     .offset(bindparam("b_keep"))
     .limit(1)
     .scalar_subquery()
 )
-_PURGE_JOB_RUNS = runs.delete().where(
-    runs.c.job_id == bindparam("b_job"),
-    _FINAL,
-    or_(runs.c.id <= _KEEP_BOUNDARY, runs.c.finished_us < bindparam("b_older")),
+_TRIM_JOB_RUNS = runs.delete().where(
+    runs.c.job_id == bindparam("b_job"), runs.c.id <= _KEEP_BOUNDARY, _FINAL
+)
+_AGE_JOB_RUNS = runs.delete().where(
+    runs.c.job_id == bindparam("b_job"), runs.c.finished_us < bindparam("b_older")
 )
 _PURGE_AGED_RUNS = runs.delete().where(
-    runs.c.id.between(bindparam("b_first"), bindparam("b_last")),
-    _FINAL,
-    runs.c.finished_us < bindparam("b_older"),
-    ~exists().where(jobs.c.id == runs.c.job_id, jobs.c.history_max_age_us.is_not(None)),
+    runs.c.id.in_(
+        select(runs.c.id)
+        .where(
+            runs.c.id.between(bindparam("b_first"), bindparam("b_last")),
+            runs.c.finished_us < bindparam("b_older"),
+            ~exists().where(jobs.c.id == runs.c.job_id, jobs.c.history_max_age_us.is_not(None)),
+        )
+        .order_by(runs.c.id)
+        .limit(bindparam("b_limit"))
+    )
 )
 _RESET_FAILURES = (
     update(jobs).where(jobs.c.id == bindparam("b_id"), jobs.c.failures != 0).values(failures=0)
