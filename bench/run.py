@@ -2,7 +2,7 @@
 
 Prints the medians of ``--repeat`` runs with the machine they ran on and writes them to
 bench/RESULTS.md. ``--only`` picks sections: precision, burst, sustained, rest, api, postgres,
-cluster, ceiling.
+cluster, retention, ceiling.
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ import aiohttp
 from bench.client import log, reset
 from bench.cluster import ClusterRun, cluster_run
 from bench.processes import create_pg_database, drop_pg_database, start_target
+from bench.retention import Chunks, chunks
 from bench.scale import AtRest, at_rest, load_at_rest
 from bench.single import ApiRun, Burst, Ticking, api_writes, burst, ticking
 from bench.stats import median
 
-SECTIONS = "precision,burst,sustained,rest,api,postgres,cluster,ceiling"
+SECTIONS = "precision,burst,sustained,rest,api,postgres,cluster,retention,ceiling"
 SEED_REFERENCE = (
     "Seed design (APScheduler BackgroundScheduler + SQLite job store + a new HTTP client per "
     "call): 5,000 jobs due at one instant delivered over 184 s (27 fires/s)."
@@ -324,6 +325,26 @@ class Bench:
                 "dup",
             ],
             rows,
+        )
+
+    async def retention(self) -> list[str]:
+        log("retention")
+        runs: list[Chunks] = await repeat(self.args.repeat, chunks)
+        cells = [f"{runs[0].runs:,}"]
+        cells += [
+            f"{med(runs, n):.1f}"
+            for n in ("trim_nothing_ms", "trim_ms", "window_nothing_ms", "window_full_ms")
+        ]
+        return table(
+            "### Retention: how long one background chunk holds the writer (SQLite, in process)",
+            [
+                "runs stored",
+                "trim 4 jobs, none over ms",
+                "trim 4 jobs, 10 % over ms",
+                "age window, none old ms",
+                "age chunk, 250 deleted ms",
+            ],
+            [row(*cells)],
         )
 
 
