@@ -39,6 +39,7 @@ __all__ = [
     "RunStatus",
     "TargetSpec",
     "TriggerSpec",
+    "Webhook",
     "parse_zone",
 ]
 
@@ -238,6 +239,18 @@ class RetryPolicy(_Spec):
         return self
 
 
+class Webhook(_Spec):
+    """Where Kairos tells of an event (a failed fire, a pause): a JSON ``POST``, signed with
+    ``secret`` (HMAC-SHA256) when there is one."""
+
+    url: AnyHttpUrl
+    secret: str | None = Field(default=None, min_length=1, max_length=1_000, repr=False)
+    """Shown as ``"***"``; sent back so in a replacement, it keeps the stored one."""
+
+    def masked(self) -> Webhook:
+        return self if self.secret is None else self.model_copy(update={"secret": SECRET_MASK})
+
+
 class HistoryPolicy(_Spec):
     """How much of a job's run history is kept; a field left ``null`` takes the server's
     ``KAIROS_RUNS_KEEP_PER_JOB`` / ``KAIROS_RUNS_MAX_AGE``."""
@@ -271,6 +284,10 @@ class JobSpec(_Spec):
     deadline: float | None = Field(default=None, gt=0, le=365 * 86_400)
     """Seconds after its scheduled time by which a fire, retries included, must be done: no
     attempt starts later, and an attempt's timeout is cut to end by then."""
+    on_failure: Webhook | None = None
+    """Told of each failed fire (its last attempt failed), and of each failed manual run."""
+    on_pause: Webhook | None = None
+    """Told when the circuit breaker pauses the job."""
     history: HistoryPolicy | None = None
     """Run history kept for this job; ``null``: the server's defaults."""
     paused: bool = False

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from kairos.models import Webhook
 
 __all__ = ["Settings"]
 
@@ -49,6 +51,12 @@ class Settings(BaseSettings):
     max_consecutive_failures: int | None = Field(default=None, ge=1, le=10_000)
     """The circuit breaker of jobs created without ``max_consecutive_failures``: pause a job
     after this many failed fires in a row. Unset: off."""
+    on_failure_url: str | None = None
+    """A webhook told of every failed fire of every job, besides the job's own ``on_failure``."""
+    on_failure_secret: str | None = Field(default=None, repr=False)
+    on_pause_url: str | None = None
+    """A webhook told whenever the circuit breaker pauses a job, besides the job's own."""
+    on_pause_secret: str | None = Field(default=None, repr=False)
     block_private_networks: bool = False
     """Refuse target calls to private, loopback and other non-public addresses. Link-local and
     cloud metadata addresses are refused whatever this says."""
@@ -80,3 +88,18 @@ class Settings(BaseSettings):
                 raise ValueError(f"{part!r}: status codes run from 100 to 599")
             codes.update(range(first, last + 1))
         return frozenset(codes)
+
+    def webhook(self, event: str) -> Webhook | None:
+        """The server's own webhook for ``failure`` or ``pause`` events, if one is set."""
+        url = self.on_failure_url if event == "failure" else self.on_pause_url
+        secret = self.on_failure_secret if event == "failure" else self.on_pause_secret
+        return None if url is None else Webhook(url=url, secret=secret)
+
+    @model_validator(mode="after")
+    def _webhooks_are_valid(self) -> Settings:
+        for event in ("failure", "pause"):
+            try:
+                self.webhook(event)
+            except ValidationError as exc:
+                raise ValueError(f"on_{event}_url: {exc.errors()[0]['msg']}") from None
+        return self

@@ -461,3 +461,18 @@ def test_delete_keeps_the_history_unless_asked_to_purge_it(client: TestClient) -
     assert client.delete("/jobs/purge", params={"purge_runs": "true"}).status_code == 204
     kept = {run["job_id"] for run in client.get("/runs").json()["items"]}
     assert kept == {"keep"}
+
+
+def test_webhook_secrets_are_masked_and_kept_by_the_mask(client: TestClient) -> None:
+    hook = {"url": "http://127.0.0.1:9/hook", "secret": "w3bh00k"}
+    created = client.put("/jobs/w", json=cron_job(on_failure=hook, on_pause={"url": TARGET}))
+    assert created.status_code == 201, created.text
+    assert created.json()["on_failure"] == {"url": hook["url"], "secret": "***"}
+    assert created.json()["on_pause"] == {"url": TARGET, "secret": None}
+    kept = client.put("/jobs/w", json=cron_job(on_failure=hook | {"secret": "***"}))
+    assert kept.status_code == 200, kept.text
+    response = client.put("/jobs/w", json=cron_job(on_pause={"url": TARGET, "secret": "***"}))
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"][-2:] == ["on_pause", "secret"]
+    assert "w3bh00k" not in client.get("/jobs/w").text

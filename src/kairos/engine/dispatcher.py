@@ -12,11 +12,13 @@ import logging
 import sys
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
-from kairos.clock import Clock
+from kairos.clock import Clock, from_us
+from kairos.engine.notifier import Event
 from kairos.errors import StoreUnavailable
 from kairos.executors.base import Call, Executor, Outcome
-from kairos.models import JobSpec, RunStatus
+from kairos.models import JobRecord, JobSpec, RunStatus
 from kairos.policies import Planner
 from kairos.store import FinishedRun, StartedRun, Store, Verdict
 
@@ -51,6 +53,7 @@ class Dispatcher:
         max_poll_s: float,
         interrupted_retries: int,
         on_fire_end: Callable[[str, JobSpec], None] = lambda job_id, spec: None,
+        notify: Callable[[Event], None] = lambda event: None,
     ) -> None:
         self._store = store
         self._executor = executor
@@ -64,6 +67,9 @@ class Dispatcher:
         self._max_poll_s = max_poll_s
         self._interrupted_retries = interrupted_retries
         self._on_fire_end = on_fire_end
+        self._notify = notify
+        self._tripwires: dict[int, tuple[JobRecord, dict[str, Any]]] = {}
+        """Failed runs whose outcome may trip their job's circuit breaker, until written."""
         self._wake = asyncio.Event()
         self._planned_wake_us = _LOOKING
         """When the loop means to look at the store next; ``_LOOKING`` while it looks, when a
@@ -169,6 +175,7 @@ class Dispatcher:
         except BaseException:
             self._results = finished + self._results
             raise
+        self._tell_pauses(finished, claim.paused)
         self._slot_awaited = claim.waiting_for_slot
         for started in claim.started:
             self._spawn(started)
@@ -210,6 +217,7 @@ class Dispatcher:
             )
             failed = FinishedRun(run.id, RunStatus.FAILED, None, started_us, error=error)
             self._record(replace(failed, verdict=verdict))
+            self._fire_failed(started, Outcome(False, error=error), verdict)
             self._on_fire_end(job.id, job.spec)
             return
         call = Call(job.id, run.id, run.scheduled_for_us, run.attempt, job.spec.target, time_left)
@@ -241,6 +249,8 @@ class Dispatcher:
                 verdict,
             )
         )
+        if not outcome.succeeded and retry_due_us is None:
+            self._fire_failed(started, outcome, verdict)
         self._on_fire_end(job.id, job.spec)
         if not outcome.succeeded:
             log.info(
@@ -254,6 +264,32 @@ class Dispatcher:
                 if retry_due_us is None
                 else f"; retrying in {(retry_due_us - finished_us) / 1e6:.3f} s",
             )
+
+    def _fire_failed(self, started: StartedRun, outcome: Outcome, verdict: Verdict | None) -> None:
+        """Tell the job's failure webhooks; remember the run if it may trip the breaker."""
+        run = started.run
+        info = {
+            "id": run.id,
+            "scheduled_for": from_us(run.scheduled_for_us).isoformat(),
+            "attempt": run.attempt,
+            "manual": run.manual,
+            "status": RunStatus.FAILED.value,
+            "http_status": outcome.http_status,
+            "error": outcome.error,
+        }
+        self._notify(Event("failure", started.job, info, outcome.error or "failed"))
+        if verdict is not None and verdict.failed and verdict.limit is not None:
+            self._tripwires[run.id] = (started.job, info)
+
+    def _tell_pauses(self, written: list[FinishedRun], paused: dict[int, str]) -> None:
+        """Outcomes were written: tell the pause webhooks of the jobs they paused."""
+        if not self._tripwires:
+            return
+        for finished in written:
+            tripwire = self._tripwires.pop(finished.run_id, None)
+            if tripwire is not None and finished.run_id in paused:
+                job, info = tripwire
+                self._notify(Event("pause", job, info, paused[finished.run_id]))
 
     def _verdict(self, started: StartedRun, outcome: Outcome, now_us: int) -> Verdict | None:
         """What the end of a fire means for its job's circuit breaker; None when nothing."""
@@ -326,10 +362,11 @@ class Dispatcher:
         if not batch:
             return
         try:
-            await self._store.finish_runs(self._node_id, batch)
+            paused = await self._store.finish_runs(self._node_id, batch)
         except BaseException:
             self._results = batch + self._results
             raise
+        self._tell_pauses(batch, paused)
         if self._slot_awaited:
             self._wake.set()  # a run finished: a queued run of its job may start now
         retries = [f.retry_due_us for f in batch if f.retry_due_us is not None]

@@ -22,9 +22,11 @@ from kairos import triggers
 from kairos.clock import Clock, SystemClock, from_us
 from kairos.engine.dispatcher import Dispatcher
 from kairos.engine.membership import Membership
+from kairos.engine.notifier import Notifier
 from kairos.engine.retention import Retention
 from kairos.errors import InvalidField, JobNotFound
 from kairos.executors.base import Executor
+from kairos.executors.guard import OutboundGuard
 from kairos.models import SECRET_MASK, JobRecord, JobSpec, RunRecord, RunStatus, TriggerSpec
 from kairos.policies import Planner
 from kairos.settings import Settings
@@ -57,6 +59,11 @@ class Scheduler:
         self._settings = settings
         self._clock = clock or SystemClock()
         self._planner = Planner()
+        self._notifier = Notifier(
+            OutboundGuard.from_settings(settings),
+            on_failure=settings.webhook("failure"),
+            on_pause=settings.webhook("pause"),
+        )
         self.retention = Retention(
             store,
             self._clock,
@@ -75,6 +82,7 @@ class Scheduler:
             max_poll_s=settings.max_poll_interval,
             interrupted_retries=settings.interrupted_retries,
             on_fire_end=self.retention.finished,
+            notify=self._notifier.notify,
         )
         self.membership = Membership(
             store,
@@ -99,6 +107,7 @@ class Scheduler:
         await self.store.watch(self._on_change)
         await self.membership.start()
         await self._executor.start()
+        await self._notifier.start()
         self._dispatcher.start()
         self.retention.start()
 
@@ -106,6 +115,7 @@ class Scheduler:
         await self.retention.stop()
         await self._dispatcher.stop(self._settings.shutdown_grace)
         await self.membership.stop()
+        await self._notifier.close()
         await self._executor.close()
         await self.store.close()
 
@@ -226,8 +236,8 @@ class Scheduler:
     # Internals ---------------------------------------------------------------------------------
 
     async def _keep_secrets(self, job_id: str, spec: JobSpec) -> JobSpec:
-        """``spec`` with secret headers sent as ``"***"`` given their stored values."""
-        if SECRET_MASK not in spec.target.headers.values():
+        """``spec`` with secrets sent as ``"***"`` given their stored values."""
+        if not _masks_secrets(spec):
             return spec  # the usual case: no read
         try:
             current = await self.store.get_job(job_id)
@@ -283,11 +293,31 @@ class Scheduler:
         self._dispatcher.wake(due_us)
 
 
+def _masks_secrets(spec: JobSpec) -> bool:
+    hooks = (spec.on_failure, spec.on_pause)
+    return SECRET_MASK in spec.target.headers.values() or any(
+        hook is not None and hook.secret == SECRET_MASK for hook in hooks
+    )
+
+
 def _keeping_secrets(spec: JobSpec, current: JobRecord | None) -> JobSpec:
-    if SECRET_MASK not in spec.target.headers.values():
+    """``spec`` with each secret sent as ``"***"`` given its value in ``current``; a mask with
+    nothing stored behind it is an ``InvalidField``."""
+    if not _masks_secrets(spec):
         return spec
+    stored = current.spec if current is not None else None
     try:
-        target = spec.target.keeping_secrets(current.spec.target if current else None)
+        target = spec.target.keeping_secrets(stored.target if stored else None)
     except ValueError as exc:
         raise InvalidField(["target", "headers"], str(exc)) from None
-    return spec.model_copy(update={"target": target})
+    changes: dict[str, Any] = {"target": target}
+    for name in ("on_failure", "on_pause"):
+        hook = getattr(spec, name)
+        if hook is None or hook.secret != SECRET_MASK:
+            continue
+        old = getattr(stored, name) if stored else None
+        if old is None or old.secret is None:
+            message = f"{SECRET_MASK!r} keeps the stored secret, but there is none: send it"
+            raise InvalidField([name, "secret"], message)
+        changes[name] = hook.model_copy(update={"secret": old.secret})
+    return spec.model_copy(update=changes)

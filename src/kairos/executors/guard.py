@@ -16,6 +16,8 @@ from collections.abc import Iterable
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from kairos.settings import Settings
+
 __all__ = ["GuardedResolver", "OutboundGuard", "OutboundRefused"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -51,6 +53,10 @@ class OutboundGuard:
             except ValueError:
                 self._allowed_hosts.add(entry.lower().rstrip("."))
         self._literals: dict[str, str | None] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OutboundGuard:
+        return cls(block_private=settings.block_private_networks, allow=settings.allowed_networks)
 
     def refusal(self, host: str, address: str) -> str | None:
         """Why ``host``, resolved to ``address``, may not be called; None if it may."""

@@ -48,9 +48,7 @@ class HttpExecutor:
             max_connections=settings.max_concurrent_runs,
             response_excerpt_bytes=settings.response_excerpt_bytes,
             default_timeout_s=settings.default_http_timeout,
-            guard=OutboundGuard(
-                block_private=settings.block_private_networks, allow=settings.allowed_networks
-            ),
+            guard=OutboundGuard.from_settings(settings),
             retry_statuses=settings.retry_statuses,
         )
 

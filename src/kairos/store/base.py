@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kairos.models import JobRecord, RunRecord, RunStatus
 from kairos.policies import FirePlan
@@ -53,6 +53,9 @@ class Claim:
     waiting_for_slot: bool = False
     """Queued runs (run now, retries, a catch-up backlog) are due but wait for a run of their
     job to finish (``max_instances``): look again when runs finish."""
+    paused: dict[int, str] = field(default_factory=dict)
+    """Of the ``finished`` runs, those whose failure made the circuit breaker pause their job:
+    run id -> the pause reason."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,13 +190,14 @@ class Store(ABC):
         """
 
     @abstractmethod
-    async def finish_runs(self, node_id: str, finished: Sequence[FinishedRun]) -> None:
+    async def finish_runs(self, node_id: str, finished: Sequence[FinishedRun]) -> dict[int, str]:
         """Record the outcome of runs in one transaction. Fenced: a run that is no longer
         ``running`` under ``node_id`` (another node took it over) is left as it is. A run with
         ``retry_due_us`` gets its next attempt queued, due then, in the same transaction, and a
         ``verdict`` moves its job's circuit breaker: counts the failure and pauses the job when
         the count reaches the limit, resets the count on success, resumes the job or keeps it
-        paused after a probe."""
+        paused after a probe. Return the runs whose failure paused their job, with the reason
+        (run id -> reason)."""
 
     @abstractmethod
     async def interrupt_running(self, node_id: str | None, *, retries: int) -> int:

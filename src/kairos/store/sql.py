@@ -278,9 +278,10 @@ class SqlStore(Store):
         finished: Sequence[FinishedRun] = (),
     ) -> Claim:
         def tx(conn: Connection) -> Claim:
-            if finished:
-                self._finish(conn, node_id, finished)
-            return self._claim(now_us, ahead_us, limit, node_id, plan, conn)
+            paused = self._finish(conn, node_id, finished) if finished else {}
+            claim = self._claim(now_us, ahead_us, limit, node_id, plan, conn)
+            claim.paused.update(paused)
+            return claim
 
         return await self._write(tx)
 
@@ -356,7 +357,9 @@ class SqlStore(Store):
         A backend that cannot tell knows none."""
         return set()
 
-    def _finish(self, conn: Connection, node_id: str, finished: Sequence[FinishedRun]) -> None:
+    def _finish(
+        self, conn: Connection, node_id: str, finished: Sequence[FinishedRun]
+    ) -> dict[int, str]:
         """Record outcomes, fenced (see ``finish_runs``), queue the retries they ask for and
         move the circuit breakers of their jobs."""
         special = [f for f in finished if f.retry_due_us is not None or f.verdict is not None]
@@ -364,7 +367,7 @@ class SqlStore(Store):
         held = conn.execute(_HELD, {"ids": ids, "node": node_id}).all() if special else ()
         conn.execute(_FINISH, _finish_params(node_id, finished))
         if not held:
-            return
+            return {}
         by_id = {f.run_id: f for f in special}
         retries = [
             _run_values(
@@ -381,44 +384,52 @@ class SqlStore(Store):
         if retries:
             conn.execute(self._insert_ignoring_duplicates(), retries)
             self._notify(conn, min(row["due_us"] for row in retries))
+        paused = {}
         for r in held:
             verdict = by_id[r.id].verdict
             if verdict is not None:
-                self._judge(conn, r.job_id, verdict, by_id[r.id].finished_us)
+                reason = self._judge(conn, r.job_id, verdict)
+                if reason is not None:
+                    paused[r.id] = reason
+        return paused
 
-    def _judge(self, conn: Connection, job_id: str, verdict: Verdict, now_us: int) -> None:
-        """Move a job's circuit breaker on the verdict of one of its fires."""
+    def _judge(self, conn: Connection, job_id: str, verdict: Verdict) -> str | None:
+        """Move a job's circuit breaker on the verdict of one of its fires; return the pause
+        reason if this verdict tripped it."""
         broken = jobs.c.pause_reason.is_not(None)
         if verdict.probe and not verdict.failed:
             fire_us, run_us = verdict.resume
             values = {"failures": 0, "pause_reason": None, "next_fire_us": fire_us}
             self._set_paused(conn, job_id, False, broken, next_run_us=run_us, **values)
-        elif verdict.probe:
+            return None
+        if verdict.probe:
             reason = f"the circuit breaker's probe failed: {verdict.what}"
             due = {"next_fire_us": verdict.next_probe_us, "next_run_us": verdict.next_probe_us}
             query = update(jobs).where(jobs.c.id == job_id, broken)
             if conn.execute(query.values(pause_reason=reason, **due)).rowcount:
                 self._notify(conn, verdict.next_probe_us, job_id)
-        elif not verdict.failed:
+            return None
+        if not verdict.failed:
             conn.execute(_RESET_FAILURES, {"b_id": job_id})
-        else:
-            count = conn.execute(_COUNT_FAILURE, {"b_id": job_id}).scalar()
-            if verdict.limit is None or count is None or count < verdict.limit:
-                return
-            reason = (
-                f"paused by the circuit breaker after {count} failed fires in a row; "
-                f"the last: {verdict.what}"
-            )
-            probe = verdict.next_probe_us
-            self._set_paused(
-                conn,
-                job_id,
-                True,
-                jobs.c.paused.is_(False),
-                pause_reason=reason,
-                next_fire_us=probe,
-                next_run_us=probe,
-            )
+            return None
+        count = conn.execute(_COUNT_FAILURE, {"b_id": job_id}).scalar()
+        if verdict.limit is None or count is None or count < verdict.limit:
+            return None
+        reason = (
+            f"paused by the circuit breaker after {count} failed fires in a row; "
+            f"the last: {verdict.what}"
+        )
+        probe = verdict.next_probe_us
+        paused = self._set_paused(
+            conn,
+            job_id,
+            True,
+            jobs.c.paused.is_(False),
+            pause_reason=reason,
+            next_fire_us=probe,
+            next_run_us=probe,
+        )
+        return reason if paused else None
 
     def _set_paused(
         self,
@@ -427,14 +438,15 @@ class SqlStore(Store):
         paused: bool,
         condition: ColumnElement[bool],
         **values: Any,
-    ) -> None:
+    ) -> bool:
         """Pause or resume a job from within the store (its spec says so too), if
-        ``condition`` holds; other replicas hear of it as of any change."""
+        ``condition`` holds (return whether it did); other replicas hear of it as of any
+        change."""
         row = conn.execute(
             select(jobs.c.spec, jobs.c.updated_us).where(jobs.c.id == job_id, condition)
         ).first()
         if row is None:
-            return
+            return False
         spec = JobSpec.model_validate_json(row.spec).model_copy(update={"paused": paused})
         updated_us = max(row.updated_us + 1, time.time_ns() // 1000)
         conn.execute(
@@ -443,6 +455,7 @@ class SqlStore(Store):
             .values(spec=spec.model_dump_json(), paused=paused, updated_us=updated_us, **values)
         )
         self._notify(conn, values.get("next_run_us"), job_id)
+        return True
 
     def _insert_claimed(
         self, conn: Connection, rows: list[dict[str, Any]], by_id: dict[str, JobRecord]
@@ -500,9 +513,10 @@ class SqlStore(Store):
             conn.execute(_MISS_PENDING, missed)
         return started, waiting
 
-    async def finish_runs(self, node_id: str, finished: Sequence[FinishedRun]) -> None:
-        if finished:
-            await self._write(lambda conn: self._finish(conn, node_id, finished))
+    async def finish_runs(self, node_id: str, finished: Sequence[FinishedRun]) -> dict[int, str]:
+        if not finished:
+            return {}
+        return await self._write(lambda conn: self._finish(conn, node_id, finished))
 
     async def interrupt_running(self, node_id: str | None, *, retries: int) -> int:
         condition = runs.c.node_id == node_id if node_id is not None else true()

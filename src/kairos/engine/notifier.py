@@ -1,0 +1,154 @@
+"""Webhook notifications: a failed fire, a job the circuit breaker paused.
+
+Each event is a JSON ``POST`` to the job's webhook and to the server's, sent from a queue by a
+few workers, so the dispatcher never waits on a receiver. A delivery is retried a few times
+with backoff on errors another try may fix, then dropped with a log line; when the queue is
+full, new events are dropped the same way. With a secret, the receiver can check the
+``X-Kairos-Signature`` header: ``sha256=`` and the hex HMAC-SHA256, under the secret, of
+``<X-Kairos-Timestamp>.<body>``; the timestamp lets it refuse replays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from kairos import __version__
+from kairos.clock import from_us
+from kairos.executors.guard import GuardedResolver, OutboundGuard, OutboundRefused
+from kairos.models import JobRecord, Webhook
+
+__all__ = ["Event", "Notifier"]
+
+log = logging.getLogger("kairos.notifier")
+
+_QUEUE_SIZE = 10_000
+_WORKERS = 4
+_TIMEOUT = aiohttp.ClientTimeout(total=10)
+_RETRY_STATUSES = frozenset({408, 429, *range(500, 600)})
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: str
+    """``failure`` or ``pause``."""
+    job: JobRecord
+    run: dict[str, Any]
+    """The run it is about: id, scheduled_for, attempt, status, http_status, error."""
+    reason: str
+
+
+class Notifier:
+    def __init__(
+        self,
+        guard: OutboundGuard,
+        *,
+        on_failure: Webhook | None = None,
+        on_pause: Webhook | None = None,
+        retry_delays_s: tuple[float, ...] = (1.0, 4.0, 15.0),
+    ) -> None:
+        self._guard = guard
+        self._server_hooks = {"failure": on_failure, "pause": on_pause}
+        self._delays = retry_delays_s
+        self._queue: asyncio.Queue[tuple[Webhook, bytes, str]] = asyncio.Queue(_QUEUE_SIZE)
+        self._session: aiohttp.ClientSession | None = None
+        self._workers: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=_WORKERS, resolver=GuardedResolver(self._guard))
+        self._session = aiohttp.ClientSession(connector=connector, timeout=_TIMEOUT)
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"kairos-notify-{i}") for i in range(_WORKERS)
+        ]
+
+    async def close(self) -> None:
+        for worker in self._workers:
+            worker.cancel()
+        for worker in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+        if self._session is not None:
+            await self._session.close()
+
+    def notify(self, event: Event) -> None:
+        """Queue the event for the job's webhook and the server's; never waits."""
+        job_hook = event.job.spec.on_failure if event.kind == "failure" else event.job.spec.on_pause
+        hooks = [hook for hook in (job_hook, self._server_hooks[event.kind]) if hook is not None]
+        if not hooks:
+            return
+        body = orjson.dumps(
+            {
+                "event": event.kind,
+                "job": {"id": event.job.id, "description": event.job.spec.description},
+                "run": event.run,
+                "reason": event.reason,
+                "sent_at": from_us(time.time_ns() // 1000).isoformat(),
+            }
+        )
+        for hook in hooks:
+            try:
+                self._queue.put_nowait((hook, body, event.kind))
+            except asyncio.QueueFull:
+                log.warning(
+                    "notification dropped, the queue is full: %s %s", event.kind, event.job.id
+                )
+
+    async def _work(self) -> None:
+        while True:
+            hook, body, kind = await self._queue.get()
+            try:
+                await self._deliver(hook, body, kind)
+            finally:
+                self._queue.task_done()
+
+    async def _deliver(self, hook: Webhook, body: bytes, kind: str) -> None:
+        assert self._session is not None
+        delivery = str(uuid.uuid4())
+        for attempt in range(len(self._delays) + 1):
+            if attempt:
+                await asyncio.sleep(self._delays[attempt - 1])
+            headers = _headers(hook, body, kind, delivery)
+            try:
+                self._guard.check_literal(hook.url.host or "")
+                async with self._session.post(str(hook.url), data=body, headers=headers) as answer:
+                    if 200 <= answer.status < 300:
+                        return
+                    problem = f"HTTP {answer.status}"
+                    if answer.status not in _RETRY_STATUSES:
+                        break
+            except OutboundRefused as exc:
+                problem = f"refused: {exc}"
+                break
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                refused = getattr(exc, "os_error", None)
+                if isinstance(refused, OutboundRefused):
+                    problem = f"refused: {refused}"
+                    break
+                problem = f"{type(exc).__name__}: {exc}"
+        log.warning("notification %s to %s not delivered: %s", kind, hook.url, problem)
+
+
+def _headers(hook: Webhook, body: bytes, kind: str, delivery: str) -> dict[str, str]:
+    timestamp = str(int(time.time()))
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": f"kairos/{__version__}",
+        "X-Kairos-Event": kind,
+        "X-Kairos-Delivery": delivery,
+        "X-Kairos-Timestamp": timestamp,
+    }
+    if hook.secret is not None:
+        signed = timestamp.encode() + b"." + body
+        digest = hmac.new(hook.secret.encode(), signed, hashlib.sha256).hexdigest()
+        headers["X-Kairos-Signature"] = f"sha256={digest}"
+    return headers
