@@ -367,3 +367,19 @@ async def test_a_replacement_that_sends_the_mask_keeps_calling_with_the_secret(
     await scheduler.run_now("s")
     await wait_runs(scheduler, "s", done)
     assert [d.headers["Authorization"] for d in at(target, "/s")] == ["Bearer s3cret"]
+
+
+async def test_a_webhook_secret_sent_back_as_the_mask_is_kept(
+    scheduler: Scheduler, target: RecordingTarget
+) -> None:
+    never = {"type": "cron", "expression": "0 0 1 1 *"}
+    hook = {"url": target.url("/hook"), "secret": "w3bh00k"}
+    await scheduler.create_job("w", spec(target.url("/w"), never, on_failure=hook))
+    await scheduler.put_job("w", spec(target.url("/w"), never, on_failure=hook | {"secret": "***"}))
+    stored = (await scheduler.get_job("w")).spec.on_failure
+    assert stored is not None
+    assert stored.secret == "w3bh00k"
+    await scheduler.patch_job("w", {"on_failure": hook | {"secret": "changed"}})
+    changed = (await scheduler.get_job("w")).spec.on_failure
+    assert changed is not None
+    assert changed.secret == "changed"
