@@ -12,15 +12,15 @@ import logging
 import sys
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
-from kairos.clock import Clock, from_us
+from kairos.clock import Clock
+from kairos.engine.aftermath import Aftermath
 from kairos.engine.notifier import Event
 from kairos.errors import StoreUnavailable
 from kairos.executors.base import Call, Executor, Outcome
-from kairos.models import JobRecord, JobSpec, RunStatus
+from kairos.models import JobSpec, RunStatus
 from kairos.policies import Planner
-from kairos.store import FinishedRun, StartedRun, Store, Verdict
+from kairos.store import FinishedRun, StartedRun, Store
 
 __all__ = ["Dispatcher"]
 
@@ -66,10 +66,7 @@ class Dispatcher:
         self._lead_us = int(self._ahead_us * _WAKE_LEAD)
         self._max_poll_s = max_poll_s
         self._interrupted_retries = interrupted_retries
-        self._on_fire_end = on_fire_end
-        self._notify = notify
-        self._tripwires: dict[int, tuple[JobRecord, dict[str, Any]]] = {}
-        """Failed runs whose outcome may trip their job's circuit breaker, until written."""
+        self._aftermath = Aftermath(planner, notify=notify, on_fire_end=on_fire_end)
         self._wake = asyncio.Event()
         self._planned_wake_us = _LOOKING
         """When the loop means to look at the store next; ``_LOOKING`` while it looks, when a
@@ -175,7 +172,7 @@ class Dispatcher:
         except BaseException:
             self._results = finished + self._results
             raise
-        self._tell_pauses(finished, claim.paused)
+        self._aftermath.written(finished, claim.paused)
         self._slot_awaited = claim.waiting_for_slot
         for started in claim.started:
             self._spawn(started)
@@ -210,15 +207,9 @@ class Dispatcher:
         time_left = self._planner.time_left_s(job.spec, run.scheduled_for_us, started_us)
         if time_left is not None and time_left <= 0:
             error = f"the fire's deadline ({job.spec.deadline:g} s) passed before this attempt"
-            verdict = (
-                None
-                if run.manual
-                else self._verdict(started, Outcome(False, error=error), started_us)
-            )
+            verdict = self._aftermath.ended(started, Outcome(False, error=error), started_us, None)
             failed = FinishedRun(run.id, RunStatus.FAILED, None, started_us, error=error)
             self._record(replace(failed, verdict=verdict))
-            self._fire_failed(started, Outcome(False, error=error), verdict)
-            self._on_fire_end(job.id, job.spec)
             return
         call = Call(job.id, run.id, run.scheduled_for_us, run.attempt, job.spec.target, time_left)
         try:
@@ -233,9 +224,7 @@ class Dispatcher:
                 job.spec, run.attempt, run.scheduled_for_us, finished_us, outcome.retry_after_s
             )
         status = RunStatus.SUCCEEDED if outcome.succeeded else RunStatus.FAILED
-        verdict = None
-        if retry_due_us is None and not run.manual:  # the fire is over; manual runs do not count
-            verdict = self._verdict(started, outcome, finished_us)
+        verdict = self._aftermath.ended(started, outcome, finished_us, retry_due_us)
         self._record(
             FinishedRun(
                 run.id,
@@ -249,9 +238,6 @@ class Dispatcher:
                 verdict,
             )
         )
-        if not outcome.succeeded and retry_due_us is None:
-            self._fire_failed(started, outcome, verdict)
-        self._on_fire_end(job.id, job.spec)
         if not outcome.succeeded:
             log.info(
                 "run failed: job=%s run=%s scheduled_for_us=%s attempt=%s: %s%s",
@@ -264,55 +250,6 @@ class Dispatcher:
                 if retry_due_us is None
                 else f"; retrying in {(retry_due_us - finished_us) / 1e6:.3f} s",
             )
-
-    def _fire_failed(self, started: StartedRun, outcome: Outcome, verdict: Verdict | None) -> None:
-        """Tell the job's failure webhooks; remember the run if it may trip the breaker."""
-        run = started.run
-        info = {
-            "id": run.id,
-            "scheduled_for": from_us(run.scheduled_for_us).isoformat(),
-            "attempt": run.attempt,
-            "manual": run.manual,
-            "status": RunStatus.FAILED.value,
-            "http_status": outcome.http_status,
-            "error": outcome.error,
-        }
-        self._notify(Event("failure", started.job, info, outcome.error or "failed"))
-        if verdict is not None and verdict.failed and verdict.limit is not None:
-            self._tripwires[run.id] = (started.job, info)
-
-    def _tell_pauses(self, written: list[FinishedRun], paused: dict[int, str]) -> None:
-        """Outcomes were written: tell the pause webhooks of the jobs they paused."""
-        if not self._tripwires:
-            return
-        for finished in written:
-            tripwire = self._tripwires.pop(finished.run_id, None)
-            if tripwire is not None and finished.run_id in paused:
-                job, info = tripwire
-                self._notify(Event("pause", job, info, paused[finished.run_id]))
-
-    def _verdict(self, started: StartedRun, outcome: Outcome, now_us: int) -> Verdict | None:
-        """What the end of a fire means for its job's circuit breaker; None when nothing."""
-        job, spec = started.job, started.job.spec
-        probe = spec.paused  # only a job the breaker paused fires while paused
-        if not probe and (
-            job.failures == 0 if outcome.succeeded else spec.max_consecutive_failures is None
-        ):
-            return None
-        after = spec.auto_resume_after
-        resume: tuple[int | None, int | None] = (None, None)
-        if probe and outcome.succeeded:
-            unpaused = spec.model_copy(update={"paused": False})
-            first = self._planner.first_fire(unpaused, self._planner.trigger_for(job), now_us)
-            resume = first or (None, None)
-        return Verdict(
-            failed=not outcome.succeeded,
-            limit=spec.max_consecutive_failures,
-            probe=probe,
-            next_probe_us=None if after is None else now_us + int(after * 1_000_000),
-            resume=resume,
-            what=f"run {started.run.id} ({outcome.error})",
-        )
 
     async def _until_due(self, started: StartedRun) -> bool:
         """Wait for the due time of a run claimed ahead; False at once if its job changes."""
@@ -366,7 +303,7 @@ class Dispatcher:
         except BaseException:
             self._results = batch + self._results
             raise
-        self._tell_pauses(batch, paused)
+        self._aftermath.written(batch, paused)
         if self._slot_awaited:
             self._wake.set()  # a run finished: a queued run of its job may start now
         retries = [f.retry_due_us for f in batch if f.retry_due_us is not None]

@@ -1,0 +1,89 @@
+"""What the end of a fire sets off besides its run row: the circuit breaker's verdict, the
+failure and pause webhooks, and the run-retention draw."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from kairos.clock import from_us
+from kairos.engine.notifier import Event
+from kairos.executors.base import Outcome
+from kairos.models import JobRecord, JobSpec, RunStatus
+from kairos.policies import Planner
+from kairos.store import FinishedRun, StartedRun, Verdict
+
+__all__ = ["Aftermath"]
+
+
+class Aftermath:
+    def __init__(
+        self,
+        planner: Planner,
+        *,
+        notify: Callable[[Event], None],
+        on_fire_end: Callable[[str, JobSpec], None],
+    ) -> None:
+        self._planner = planner
+        self._notify = notify
+        self._on_fire_end = on_fire_end
+        self._tripwires: dict[int, tuple[JobRecord, dict[str, Any]]] = {}
+        """Failed runs whose outcome may trip their job's circuit breaker, until written."""
+
+    def ended(
+        self, started: StartedRun, outcome: Outcome, now_us: int, retry_due_us: int | None
+    ) -> Verdict | None:
+        """An attempt ended (``retry_due_us``: another follows). Tell whom it concerns, and
+        return the circuit breaker's verdict to record with it, if the fire is over."""
+        run = started.run
+        over = retry_due_us is None
+        verdict = self._verdict(started, outcome, now_us) if over and not run.manual else None
+        if over and not outcome.succeeded:
+            info = {
+                "id": run.id,
+                "scheduled_for": from_us(run.scheduled_for_us).isoformat(),
+                "attempt": run.attempt,
+                "manual": run.manual,
+                "status": RunStatus.FAILED.value,
+                "http_status": outcome.http_status,
+                "error": outcome.error,
+            }
+            self._notify(Event("failure", started.job, info, outcome.error or "failed"))
+            if verdict is not None and verdict.failed and verdict.limit is not None:
+                self._tripwires[run.id] = (started.job, info)
+        self._on_fire_end(started.job.id, started.job.spec)
+        return verdict
+
+    def written(self, outcomes: list[FinishedRun], paused: dict[int, str]) -> None:
+        """``outcomes`` were written and paused the jobs in ``paused`` (run id -> reason):
+        tell their pause webhooks."""
+        if not self._tripwires:
+            return
+        for finished in outcomes:
+            tripwire = self._tripwires.pop(finished.run_id, None)
+            if tripwire is not None and finished.run_id in paused:
+                job, info = tripwire
+                self._notify(Event("pause", job, info, paused[finished.run_id]))
+
+    def _verdict(self, started: StartedRun, outcome: Outcome, now_us: int) -> Verdict | None:
+        """What the end of a fire means for its job's circuit breaker; None when nothing."""
+        job, spec = started.job, started.job.spec
+        probe = spec.paused  # only a job the breaker paused fires while paused
+        if not probe and (
+            job.failures == 0 if outcome.succeeded else spec.max_consecutive_failures is None
+        ):
+            return None
+        after = spec.auto_resume_after
+        resume: tuple[int | None, int | None] = (None, None)
+        if probe and outcome.succeeded:
+            unpaused = spec.model_copy(update={"paused": False})
+            first = self._planner.first_fire(unpaused, self._planner.trigger_for(job), now_us)
+            resume = first or (None, None)
+        return Verdict(
+            failed=not outcome.succeeded,
+            limit=spec.max_consecutive_failures,
+            probe=probe,
+            next_probe_us=None if after is None else now_us + int(after * 1_000_000),
+            resume=resume,
+            what=f"run {started.run.id} ({outcome.error})",
+        )
