@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from kairos.errors import InvalidField
+
 __all__ = [
     "JOB_ID_PATTERN",
     "SECRET_MASK",
@@ -302,6 +304,47 @@ class JobSpec(_Spec):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def masked(self) -> JobSpec:
+        """This spec as the API shows it: every secret as ``"***"``."""
+        changes: dict[str, Any] = {"target": self.target.masked()}
+        for name in _WEBHOOKS:
+            hook = getattr(self, name)
+            if hook is not None:
+                changes[name] = hook.masked()
+        return self.model_copy(update=changes)
+
+    @property
+    def sends_masks(self) -> bool:
+        """Some value is ``"***"``: the spec means to keep a stored secret."""
+        hooks = (getattr(self, name) for name in _WEBHOOKS)
+        return SECRET_MASK in self.target.headers.values() or any(
+            hook is not None and hook.secret == SECRET_MASK for hook in hooks
+        )
+
+    def keeping_secrets(self, stored: JobSpec | None) -> JobSpec:
+        """This spec, replacing ``stored``, with each secret sent as ``"***"`` given its stored
+        value; ``InvalidField`` naming it if nothing is stored behind a mask."""
+        if not self.sends_masks:
+            return self  # the usual case
+        hooks = [getattr(self, name) for name in _WEBHOOKS]
+        try:
+            target = self.target.keeping_secrets(stored.target if stored else None)
+        except ValueError as exc:
+            raise InvalidField(["target", "headers"], str(exc)) from None
+        changes: dict[str, Any] = {"target": target}
+        for name, hook in zip(_WEBHOOKS, hooks, strict=True):
+            if hook is None or hook.secret != SECRET_MASK:
+                continue
+            old = getattr(stored, name) if stored else None
+            if old is None or old.secret is None:
+                message = f"{SECRET_MASK!r} keeps the stored secret, but there is none: send it"
+                raise InvalidField([name, "secret"], message)
+            changes[name] = hook.model_copy(update={"secret": old.secret})
+        return self.model_copy(update=changes)
+
+
+_WEBHOOKS = ("on_failure", "on_pause")
 
 
 def parse_zone(name: str) -> ZoneInfo:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
@@ -176,16 +175,8 @@ def job_out(job: JobRecord) -> JobOut:
         next_run_time=_local(job.next_run_us, zone) if not spec.paused else None,
         created_at=from_us(job.created_us),
         updated_at=from_us(job.updated_us),
-        **spec.model_copy(update=_masked(spec)).model_dump(),
+        **spec.masked().model_dump(),
     )
-
-
-def _masked(spec: JobSpec) -> dict[str, Any]:
-    """The parts of a spec that hold secrets, with the secrets shown as ``"***"``."""
-    hooks = {name: getattr(spec, name) for name in ("on_failure", "on_pause")}
-    masked: dict[str, Any] = {"target": spec.target.masked()}
-    masked.update({name: hook.masked() for name, hook in hooks.items() if hook is not None})
-    return masked
 
 
 def run_out(run: RunRecord) -> RunOut:

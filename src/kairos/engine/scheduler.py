@@ -27,7 +27,7 @@ from kairos.engine.retention import Retention
 from kairos.errors import InvalidField, JobNotFound
 from kairos.executors.base import Executor
 from kairos.executors.guard import OutboundGuard
-from kairos.models import SECRET_MASK, JobRecord, JobSpec, RunRecord, RunStatus, TriggerSpec
+from kairos.models import JobRecord, JobSpec, RunRecord, RunStatus, TriggerSpec
 from kairos.policies import Planner
 from kairos.settings import Settings
 from kairos.store import Store
@@ -131,7 +131,7 @@ class Scheduler:
 
     async def create_job(self, job_id: str, spec: JobSpec) -> JobRecord:
         """Add a new job; raise ``JobExists`` if the id is taken."""
-        job = self._schedule(job_id, _keeping_secrets(spec, None), created_us=None)
+        job = self._schedule(job_id, spec.keeping_secrets(None), created_us=None)
         await self.store.insert_job(job)
         await self._changed(job)
         return job
@@ -170,7 +170,7 @@ class Scheduler:
         except ValidationError as exc:
             first = exc.errors()[0]
             raise InvalidField([str(p) for p in first["loc"]], first["msg"]) from None
-        return await self._update(current, _keeping_secrets(spec, current))
+        return await self._update(current, spec.keeping_secrets(current.spec))
 
     async def pause_job(self, job_id: str) -> JobRecord:
         """Pause; a job the circuit breaker paused becomes paused for good (no more probes)."""
@@ -237,13 +237,13 @@ class Scheduler:
 
     async def _keep_secrets(self, job_id: str, spec: JobSpec) -> JobSpec:
         """``spec`` with secrets sent as ``"***"`` given their stored values."""
-        if not _masks_secrets(spec):
+        if not spec.sends_masks:
             return spec  # the usual case: no read
         try:
             current = await self.store.get_job(job_id)
         except JobNotFound:
-            return _keeping_secrets(spec, None)
-        return _keeping_secrets(spec, current)
+            return spec.keeping_secrets(None)
+        return spec.keeping_secrets(current.spec)
 
     def _schedule(self, job_id: str, spec: JobSpec, *, created_us: int | None) -> JobRecord:
         """Validate a spec's trigger and compute its first fire; raise ``InvalidField``. A spec
@@ -291,33 +291,3 @@ class Scheduler:
         if job_id is not None:
             self._dispatcher.revoke(job_id)
         self._dispatcher.wake(due_us)
-
-
-def _masks_secrets(spec: JobSpec) -> bool:
-    hooks = (spec.on_failure, spec.on_pause)
-    return SECRET_MASK in spec.target.headers.values() or any(
-        hook is not None and hook.secret == SECRET_MASK for hook in hooks
-    )
-
-
-def _keeping_secrets(spec: JobSpec, current: JobRecord | None) -> JobSpec:
-    """``spec`` with each secret sent as ``"***"`` given its value in ``current``; a mask with
-    nothing stored behind it is an ``InvalidField``."""
-    if not _masks_secrets(spec):
-        return spec
-    stored = current.spec if current is not None else None
-    try:
-        target = spec.target.keeping_secrets(stored.target if stored else None)
-    except ValueError as exc:
-        raise InvalidField(["target", "headers"], str(exc)) from None
-    changes: dict[str, Any] = {"target": target}
-    for name in ("on_failure", "on_pause"):
-        hook = getattr(spec, name)
-        if hook is None or hook.secret != SECRET_MASK:
-            continue
-        old = getattr(stored, name) if stored else None
-        if old is None or old.secret is None:
-            message = f"{SECRET_MASK!r} keeps the stored secret, but there is none: send it"
-            raise InvalidField([name, "secret"], message)
-        changes[name] = hook.model_copy(update={"secret": old.secret})
-    return spec.model_copy(update=changes)
