@@ -1,5 +1,5 @@
-"""The ``kairos`` command: ``serve``, ``db upgrade``, offline ``preview``, and a client for a
-running server (``jobs``, ``runs``)."""
+"""The ``kairos`` command: ``serve``, ``db upgrade``, offline ``preview``, ``users`` and ``keys``
+(see ``cli_accounts``), and a client for a running server (``jobs``, ``runs``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import asyncio
 import gc
 import json
 import logging
-import re
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -16,12 +14,13 @@ from typing import Annotated, Any, NoReturn
 import typer
 from fastapi import FastAPI
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
 from kairos import __version__, triggers
+from kairos.cli_accounts import keys_app, users_app
 from kairos.cli_client import ApiClient, ApiError
+from kairos.cli_output import fail, out, print_json, seconds
 from kairos.errors import InvalidField
 from kairos.models import CronTriggerSpec, parse_zone
 from kairos.settings import Settings
@@ -34,9 +33,8 @@ jobs_app = typer.Typer(help="Manage the jobs of a running server.", no_args_is_h
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(db_app, name="db")
-
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
 
 Url = Annotated[str, typer.Option("--url", envvar="KAIROS_URL", help="The server's base URL")]
 Token = Annotated[str | None, typer.Option("--token", envvar="KAIROS_TOKEN", help="A bearer token")]
@@ -46,11 +44,6 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 
 def main() -> None:
     app()
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    raise typer.Exit(code)
 
 
 # Server ------------------------------------------------------------------------------------------
@@ -73,7 +66,7 @@ def _serve(
         settings = Settings(**{k: v for k, v in flags.items() if v is not None})
         store_for_url(settings.database_url)
     except (ValidationError, ValueError) as exc:
-        _fail(_first_line(exc), code=2)
+        fail(_first_line(exc), code=2)
 
     def banner(api: FastAPI, generated_token: str | None) -> None:
         base = f"http://{settings.host}:{settings.port}"
@@ -122,7 +115,7 @@ def _db_upgrade(
     try:
         store = store_for_url(url)
     except ValueError as exc:
-        _fail(str(exc), code=2)
+        fail(str(exc), code=2)
 
     async def upgrade() -> None:
         await store.open()
@@ -143,7 +136,7 @@ def _preview(
         zone = parse_zone(tz)
         trigger = triggers.build(CronTriggerSpec(type="cron", expression=expression), zone)
     except (InvalidField, ValueError) as exc:
-        _fail(str(exc) if isinstance(exc, InvalidField) else f"--tz: {exc}", code=2)
+        fail(str(exc) if isinstance(exc, InvalidField) else f"--tz: {exc}", code=2)
     now = datetime.now(UTC)
     for fire in triggers.preview(trigger, now, count):
         utc = fire.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -179,7 +172,7 @@ def _jobs_list(
             if not (all_pages and cursor):
                 break
     if as_json:
-        _print_json({"items": items, "next_cursor": cursor})
+        print_json({"items": items, "next_cursor": cursor})
         return
     table = Table("id", "state", "trigger", "timezone", "next run", "target")
     for job in items:
@@ -198,7 +191,7 @@ def _jobs_list(
 def _jobs_get(job_id: str, url: Url = DEFAULT_URL, token: Token = None) -> None:
     """Show one job as JSON."""
     with _client(url, token) as api:
-        _print_json(api.call("GET", f"/jobs/{job_id}"))
+        print_json(api.call("GET", f"/jobs/{job_id}"))
 
 
 @jobs_app.command("put")
@@ -225,18 +218,18 @@ def _jobs_put(
     """Create or completely replace a job."""
     spec: dict[str, Any] = _read_json(file) if file else {}
     if not isinstance(spec, dict):
-        _fail(f"{file}: expected a JSON object (a job spec)", code=2)
+        fail(f"{file}: expected a JSON object (a job spec)", code=2)
     chosen = [flag for flag in (cron, every, at) if flag is not None]
     if len(chosen) > 1:
-        _fail("give one of --cron, --every, --at", code=2)
+        fail("give one of --cron, --every, --at", code=2)
     if cron is not None:
         spec["trigger"] = {"type": "cron", "expression": cron}
     elif every is not None:
-        spec["trigger"] = {"type": "interval", "seconds": _seconds(every)}
+        spec["trigger"] = {"type": "interval", "seconds": seconds(every, "--every")}
     elif at is not None:
         spec["trigger"] = {"type": "date", "run_date": at}
     if "trigger" not in spec:
-        _fail("a job needs a schedule: --cron, --every, --at or --file", code=2)
+        fail("a job needs a schedule: --cron, --every, --at or --file", code=2)
     target_spec = dict(spec.get("target", {}))
     for key, value in (("url", target), ("method", method), ("body", body)):
         if value is not None:
@@ -244,7 +237,7 @@ def _jobs_put(
     if header:
         target_spec["headers"] = target_spec.get("headers", {}) | _headers(header)
     if "url" not in target_spec:
-        _fail("a job needs a target: --target URL (or a target in --file)", code=2)
+        fail("a job needs a target: --target URL (or a target in --file)", code=2)
     spec["target"] = target_spec
     extras = {
         "timezone": tz,
@@ -259,7 +252,7 @@ def _jobs_put(
         response = api.request("PUT", f"/jobs/{job_id}", json=spec)
     job = response.json()
     if as_json:
-        _print_json(job)
+        print_json(job)
         return
     verb = "created" if response.status_code == 201 else "replaced"
     out.print(f"Job [bold]{job_id}[/bold] {verb}; next run: {job['next_run_time'] or '-'}")
@@ -277,7 +270,7 @@ def _jobs_load(
     data = _read_json(file)
     jobs = data.get("jobs") if isinstance(data, dict) else data
     if not isinstance(jobs, list) or not jobs:
-        _fail(f'{file}: expected a non-empty list of jobs, or {{"jobs": [...]}}', code=2)
+        fail(f'{file}: expected a non-empty list of jobs, or {{"jobs": [...]}}', code=2)
     created = 0
     with _client(url, token) as api:
         for start in range(0, len(jobs), MAX_BATCH):
@@ -320,7 +313,7 @@ def _jobs_run(
     with _client(url, token) as api:
         run = api.call("POST", f"/jobs/{job_id}/run")
     if as_json:
-        _print_json(run)
+        print_json(run)
         return
     out.print(f"Run {run['id']} of [bold]{job_id}[/bold] is {run['status']}")
 
@@ -343,7 +336,7 @@ def _runs_list(
     with _client(url, token) as api:
         page = api.call("GET", path, params=params)
     if as_json:
-        _print_json(page)
+        print_json(page)
         return
     table = Table("id", "job", "scheduled for", "status", "attempt", "http", "ms", "error")
     for run in page["items"]:
@@ -369,32 +362,16 @@ def _client(url: str, token: str | None) -> ApiClient:
 
 
 def _api_failed(error: ApiError) -> NoReturn:
-    _fail(str(error))
+    fail(str(error))
 
 
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
     except OSError as exc:
-        _fail(f"cannot read {path}: {exc.strerror}", code=2)
+        fail(f"cannot read {path}: {exc.strerror}", code=2)
     except ValueError as exc:
-        _fail(f"{path} is not valid JSON: {exc}", code=2)
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
-
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(w|d|h|m|s|ms)")
-_UNIT_S = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1, "ms": 0.001}
-
-
-def _seconds(text: str) -> float:
-    compact = text.replace(" ", "").lower()
-    parts = _DURATION.findall(compact)
-    if not parts or "".join(n + u for n, u in parts) != compact:
-        _fail(f"--every: cannot read {text!r}; use e.g. 30s, 5m, 1h30m, 1d", code=2)
-    return sum(float(number) * _UNIT_S[unit] for number, unit in parts)
+        fail(f"{path} is not valid JSON: {exc}", code=2)
 
 
 def _headers(pairs: list[str]) -> dict[str, str]:
@@ -402,7 +379,7 @@ def _headers(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         name, sep, value = pair.partition(":")
         if not sep:
-            _fail(f"--header: expected 'Name: value', got {pair!r}", code=2)
+            fail(f"--header: expected 'Name: value', got {pair!r}", code=2)
         headers[name.strip()] = value.strip()
     return headers
 

@@ -10,16 +10,21 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
+    "ApiKeyNotFound",
     "Conflict",
     "Forbidden",
     "InvalidField",
     "JobExists",
     "JobNotFound",
     "KairosError",
+    "MissingScope",
     "NotFound",
     "RunNotFound",
     "StoreUnavailable",
+    "TooManyAttempts",
     "Unauthorized",
+    "UserExists",
+    "UserNotFound",
 ]
 
 
@@ -70,8 +75,26 @@ class RunNotFound(NotFound):
         self.run_id = run_id
 
 
+class UserNotFound(NotFound):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"User {name!r} not found")
+        self.name = name
+
+
+class ApiKeyNotFound(NotFound):
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"API key {key_id!r} not found")
+        self.key_id = key_id
+
+
 class Conflict(KairosError):
     status_code = 409
+
+
+class UserExists(Conflict):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"User {name!r} already exists")
+        self.name = name
 
 
 class JobExists(Conflict):
@@ -89,6 +112,31 @@ class Unauthorized(KairosError):
 
 class Forbidden(KairosError):
     status_code = 403
+
+
+class MissingScope(Forbidden):
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"This token lacks the {scope!r} scope that this request needs")
+        self.scope = scope
+
+    def headers(self) -> dict[str, str] | None:
+        return {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{self.scope}"'}
+
+
+class TooManyAttempts(KairosError):
+    """Sign-ins refused for a while after repeated failures."""
+
+    status_code = 429
+
+    def __init__(self, retry_after_s: float) -> None:
+        self.retry_after_s = max(1, round(retry_after_s + 0.5))
+        super().__init__(
+            "Too many failed sign-ins for this user or from this address; "
+            f"try again in {self.retry_after_s} s"
+        )
+
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(self.retry_after_s)}
 
 
 class StoreUnavailable(KairosError):

@@ -21,6 +21,13 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     database_url: str = "sqlite:///./kairos.db"
     admin_token: str | None = Field(default=None, repr=False)
+    jwt_secret: str | None = Field(default=None, repr=False, min_length=32)
+    """The key that signs users' access tokens (HMAC-SHA256). Unset: one is generated at the
+    first start and kept in the database, shared by every replica."""
+    token_ttl: int = Field(default=3600, ge=60, le=30 * 86_400)
+    """Seconds a user's access token is valid."""
+    audit_max_age: float = Field(default=365 * 86_400, gt=0, le=100 * 366 * 86_400)
+    """Seconds an audit record is kept."""
 
     max_concurrent_runs: int = Field(default=200, ge=1, le=100_000)
     """Global cap on runs in flight in this process."""

@@ -50,4 +50,7 @@ async def _empty(url: str) -> None:
         exists = await conn.execute("SELECT to_regclass('kairos_jobs') IS NOT NULL")
         row = await exists.fetchone()
         if row is not None and row[0]:
-            await conn.execute("TRUNCATE kairos_jobs, kairos_runs, kairos_meta RESTART IDENTITY")
+            await conn.execute(
+                "TRUNCATE kairos_jobs, kairos_runs, kairos_meta, kairos_users, kairos_api_keys,"
+                " kairos_audit RESTART IDENTITY"
+            )

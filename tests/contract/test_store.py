@@ -349,6 +349,14 @@ async def test_a_tripped_breaker_probes_then_resumes_on_success(store: Store) ->
     assert resumed.spec.paused is False
     assert (resumed.failures, resumed.pause_reason) == (0, None)
     assert (resumed.next_fire_us, resumed.next_run_us) == (NOW + 120 * S, NOW + 121 * S)
+    audited = [(r.actor, r.action, r.target) for r in reversed(await store.list_audit())]
+    assert audited == [
+        ("circuit-breaker", "job.pause", "a"),
+        ("circuit-breaker", "job.resume", "a"),
+    ]
+    pause = (await store.list_audit(limit=2))[1]
+    assert pause.detail is not None
+    assert "failed fires in a row" in pause.detail
 
 
 async def test_a_verdict_from_a_node_that_lost_its_run_is_ignored(store: Store) -> None:

@@ -30,37 +30,7 @@ def cron_job(expression: str = "0 2 * * *", **extra: Any) -> dict[str, Any]:
     } | extra
 
 
-# Auth ------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("method", "path"),
-    [
-        ("GET", "/jobs"),
-        ("PUT", "/jobs/x"),
-        ("POST", "/tasks"),
-        ("DELETE", "/tasks/x"),
-        ("GET", "/runs"),
-        ("POST", "/triggers/preview"),
-        ("POST", "/jobs/x/run"),
-        ("POST", "/jobs:batch"),
-        ("GET", "/cluster"),
-    ],
-)
-@pytest.mark.parametrize("header", [None, "Bearer wrong", "Basic abc"])
-def test_protected_routes_need_a_valid_bearer_token(
-    client: TestClient, method: str, path: str, header: str | None
-) -> None:
-    headers = {"Authorization": header} if header else {"Authorization": ""}
-    response = client.request(method, path, headers=headers, json={})
-    assert response.status_code == 401
-    assert response.headers["www-authenticate"] == "Bearer"
-    assert "detail" in response.json()
-
-
-@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"])
-def test_open_routes_need_no_token(client: TestClient, path: str) -> None:
-    assert client.get(path, headers={"Authorization": ""}).status_code == 200
+# Operations ----------------------------------------------------------------------------------
 
 
 def test_metrics_are_prometheus_text(client: TestClient) -> None:

@@ -9,9 +9,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from kairos import __version__
-from kairos.api.routes import cluster, jobs, ops, runs, tasks, triggers
-from kairos.auth import load_admin_tokens
-from kairos.clock import Clock
+from kairos.api.routes import audit, auth, cluster, jobs, ops, runs, tasks, triggers
+from kairos.auth import Accounts, Authenticator
+from kairos.clock import Clock, SystemClock
 from kairos.engine import Scheduler
 from kairos.errors import KairosError
 from kairos.executors.http import HttpExecutor
@@ -34,7 +34,9 @@ def create_app(
         scheduler = Scheduler(store, HttpExecutor.from_settings(settings), settings, clock=clock)
         await scheduler.start()
         try:
-            app.state.tokens, generated = await load_admin_tokens(store, settings.admin_token)
+            now = clock or SystemClock()
+            app.state.authenticator, generated = await Authenticator.load(store, settings, now)
+            app.state.accounts = Accounts(store, now)
             app.state.scheduler = scheduler
             app.state.metrics = build_registry(scheduler)
             if on_started is not None:
@@ -50,7 +52,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_exception_handler(KairosError, _render_error)
-    for module in (ops, tasks, jobs, runs, triggers, cluster):
+    for module in (ops, auth, tasks, jobs, runs, triggers, cluster, audit):
         app.include_router(module.router)
     return app
 

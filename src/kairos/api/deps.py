@@ -1,19 +1,48 @@
-"""Request dependencies: the scheduler and the bearer-token check."""
+"""Request dependencies: the scheduler, and who the caller is and what it may do.
+
+Each route names the scope it needs (``who: JobsWriter``, or ``allowed(Scope.RUNS_READ)``);
+FastAPI lists it in the OpenAPI document, so ``/docs`` offers both ways in: the OAuth2 password
+flow (users) and a plain bearer token (the admin token, API keys, or a user's access token).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Request, Security
+from fastapi.security import (
+    HTTPAuthorizationCredentials,
+    HTTPBearer,
+    OAuth2PasswordBearer,
+    SecurityScopes,
+)
 
-from kairos.auth import TokenVerifier
+from kairos.auth import Accounts, Authenticator
 from kairos.engine import Scheduler
-from kairos.errors import Unauthorized
+from kairos.errors import MissingScope, Unauthorized
+from kairos.identity import SCOPE_HELP, Principal, Scope
 
-__all__ = ["SchedulerDep", "require_token"]
+__all__ = [
+    "AccountsDep",
+    "AdminUser",
+    "AuthDep",
+    "Caller",
+    "JobsWriter",
+    "SchedulerDep",
+    "allowed",
+]
 
-_bearer = HTTPBearer(auto_error=False, description="An admin token (KAIROS_ADMIN_TOKEN)")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="The admin token, an API key, or an access token from POST /auth/token",
+)
+# Declared so /docs can sign in with a user name and password; the header it sends is the one
+# ``_bearer`` reads.
+_password_flow = OAuth2PasswordBearer(
+    tokenUrl="auth/token",
+    scopes={scope.value: text for scope, text in SCOPE_HELP.items()},
+    auto_error=False,
+)
 
 
 async def _scheduler(request: Request) -> Scheduler:
@@ -22,15 +51,42 @@ async def _scheduler(request: Request) -> Scheduler:
     return scheduler
 
 
-async def require_token(
-    request: Request,
+async def _authenticator(request: Request) -> Authenticator:
+    authenticator: Authenticator = request.app.state.authenticator
+    return authenticator
+
+
+async def _accounts(request: Request) -> Accounts:
+    accounts: Accounts = request.app.state.accounts
+    return accounts
+
+
+async def _principal(
+    security: SecurityScopes,
+    authenticator: Annotated[Authenticator, Depends(_authenticator)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
+    _flow: Annotated[str | None, Depends(_password_flow)],
+) -> Principal:
     if credentials is None:
         raise Unauthorized("Missing bearer token (send 'Authorization: Bearer <token>')")
-    verifier: TokenVerifier = request.app.state.tokens
-    if not verifier.verify(credentials.credentials):
-        raise Unauthorized("Invalid bearer token")
+    principal = await authenticator.authenticate(credentials.credentials)
+    for scope in security.scopes:
+        if not principal.allows(Scope(scope)):
+            raise MissingScope(scope)
+    return principal
 
+
+def allowed(scope: Scope) -> Any:
+    """The dependency that lets a request through only with ``scope``; its value is the
+    ``Principal``. For routes that do not need the value: ``dependencies=[allowed(...)]``."""
+    return Security(_principal, scopes=[scope.value])
+
+
+# The caller, who must have the scope named (``who: JobsWriter``), or any valid token (Caller).
+Caller = Annotated[Principal, Security(_principal)]
+JobsWriter = Annotated[Principal, allowed(Scope.JOBS_WRITE)]
+AdminUser = Annotated[Principal, allowed(Scope.ADMIN)]
 
 SchedulerDep = Annotated[Scheduler, Depends(_scheduler)]
+AuthDep = Annotated[Authenticator, Depends(_authenticator)]
+AccountsDep = Annotated[Accounts, Depends(_accounts)]

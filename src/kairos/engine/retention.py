@@ -9,6 +9,9 @@ Two sweeps, each bounded per tick so the database never sees one long delete:
 - by age: a window of run ids at a time, from the oldest to the newest and round again, deletes
   finished runs older than ``KAIROS_RUNS_MAX_AGE`` (runs of jobs with their own limit are left
   to the first sweep): one window a second, more while windows come back full.
+
+The audit log is kept by age alone (``KAIROS_AUDIT_MAX_AGE``), its oldest records deleted in
+chunks alongside.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class Retention:
         *,
         keep_per_job: int,
         max_age_s: float,
+        audit_max_age_s: float = 365 * 86_400,
         random_fn: Callable[[], float] = random.random,
         ids_per_window: int = _IDS_PER_WINDOW,
     ) -> None:
@@ -57,6 +61,7 @@ class Retention:
         self._clock = clock
         self._keep = keep_per_job
         self._max_age_us = int(max_age_s * 1_000_000)
+        self._audit_max_age_us = int(audit_max_age_s * 1_000_000)
         self._random = random_fn
         self._ids_per_window = ids_per_window
         self._pending: deque[tuple[str, int, int | None]] = deque()
@@ -88,7 +93,7 @@ class Retention:
 
     async def sweep(self) -> tuple[int, bool]:
         """One chunk of each sweep: return how many runs were deleted and whether more work
-        is waiting."""
+        (runs or audit records) is waiting."""
         now_us = self._clock.now_us()
         chunk = [self._pending.popleft() for _ in range(min(_JOBS_PER_CHUNK, len(self._pending)))]
         for job_id, _, _ in chunk:
@@ -104,7 +109,9 @@ class Retention:
         window_done = aged < _ROWS_PER_CHUNK
         if window_done:
             self._next_id = 0 if highest is None or last >= highest else last + 1
-        return trimmed + aged, bool(self._pending) or not window_done
+        audited = await self._store.purge_audit(now_us - self._audit_max_age_us, _ROWS_PER_CHUNK)
+        more = bool(self._pending) or not window_done or audited == _ROWS_PER_CHUNK
+        return trimmed + aged, more
 
     async def _loop(self) -> None:
         while True:

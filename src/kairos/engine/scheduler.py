@@ -27,6 +27,7 @@ from kairos.engine.retention import Retention
 from kairos.errors import InvalidField, JobNotFound
 from kairos.executors.base import Executor
 from kairos.executors.guard import OutboundGuard
+from kairos.identity import Actor
 from kairos.models import JobRecord, JobSpec, RunRecord, RunStatus, TriggerSpec
 from kairos.policies import Planner
 from kairos.settings import Settings
@@ -35,6 +36,9 @@ from kairos.store import Store
 __all__ = ["Scheduler"]
 
 log = logging.getLogger("kairos.scheduler")
+
+SYSTEM = "system"
+"""The actor of changes made by code that embeds Kairos and names no one."""
 
 # Scheduling a job is pure CPU (parsing its trigger, finding its first fire): a large batch hands
 # the event loop back this often.
@@ -69,6 +73,7 @@ class Scheduler:
             self._clock,
             keep_per_job=settings.runs_keep_per_job,
             max_age_s=settings.runs_max_age,
+            audit_max_age_s=settings.audit_max_age,
         )
         self._dispatcher = Dispatcher(
             store=store,
@@ -129,23 +134,27 @@ class Scheduler:
 
     # Jobs --------------------------------------------------------------------------------------
 
-    async def create_job(self, job_id: str, spec: JobSpec) -> JobRecord:
-        """Add a new job; raise ``JobExists`` if the id is taken."""
+    async def create_job(self, job_id: str, spec: JobSpec, *, actor: str = SYSTEM) -> JobRecord:
+        """Add a new job; raise ``JobExists`` if the id is taken.
+
+        Every change takes ``actor``: who makes it, for the audit log (see ``Actor.name``)."""
         job = self._schedule(job_id, spec.keeping_secrets(None), created_us=None)
-        await self.store.insert_job(job)
+        await self.store.insert_job(job, by=Actor(actor, job.updated_us))
         await self._changed(job)
         return job
 
-    async def put_job(self, job_id: str, spec: JobSpec) -> tuple[JobRecord, bool]:
+    async def put_job(
+        self, job_id: str, spec: JobSpec, *, actor: str = SYSTEM
+    ) -> tuple[JobRecord, bool]:
         """Create the job or completely replace it. Return it and whether it was created.
         The replacement's schedule starts afresh from now; runs already started go on."""
         spec = await self._keep_secrets(job_id, spec)
         job = self._schedule(job_id, spec, created_us=None)
-        stored = await self.store.upsert_jobs([job])
+        stored = await self.store.upsert_jobs([job], by=Actor(actor, job.updated_us))
         await self._changed(job)
         return replace(job, created_us=stored[job_id]), stored[job_id] == job.created_us
 
-    async def put_jobs(self, batch: Sequence[tuple[str, JobSpec]]) -> int:
+    async def put_jobs(self, batch: Sequence[tuple[str, JobSpec]], *, actor: str = SYSTEM) -> int:
         """``put_job`` for many jobs in one transaction: all are written or none (an invalid
         one is named as ``jobs.<index>...``). Ids must be distinct. Return how many were new."""
         records = []
@@ -157,11 +166,13 @@ class Scheduler:
                 records.append(self._schedule(job_id, spec, created_us=None))
             except InvalidField as exc:
                 raise InvalidField(["jobs", index, *exc.loc], exc.message) from None
-        stored = await self.store.upsert_jobs(records)
+        stored = await self.store.upsert_jobs(records, by=self._actor(actor))
         await self._changed(*records)
         return sum(1 for job in records if stored[job.id] == job.created_us)
 
-    async def patch_job(self, job_id: str, changes: dict[str, Any]) -> JobRecord:
+    async def patch_job(
+        self, job_id: str, changes: dict[str, Any], *, actor: str = SYSTEM
+    ) -> JobRecord:
         """Replace the named top-level fields of a job's spec; the others stay as they are."""
         current = await self.store.get_job(job_id)
         merged = current.spec.model_dump(mode="json") | changes
@@ -170,25 +181,31 @@ class Scheduler:
         except ValidationError as exc:
             first = exc.errors()[0]
             raise InvalidField([str(p) for p in first["loc"]], first["msg"]) from None
-        return await self._update(current, spec.keeping_secrets(current.spec))
+        return await self._update(
+            current, spec.keeping_secrets(current.spec), actor=actor, action="job.update"
+        )
 
-    async def pause_job(self, job_id: str) -> JobRecord:
+    async def pause_job(self, job_id: str, *, actor: str = SYSTEM) -> JobRecord:
         """Pause; a job the circuit breaker paused becomes paused for good (no more probes)."""
         current = await self.store.get_job(job_id)
         if current.spec.paused and current.pause_reason is None:
             return current
-        return await self._update(current, current.spec.model_copy(update={"paused": True}))
+        paused = current.spec.model_copy(update={"paused": True})
+        return await self._update(current, paused, actor=actor, action="job.pause")
 
-    async def resume_job(self, job_id: str) -> JobRecord:
+    async def resume_job(self, job_id: str, *, actor: str = SYSTEM) -> JobRecord:
         """Unpause; the schedule continues from now (fires missed while paused are not run)."""
         current = await self.store.get_job(job_id)
         if not current.spec.paused:
             return current
-        return await self._update(current, current.spec.model_copy(update={"paused": False}))
+        resumed = current.spec.model_copy(update={"paused": False})
+        return await self._update(current, resumed, actor=actor, action="job.resume")
 
-    async def delete_job(self, job_id: str, *, purge_runs: bool = False) -> None:
+    async def delete_job(
+        self, job_id: str, *, purge_runs: bool = False, actor: str = SYSTEM
+    ) -> None:
         """Delete the job; its run history stays unless ``purge_runs``."""
-        await self.store.delete_job(job_id, purge_runs=purge_runs)
+        await self.store.delete_job(job_id, purge_runs=purge_runs, by=self._actor(actor))
         await self._revoke(job_id)
 
     async def get_job(self, job_id: str) -> JobRecord:
@@ -199,9 +216,10 @@ class Scheduler:
 
     # Runs --------------------------------------------------------------------------------------
 
-    async def run_now(self, job_id: str) -> RunRecord:
+    async def run_now(self, job_id: str, *, actor: str = SYSTEM) -> RunRecord:
         """Queue one run outside the schedule; it starts as soon as capacity allows."""
-        run = await self.store.add_manual_run(job_id, self._clock.now_us())
+        by = self._actor(actor)
+        run = await self.store.add_manual_run(job_id, by.at_us, by=by)
         self._dispatcher.wake()
         return run
 
@@ -263,11 +281,21 @@ class Scheduler:
             now_us,
         )
 
-    async def _update(self, current: JobRecord, spec: JobSpec) -> JobRecord:
+    def _actor(self, name: str) -> Actor:
+        return Actor(name, self._clock.now_us())
+
+    async def _update(
+        self, current: JobRecord, spec: JobSpec, *, actor: str, action: str
+    ) -> JobRecord:
         job = self._schedule(current.id, spec, created_us=current.created_us)
         if job.updated_us <= current.updated_us:  # keep versions strictly increasing
             job = replace(job, updated_us=current.updated_us + 1)
-        await self.store.update_job(job, expected_updated_us=current.updated_us)
+        await self.store.update_job(
+            job,
+            expected_updated_us=current.updated_us,
+            by=Actor(actor, job.updated_us),
+            action=action,
+        )
         await self._changed(job)
         return job
 

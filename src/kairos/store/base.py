@@ -9,6 +9,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from kairos.identity import Actor, ApiKeyRecord, AuditRecord, UserRecord
 from kairos.models import JobRecord, RunRecord, RunStatus
 from kairos.policies import FirePlan
 
@@ -131,19 +132,32 @@ class Store(ABC):
     # Jobs --------------------------------------------------------------------------------------
 
     @abstractmethod
-    async def insert_job(self, job: JobRecord) -> None:
-        """Add a job; raise ``JobExists`` if its id is taken."""
+    async def insert_job(self, job: JobRecord, *, by: Actor | None = None) -> None:
+        """Add a job; raise ``JobExists`` if its id is taken.
+
+        Every method that changes a job takes ``by``: who made the change, recorded in the audit
+        log in the same transaction (None: not recorded)."""
 
     @abstractmethod
-    async def upsert_jobs(self, jobs: Sequence[JobRecord]) -> dict[str, int]:
+    async def upsert_jobs(
+        self, jobs: Sequence[JobRecord], *, by: Actor | None = None
+    ) -> dict[str, int]:
         """Add or completely replace each job (ids must be distinct), keeping the ``created_us``
         of those that existed; all are written or none. Return each id's stored ``created_us``:
         equal to the record's own exactly when the job was created."""
 
     @abstractmethod
-    async def update_job(self, job: JobRecord, *, expected_updated_us: int) -> None:
+    async def update_job(
+        self,
+        job: JobRecord,
+        *,
+        expected_updated_us: int,
+        by: Actor | None = None,
+        action: str = "job.update",
+    ) -> None:
         """Replace a job only if it was not changed since ``expected_updated_us`` was read;
-        raise ``JobNotFound`` if it is gone and ``Conflict`` if it changed meanwhile."""
+        raise ``JobNotFound`` if it is gone and ``Conflict`` if it changed meanwhile.
+        ``action`` names the change in the audit log (``job.pause``, ``job.resume``...)."""
 
     @abstractmethod
     async def get_job(self, job_id: str) -> JobRecord:
@@ -154,7 +168,9 @@ class Store(ABC):
         """Jobs ordered by id, starting after ``after_id``."""
 
     @abstractmethod
-    async def delete_job(self, job_id: str, *, purge_runs: bool = False) -> None:
+    async def delete_job(
+        self, job_id: str, *, purge_runs: bool = False, by: Actor | None = None
+    ) -> None:
         """Remove a job; its pending (``scheduled``) runs become ``skipped``; its history stays,
         or with ``purge_runs`` goes too (runs still in flight are left to finish). Raise
         ``JobNotFound`` for an unknown id."""
@@ -162,7 +178,9 @@ class Store(ABC):
     # Runs --------------------------------------------------------------------------------------
 
     @abstractmethod
-    async def add_manual_run(self, job_id: str, scheduled_for_us: int) -> RunRecord:
+    async def add_manual_run(
+        self, job_id: str, scheduled_for_us: int, *, by: Actor | None = None
+    ) -> RunRecord:
         """Queue a run outside the schedule as ``scheduled``; raise ``JobNotFound``."""
 
     @abstractmethod
@@ -262,3 +280,53 @@ class Store(ABC):
     @abstractmethod
     async def set_meta_if_absent(self, key: str, value: str) -> str:
         """Store ``value`` under ``key`` unless a value is there; return the value kept."""
+
+    # Users, API keys and the audit log ---------------------------------------------------------
+
+    @abstractmethod
+    async def add_user(self, user: UserRecord, *, by: Actor) -> None:
+        """Raise ``UserExists`` if the name is taken."""
+
+    @abstractmethod
+    async def update_user(self, user: UserRecord, *, by: Actor, action: str) -> None:
+        """Replace a user's hash, scopes and generation; raise ``UserNotFound``."""
+
+    @abstractmethod
+    async def get_user(self, name: str) -> UserRecord | None: ...
+
+    @abstractmethod
+    async def list_users(self) -> list[UserRecord]: ...
+
+    @abstractmethod
+    async def remove_user(self, name: str, *, by: Actor) -> None:
+        """Raise ``UserNotFound``."""
+
+    @abstractmethod
+    async def add_api_key(self, key: ApiKeyRecord, *, by: Actor) -> None: ...
+
+    @abstractmethod
+    async def get_api_key(self, key_id: str) -> ApiKeyRecord | None: ...
+
+    @abstractmethod
+    async def list_api_keys(self) -> list[ApiKeyRecord]: ...
+
+    @abstractmethod
+    async def revoke_api_key(self, key_id: str, *, by: Actor) -> ApiKeyRecord:
+        """Revoke a key as of ``by.at_us`` (a revoked key stays revoked as it was); raise
+        ``ApiKeyNotFound``. Return the key as it is now."""
+
+    @abstractmethod
+    async def list_audit(
+        self,
+        *,
+        target: str | None = None,
+        actor: str | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> list[AuditRecord]:
+        """Audit records newest first, optionally about one target or by one actor."""
+
+    @abstractmethod
+    async def purge_audit(self, older_than_us: int, limit: int) -> int:
+        """Delete up to ``limit`` of the oldest audit records made before ``older_than_us``;
+        return how many went."""

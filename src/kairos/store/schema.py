@@ -16,7 +16,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["jobs", "meta", "metadata", "nodes", "runs"]
+__all__ = ["api_keys", "audit", "jobs", "meta", "metadata", "nodes", "runs", "users"]
 
 metadata = MetaData()
 
@@ -83,4 +83,46 @@ nodes = Table(
     Column("hostname", String(255), nullable=False),
     Column("started_us", BigInteger, nullable=False),
     Column("heartbeat_us", BigInteger, nullable=False),
+)
+
+# People who sign in with a password (``POST /auth/token``). ``generation`` goes up with each
+# password or scope change; a token names the generation it was issued for.
+users = Table(
+    "kairos_users",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("password_hash", Text, nullable=False),
+    Column("scopes", String(255), nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+)
+
+# API keys for machines. Revoked keys stay (with ``revoked_us``) so the list shows them.
+api_keys = Table(
+    "kairos_api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("scopes", String(255), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("expires_us", BigInteger, nullable=True),
+    Column("revoked_us", BigInteger, nullable=True),
+)
+
+# Every change: written in the transaction of the change itself, so neither exists without the
+# other.
+audit = Table(
+    "kairos_audit",
+    metadata,
+    Column("id", _RunId, primary_key=True, autoincrement=True),
+    Column("at_us", BigInteger, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("target", String(200), nullable=False),
+    Column("detail", Text, nullable=True),
+    Index("ix_kairos_audit_target_id", "target", "id"),
+    Index("ix_kairos_audit_at_us", "at_us"),
 )

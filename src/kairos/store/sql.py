@@ -36,8 +36,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from kairos.errors import Conflict, JobExists, JobNotFound, RunNotFound, StoreUnavailable
+from kairos.identity import Actor
 from kairos.models import JobRecord, JobSpec, RunRecord, RunStatus
 from kairos.policies import too_late
+from kairos.store.accounts import SqlAccounts, audit_row, write_audit
 from kairos.store.base import Claim, FinishedRun, NodeInfo, PlanFn, StartedRun, Store, Verdict
 from kairos.store.schema import jobs, meta, nodes, runs
 
@@ -49,9 +51,12 @@ _MIGRATIONS = Path(__file__).with_name("migrations")
 _SPEC_CACHE_SIZE = 50_000
 _INTERRUPTED = "the node running it stopped before the call finished"
 _DELETED = "the job was deleted before this run started"
+_BREAKER = "circuit-breaker"
+# A batch this large is audited without each job's definition (only who created or replaced it).
+_AUDIT_DEFINITIONS_UP_TO = 100
 
 
-class SqlStore(Store):
+class SqlStore(SqlAccounts, Store):
     """A store on one SQLAlchemy engine for writes and one for reads (they may be the same)."""
 
     writer_threads = 1
@@ -166,17 +171,21 @@ class SqlStore(Store):
 
     # Jobs --------------------------------------------------------------------------------------
 
-    async def insert_job(self, job: JobRecord) -> None:
+    async def insert_job(self, job: JobRecord, *, by: Actor | None = None) -> None:
         def tx(conn: Connection) -> None:
             conn.execute(insert(jobs).values(_job_values(job)))
             self._notify_job(conn, job)
+            if by is not None:
+                write_audit(conn, [audit_row(by, "job.create", job.id, _definition(job))])
 
         try:
             await self._write(tx)
         except IntegrityError:
             raise JobExists(job.id) from None
 
-    async def upsert_jobs(self, batch: Sequence[JobRecord]) -> dict[str, int]:
+    async def upsert_jobs(
+        self, batch: Sequence[JobRecord], *, by: Actor | None = None
+    ) -> dict[str, int]:
         if not batch:
             return {}
 
@@ -184,11 +193,20 @@ class SqlStore(Store):
             rows = conn.execute(self._upsert_jobs, [_job_values(job) for job in batch])
             stored = {row.id: row.created_us for row in rows}
             self._notify_many(conn, [(job.next_run_us, job.id) for job in batch])
+            if by is not None:
+                write_audit(conn, _upsert_audit(by, batch, stored))
             return stored
 
         return await self._write(tx)
 
-    async def update_job(self, job: JobRecord, *, expected_updated_us: int) -> None:
+    async def update_job(
+        self,
+        job: JobRecord,
+        *,
+        expected_updated_us: int,
+        by: Actor | None = None,
+        action: str = "job.update",
+    ) -> None:
         def tx(conn: Connection) -> None:
             values = _job_values(job)
             del values["created_us"]
@@ -197,6 +215,9 @@ class SqlStore(Store):
             )
             if conn.execute(query.values(values)).rowcount:
                 self._notify_job(conn, job)
+                if by is not None:
+                    detail = _definition(job) if action == "job.update" else None
+                    write_audit(conn, [audit_row(by, action, job.id, detail)])
                 return
             if conn.execute(select(jobs.c.id).where(jobs.c.id == job.id)).first() is None:
                 raise JobNotFound(job.id)
@@ -219,10 +240,15 @@ class SqlStore(Store):
         rows = await self._read(lambda conn: conn.execute(query).all())
         return [_job(row) for row in rows]
 
-    async def delete_job(self, job_id: str, *, purge_runs: bool = False) -> None:
+    async def delete_job(
+        self, job_id: str, *, purge_runs: bool = False, by: Actor | None = None
+    ) -> None:
         def tx(conn: Connection) -> None:
             if not conn.execute(jobs.delete().where(jobs.c.id == job_id)).rowcount:
                 raise JobNotFound(job_id)
+            if by is not None:
+                detail = {"purge_runs": True} if purge_runs else None
+                write_audit(conn, [audit_row(by, "job.delete", job_id, detail)])
             self._notify(conn, None, job_id)
             conn.execute(
                 update(runs)
@@ -251,7 +277,9 @@ class SqlStore(Store):
 
     # Runs --------------------------------------------------------------------------------------
 
-    async def add_manual_run(self, job_id: str, scheduled_for_us: int) -> RunRecord:
+    async def add_manual_run(
+        self, job_id: str, scheduled_for_us: int, *, by: Actor | None = None
+    ) -> RunRecord:
         def tx(conn: Connection) -> RunRecord:
             if conn.execute(select(jobs.c.id).where(jobs.c.id == job_id)).first() is None:
                 raise JobNotFound(job_id)
@@ -262,6 +290,8 @@ class SqlStore(Store):
                 run_id = conn.execute(query.values(values)).scalar()
                 if run_id is not None:
                     self._notify(conn, None)
+                    if by is not None:
+                        write_audit(conn, [audit_row(by, "job.run", job_id, {"run_id": run_id})])
                     return RunRecord(run_id, job_id, at, 1, RunStatus.SCHEDULED, manual=True)
                 at += 1
 
@@ -448,13 +478,17 @@ class SqlStore(Store):
         if row is None:
             return False
         spec = JobSpec.model_validate_json(row.spec).model_copy(update={"paused": paused})
-        updated_us = max(row.updated_us + 1, time.time_ns() // 1000)
+        now_us = time.time_ns() // 1000
+        updated_us = max(row.updated_us + 1, now_us)
         conn.execute(
             update(jobs)
             .where(jobs.c.id == job_id)
             .values(spec=spec.model_dump_json(), paused=paused, updated_us=updated_us, **values)
         )
         self._notify(conn, values.get("next_run_us"), job_id)
+        action, detail = ("job.pause", values["pause_reason"]) if paused else ("job.resume", None)
+        by = Actor(_BREAKER, now_us)
+        write_audit(conn, [audit_row(by, action, job_id, {"reason": detail} if detail else None)])
         return True
 
     def _insert_claimed(
@@ -819,6 +853,26 @@ _REPLACED_ON_UPSERT = (
     "pause_reason",
     "history_max_age_us",
 )
+
+
+def _definition(job: JobRecord) -> str:
+    """A job's definition for the audit log, its secrets masked."""
+    return job.spec.masked().model_dump_json()
+
+
+def _upsert_audit(
+    by: Actor, batch: Sequence[JobRecord], stored: dict[str, int]
+) -> list[dict[str, Any]]:
+    detailed = len(batch) <= _AUDIT_DEFINITIONS_UP_TO
+    return [
+        audit_row(
+            by,
+            "job.create" if stored[job.id] == job.created_us else "job.replace",
+            job.id,
+            _definition(job) if detailed else None,
+        )
+        for job in batch
+    ]
 
 
 def _job_values(job: JobRecord) -> dict[str, Any]:

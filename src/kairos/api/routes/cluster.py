@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from kairos.api.deps import SchedulerDep, require_token
+from kairos.api.deps import SchedulerDep, allowed
 from kairos.clock import from_us
+from kairos.identity import Scope
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["cluster"], dependencies=[Depends(require_token)])
+router = APIRouter(tags=["cluster"], dependencies=[allowed(Scope.ADMIN)])
 
 
 class NodeOut(BaseModel):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Response, status
+from fastapi import APIRouter, Body, Path, Query, Response, status
 
-from kairos.api.deps import SchedulerDep, require_token
+from kairos.api.deps import JobsWriter, SchedulerDep, allowed
 from kairos.api.routes.runs import run_page
 from kairos.api.schemas import (
     JobBatchIn,
@@ -22,18 +22,20 @@ from kairos.api.schemas import (
     run_out,
 )
 from kairos.errors import InvalidField
+from kairos.identity import Scope
 from kairos.models import JOB_ID_PATTERN, JobSpec, RunStatus
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(require_token)])
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+_READ = [allowed(Scope.JOBS_READ)]
 
 JobId = Annotated[str, Path(description="The job's id")]
 NewJobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="1-128 of [A-Za-z0-9_.:-]")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
-@router.get("")
+@router.get("", dependencies=_READ)
 async def list_jobs(
     scheduler: SchedulerDep, cursor: str | None = None, limit: Limit = 100
 ) -> JobPage:
@@ -48,14 +50,14 @@ async def list_jobs(
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def create_job(scheduler: SchedulerDep, body: JobCreate) -> JobOut:
+async def create_job(scheduler: SchedulerDep, who: JobsWriter, body: JobCreate) -> JobOut:
     """Create a job; 409 if the id is taken (``PUT /jobs/{id}`` replaces instead)."""
     spec = JobSpec.model_validate(body.model_dump(exclude={"id"}))
-    return job_out(await scheduler.create_job(body.id, spec))
+    return job_out(await scheduler.create_job(body.id, spec, actor=who.name))
 
 
 @router.post(":batch")
-async def put_jobs(scheduler: SchedulerDep, body: JobBatchIn) -> JobBatchOut:
+async def put_jobs(scheduler: SchedulerDep, who: JobsWriter, body: JobBatchIn) -> JobBatchOut:
     """Create or replace up to 10,000 jobs at once, each as ``PUT /jobs/{id}`` would, in one
     transaction: if any job is invalid nothing is written and the error names it."""
     first_index: dict[str, int] = {}
@@ -65,11 +67,11 @@ async def put_jobs(scheduler: SchedulerDep, body: JobBatchIn) -> JobBatchOut:
                 ["jobs", index, "id"], f"duplicate id {job.id!r} (also jobs.{first_index[job.id]})"
             )
     batch = [(job.id, JobSpec.model_validate(job.model_dump(exclude={"id"}))) for job in body.jobs]
-    created = await scheduler.put_jobs(batch)
+    created = await scheduler.put_jobs(batch, actor=who.name)
     return JobBatchOut(created=created, replaced=len(batch) - created)
 
 
-@router.get("/{job_id}")
+@router.get("/{job_id}", dependencies=_READ)
 async def get_job(scheduler: SchedulerDep, job_id: JobId) -> JobOut:
     return job_out(await scheduler.get_job(job_id))
 
@@ -79,11 +81,11 @@ async def get_job(scheduler: SchedulerDep, job_id: JobId) -> JobOut:
     responses={201: {"model": JobOut, "description": "Created"}},
 )
 async def put_job(
-    scheduler: SchedulerDep, job_id: NewJobId, spec: JobSpec, response: Response
+    scheduler: SchedulerDep, who: JobsWriter, job_id: NewJobId, spec: JobSpec, response: Response
 ) -> JobOut:
     """Create the job (201) or completely replace it (200). Its schedule restarts from now;
     a run already started goes on. A rejected replacement leaves the old job untouched."""
-    job, created = await scheduler.put_job(job_id, spec)
+    job, created = await scheduler.put_job(job_id, spec, actor=who.name)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return job_out(job)
 
@@ -91,6 +93,7 @@ async def put_job(
 @router.patch("/{job_id}")
 async def patch_job(
     scheduler: SchedulerDep,
+    who: JobsWriter,
     job_id: JobId,
     changes: Annotated[dict[str, Any], Body(examples=[{"paused": True}])],
 ) -> JobOut:
@@ -98,39 +101,40 @@ async def patch_job(
     unknown = sorted(set(changes) - set(JobSpec.model_fields))
     if unknown:
         raise InvalidField([unknown[0]], f"not a field that can be changed: {unknown[0]!r}")
-    return job_out(await scheduler.patch_job(job_id, changes))
+    return job_out(await scheduler.patch_job(job_id, changes, actor=who.name))
 
 
 @router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_job(
     scheduler: SchedulerDep,
+    who: JobsWriter,
     job_id: JobId,
     purge_runs: Annotated[
         bool, Query(description="delete the job's run history too (default: keep it)")
     ] = False,
 ) -> None:
     """Remove the job; its run history stays readable under ``/runs`` unless ``purge_runs``."""
-    await scheduler.delete_job(job_id, purge_runs=purge_runs)
+    await scheduler.delete_job(job_id, purge_runs=purge_runs, actor=who.name)
 
 
 @router.post("/{job_id}/pause")
-async def pause_job(scheduler: SchedulerDep, job_id: JobId) -> JobOut:
-    return job_out(await scheduler.pause_job(job_id))
+async def pause_job(scheduler: SchedulerDep, who: JobsWriter, job_id: JobId) -> JobOut:
+    return job_out(await scheduler.pause_job(job_id, actor=who.name))
 
 
 @router.post("/{job_id}/resume")
-async def resume_job(scheduler: SchedulerDep, job_id: JobId) -> JobOut:
+async def resume_job(scheduler: SchedulerDep, who: JobsWriter, job_id: JobId) -> JobOut:
     """Resume; the schedule continues from now and fires missed while paused are not run."""
-    return job_out(await scheduler.resume_job(job_id))
+    return job_out(await scheduler.resume_job(job_id, actor=who.name))
 
 
 @router.post("/{job_id}/run", status_code=status.HTTP_202_ACCEPTED)
-async def run_job(scheduler: SchedulerDep, job_id: JobId) -> RunOut:
+async def run_job(scheduler: SchedulerDep, who: JobsWriter, job_id: JobId) -> RunOut:
     """Start one run now, outside the schedule (also for a paused job)."""
-    return run_out(await scheduler.run_now(job_id))
+    return run_out(await scheduler.run_now(job_id, actor=who.name))
 
 
-@router.get("/{job_id}/runs")
+@router.get("/{job_id}/runs", dependencies=[allowed(Scope.RUNS_READ)])
 async def list_job_runs(
     scheduler: SchedulerDep,
     job_id: JobId,

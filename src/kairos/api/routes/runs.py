@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
-from kairos.api.deps import SchedulerDep, require_token
+from kairos.api.deps import SchedulerDep, allowed
 from kairos.api.schemas import RunOut, RunPage, decode_cursor, encode_cursor, run_out
 from kairos.engine import Scheduler
 from kairos.errors import InvalidField
+from kairos.identity import Scope
 from kairos.models import RunStatus
 
 __all__ = ["router", "run_page"]
 
-router = APIRouter(prefix="/runs", tags=["runs"], dependencies=[Depends(require_token)])
+router = APIRouter(prefix="/runs", tags=["runs"], dependencies=[allowed(Scope.RUNS_READ)])
 
 
 @router.get("")

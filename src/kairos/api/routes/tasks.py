@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
-from kairos.api.deps import SchedulerDep, require_token
+from kairos.api.deps import JobsWriter, SchedulerDep
 from kairos.api.schemas import TaskIn, TaskOut, job_out
 from kairos.errors import InvalidField, JobNotFound, NotFound
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/tasks", tags=["tasks"], dependencies=[Depends(require_token)])
+router = APIRouter(prefix="/tasks", tags=["tasks"])
 
 
 @router.post("")
-async def put_task(scheduler: SchedulerDep, task: TaskIn) -> TaskOut:
+async def put_task(scheduler: SchedulerDep, who: JobsWriter, task: TaskIn) -> TaskOut:
     """Create the cron job ``task_id``, or completely replace it (idempotent)."""
     try:
-        job, created = await scheduler.put_job(task.task_id, task.to_spec())
+        job, created = await scheduler.put_job(task.task_id, task.to_spec(), actor=who.name)
     except InvalidField as exc:
         if exc.loc[:1] == ("trigger",):
             raise InvalidField(["crontab"], exc.message) from None
@@ -26,9 +26,9 @@ async def put_task(scheduler: SchedulerDep, task: TaskIn) -> TaskOut:
 
 
 @router.delete("/{task_id}")
-async def delete_task(scheduler: SchedulerDep, task_id: str) -> dict[str, str]:
+async def delete_task(scheduler: SchedulerDep, who: JobsWriter, task_id: str) -> dict[str, str]:
     try:
-        await scheduler.delete_job(task_id)
+        await scheduler.delete_job(task_id, actor=who.name)
     except JobNotFound:
         raise NotFound("Task not found") from None
     return {"status": "deleted"}

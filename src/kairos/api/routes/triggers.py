@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
-from kairos.api.deps import SchedulerDep, require_token
+from kairos.api.deps import SchedulerDep, allowed
 from kairos.api.schemas import PreviewIn, PreviewOut
+from kairos.identity import Scope
 from kairos.models import parse_zone
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/triggers", tags=["triggers"], dependencies=[Depends(require_token)])
+router = APIRouter(prefix="/triggers", tags=["triggers"], dependencies=[allowed(Scope.JOBS_READ)])
 
 
 @router.post("/preview")

@@ -1,4 +1,4 @@
-"""Bearer tokens: the admin token from ``KAIROS_ADMIN_TOKEN`` or one generated at first start.
+"""The admin token: ``KAIROS_ADMIN_TOKEN``, or one generated at first start.
 
 Only a SHA-256 hash of a generated token is stored: the token is random and long, so a fast hash
 is enough to make a leaked database useless for calling the API.

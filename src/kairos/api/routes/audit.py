@@ -1,0 +1,71 @@
+"""``GET /audit``: every change, who made it and when, newest first."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from kairos.api.deps import SchedulerDep, allowed
+from kairos.api.schemas import decode_cursor, encode_cursor
+from kairos.clock import from_us
+from kairos.errors import InvalidField
+from kairos.identity import Scope
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["audit"], dependencies=[allowed(Scope.ADMIN)])
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: datetime
+    actor: str = Field(description="user:<name>, key:<id>, admin-token, cli:<user>, ...")
+    action: str = Field(description="job.create, job.replace, job.pause, key.revoke, ...")
+    target: str = Field(description="The job id, key id or user name changed")
+    detail: Any = Field(description="What changed (secrets masked), or null")
+
+
+class AuditPage(BaseModel):
+    items: list[AuditOut]
+    next_cursor: str | None
+
+
+@router.get("/audit")
+async def list_audit(
+    scheduler: SchedulerDep,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    target: Annotated[
+        str | None, Query(description="Only changes to this job, key or user")
+    ] = None,
+    actor: Annotated[str | None, Query(description="Only changes by this actor")] = None,
+) -> AuditPage:
+    key = decode_cursor(cursor)
+    if key is not None and not key.isdigit():
+        raise InvalidField(["cursor"], "not a cursor this API returned", source="query")
+    records = await scheduler.store.list_audit(
+        target=target,
+        actor=actor,
+        before_id=None if key is None else int(key),
+        limit=limit + 1,
+    )
+    more = len(records) > limit
+    records = records[:limit]
+    return AuditPage(
+        items=[
+            AuditOut(
+                id=r.id,
+                at=from_us(r.at_us),
+                actor=r.actor,
+                action=r.action,
+                target=r.target,
+                detail=None if r.detail is None else json.loads(r.detail),
+            )
+            for r in records
+        ],
+        next_cursor=encode_cursor(records[-1].id) if more else None,
+    )

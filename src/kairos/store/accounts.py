@@ -1,0 +1,214 @@
+"""The users, API keys and audit log part of ``SqlStore``, and the audit record writer every
+change of the store calls in its own transaction."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from kairos.errors import ApiKeyNotFound, UserExists, UserNotFound
+from kairos.identity import (
+    Actor,
+    ApiKeyRecord,
+    AuditRecord,
+    UserRecord,
+    parse_scopes,
+    scope_text,
+)
+from kairos.store.schema import api_keys, audit, users
+
+__all__ = ["SqlAccounts", "audit_row", "write_audit"]
+
+T = TypeVar("T")
+
+
+def audit_row(by: Actor, action: str, target: str, detail: Any = None) -> dict[str, Any]:
+    """One audit record's values; ``detail`` is stored as JSON (a string is stored as it is)."""
+    if detail is not None and not isinstance(detail, str):
+        detail = json.dumps(detail, separators=(",", ":"))
+    return {
+        "at_us": by.at_us,
+        "actor": by.name[:200],
+        "action": action,
+        "target": target[:200],
+        "detail": detail,
+    }
+
+
+def write_audit(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(insert(audit), list(rows))
+
+
+class SqlAccounts:
+    """Mixed into ``SqlStore``, which provides the transactions."""
+
+    async def _write(self, fn: Callable[[Connection], T]) -> T:
+        raise NotImplementedError
+
+    async def _read(self, fn: Callable[[Connection], T]) -> T:
+        raise NotImplementedError
+
+    # Users -------------------------------------------------------------------------------------
+
+    async def add_user(self, user: UserRecord, *, by: Actor) -> None:
+        def tx(conn: Connection) -> None:
+            conn.execute(insert(users).values(_user_values(user)))
+            write_audit(conn, [audit_row(by, "user.add", user.name, _scopes_detail(user))])
+
+        try:
+            await self._write(tx)
+        except IntegrityError:
+            raise UserExists(user.name) from None
+
+    async def update_user(self, user: UserRecord, *, by: Actor, action: str) -> None:
+        def tx(conn: Connection) -> None:
+            values = _user_values(user)
+            del values["created_us"]
+            query = update(users).where(users.c.name == user.name).values(values)
+            if not conn.execute(query).rowcount:
+                raise UserNotFound(user.name)
+            write_audit(conn, [audit_row(by, action, user.name, _scopes_detail(user))])
+
+        await self._write(tx)
+
+    async def get_user(self, name: str) -> UserRecord | None:
+        query = select(users).where(users.c.name == name)
+        row = await self._read(lambda conn: conn.execute(query).first())
+        return None if row is None else _user(row)
+
+    async def list_users(self) -> list[UserRecord]:
+        query = select(users).order_by(users.c.name)
+        return [_user(row) for row in await self._read(lambda conn: conn.execute(query).all())]
+
+    async def remove_user(self, name: str, *, by: Actor) -> None:
+        def tx(conn: Connection) -> None:
+            if not conn.execute(users.delete().where(users.c.name == name)).rowcount:
+                raise UserNotFound(name)
+            write_audit(conn, [audit_row(by, "user.remove", name)])
+
+        await self._write(tx)
+
+    # API keys ----------------------------------------------------------------------------------
+
+    async def add_api_key(self, key: ApiKeyRecord, *, by: Actor) -> None:
+        def tx(conn: Connection) -> None:
+            conn.execute(insert(api_keys).values(_key_values(key)))
+            detail: dict[str, Any] = {"name": key.name, "scopes": scope_text(key.scopes).split()}
+            if key.expires_us is not None:
+                detail["expires_us"] = key.expires_us
+            write_audit(conn, [audit_row(by, "key.create", key.id, detail)])
+
+        await self._write(tx)
+
+    async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        query = select(api_keys).where(api_keys.c.id == key_id)
+        row = await self._read(lambda conn: conn.execute(query).first())
+        return None if row is None else _key(row)
+
+    async def list_api_keys(self) -> list[ApiKeyRecord]:
+        query = select(api_keys).order_by(api_keys.c.created_us, api_keys.c.id)
+        return [_key(row) for row in await self._read(lambda conn: conn.execute(query).all())]
+
+    async def revoke_api_key(self, key_id: str, *, by: Actor) -> ApiKeyRecord:
+        def tx(conn: Connection) -> ApiKeyRecord:
+            query = (
+                update(api_keys)
+                .where(api_keys.c.id == key_id, api_keys.c.revoked_us.is_(None))
+                .values(revoked_us=by.at_us)
+            )
+            if conn.execute(query).rowcount:
+                write_audit(conn, [audit_row(by, "key.revoke", key_id)])
+            row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).first()
+            if row is None:
+                raise ApiKeyNotFound(key_id)
+            return _key(row)
+
+        return await self._write(tx)
+
+    # The audit log -----------------------------------------------------------------------------
+
+    async def list_audit(
+        self,
+        *,
+        target: str | None = None,
+        actor: str | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> list[AuditRecord]:
+        query = select(audit).order_by(audit.c.id.desc()).limit(limit)
+        if target is not None:
+            query = query.where(audit.c.target == target)
+        if actor is not None:
+            query = query.where(audit.c.actor == actor)
+        if before_id is not None:
+            query = query.where(audit.c.id < before_id)
+        rows = await self._read(lambda conn: conn.execute(query).all())
+        return [AuditRecord(r.id, r.at_us, r.actor, r.action, r.target, r.detail) for r in rows]
+
+    async def purge_audit(self, older_than_us: int, limit: int) -> int:
+        oldest = (
+            select(audit.c.id)
+            .where(audit.c.at_us < older_than_us)
+            .order_by(audit.c.at_us)
+            .limit(limit)
+        )
+        query = audit.delete().where(audit.c.id.in_(oldest))
+        deleted: int = await self._write(lambda conn: conn.execute(query).rowcount)
+        return deleted
+
+
+def _scopes_detail(user: UserRecord) -> dict[str, Any]:
+    return {"scopes": scope_text(user.scopes).split()}
+
+
+def _user_values(user: UserRecord) -> dict[str, Any]:
+    return {
+        "name": user.name,
+        "password_hash": user.password_hash,
+        "scopes": scope_text(user.scopes),
+        "generation": user.generation,
+        "created_us": user.created_us,
+        "updated_us": user.updated_us,
+    }
+
+
+def _user(row: Row[Any]) -> UserRecord:
+    return UserRecord(
+        row.name,
+        row.password_hash,
+        parse_scopes(row.scopes),
+        row.generation,
+        row.created_us,
+        row.updated_us,
+    )
+
+
+def _key_values(key: ApiKeyRecord) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "name": key.name,
+        "secret_hash": key.secret_hash,
+        "scopes": scope_text(key.scopes),
+        "created_us": key.created_us,
+        "created_by": key.created_by[:200],
+        "expires_us": key.expires_us,
+        "revoked_us": key.revoked_us,
+    }
+
+
+def _key(row: Row[Any]) -> ApiKeyRecord:
+    return ApiKeyRecord(
+        row.id,
+        row.name,
+        row.secret_hash,
+        parse_scopes(row.scopes),
+        row.created_us,
+        row.created_by,
+        row.expires_us,
+        row.revoked_us,
+    )
