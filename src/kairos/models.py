@@ -306,12 +306,14 @@ class JobSpec(_Spec):
         return ZoneInfo(self.timezone)
 
     def masked(self) -> JobSpec:
-        """This spec as the API shows it: every secret as ``"***"``."""
+        """This spec as the API shows it: every secret as ``"***"`` (itself if it has none)."""
         changes: dict[str, Any] = {"target": self.target.masked()}
         for name in _WEBHOOKS:
             hook = getattr(self, name)
             if hook is not None:
                 changes[name] = hook.masked()
+        if all(value is getattr(self, name) for name, value in changes.items()):
+            return self
         return self.model_copy(update=changes)
 
     @property

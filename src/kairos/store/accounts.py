@@ -151,13 +151,12 @@ class SqlAccounts:
         return [AuditRecord(r.id, r.at_us, r.actor, r.action, r.target, r.detail) for r in rows]
 
     async def purge_audit(self, older_than_us: int, limit: int) -> int:
-        oldest = (
-            select(audit.c.id)
-            .where(audit.c.at_us < older_than_us)
-            .order_by(audit.c.at_us)
-            .limit(limit)
+        # The oldest records by id, of which those old enough go: ids grow with time, so this
+        # reads at most ``limit`` rows however long the log is.
+        oldest = select(audit.c.id).order_by(audit.c.id).limit(limit).subquery()
+        query = audit.delete().where(
+            audit.c.id.in_(select(oldest.c.id)), audit.c.at_us < older_than_us
         )
-        query = audit.delete().where(audit.c.id.in_(oldest))
         deleted: int = await self._write(lambda conn: conn.execute(query).rowcount)
         return deleted
 

@@ -328,5 +328,5 @@ class Store(ABC):
 
     @abstractmethod
     async def purge_audit(self, older_than_us: int, limit: int) -> int:
-        """Delete up to ``limit`` of the oldest audit records made before ``older_than_us``;
-        return how many went."""
+        """Of the ``limit`` oldest audit records (by id), delete those made before
+        ``older_than_us``; return how many went."""

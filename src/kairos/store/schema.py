@@ -123,6 +123,6 @@ audit = Table(
     Column("action", String(32), nullable=False),
     Column("target", String(200), nullable=False),
     Column("detail", Text, nullable=True),
+    # Old records are purged by id (oldest first), which needs no index of its own.
     Index("ix_kairos_audit_target_id", "target", "id"),
-    Index("ix_kairos_audit_at_us", "at_us"),
 )

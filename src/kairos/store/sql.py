@@ -173,10 +173,12 @@ class SqlStore(SqlAccounts, Store):
 
     async def insert_job(self, job: JobRecord, *, by: Actor | None = None) -> None:
         def tx(conn: Connection) -> None:
-            conn.execute(insert(jobs).values(_job_values(job)))
+            values = _job_values(job)
+            conn.execute(insert(jobs).values(values))
             self._notify_job(conn, job)
             if by is not None:
-                write_audit(conn, [audit_row(by, "job.create", job.id, _definition(job))])
+                detail = _definition(job, values["spec"])
+                write_audit(conn, [audit_row(by, "job.create", job.id, detail)])
 
         try:
             await self._write(tx)
@@ -190,11 +192,12 @@ class SqlStore(SqlAccounts, Store):
             return {}
 
         def tx(conn: Connection) -> dict[str, int]:
-            rows = conn.execute(self._upsert_jobs, [_job_values(job) for job in batch])
+            values = [_job_values(job) for job in batch]
+            rows = conn.execute(self._upsert_jobs, values)
             stored = {row.id: row.created_us for row in rows}
             self._notify_many(conn, [(job.next_run_us, job.id) for job in batch])
             if by is not None:
-                write_audit(conn, _upsert_audit(by, batch, stored))
+                write_audit(conn, _upsert_audit(by, batch, values, stored))
             return stored
 
         return await self._write(tx)
@@ -216,7 +219,7 @@ class SqlStore(SqlAccounts, Store):
             if conn.execute(query.values(values)).rowcount:
                 self._notify_job(conn, job)
                 if by is not None:
-                    detail = _definition(job) if action == "job.update" else None
+                    detail = _definition(job, values["spec"]) if action == "job.update" else None
                     write_audit(conn, [audit_row(by, action, job.id, detail)])
                 return
             if conn.execute(select(jobs.c.id).where(jobs.c.id == job.id)).first() is None:
@@ -855,13 +858,17 @@ _REPLACED_ON_UPSERT = (
 )
 
 
-def _definition(job: JobRecord) -> str:
-    """A job's definition for the audit log, its secrets masked."""
-    return job.spec.masked().model_dump_json()
+def _definition(job: JobRecord, spec_json: str | None = None) -> str:
+    """A job's definition for the audit log, its secrets masked (``spec_json``: the spec as
+    stored, reused when there is nothing to mask)."""
+    masked = job.spec.masked()
+    if masked is job.spec and spec_json is not None:
+        return spec_json
+    return masked.model_dump_json()
 
 
 def _upsert_audit(
-    by: Actor, batch: Sequence[JobRecord], stored: dict[str, int]
+    by: Actor, batch: Sequence[JobRecord], values: list[dict[str, Any]], stored: dict[str, int]
 ) -> list[dict[str, Any]]:
     detailed = len(batch) <= _AUDIT_DEFINITIONS_UP_TO
     return [
@@ -869,9 +876,9 @@ def _upsert_audit(
             by,
             "job.create" if stored[job.id] == job.created_us else "job.replace",
             job.id,
-            _definition(job) if detailed else None,
+            _definition(job, row["spec"]) if detailed else None,
         )
-        for job in batch
+        for job, row in zip(batch, values, strict=True)
     ]
 
 

@@ -49,7 +49,6 @@ def upgrade() -> None:
         sa.Column("detail", sa.Text, nullable=True),
     )
     op.create_index("ix_kairos_audit_target_id", "kairos_audit", ["target", "id"])
-    op.create_index("ix_kairos_audit_at_us", "kairos_audit", ["at_us"])
 
 
 def downgrade() -> None:
