@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -17,7 +16,7 @@ from pydantic import ValidationError
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
-from kairos import __version__, triggers
+from kairos import __version__, logs, triggers
 from kairos.cli_accounts import keys_app, users_app
 from kairos.cli_client import ApiClient, ApiError
 from kairos.cli_output import fail, out, print_json, seconds
@@ -82,10 +81,7 @@ def _serve(
             )
         out.file.flush()
 
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(settings.log_level, settings.log_format)
     app = create_app(settings, on_started=banner)
     _tune_gc()
     uvicorn.run(
@@ -93,6 +89,7 @@ def _serve(
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=None,  # uvicorn's lines go through the handler ``logs.configure`` set
         lifespan="on",
     )
 

@@ -1,22 +1,125 @@
-"""Prometheus metrics of one Kairos process."""
+"""Prometheus metrics of one Kairos process, read from the engine's ``Telemetry`` when scraped.
+
+Every sample carries a ``node`` label (the node id), so the series of replicas stay apart even
+where a scrape configuration does not tell instances apart.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Gauge, Info
+import time
+from collections.abc import Iterator
 
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from kairos import __version__
 from kairos.engine import Scheduler
+from kairos.engine.telemetry import Histogram
+from kairos.errors import StoreUnavailable
+from kairos.models import JobState
 
-__all__ = ["build_registry"]
+__all__ = ["SchedulerCollector", "build_registry"]
+
+# Counting jobs by state reads every job: done at most this often, however often scraped.
+JOB_COUNT_TTL_S = 15.0
 
 
-def build_registry(scheduler: Scheduler) -> CollectorRegistry:
+class SchedulerCollector(Collector):
+    def __init__(self, scheduler: Scheduler) -> None:
+        self._scheduler = scheduler
+        self._job_counts: dict[JobState, int] = {}
+        self._counted_at = float("-inf")
+
+    async def refresh(self) -> None:
+        """Count jobs by state again if the last count is stale (call before collecting). With
+        the store unreachable the last count stays: the scrape still answers."""
+        if time.monotonic() - self._counted_at < JOB_COUNT_TTL_S:
+            return
+        try:
+            self._job_counts = await self._scheduler.count_jobs()
+        except StoreUnavailable:
+            self._scheduler.telemetry.store_error("metrics")
+            return
+        self._counted_at = time.monotonic()
+
+    def collect(self) -> Iterator[Metric]:
+        node = self._scheduler.node_id
+        telemetry = self._scheduler.telemetry
+        info = InfoMetricFamily("kairos_node", "This Kairos process", labels=["node"])
+        info.add_metric([node], {"version": __version__})
+        yield info
+
+        fires = CounterMetricFamily(
+            "kairos_fires",
+            "Fires and attempts ended by this node, by outcome",
+            labels=["node", "status"],
+        )
+        for status, count in sorted(telemetry.fires.items()):
+            fires.add_metric([node, status], count)
+        yield fires
+
+        lag = HistogramMetricFamily(
+            "kairos_fire_lag_seconds",
+            "From when a run was due to when its call began",
+            labels=["node"],
+        )
+        _add(lag, [node], telemetry.lag)
+        yield lag
+
+        durations = HistogramMetricFamily(
+            "kairos_run_duration_seconds",
+            "How long target calls took, by outcome",
+            labels=["node", "status"],
+        )
+        for status, histogram in sorted(telemetry.durations.items()):
+            _add(durations, [node, status], histogram)
+        yield durations
+
+        claims = HistogramMetricFamily(
+            "kairos_claim_batch_size", "Runs started per claim transaction", labels=["node"]
+        )
+        _add(claims, [node], telemetry.claims)
+        yield claims
+
+        errors = CounterMetricFamily(
+            "kairos_store_errors",
+            "Store calls that failed (database unreachable), by what was being done",
+            labels=["node", "operation"],
+        )
+        for operation, count in sorted(telemetry.store_errors.items()):
+            errors.add_metric([node, operation], count)
+        yield errors
+
+        in_flight = GaugeMetricFamily(
+            "kairos_runs_in_flight", "Runs whose target call is under way", labels=["node"]
+        )
+        in_flight.add_metric([node], self._scheduler.runs_in_flight)
+        yield in_flight
+
+        jobs = GaugeMetricFamily(
+            "kairos_jobs",
+            f"Jobs in the store by state (counted at most every {JOB_COUNT_TTL_S:g} s)",
+            labels=["node", "state"],
+        )
+        for state, count in self._job_counts.items():
+            jobs.add_metric([node, state.value], count)
+        yield jobs
+
+
+def _add(family: HistogramMetricFamily, labels: list[str], histogram: Histogram) -> None:
+    family.add_metric(labels, histogram.cumulative(), sum_value=histogram.sum)
+
+
+def build_registry(scheduler: Scheduler) -> tuple[CollectorRegistry, SchedulerCollector]:
     """A registry of this process's metrics (one per app, so tests can run several apps)."""
     registry = CollectorRegistry()
-    Info("kairos_node", "This Kairos process", registry=registry).info(
-        {"node_id": scheduler.node_id}
-    )
-    in_flight = Gauge(
-        "kairos_runs_in_flight", "Runs whose target call is under way", registry=registry
-    )
-    in_flight.set_function(lambda: scheduler.runs_in_flight)
-    return registry
+    collector = SchedulerCollector(scheduler)
+    registry.register(collector)
+    return registry, collector

@@ -36,6 +36,7 @@ __all__ = [
     "IntervalTriggerSpec",
     "JobRecord",
     "JobSpec",
+    "JobState",
     "RetryPolicy",
     "RunRecord",
     "RunStatus",
@@ -367,6 +368,24 @@ class RunStatus(enum.StrEnum):
     INTERRUPTED = "interrupted"
 
 
+class JobState(enum.StrEnum):
+    ACTIVE = "active"
+    """Has a next fire."""
+    PAUSED = "paused"
+    TRIPPED = "tripped"
+    """Paused by the circuit breaker (see ``pause_reason``)."""
+    FINISHED = "finished"
+    """Will not fire again (a date trigger that fired, an end date that passed)."""
+
+    @classmethod
+    def of(cls, paused: bool, tripped: bool, next_run_us: int | None) -> JobState:
+        if tripped:
+            return cls.TRIPPED
+        if paused:
+            return cls.PAUSED
+        return cls.FINISHED if next_run_us is None else cls.ACTIVE
+
+
 @dataclass(frozen=True, slots=True)
 class JobRecord:
     """A stored job: its spec and the scheduling bookkeeping. Times are epoch microseconds."""
@@ -383,6 +402,10 @@ class JobRecord:
     """Failed fires in a row, for the circuit breaker."""
     pause_reason: str | None = None
     """Why the circuit breaker paused the job; None if it did not."""
+
+    @property
+    def state(self) -> JobState:
+        return JobState.of(self.spec.paused, self.pause_reason is not None, self.next_run_us)
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     allowed_networks: Annotated[list[str], NoDecode] = []
     """Exceptions to ``block_private_networks``: networks and host names, comma-separated."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per line, for log collectors."""
 
     @field_validator("allowed_networks", mode="before")
     @classmethod

@@ -38,7 +38,7 @@ def create_app(
             app.state.authenticator, generated = await Authenticator.load(store, settings, now)
             app.state.accounts = Accounts(store, now)
             app.state.scheduler = scheduler
-            app.state.metrics = build_registry(scheduler)
+            app.state.metrics, app.state.collector = build_registry(scheduler)
             if on_started is not None:
                 on_started(app, generated)
             yield

@@ -3,17 +3,21 @@ failure and pause webhooks, and the run-retention draw."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from kairos.clock import from_us
 from kairos.engine.notifier import Event
 from kairos.executors.base import Outcome
-from kairos.models import JobRecord, JobSpec, RunStatus
+from kairos.logs import run_fields
+from kairos.models import JobSpec, RunStatus
 from kairos.policies import Planner
 from kairos.store import FinishedRun, StartedRun, Verdict
 
 __all__ = ["Aftermath"]
+
+log = logging.getLogger("kairos.breaker")
 
 
 class Aftermath:
@@ -27,7 +31,7 @@ class Aftermath:
         self._planner = planner
         self._notify = notify
         self._on_fire_end = on_fire_end
-        self._tripwires: dict[int, tuple[JobRecord, dict[str, Any]]] = {}
+        self._tripwires: dict[int, tuple[StartedRun, dict[str, Any]]] = {}
         """Failed runs whose outcome may trip their job's circuit breaker, until written."""
 
     def ended(
@@ -50,7 +54,7 @@ class Aftermath:
             }
             self._notify(Event("failure", started.job, info, outcome.error or "failed"))
             if verdict is not None and verdict.failed and verdict.limit is not None:
-                self._tripwires[run.id] = (started.job, info)
+                self._tripwires[run.id] = (started, info)
         self._on_fire_end(started.job.id, started.job.spec)
         return verdict
 
@@ -62,8 +66,11 @@ class Aftermath:
         for finished in outcomes:
             tripwire = self._tripwires.pop(finished.run_id, None)
             if tripwire is not None and finished.run_id in paused:
-                job, info = tripwire
-                self._notify(Event("pause", job, info, paused[finished.run_id]))
+                started, info = tripwire
+                run, reason = started.run, paused[finished.run_id]
+                self._notify(Event("pause", started.job, info, reason))
+                fields = run_fields(run.job_id, run.id, run.scheduled_for_us, run.attempt)
+                log.warning("job paused: %s", reason, extra=fields)
 
     def _verdict(self, started: StartedRun, outcome: Outcome, now_us: int) -> Verdict | None:
         """What the end of a fire means for its job's circuit breaker; None when nothing."""

@@ -16,8 +16,10 @@ from dataclasses import replace
 from kairos.clock import Clock
 from kairos.engine.aftermath import Aftermath
 from kairos.engine.notifier import Event
+from kairos.engine.telemetry import Telemetry
 from kairos.errors import StoreUnavailable
 from kairos.executors.base import Call, Executor, Outcome
+from kairos.logs import run_fields
 from kairos.models import JobSpec, RunStatus
 from kairos.policies import Planner
 from kairos.store import FinishedRun, StartedRun, Store
@@ -54,6 +56,7 @@ class Dispatcher:
         interrupted_retries: int,
         on_fire_end: Callable[[str, JobSpec], None] = lambda job_id, spec: None,
         notify: Callable[[Event], None] = lambda event: None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._store = store
         self._executor = executor
@@ -67,6 +70,7 @@ class Dispatcher:
         self._max_poll_s = max_poll_s
         self._interrupted_retries = interrupted_retries
         self._aftermath = Aftermath(planner, notify=notify, on_fire_end=on_fire_end)
+        self.telemetry = telemetry or Telemetry()
         self._wake = asyncio.Event()
         self._planned_wake_us = _LOOKING
         """When the loop means to look at the store next; ``_LOOKING`` while it looks, when a
@@ -102,6 +106,7 @@ class Dispatcher:
         for run_id, revoked in waiting.items():
             revoked.set()
             self._record(FinishedRun(run_id, RunStatus.SKIPPED, None, now_us, error=_CHANGED))
+            self.telemetry.ended(RunStatus.SKIPPED, None)
         return bool(waiting)
 
     async def flush(self) -> None:
@@ -140,6 +145,7 @@ class Dispatcher:
             try:
                 timeout = await self._dispatch_once()
             except StoreUnavailable as exc:
+                self.telemetry.store_error("claim")
                 log.warning("store unavailable, retrying in %.0f s: %s", _STORE_RETRY_S, exc)
                 timeout = _STORE_RETRY_S
             if timeout == 0:
@@ -173,6 +179,7 @@ class Dispatcher:
             self._results = finished + self._results
             raise
         self._aftermath.written(finished, claim.paused)
+        self.telemetry.claimed(len(claim.started), claim.recorded)
         self._slot_awaited = claim.waiting_for_slot
         for started in claim.started:
             self._spawn(started)
@@ -204,18 +211,21 @@ class Dispatcher:
         if not await self._until_due(started):
             return  # revoked: ``revoke`` recorded it
         started_us = self._clock.now_us()
+        self.telemetry.started((started_us - started.due_us) / 1_000_000)
         time_left = self._planner.time_left_s(job.spec, run.scheduled_for_us, started_us)
         if time_left is not None and time_left <= 0:
             error = f"the fire's deadline ({job.spec.deadline:g} s) passed before this attempt"
             verdict = self._aftermath.ended(started, Outcome(False, error=error), started_us, None)
             failed = FinishedRun(run.id, RunStatus.FAILED, None, started_us, error=error)
             self._record(replace(failed, verdict=verdict))
+            self.telemetry.ended(RunStatus.FAILED, None)
+            log.info("run failed: %s", error, extra=run_fields(*_identity(started)))
             return
         call = Call(job.id, run.id, run.scheduled_for_us, run.attempt, job.spec.target, time_left)
         try:
             outcome = await self._executor.execute(call)
         except Exception as exc:  # an executor bug must not leave the run "running" forever
-            log.exception("executor failed: job=%s run=%s", job.id, run.id)
+            log.exception("executor failed", extra=run_fields(*_identity(started)))
             outcome = Outcome(False, error=f"internal error: {exc!r}")
         finished_us = self._clock.now_us()
         retry_due_us = None
@@ -224,6 +234,7 @@ class Dispatcher:
                 job.spec, run.attempt, run.scheduled_for_us, finished_us, outcome.retry_after_s
             )
         status = RunStatus.SUCCEEDED if outcome.succeeded else RunStatus.FAILED
+        self.telemetry.ended(status, (finished_us - started_us) / 1_000_000)
         verdict = self._aftermath.ended(started, outcome, finished_us, retry_due_us)
         self._record(
             FinishedRun(
@@ -240,15 +251,12 @@ class Dispatcher:
         )
         if not outcome.succeeded:
             log.info(
-                "run failed: job=%s run=%s scheduled_for_us=%s attempt=%s: %s%s",
-                job.id,
-                run.id,
-                run.scheduled_for_us,
-                run.attempt,
+                "run failed: %s%s",
                 outcome.error,
                 ""
                 if retry_due_us is None
                 else f"; retrying in {(retry_due_us - finished_us) / 1e6:.3f} s",
+                extra=run_fields(*_identity(started)),
             )
 
     async def _until_due(self, started: StartedRun) -> bool:
@@ -290,6 +298,7 @@ class Dispatcher:
             try:
                 await self._flush()
             except StoreUnavailable as exc:
+                self.telemetry.store_error("record")
                 log.warning("could not record run outcomes, retrying: %s", exc)
                 self._results_ready.set()
                 await asyncio.sleep(_STORE_RETRY_S)
@@ -309,3 +318,8 @@ class Dispatcher:
         retries = [f.retry_due_us for f in batch if f.retry_due_us is not None]
         if retries:
             self.wake(min(retries))
+
+
+def _identity(started: StartedRun) -> tuple[str, int, int, int]:
+    run = started.run
+    return run.job_id, run.id, run.scheduled_for_us, run.attempt

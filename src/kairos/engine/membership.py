@@ -34,6 +34,7 @@ class Membership:
         heartbeat_s: float,
         retries: int,
         on_takeover: Callable[[], None],
+        on_store_error: Callable[[str], None] = lambda operation: None,
     ) -> None:
         self._store = store
         self._node_id = node_id
@@ -42,6 +43,7 @@ class Membership:
         self._heartbeat_s = heartbeat_s
         self._retries = retries
         self._on_takeover = on_takeover
+        self._on_store_error = on_store_error
         self._last_beat = 0.0
         self._task: asyncio.Task[None] | None = None
 
@@ -69,6 +71,7 @@ class Membership:
                 await self._beat()
                 await self._take_over()
             except StoreUnavailable as exc:
+                self._on_store_error("heartbeat")
                 log.warning("heartbeat failed, the store is unavailable: %s", exc)
 
     async def _beat(self) -> None:

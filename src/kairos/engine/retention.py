@@ -56,6 +56,7 @@ class Retention:
         audit_max_age_s: float = 365 * 86_400,
         random_fn: Callable[[], float] = random.random,
         ids_per_window: int = _IDS_PER_WINDOW,
+        on_store_error: Callable[[str], None] = lambda operation: None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -64,6 +65,7 @@ class Retention:
         self._audit_max_age_us = int(audit_max_age_s * 1_000_000)
         self._random = random_fn
         self._ids_per_window = ids_per_window
+        self._on_store_error = on_store_error
         self._pending: deque[tuple[str, int, int | None]] = deque()
         self._queued: set[str] = set()
         self._next_id = 0
@@ -118,6 +120,7 @@ class Retention:
             try:
                 deleted, more = await self.sweep()
             except StoreUnavailable as exc:
+                self._on_store_error("retention")
                 log.warning("run retention paused, the store is unavailable: %s", exc)
                 deleted, more = 0, False
             if deleted:

@@ -24,11 +24,12 @@ from kairos.engine.dispatcher import Dispatcher
 from kairos.engine.membership import Membership
 from kairos.engine.notifier import Notifier
 from kairos.engine.retention import Retention
+from kairos.engine.telemetry import Telemetry
 from kairos.errors import InvalidField, JobNotFound
 from kairos.executors.base import Executor
 from kairos.executors.guard import OutboundGuard
 from kairos.identity import Actor
-from kairos.models import JobRecord, JobSpec, RunRecord, RunStatus, TriggerSpec
+from kairos.models import JobRecord, JobSpec, JobState, RunRecord, RunStatus, TriggerSpec
 from kairos.policies import Planner
 from kairos.settings import Settings
 from kairos.store import Store
@@ -63,6 +64,7 @@ class Scheduler:
         self._settings = settings
         self._clock = clock or SystemClock()
         self._planner = Planner()
+        self.telemetry = Telemetry()
         self._notifier = Notifier(
             OutboundGuard.from_settings(settings),
             on_failure=settings.webhook("failure"),
@@ -74,6 +76,7 @@ class Scheduler:
             keep_per_job=settings.runs_keep_per_job,
             max_age_s=settings.runs_max_age,
             audit_max_age_s=settings.audit_max_age,
+            on_store_error=self.telemetry.store_error,
         )
         self._dispatcher = Dispatcher(
             store=store,
@@ -88,6 +91,7 @@ class Scheduler:
             interrupted_retries=settings.interrupted_retries,
             on_fire_end=self.retention.finished,
             notify=self._notifier.notify,
+            telemetry=self.telemetry,
         )
         self.membership = Membership(
             store,
@@ -97,6 +101,7 @@ class Scheduler:
             heartbeat_s=settings.heartbeat_interval,
             retries=settings.interrupted_retries,
             on_takeover=self._dispatcher.wake,
+            on_store_error=self.telemetry.store_error,
         )
 
     # Lifecycle ---------------------------------------------------------------------------------
@@ -213,6 +218,9 @@ class Scheduler:
 
     async def list_jobs(self, *, after_id: str | None, limit: int) -> list[JobRecord]:
         return await self.store.list_jobs(after_id=after_id, limit=limit)
+
+    async def count_jobs(self) -> dict[JobState, int]:
+        return await self.store.count_jobs()
 
     # Runs --------------------------------------------------------------------------------------
 

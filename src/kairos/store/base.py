@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from kairos.identity import Actor, ApiKeyRecord, AuditRecord, UserRecord
-from kairos.models import JobRecord, RunRecord, RunStatus
+from kairos.models import JobRecord, JobState, RunRecord, RunStatus
 from kairos.policies import FirePlan
 
 __all__ = [
@@ -45,7 +45,7 @@ class StartedRun:
 @dataclass(frozen=True, slots=True)
 class Claim:
     started: list[StartedRun]
-    recorded: int
+    recorded: dict[RunStatus, int]
     """How many ``missed`` / ``skipped`` runs the claim wrote besides the started ones."""
     exhausted: bool
     """True when the claim hit its limit: more work may be due right now."""
@@ -166,6 +166,10 @@ class Store(ABC):
     @abstractmethod
     async def list_jobs(self, *, after_id: str | None, limit: int) -> list[JobRecord]:
         """Jobs ordered by id, starting after ``after_id``."""
+
+    @abstractmethod
+    async def count_jobs(self) -> dict[JobState, int]:
+        """How many jobs there are in each state (reads every job: not for hot paths)."""
 
     @abstractmethod
     async def delete_job(

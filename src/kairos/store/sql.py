@@ -37,7 +37,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from kairos.errors import Conflict, JobExists, JobNotFound, RunNotFound, StoreUnavailable
 from kairos.identity import Actor
-from kairos.models import JobRecord, JobSpec, RunRecord, RunStatus
+from kairos.models import JobRecord, JobSpec, JobState, RunRecord, RunStatus
 from kairos.policies import too_late
 from kairos.store.accounts import SqlAccounts, audit_row, write_audit
 from kairos.store.base import Claim, FinishedRun, NodeInfo, PlanFn, StartedRun, Store, Verdict
@@ -243,6 +243,18 @@ class SqlStore(SqlAccounts, Store):
         rows = await self._read(lambda conn: conn.execute(query).all())
         return [_job(row) for row in rows]
 
+    async def count_jobs(self) -> dict[JobState, int]:
+        tripped = jobs.c.pause_reason.is_not(None)
+        finished = jobs.c.next_run_us.is_(None)
+        query = select(jobs.c.paused, tripped, finished, func.count()).group_by(
+            jobs.c.paused, tripped, finished
+        )
+        rows = await self._read(lambda conn: conn.execute(query).all())
+        counts = dict.fromkeys(JobState, 0)
+        for paused, is_tripped, is_finished, count in rows:
+            counts[JobState.of(paused, is_tripped, None if is_finished else 0)] += count
+        return counts
+
     async def delete_job(
         self, job_id: str, *, purge_runs: bool = False, by: Actor | None = None
     ) -> None:
@@ -329,7 +341,7 @@ class SqlStore(SqlAccounts, Store):
     ) -> Claim:
         # Queued runs (run now, retries) first: they are older work, and a fire claimed ahead
         # must not hold the slot a queued run of its job is waiting for.
-        started, waiting = self._start_pending(conn, now_us, limit, node_id)
+        started, waiting, missed = self._start_pending(conn, now_us, limit, node_id)
         queued_started = Counter(run.job.id for run in started)
         budget = limit - len(started)
         due = conn.execute(self._due_jobs, {"due_by": now_us + ahead_us, "limit": limit}).all()
@@ -339,7 +351,7 @@ class SqlStore(SqlAccounts, Store):
             running[job_id] = running.get(job_id, 0) - n  # in flight "before this pass": not them
         rows: list[dict[str, Any]] = []
         moves: list[dict[str, Any]] = []
-        recorded = 0
+        recorded: Counter[RunStatus] = Counter({RunStatus.MISSED: missed} if missed else {})
         for job in claimed:
             fire_plan = plan(
                 job, now_us, running.get(job.id, 0), budget, queued_started.get(job.id, 0)
@@ -354,7 +366,7 @@ class SqlStore(SqlAccounts, Store):
                     waiting = True  # queued behind a run started in this pass
                 else:
                     values.update(error=planned.error, node_id=node_id, finished_us=now_us)
-                    recorded += 1
+                    recorded[planned.status] += 1
                 rows.append(values)
             moves.append(
                 {"b_id": job.id, "b_fire": fire_plan.next_fire_us, "b_run": fire_plan.next_run_us}
@@ -512,9 +524,10 @@ class SqlStore(SqlAccounts, Store):
 
     def _start_pending(
         self, conn: Connection, now_us: int, budget: int, node_id: str
-    ) -> tuple[list[StartedRun], bool]:
+    ) -> tuple[list[StartedRun], bool, int]:
         """Start queued runs that are due, and say whether some must wait for a run of their job
-        to finish first (``max_instances``): queued runs wait for a slot, they are not skipped."""
+        to finish first (``max_instances``): queued runs wait for a slot, they are not skipped.
+        The third value: how many were too late and recorded ``missed``."""
         pending = conn.execute(self._due_pending, {"due_by": now_us, "limit": budget}).all()
         running = self._running_counts(conn, list({row.id for row in pending}), node_id)
         started: list[StartedRun] = []
@@ -548,7 +561,7 @@ class SqlStore(SqlAccounts, Store):
             conn.execute(_START_PENDING, updates)
         if missed:
             conn.execute(_MISS_PENDING, missed)
-        return started, waiting
+        return started, waiting, len(missed)
 
     async def finish_runs(self, node_id: str, finished: Sequence[FinishedRun]) -> dict[int, str]:
         if not finished:

@@ -36,4 +36,5 @@ async def readyz(scheduler: SchedulerDep) -> Response:
 @router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(request: Request) -> Response:
     """Prometheus text format."""
+    await request.app.state.collector.refresh()
     return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)
