@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    StringConstraints,
     field_validator,
     model_serializer,
     model_validator,
@@ -28,6 +29,7 @@ from kairos.errors import InvalidField
 __all__ = [
     "JOB_ID_PATTERN",
     "SECRET_MASK",
+    "TAG_PATTERN",
     "CronTriggerSpec",
     "DateTriggerSpec",
     "HistoryPolicy",
@@ -47,6 +49,7 @@ __all__ = [
 ]
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+TAG_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 
 CRON_FIELDS = ("year", "month", "day", "week", "day_of_week", "hour", "minute", "second")
 
@@ -295,6 +298,15 @@ class JobSpec(_Spec):
     """Run history kept for this job; ``null``: the server's defaults."""
     paused: bool = False
     description: str = Field(default="", max_length=2_000)
+    tags: list[Annotated[str, StringConstraints(pattern=TAG_PATTERN)]] = Field(
+        default_factory=list, max_length=20
+    )
+    """Labels to find the job by (``GET /jobs?tag=``); kept sorted, each once."""
+
+    @field_validator("tags")
+    @classmethod
+    def _sorted_once(cls, tags: list[str]) -> list[str]:
+        return sorted(set(tags))
 
     @field_validator("timezone")
     @classmethod
@@ -369,7 +381,7 @@ class RunStatus(enum.StrEnum):
 
 
 class JobState(enum.StrEnum):
-    ACTIVE = "active"
+    SCHEDULED = "scheduled"
     """Has a next fire."""
     PAUSED = "paused"
     TRIPPED = "tripped"
@@ -383,7 +395,7 @@ class JobState(enum.StrEnum):
             return cls.TRIPPED
         if paused:
             return cls.PAUSED
-        return cls.FINISHED if next_run_us is None else cls.ACTIVE
+        return cls.FINISHED if next_run_us is None else cls.SCHEDULED
 
 
 @dataclass(frozen=True, slots=True)

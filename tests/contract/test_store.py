@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy.exc import StatementError
 
 from kairos.errors import Conflict, JobExists, JobNotFound, RunNotFound
-from kairos.models import HistoryPolicy, JobRecord, JobSpec, RunStatus
+from kairos.models import HistoryPolicy, JobRecord, JobSpec, JobState, RunStatus
 from kairos.policies import FirePlan, PlannedRun, Planner
-from kairos.store import FinishedRun, Store, Verdict, store_for_url
+from kairos.store import FinishedRun, JobQuery, Store, Verdict, store_for_url
 
 NOW = 1_800_000_000_000_000
 S = 1_000_000
@@ -79,7 +79,7 @@ async def test_a_failed_upsert_batch_writes_nothing(store: Store) -> None:
     changed = JobRecord("a", SPEC.model_copy(update={"max_instances": 3}), NOW, NOW, NOW, NOW)
     with pytest.raises((OverflowError, StatementError)):  # as the driver or database refuses
         await store.upsert_jobs([changed, record("b"), too_big])
-    assert [job.id for job in await store.list_jobs(after_id=None, limit=10)] == ["a"]
+    assert [job.id for job in await store.list_jobs(JobQuery(), 10)] == ["a"]
     assert (await store.get_job("a")).spec.max_instances == 1
 
 
@@ -94,10 +94,67 @@ async def test_update_refuses_a_stale_version(store: Store) -> None:
 async def test_list_jobs_pages_by_id(store: Store) -> None:
     for job_id in ["c", "a", "b", "d"]:
         await store.insert_job(record(job_id))
-    first = await store.list_jobs(after_id=None, limit=3)
+    first = await store.list_jobs(JobQuery(), 3)
     assert [j.id for j in first] == ["a", "b", "c"]
-    rest = await store.list_jobs(after_id="c", limit=3)
+    rest = await store.list_jobs(JobQuery(after=(None, "c")), 3)
     assert [j.id for j in rest] == ["d"]
+
+
+async def ids(store: Store, limit: int = 100, **query: Any) -> list[str]:
+    return [job.id for job in await store.list_jobs(JobQuery(**query), limit)]
+
+
+async def test_list_jobs_filters_by_id_prefix_state_and_tag(store: Store) -> None:
+    tagged = SPEC.model_copy(update={"tags": ["etl", "nightly"]})
+    await store.insert_job(JobRecord("etl.load", tagged, NOW, NOW, NOW, NOW))
+    await store.insert_job(JobRecord("etl_x", SPEC, NOW, NOW, NOW, NOW))
+    await store.insert_job(JobRecord("Etl.upper", tagged, NOW, NOW, NOW, NOW))
+    await store.insert_job(record("done", None))
+    paused = SPEC.model_copy(update={"paused": True, "tags": ["etl"]})
+    await store.insert_job(JobRecord("held", paused, None, None, NOW, NOW))
+    assert await ids(store, prefix="etl") == ["etl.load", "etl_x"]  # case and "_" taken literally
+    assert await ids(store, prefix="etl.") == ["etl.load"]
+    assert await ids(store, prefix="etl_") == ["etl_x"]
+    assert await ids(store, state=JobState.SCHEDULED) == ["Etl.upper", "etl.load", "etl_x"]
+    assert await ids(store, state=JobState.PAUSED) == ["held"]
+    assert await ids(store, state=JobState.FINISHED) == ["done"]
+    assert await ids(store, tag="etl") == ["Etl.upper", "etl.load", "held"]
+    assert await ids(store, tag="etl", state=JobState.PAUSED) == ["held"]
+    assert await ids(store, tag="etl", prefix="etl") == ["etl.load"]
+    assert await ids(store, tag="nope") == []
+
+
+async def test_tags_follow_replacements_and_deletes(store: Store) -> None:
+    tagged = JobRecord("a", SPEC.model_copy(update={"tags": ["x"]}), NOW, NOW, NOW, NOW)
+    await store.insert_job(tagged)
+    retagged = JobRecord("a", SPEC.model_copy(update={"tags": ["y"]}), NOW, NOW, NOW, NOW + 1)
+    await store.upsert_jobs([retagged])
+    assert (await ids(store, tag="x"), await ids(store, tag="y")) == ([], ["a"])
+    untagged = JobRecord("a", SPEC, NOW, NOW, NOW, NOW + 2)
+    await store.update_job(untagged, expected_updated_us=NOW + 1)
+    assert await ids(store, tag="y") == []
+    await store.upsert_jobs([retagged])
+    await store.delete_job("a")
+    await store.insert_job(JobRecord("a", SPEC, NOW, NOW, NOW, NOW))
+    assert await ids(store, tag="y") == []
+
+
+async def test_list_jobs_by_next_run_pages_soonest_first_then_jobs_without_one(
+    store: Store,
+) -> None:
+    for job_id, due in [("a", NOW + 3), ("b", NOW + 1), ("c", None), ("d", NOW + 1), ("e", None)]:
+        await store.insert_job(record(job_id, due))
+    order = await ids(store, by_next_run=True)
+    assert order == ["b", "d", "a", "c", "e"]
+    pages, after = [], None
+    while True:
+        page = await store.list_jobs(JobQuery(by_next_run=True, after=after), 2)
+        if not page:
+            break
+        pages.append([job.id for job in page])
+        after = (page[-1].next_run_us, page[-1].id)
+    assert pages == [["b", "d"], ["a", "c"], ["e"]]
+    assert await ids(store, by_next_run=True, after=(NOW + 1, "b")) == ["d", "a", "c", "e"]
 
 
 async def test_claim_starts_due_fires_once_and_advances_the_job(store: Store) -> None:

@@ -63,7 +63,7 @@ def test_metrics_count_fires_lag_durations_claims_and_jobs_by_state(
         duration = f'kairos_run_duration_seconds_count{{node="{node}",status="succeeded"}}'
         assert seen[duration] == seen[ok]
         assert seen[f'kairos_claim_batch_size_count{{node="{node}"}}'] >= 1
-        assert seen[f'kairos_jobs{{node="{node}",state="active"}}'] == 2
+        assert seen[f'kairos_jobs{{node="{node}",state="scheduled"}}'] == 2
         assert seen[f'kairos_jobs{{node="{node}",state="paused"}}'] == 1
         assert f'kairos_runs_in_flight{{node="{node}"}}' in seen
         assert f'kairos_node_info{{node="{node}",version="0.1.0"}}' in seen

@@ -281,6 +281,55 @@ def test_list_jobs_paginates_with_a_cursor(client: TestClient) -> None:
     assert [j["id"] for j in last["items"]] == ["j4"]
     assert last["next_cursor"] is None
     assert client.get("/jobs", params={"cursor": "!!!"}).status_code == 422
+
+
+def test_list_jobs_by_prefix_state_tag_and_next_run(client: TestClient) -> None:
+    client.put("/jobs/etl.daily", json=cron_job("0 3 * * *", tags=["etl", "etl", "daily"]))
+    client.put("/jobs/etl.hourly", json=cron_job("0 * * * *", tags=["etl"]))
+    client.put("/jobs/report", json=cron_job("0 1 * * *", paused=True, tags=["daily"]))
+    assert client.get("/jobs/etl.daily").json()["tags"] == ["daily", "etl"]
+
+    def ids(**params: Any) -> list[str]:
+        response = client.get("/jobs", params=params)
+        assert response.status_code == 200, response.text
+        return [job["id"] for job in response.json()["items"]]
+
+    assert ids(q="etl.") == ["etl.daily", "etl.hourly"]
+    assert ids(tag="daily") == ["etl.daily", "report"]
+    assert ids(state="paused") == ["report"]
+    assert ids(tag="daily", state="scheduled") == ["etl.daily"]
+    assert ids(sort="next_run") == ["etl.hourly", "etl.daily", "report"]
+    first = client.get("/jobs", params={"sort": "next_run", "limit": 1}).json()
+    rest = client.get(
+        "/jobs", params={"sort": "next_run", "limit": 5, "cursor": first["next_cursor"]}
+    ).json()
+    assert [job["id"] for job in rest["items"]] == ["etl.daily", "report"]
+    by_id_cursor = client.get("/jobs", params={"limit": 1}).json()["next_cursor"]
+    wrong = client.get("/jobs", params={"sort": "next_run", "cursor": by_id_cursor})
+    assert wrong.status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"q": "a b"}, "q"),
+        ({"state": "sleeping"}, "state"),
+        ({"tag": "x/y"}, "tag"),
+        ({"sort": "age"}, "sort"),
+    ],
+)
+def test_list_jobs_refuses_bad_filters_naming_them(
+    client: TestClient, params: dict[str, str], field: str
+) -> None:
+    response = client.get("/jobs", params=params)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", field]
+
+
+def test_a_bad_tag_is_refused_naming_it(client: TestClient) -> None:
+    response = client.put("/jobs/t", json=cron_job(tags=["ok", "not ok"]))
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "tags", 1]
     assert client.get("/jobs", params={"limit": 0}).status_code == 422
 
 

@@ -17,6 +17,7 @@ from kairos.models import (
     HttpTarget,
     JobRecord,
     JobSpec,
+    JobState,
     RetryPolicy,
     RunRecord,
     RunStatus,
@@ -41,6 +42,8 @@ __all__ = [
     "TaskOut",
     "decode_cursor",
     "encode_cursor",
+    "encode_job_cursor",
+    "job_cursor",
     "job_out",
     "run_out",
 ]
@@ -81,9 +84,12 @@ class JobOut(BaseModel):
     history: HistoryPolicy | None
     paused: bool
     description: str
+    tags: list[str]
     consecutive_failures: int = Field(description="failed fires in a row, for the breaker")
     pause_reason: str | None = Field(description="why the circuit breaker paused the job")
-    state: str = Field(description="scheduled, paused, or finished (no fire left)")
+    state: JobState = Field(
+        description="scheduled, paused, tripped (paused by the circuit breaker) or finished"
+    )
     next_run_time: datetime | None = Field(description="in the job's time zone; null if none")
     created_at: datetime
     updated_at: datetime
@@ -161,17 +167,11 @@ class PreviewOut(BaseModel):
 def job_out(job: JobRecord) -> JobOut:
     spec = job.spec
     zone = spec.zone
-    if spec.paused:
-        state = "paused"
-    elif job.next_run_us is None:
-        state = "finished"
-    else:
-        state = "scheduled"
     return JobOut(
         id=job.id,
         consecutive_failures=job.failures,
         pause_reason=job.pause_reason,
-        state=state,
+        state=job.state,
         next_run_time=_local(job.next_run_us, zone) if not spec.paused else None,
         created_at=from_us(job.created_us),
         updated_at=from_us(job.updated_us),
@@ -217,6 +217,22 @@ def decode_cursor(cursor: str | None) -> str | None:
     if not key:
         raise InvalidField(["cursor"], "not a cursor this API returned", source="query")
     return key
+
+
+def encode_job_cursor(job: JobRecord, by_next_run: bool) -> str:
+    """Where a page of jobs ended: its last job's id, and its next run if ordered by it."""
+    return encode_cursor(f"{job.next_run_us or '-'}/{job.id}" if by_next_run else job.id)
+
+
+def job_cursor(cursor: str | None, *, by_next_run: bool) -> tuple[int | None, str] | None:
+    """The ``JobQuery.after`` a cursor from ``encode_job_cursor`` carries."""
+    key = decode_cursor(cursor)
+    if key is None or not by_next_run:
+        return None if key is None else (None, key)
+    due, _, job_id = key.partition("/")
+    if not job_id or not (due == "-" or due.isdigit()):
+        raise InvalidField(["cursor"], "not a cursor of this order (sort)", source="query")
+    return (None if due == "-" else int(due)), job_id
 
 
 def _local(us: int | None, zone: ZoneInfo) -> datetime | None:

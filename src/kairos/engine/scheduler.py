@@ -32,7 +32,7 @@ from kairos.identity import Actor
 from kairos.models import JobRecord, JobSpec, JobState, RunRecord, RunStatus, TriggerSpec
 from kairos.policies import Planner
 from kairos.settings import Settings
-from kairos.store import Store
+from kairos.store import JobQuery, Store
 
 __all__ = ["Scheduler"]
 
@@ -216,8 +216,8 @@ class Scheduler:
     async def get_job(self, job_id: str) -> JobRecord:
         return await self.store.get_job(job_id)
 
-    async def list_jobs(self, *, after_id: str | None, limit: int) -> list[JobRecord]:
-        return await self.store.list_jobs(after_id=after_id, limit=limit)
+    async def list_jobs(self, query: JobQuery, limit: int) -> list[JobRecord]:
+        return await self.store.list_jobs(query, limit)
 
     async def count_jobs(self) -> dict[JobState, int]:
         return await self.store.count_jobs()

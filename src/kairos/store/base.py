@@ -17,6 +17,7 @@ __all__ = [
     "ChangeFn",
     "Claim",
     "FinishedRun",
+    "JobQuery",
     "NodeInfo",
     "PlanFn",
     "StartedRun",
@@ -94,6 +95,21 @@ class Verdict:
 
 
 @dataclass(frozen=True, slots=True)
+class JobQuery:
+    """Which jobs ``Store.list_jobs`` lists, in which order, from where."""
+
+    prefix: str | None = None
+    """Only ids that start with this."""
+    state: JobState | None = None
+    tag: str | None = None
+    by_next_run: bool = False
+    """Soonest next run first, then the jobs without one by id; False: all by id."""
+    after: tuple[int | None, str] | None = None
+    """Where the previous page ended: its last job's ``(next_run_us, id)`` when ordered by next
+    run, ``(None, id)`` when ordered by id."""
+
+
+@dataclass(frozen=True, slots=True)
 class NodeInfo:
     id: str
     hostname: str
@@ -164,8 +180,9 @@ class Store(ABC):
         """Raise ``JobNotFound`` for an unknown id."""
 
     @abstractmethod
-    async def list_jobs(self, *, after_id: str | None, limit: int) -> list[JobRecord]:
-        """Jobs ordered by id, starting after ``after_id``."""
+    async def list_jobs(self, query: JobQuery, limit: int) -> list[JobRecord]:
+        """Up to ``limit`` jobs as ``query`` says. By id and by tag, pages are read from an
+        index; a state filter or an id prefix may read further to fill a page."""
 
     @abstractmethod
     async def count_jobs(self) -> dict[JobState, int]:

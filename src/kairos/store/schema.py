@@ -16,7 +16,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["api_keys", "audit", "jobs", "meta", "metadata", "nodes", "runs", "users"]
+__all__ = ["api_keys", "audit", "job_tags", "jobs", "meta", "metadata", "nodes", "runs", "users"]
 
 metadata = MetaData()
 
@@ -41,6 +41,15 @@ jobs = Table(
     # The dispatcher's only scan: due jobs by due time. Paused and finished jobs hold NULL here,
     # but for a job the breaker paused, which holds the time of its probe fire.
     Index("ix_kairos_jobs_next_run_us", "next_run_us"),
+)
+
+# A job's tags (also in its spec), one row each: listing the jobs with a tag reads the primary key.
+job_tags = Table(
+    "kairos_job_tags",
+    metadata,
+    Column("tag", String(64), primary_key=True),
+    Column("job_id", String(128), primary_key=True),
+    Index("ix_kairos_job_tags_job_id", "job_id"),
 )
 
 runs = Table(

@@ -40,8 +40,17 @@ from kairos.identity import Actor
 from kairos.models import JobRecord, JobSpec, JobState, RunRecord, RunStatus
 from kairos.policies import too_late
 from kairos.store.accounts import SqlAccounts, audit_row, write_audit
-from kairos.store.base import Claim, FinishedRun, NodeInfo, PlanFn, StartedRun, Store, Verdict
-from kairos.store.schema import jobs, meta, nodes, runs
+from kairos.store.base import (
+    Claim,
+    FinishedRun,
+    JobQuery,
+    NodeInfo,
+    PlanFn,
+    StartedRun,
+    Store,
+    Verdict,
+)
+from kairos.store.schema import job_tags, jobs, meta, nodes, runs
 
 __all__ = ["SqlStore"]
 
@@ -175,6 +184,7 @@ class SqlStore(SqlAccounts, Store):
         def tx(conn: Connection) -> None:
             values = _job_values(job)
             conn.execute(insert(jobs).values(values))
+            _set_tags(conn, [job], replacing=False)
             self._notify_job(conn, job)
             if by is not None:
                 detail = _definition(job, values["spec"])
@@ -195,6 +205,7 @@ class SqlStore(SqlAccounts, Store):
             values = [_job_values(job) for job in batch]
             rows = conn.execute(self._upsert_jobs, values)
             stored = {row.id: row.created_us for row in rows}
+            _set_tags(conn, batch, replacing=True)
             self._notify_many(conn, [(job.next_run_us, job.id) for job in batch])
             if by is not None:
                 write_audit(conn, _upsert_audit(by, batch, values, stored))
@@ -217,6 +228,7 @@ class SqlStore(SqlAccounts, Store):
                 jobs.c.id == job.id, jobs.c.updated_us == expected_updated_us
             )
             if conn.execute(query.values(values)).rowcount:
+                _set_tags(conn, [job], replacing=True)
                 self._notify_job(conn, job)
                 if by is not None:
                     detail = _definition(job, values["spec"]) if action == "job.update" else None
@@ -236,12 +248,53 @@ class SqlStore(SqlAccounts, Store):
             raise JobNotFound(job_id)
         return _job(row)
 
-    async def list_jobs(self, *, after_id: str | None, limit: int) -> list[JobRecord]:
-        query = select(jobs).order_by(jobs.c.id).limit(limit)
-        if after_id is not None:
-            query = query.where(jobs.c.id > after_id)
-        rows = await self._read(lambda conn: conn.execute(query).all())
-        return [_job(row) for row in rows]
+    async def list_jobs(self, query: JobQuery, limit: int) -> list[JobRecord]:
+        chosen = select(jobs).where(*self._job_filter(query))
+        # The id to order by: with a tag, the tag table's, whose index is already in that order.
+        key = jobs.c.id
+        if query.tag is not None:
+            chosen = chosen.join(
+                job_tags, (job_tags.c.job_id == jobs.c.id) & (job_tags.c.tag == query.tag)
+            )
+            key = job_tags.c.job_id
+        after_us, after_id = query.after or (None, None)
+        by_id = chosen.order_by(key)
+        if not query.by_next_run:
+            statements = [by_id if after_id is None else by_id.where(key > after_id)]
+        else:
+            # Jobs with a next run, soonest first; then (on a page not yet full) those without,
+            # by id. A cursor with a next run is in the first part, one without in the second.
+            due = jobs.c.next_run_us
+            by_due = chosen.where(due.is_not(None)).order_by(due, jobs.c.id)
+            without = by_id.where(due.is_(None))
+            if query.after is None:
+                statements = [by_due, without]
+            elif after_us is not None:
+                later = (due > after_us) | ((due == after_us) & (jobs.c.id > after_id))
+                statements = [by_due.where(later), without]
+            else:
+                statements = [without.where(key > after_id)]
+
+        def read(conn: Connection) -> list[Row[Any]]:
+            rows: list[Row[Any]] = []
+            for statement in statements:
+                if len(rows) < limit:
+                    rows += conn.execute(statement.limit(limit - len(rows))).all()
+            return rows
+
+        return [_job(row) for row in await self._read(read)]
+
+    def _job_filter(self, query: JobQuery) -> list[ColumnElement[bool]]:
+        conditions: list[ColumnElement[bool]] = []
+        if query.prefix is not None:
+            if self._writer.dialect.name == "sqlite":
+                # GLOB: case-sensitive and read from the index (ids cannot hold its wildcards).
+                conditions.append(jobs.c.id.op("GLOB")(query.prefix + "*"))
+            else:
+                conditions.append(jobs.c.id.startswith(query.prefix, autoescape=True))
+        if query.state is not None:
+            conditions.append(_STATE[query.state])
+        return conditions
 
     async def count_jobs(self) -> dict[JobState, int]:
         tripped = jobs.c.pause_reason.is_not(None)
@@ -261,6 +314,7 @@ class SqlStore(SqlAccounts, Store):
         def tx(conn: Connection) -> None:
             if not conn.execute(jobs.delete().where(jobs.c.id == job_id)).rowcount:
                 raise JobNotFound(job_id)
+            conn.execute(job_tags.delete().where(job_tags.c.job_id == job_id))
             if by is not None:
                 detail = {"purge_runs": True} if purge_runs else None
                 write_audit(conn, [audit_row(by, "job.delete", job_id, detail)])
@@ -859,6 +913,13 @@ _NEXT_RUN_DUE = select(func.min(runs.c.due_us)).where(
     runs.c.status == RunStatus.SCHEDULED.value, runs.c.due_us > bindparam("now")
 )
 
+_STATE = {
+    JobState.SCHEDULED: jobs.c.paused.is_(False) & jobs.c.next_run_us.is_not(None),
+    JobState.PAUSED: jobs.c.paused.is_(True) & jobs.c.pause_reason.is_(None),
+    JobState.TRIPPED: jobs.c.pause_reason.is_not(None),
+    JobState.FINISHED: jobs.c.paused.is_(False) & jobs.c.next_run_us.is_(None),
+}
+
 _REPLACED_ON_UPSERT = (
     "spec",
     "paused",
@@ -869,6 +930,16 @@ _REPLACED_ON_UPSERT = (
     "pause_reason",
     "history_max_age_us",
 )
+
+
+def _set_tags(conn: Connection, batch: Sequence[JobRecord], *, replacing: bool) -> None:
+    """Write the tags of ``batch``'s jobs, ``replacing`` those they had."""
+    if replacing:
+        ids = [job.id for job in batch]
+        conn.execute(job_tags.delete().where(job_tags.c.job_id.in_(ids)))
+    rows = [{"tag": tag, "job_id": job.id} for job in batch for tag in job.spec.tags]
+    if rows:
+        conn.execute(insert(job_tags), rows)
 
 
 def _definition(job: JobRecord, spec_json: str | None = None) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Response, status
 
@@ -16,14 +16,15 @@ from kairos.api.schemas import (
     JobPage,
     RunOut,
     RunPage,
-    decode_cursor,
-    encode_cursor,
+    encode_job_cursor,
+    job_cursor,
     job_out,
     run_out,
 )
 from kairos.errors import InvalidField
 from kairos.identity import Scope
-from kairos.models import JOB_ID_PATTERN, JobSpec, RunStatus
+from kairos.models import JOB_ID_PATTERN, TAG_PATTERN, JobSpec, JobState, RunStatus
+from kairos.store import JobQuery
 
 __all__ = ["router"]
 
@@ -37,15 +38,31 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 
 @router.get("", dependencies=_READ)
 async def list_jobs(
-    scheduler: SchedulerDep, cursor: str | None = None, limit: Limit = 100
+    scheduler: SchedulerDep,
+    cursor: str | None = None,
+    limit: Limit = 100,
+    q: Annotated[str | None, Query(pattern=JOB_ID_PATTERN, description="id prefix")] = None,
+    state: JobState | None = None,
+    tag: Annotated[str | None, Query(pattern=TAG_PATTERN)] = None,
+    sort: Annotated[Literal["id", "next_run"], Query(description="the order")] = "id",
 ) -> JobPage:
-    """Jobs ordered by id; pass ``next_cursor`` back as ``cursor`` for the next page."""
-    jobs = await scheduler.list_jobs(after_id=decode_cursor(cursor), limit=limit + 1)
+    """Jobs by id, or by next run (soonest first, jobs without one last), optionally only those
+    whose id starts with ``q``, in one state, or with one tag. Pass ``next_cursor`` back as
+    ``cursor`` (with the same filters) for the next page."""
+    query = JobQuery(
+        prefix=q,
+        state=state,
+        tag=tag,
+        by_next_run=sort == "next_run",
+        after=job_cursor(cursor, by_next_run=sort == "next_run"),
+    )
+    jobs = await scheduler.list_jobs(query, limit + 1)
     more = len(jobs) > limit
     jobs = jobs[:limit]
+    last = jobs[-1] if more else None
     return JobPage(
         items=[job_out(job) for job in jobs],
-        next_cursor=encode_cursor(jobs[-1].id) if more else None,
+        next_cursor=None if last is None else encode_job_cursor(last, query.by_next_run),
     )
 
 
