@@ -25,6 +25,8 @@ __all__ = ["SqlAccounts", "audit_row", "write_audit"]
 
 T = TypeVar("T")
 
+_INSERT_AUDIT = insert(audit)  # built once: every job change writes one
+
 
 def audit_row(by: Actor, action: str, target: str, detail: Any = None) -> dict[str, Any]:
     """One audit record's values; ``detail`` is stored as JSON (a string is stored as it is)."""
@@ -40,8 +42,10 @@ def audit_row(by: Actor, action: str, target: str, detail: Any = None) -> dict[s
 
 
 def write_audit(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        conn.execute(insert(audit), list(rows))
+    if len(rows) == 1:
+        conn.execute(_INSERT_AUDIT, rows[0])  # the usual case, and cheaper than a batch of one
+    elif rows:
+        conn.execute(_INSERT_AUDIT, list(rows))
 
 
 class SqlAccounts:

@@ -184,7 +184,7 @@ class SqlStore(SqlAccounts, Store):
         def tx(conn: Connection) -> None:
             values = _job_values(job)
             conn.execute(insert(jobs).values(values))
-            _set_tags(conn, [job], replacing=False)
+            _set_tags(conn, [job])
             self._notify_job(conn, job)
             if by is not None:
                 detail = _definition(job, values["spec"])
@@ -205,7 +205,9 @@ class SqlStore(SqlAccounts, Store):
             values = [_job_values(job) for job in batch]
             rows = conn.execute(self._upsert_jobs, values)
             stored = {row.id: row.created_us for row in rows}
-            _set_tags(conn, batch, replacing=True)
+            # Every job's old tags go: "created" is told apart by creation times, which two
+            # nodes' clocks could make equal, and a stale tag would list a job wrongly for good.
+            _set_tags(conn, batch, replacing=[job.id for job in batch])
             self._notify_many(conn, [(job.next_run_us, job.id) for job in batch])
             if by is not None:
                 write_audit(conn, _upsert_audit(by, batch, values, stored))
@@ -228,7 +230,7 @@ class SqlStore(SqlAccounts, Store):
                 jobs.c.id == job.id, jobs.c.updated_us == expected_updated_us
             )
             if conn.execute(query.values(values)).rowcount:
-                _set_tags(conn, [job], replacing=True)
+                _set_tags(conn, [job], replacing=[job.id])
                 self._notify_job(conn, job)
                 if by is not None:
                     detail = _definition(job, values["spec"]) if action == "job.update" else None
@@ -314,7 +316,7 @@ class SqlStore(SqlAccounts, Store):
         def tx(conn: Connection) -> None:
             if not conn.execute(jobs.delete().where(jobs.c.id == job_id)).rowcount:
                 raise JobNotFound(job_id)
-            conn.execute(job_tags.delete().where(job_tags.c.job_id == job_id))
+            conn.execute(_DROP_TAGS, {"b_id": job_id})
             if by is not None:
                 detail = {"purge_runs": True} if purge_runs else None
                 write_audit(conn, [audit_row(by, "job.delete", job_id, detail)])
@@ -913,6 +915,8 @@ _NEXT_RUN_DUE = select(func.min(runs.c.due_us)).where(
     runs.c.status == RunStatus.SCHEDULED.value, runs.c.due_us > bindparam("now")
 )
 
+_DROP_TAGS = job_tags.delete().where(job_tags.c.job_id == bindparam("b_id"))
+_ADD_TAGS = insert(job_tags)
 _STATE = {
     JobState.SCHEDULED: jobs.c.paused.is_(False) & jobs.c.next_run_us.is_not(None),
     JobState.PAUSED: jobs.c.paused.is_(True) & jobs.c.pause_reason.is_(None),
@@ -932,14 +936,15 @@ _REPLACED_ON_UPSERT = (
 )
 
 
-def _set_tags(conn: Connection, batch: Sequence[JobRecord], *, replacing: bool) -> None:
-    """Write the tags of ``batch``'s jobs, ``replacing`` those they had."""
+def _set_tags(
+    conn: Connection, batch: Sequence[JobRecord], *, replacing: Sequence[str] = ()
+) -> None:
+    """Write the tags of ``batch``'s jobs, first dropping those the jobs in ``replacing`` had."""
     if replacing:
-        ids = [job.id for job in batch]
-        conn.execute(job_tags.delete().where(job_tags.c.job_id.in_(ids)))
+        conn.execute(_DROP_TAGS, [{"b_id": job_id} for job_id in replacing])
     rows = [{"tag": tag, "job_id": job.id} for job in batch for tag in job.spec.tags]
     if rows:
-        conn.execute(insert(job_tags), rows)
+        conn.execute(_ADD_TAGS, rows)
 
 
 def _definition(job: JobRecord, spec_json: str | None = None) -> str:
