@@ -359,6 +359,7 @@ def test_preview_gives_the_next_fire_times_in_the_zone(client: TestClient) -> No
     times = response.json()["fire_times"]
     assert len(times) == 3
     assert all("T02:00:00-0" in t for t in times)
+    assert response.json()["description"] == "At 02:00 on Sunday"
 
 
 def test_preview_rejects_a_bad_expression_naming_it(client: TestClient) -> None:

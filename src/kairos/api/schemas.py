@@ -161,6 +161,7 @@ class PreviewIn(BaseModel):
 
 class PreviewOut(BaseModel):
     timezone: str
+    description: str = Field(description='The trigger in words, e.g. "At 02:00 on Sunday"')
     fire_times: list[datetime]
 
 

@@ -8,6 +8,7 @@ from kairos.api.deps import SchedulerDep, allowed
 from kairos.api.schemas import PreviewIn, PreviewOut
 from kairos.identity import Scope
 from kairos.models import parse_zone
+from kairos.triggers.describe import describe
 
 __all__ = ["router"]
 
@@ -18,6 +19,7 @@ router = APIRouter(prefix="/triggers", tags=["triggers"], dependencies=[allowed(
 async def preview(scheduler: SchedulerDep, body: PreviewIn) -> PreviewOut:
     """The next ``count`` fire times from now, in the given time zone."""
     zone = parse_zone(body.timezone)
+    fire_times = scheduler.preview(body.trigger, zone, body.count)
     return PreviewOut(
-        timezone=body.timezone, fire_times=scheduler.preview(body.trigger, zone, body.count)
+        timezone=body.timezone, description=describe(body.trigger, zone), fire_times=fire_times
     )
