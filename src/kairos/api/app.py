@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from kairos import __version__
+from kairos import __version__, web
 from kairos.api.routes import audit, auth, cluster, jobs, ops, runs, tasks, triggers
 from kairos.auth import Accounts, Authenticator
 from kairos.clock import Clock, SystemClock
@@ -54,6 +54,7 @@ def create_app(
     app.add_exception_handler(KairosError, _render_error)
     for module in (ops, auth, tasks, jobs, runs, triggers, cluster, audit):
         app.include_router(module.router)
+    web.install(app)
     return app
 
 

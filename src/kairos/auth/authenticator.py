@@ -99,6 +99,14 @@ class Authenticator:
         log.info("%r signed in from %s", name, client)
         return IssuedToken(token, self._signer.ttl_s, scopes)
 
+    @property
+    def token_ttl_s(self) -> int:
+        return self._signer.ttl_s
+
+    def mac(self, purpose: str, value: str) -> str:
+        """See ``TokenSigner.mac``."""
+        return self._signer.mac(purpose, value)
+
     async def _api_key(self, key_id: str, secret: str) -> Principal:
         key = await self._store.get_api_key(key_id)
         if key is None or not matches(secret, key.secret_hash):

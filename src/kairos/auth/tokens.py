@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 
@@ -41,6 +43,12 @@ class TokenSigner:
             "jti": secrets.token_hex(8),
         }
         return jwt.encode(claims, self._key, algorithm=_ALGORITHM)
+
+    def mac(self, purpose: str, value: str) -> str:
+        """An HMAC of ``value`` under a key derived from the signing key for ``purpose``:
+        what every replica computes alike (the web UI's CSRF tokens)."""
+        derived = hmac.new(self._key.encode(), purpose.encode(), hashlib.sha256).digest()
+        return hmac.new(derived, value.encode(), hashlib.sha256).hexdigest()
 
     def read(self, token: str, now_s: int) -> TokenClaims:
         """The claims of a token this signer issued that has not expired by ``now_s``; raise

@@ -1,0 +1,303 @@
+"""The job pages: list (search, filter, sort, inline actions), detail, create and edit forms,
+and the live trigger preview the forms ask for as you type."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any
+from urllib.parse import quote
+from zoneinfo import available_timezones
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import TypeAdapter, ValidationError
+
+from kairos import triggers
+from kairos.api.schemas import encode_job_cursor, job_cursor
+from kairos.engine import Scheduler
+from kairos.errors import InvalidField, JobExists, JobNotFound
+from kairos.identity import Scope
+from kairos.models import JOB_ID_PATTERN, TAG_PATTERN, JobSpec, JobState, TriggerSpec, parse_zone
+from kairos.store import JobQuery
+from kairos.triggers.describe import describe
+from kairos.web.chart import runs_chart
+from kairos.web.forms import UNITS, FieldError, JobForm, form_field
+from kairos.web.render import page
+from kairos.web.session import Viewer, viewer
+
+__all__ = ["router"]
+
+router = APIRouter()
+ViewerDep = Annotated[Viewer, Depends(viewer)]
+PAGE = 50
+HISTORY = 50
+_ZONES = sorted(available_timezones())
+_TRIGGER = TypeAdapter[TriggerSpec](TriggerSpec)
+
+
+def _scheduler(request: Request) -> Scheduler:
+    scheduler: Scheduler = request.app.state.scheduler
+    return scheduler
+
+
+# The list ---------------------------------------------------------------------------------------
+
+
+@router.get("/jobs", response_class=HTMLResponse)
+async def jobs(
+    request: Request,
+    who: ViewerDep,
+    q: str = "",
+    state: str = "",
+    tag: str = "",
+    sort: str = "id",
+    cursor: str | None = None,
+) -> Response:
+    who.need(Scope.JOBS_READ)
+    error = None
+    found: list[Any] = []
+    next_cursor = None
+    try:
+        if q and not re.match(JOB_ID_PATTERN, q):
+            raise InvalidField(["q"], "ids hold only letters, digits and _ . : -")
+        if tag and not re.match(TAG_PATTERN, tag):
+            raise InvalidField(["tag"], "tags hold only letters, digits and _ . : -")
+        query = JobQuery(
+            prefix=q or None,
+            state=JobState(state) if state else None,
+            tag=tag or None,
+            by_next_run=sort == "next_run",
+            after=job_cursor(cursor, by_next_run=sort == "next_run"),
+        )
+        found = await _scheduler(request).list_jobs(query, PAGE + 1)
+        if len(found) > PAGE:
+            found = found[:PAGE]
+            next_cursor = encode_job_cursor(found[-1], query.by_next_run)
+    except (ValueError, InvalidField) as exc:
+        error = exc.message if isinstance(exc, InvalidField) else "Not a state."
+    context = {
+        "jobs": found,
+        "next_cursor": next_cursor,
+        "filters": bool(q or state or tag),
+        "q": q,
+        "state": state,
+        "tag": tag,
+        "sort": sort,
+        "states": [s.value for s in JobState],
+        "error": error,
+        "section": "Jobs",
+    }
+    if request.headers.get("HX-Request") and request.headers.get("HX-Target") == "job-table":
+        return page(request, "_job_table.html", who, **context)
+    return page(request, "jobs.html", who, **context)
+
+
+# One job ----------------------------------------------------------------------------------------
+
+
+@router.get("/new", response_class=HTMLResponse)
+async def new_job(request: Request, who: ViewerDep) -> Response:
+    who.need(Scope.JOBS_WRITE)
+    return _form_page(request, who, JobForm(), editing=False)
+
+
+@router.post("/new", response_class=HTMLResponse)
+async def create_job(request: Request, who: ViewerDep) -> Response:
+    who.need(Scope.JOBS_WRITE)
+    form = JobForm.from_browser(await request.form())
+    errors = (
+        {} if re.match(JOB_ID_PATTERN, form.id) else {"id": "1-128 of letters, digits and _ . : -"}
+    )
+    try:
+        fields = form.spec_fields()
+        if not form.max_consecutive_failures:
+            del fields["max_consecutive_failures"]  # left empty: the server's default applies
+        spec = JobSpec.model_validate(fields)
+        triggers.build(spec.trigger, spec.zone)  # so a bad trigger is named with a bad id
+        if not errors:
+            await _scheduler(request).create_job(form.id, spec, actor=who.principal.name)
+    except (FieldError, ValidationError, InvalidField, JobExists) as exc:
+        errors = _errors(exc, form) | errors
+    if errors:
+        return _form_page(request, who, form, editing=False, errors=errors)
+    return RedirectResponse(_job_url(form.id), status_code=303)
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+async def job_detail(request: Request, who: ViewerDep, job_id: str, note: str = "") -> Response:
+    who.need(Scope.JOBS_READ)
+    scheduler = _scheduler(request)
+    job = await _job_or_none(scheduler, job_id)
+    if job is None:
+        return _missing(request, who, job_id)
+    zone = job.spec.zone
+    fires = []
+    if not job.spec.paused and job.next_run_us is not None:
+        fires = scheduler.preview(job.spec.trigger, zone, 10)
+    runs = (
+        await scheduler.list_runs(job_id=job.id, limit=HISTORY)
+        if who.may(Scope.RUNS_READ.value)
+        else []
+    )
+    return page(
+        request,
+        "job.html",
+        who,
+        job=job,
+        words=describe(job.spec.trigger, zone),
+        fires=fires,
+        runs=runs,
+        chart=runs_chart(runs),
+        definition=json.dumps(job.spec.masked().model_dump(mode="json"), indent=2),
+        note=note,
+        section="Jobs",
+    )
+
+
+@router.get("/jobs/{job_id}/edit", response_class=HTMLResponse)
+async def edit_job(request: Request, who: ViewerDep, job_id: str) -> Response:
+    who.need(Scope.JOBS_WRITE)
+    job = await _job_or_none(_scheduler(request), job_id)
+    if job is None:
+        return _missing(request, who, job_id)
+    return _form_page(request, who, JobForm.from_spec(job.id, job.spec), editing=True)
+
+
+@router.post("/jobs/{job_id}/edit", response_class=HTMLResponse)
+async def save_job(request: Request, who: ViewerDep, job_id: str) -> Response:
+    """Saves only what the form changed (as ``PATCH``), so what it does not show is kept."""
+    who.need(Scope.JOBS_WRITE)
+    scheduler = _scheduler(request)
+    current = await _job_or_none(scheduler, job_id)
+    if current is None:
+        return _missing(request, who, job_id)
+    form = JobForm.from_browser(await request.form(), base=current.spec)
+    form.id = job_id
+    try:
+        edited = JobSpec.model_validate(form.spec_fields()).model_dump(mode="json")
+        before = current.spec.masked().model_dump(mode="json")
+        changes = {name: value for name, value in edited.items() if value != before.get(name)}
+        if changes:
+            await scheduler.patch_job(job_id, changes, actor=who.principal.name)
+    except (FieldError, ValidationError, InvalidField) as exc:
+        return _form_page(request, who, form, editing=True, errors=_errors(exc, form))
+    return RedirectResponse(_job_url(job_id), status_code=303)
+
+
+# Actions ----------------------------------------------------------------------------------------
+
+
+@router.post("/jobs/{job_id}/{action}", response_class=HTMLResponse)
+async def act(request: Request, who: ViewerDep, job_id: str, action: str) -> Response:
+    """pause, resume, run or delete: the changed row for htmx, else back to the job."""
+    who.need(Scope.JOBS_WRITE)
+    scheduler = _scheduler(request)
+    actor = who.principal.name
+    note = ""
+    try:
+        if action == "pause":
+            job = await scheduler.pause_job(job_id, actor=actor)
+        elif action == "resume":
+            job = await scheduler.resume_job(job_id, actor=actor)
+        elif action == "run":
+            run = await scheduler.run_now(job_id, actor=actor)
+            job = await scheduler.get_job(job_id)
+            note = f"Run {run.id} queued."
+        elif action == "delete":
+            await scheduler.delete_job(job_id, actor=actor)
+            if request.headers.get("HX-Request"):
+                return HTMLResponse("")
+            return RedirectResponse("/ui/jobs", status_code=303)
+        else:
+            return page(
+                request, "message.html", who, 404, heading="Not found", message="No such action."
+            )
+    except JobNotFound:
+        return _missing(request, who, job_id)
+    if request.headers.get("HX-Request"):
+        return page(request, "_job_row.html", who, job=job, note=note)
+    suffix = f"?note={note}" if note else ""
+    return RedirectResponse(_job_url(job_id) + suffix, status_code=303)
+
+
+@router.post("/preview", response_class=HTMLResponse)
+async def preview(request: Request, who: ViewerDep) -> Response:
+    """The schedule a form's trigger fields make, in words and as its next fire times."""
+    form = JobForm.from_browser(await request.form())
+    scheduler = _scheduler(request)
+    try:
+        zone = parse_zone(form.timezone or "UTC")
+    except InvalidField as exc:
+        return page(request, "_preview.html", who, error=exc.message, error_field="Time zone")
+    try:
+        trigger = _TRIGGER.validate_python(form.trigger())
+        fires = scheduler.preview(trigger, zone, 5)
+    except (FieldError, ValidationError, InvalidField) as exc:
+        errors = _errors(exc, form)
+        name, message = next(iter(errors.items()))
+        return page(
+            request, "_preview.html", who, error=message, error_field=name.replace("_", " ")
+        )
+    words = describe(trigger, zone)
+    return page(request, "_preview.html", who, words=words, fires=fires, zone=zone.key)
+
+
+# Helpers ----------------------------------------------------------------------------------------
+
+
+def _form_page(
+    request: Request,
+    who: Viewer,
+    form: JobForm,
+    *,
+    editing: bool,
+    errors: dict[str, str] | None = None,
+) -> Response:
+    action = _job_url(form.id) + "/edit" if editing else "/ui/new"
+    return page(
+        request,
+        "job_form.html",
+        who,
+        422 if errors else 200,
+        form=form.values(),
+        editing=editing,
+        errors=errors or {},
+        action=action,
+        cancel=_job_url(form.id) if editing else "/ui/jobs",
+        zones=_ZONES,
+        units=list(UNITS),
+        section="Jobs",
+    )
+
+
+def _errors(exc: Exception, form: JobForm) -> dict[str, str]:
+    """Form field -> what is wrong with it."""
+    if isinstance(exc, FieldError):
+        return {exc.name: exc.message}
+    if isinstance(exc, JobExists):
+        return {"id": "a job with this id exists already"}
+    if isinstance(exc, InvalidField):
+        return {form_field(exc.loc, form.trigger_kind): exc.message}
+    assert isinstance(exc, ValidationError)
+    errors: dict[str, str] = {}
+    for error in exc.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        errors.setdefault(form_field(error["loc"], form.trigger_kind), message)
+    return errors
+
+
+async def _job_or_none(scheduler: Scheduler, job_id: str) -> Any:
+    try:
+        return await scheduler.get_job(job_id)
+    except JobNotFound:
+        return None
+
+
+def _missing(request: Request, who: Viewer, job_id: str) -> Response:
+    message = f"There is no job {job_id!r} (it may have been deleted)."
+    return page(request, "message.html", who, 404, heading="Job not found", message=message)
+
+
+def _job_url(job_id: str) -> str:
+    return "/ui/jobs/" + quote(job_id, safe="")

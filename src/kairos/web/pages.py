@@ -1,0 +1,164 @@
+"""Signing in and out, and the pages that only show: runs, the cluster, the audit log."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import urlparse
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from kairos.api.schemas import decode_cursor, encode_cursor
+from kairos.auth import Authenticator
+from kairos.engine import Scheduler
+from kairos.errors import InvalidField, JobNotFound, KairosError, TooManyAttempts, Unauthorized
+from kairos.identity import Scope
+from kairos.models import RunStatus
+from kairos.web.render import page
+from kairos.web.session import Viewer, end_session, start_session, viewer
+
+__all__ = ["router"]
+
+router = APIRouter()
+ViewerDep = Annotated[Viewer, Depends(viewer)]
+PAGE = 50
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_form(request: Request, next: str = "/ui/jobs") -> Response:
+    return page(request, "login.html", None, next=_safe(next), username="", error=None)
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(
+    request: Request,
+    username: Annotated[str, Form(max_length=64)] = "",
+    password: Annotated[str, Form(max_length=1024)] = "",
+    token: Annotated[str, Form(max_length=4096)] = "",
+    next: Annotated[str, Form()] = "/ui/jobs",
+) -> Response:
+    """Password sign-in (as ``POST /auth/token``, slowed down alike), or a token pasted in."""
+    authenticator: Authenticator = request.app.state.authenticator
+    client = request.client.host if request.client else "unknown"
+    max_age: int | None = None
+    try:
+        if token:
+            await authenticator.authenticate(token)
+            session = token
+        else:
+            issued = await authenticator.sign_in(username, password, None, client)
+            session, max_age = issued.access_token, issued.expires_in
+    except (Unauthorized, TooManyAttempts) as exc:
+        status = exc.status_code
+        context = {"next": _safe(next), "username": username, "error": exc.detail}
+        return page(request, "login.html", None, status, **context)
+    response = RedirectResponse(_safe(next), status_code=303)
+    start_session(request, response, session, max_age)
+    return response
+
+
+@router.post("/logout")
+async def logout(_viewer: ViewerDep) -> Response:
+    response = RedirectResponse("/ui/login", status_code=303)
+    end_session(response)
+    return response
+
+
+@router.get("/runs", response_class=HTMLResponse)
+async def runs(
+    request: Request,
+    who: ViewerDep,
+    job_id: str = "",
+    status: str = "",
+    cursor: str | None = None,
+) -> Response:
+    who.need(Scope.RUNS_READ)
+    scheduler: Scheduler = request.app.state.scheduler
+    context = {"job_id": job_id, "status": status, "statuses": [s.value for s in RunStatus]}
+    try:
+        key = decode_cursor(cursor)
+        chosen = RunStatus(status) if status else None
+        found = await scheduler.list_runs(
+            job_id=job_id or None,
+            status=chosen,
+            before_id=int(key) if key and key.isdigit() else None,
+            limit=PAGE + 1,
+        )
+    except (ValueError, KairosError) as exc:
+        message = f"No job {job_id!r}." if isinstance(exc, JobNotFound) else _message(exc)
+        return page(request, "runs.html", who, 400, runs=[], error=message, **context)
+    more = len(found) > PAGE
+    found = found[:PAGE]
+    next_cursor = encode_cursor(found[-1].id) if more else None
+    return page(
+        request,
+        "runs.html",
+        who,
+        runs=found,
+        show_job=True,
+        next_cursor=next_cursor,
+        section="Runs",
+        error=None,
+        **context,
+    )
+
+
+@router.get("/cluster", response_class=HTMLResponse)
+async def cluster(request: Request, who: ViewerDep) -> Response:
+    who.need(Scope.ADMIN)
+    scheduler: Scheduler = request.app.state.scheduler
+    nodes = await scheduler.store.list_nodes()
+    return page(
+        request,
+        "cluster.html",
+        who,
+        nodes=nodes,
+        this_node=scheduler.node_id,
+        lease=scheduler.node_lease_s,
+        section="Cluster",
+    )
+
+
+@router.get("/audit", response_class=HTMLResponse)
+async def audit(
+    request: Request,
+    who: ViewerDep,
+    target: Annotated[str, Query(max_length=200)] = "",
+    actor: Annotated[str, Query(max_length=200)] = "",
+    cursor: str | None = None,
+) -> Response:
+    who.need(Scope.ADMIN)
+    scheduler: Scheduler = request.app.state.scheduler
+    key = decode_cursor(cursor)
+    records = await scheduler.store.list_audit(
+        target=target or None,
+        actor=actor or None,
+        before_id=int(key) if key and key.isdigit() else None,
+        limit=PAGE + 1,
+    )
+    more = len(records) > PAGE
+    records = records[:PAGE]
+    return page(
+        request,
+        "audit.html",
+        who,
+        records=records,
+        target=target,
+        actor=actor,
+        next_cursor=encode_cursor(records[-1].id) if more else None,
+        section="Audit log",
+    )
+
+
+def _safe(target: str) -> str:
+    """Only a path of this UI: never an open redirect to another site."""
+    parsed = urlparse(target)
+    if parsed.scheme or parsed.netloc or not parsed.path.startswith("/ui/"):
+        return "/ui/jobs"
+    return target
+
+
+def _message(exc: Exception) -> str:
+    if isinstance(exc, InvalidField):
+        return f"{exc.loc[-1] if exc.loc else 'input'}: {exc.message}"
+    return exc.detail if isinstance(exc, KairosError) else str(exc)

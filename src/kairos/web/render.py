@@ -1,0 +1,74 @@
+"""Rendering pages: the template environment and the helpers every template may call."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from kairos import __version__
+from kairos.clock import from_us
+from kairos.models import JobRecord, RunRecord
+from kairos.triggers.describe import describe
+from kairos.web.session import Viewer
+
+__all__ = ["STATIC_DIR", "page"]
+
+STATIC_DIR = Path(__file__).with_name("static")
+_templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
+
+
+def page(
+    request: Request,
+    template: str,
+    viewer: Viewer | None,
+    status_code: int = 200,
+    /,
+    **context: Any,
+) -> HTMLResponse:
+    def query(**changes: str) -> str:
+        return urlencode({**request.query_params, **changes})
+
+    response: HTMLResponse = _templates.TemplateResponse(
+        request,
+        template,
+        {"viewer": viewer, "query": query, **context},
+        status_code=status_code,
+    )
+    return response
+
+
+def _iso(us: int | None) -> str:
+    return "" if us is None else from_us(us).isoformat(timespec="seconds")
+
+
+def _describe(job: JobRecord) -> str:
+    return describe(job.spec.trigger, job.spec.zone)
+
+
+def _duration(run: RunRecord) -> str:
+    if run.started_us is None or run.finished_us is None:
+        return ""
+    ms = (run.finished_us - run.started_us) / 1000
+    return f"{ms:.0f} ms" if ms < 10_000 else f"{ms / 1000:.1f} s"
+
+
+def _pretty(detail: str) -> str:
+    try:
+        return json.dumps(json.loads(detail), indent=2)
+    except ValueError:
+        return detail
+
+
+_templates.env.globals.update(
+    static=lambda name: f"/ui/static/{name}?v={__version__}",
+    iso=_iso,
+    describe=_describe,
+    duration=_duration,
+    pretty=_pretty,
+)

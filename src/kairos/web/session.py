@@ -1,0 +1,125 @@
+"""Who is signed in to the web UI, and the checks every page and form goes through.
+
+The session is the bearer token itself (a user's access token, or an API key or the admin
+token given at sign-in), in an HttpOnly, SameSite=Strict cookie scoped to ``/ui``: scripts cannot
+read it and other sites cannot send it. Every form and htmx request also carries a CSRF token,
+an HMAC of the session under a key derived from the signing key, so every replica checks it
+alike without keeping sessions anywhere.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Depends, Request
+
+from kairos.auth import Authenticator
+from kairos.errors import Unauthorized
+from kairos.identity import Principal, Scope
+
+__all__ = [
+    "COOKIE",
+    "CSRF_FIELD",
+    "CSRF_HEADER",
+    "Forbidden",
+    "SignInNeeded",
+    "Viewer",
+    "csrf_token",
+    "end_session",
+    "start_session",
+    "viewer",
+]
+
+COOKIE = "kairos_session"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+_PURPOSE = "web-csrf"
+
+
+class SignInNeeded(Exception):
+    """No valid session: the page redirects to the sign-in page."""
+
+    def __init__(self, next_url: str) -> None:
+        super().__init__(next_url)
+        self.next_url = next_url
+
+
+class Forbidden(Exception):
+    """Signed in, without the scope a page or action needs (or a bad CSRF token)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Viewer:
+    """The person looking at a page: who, what they may do, and their CSRF token."""
+
+    def __init__(self, principal: Principal, csrf: str) -> None:
+        self.principal = principal
+        self.csrf = csrf
+
+    @property
+    def name(self) -> str:
+        return self.principal.name.removeprefix("user:")
+
+    def may(self, scope: str) -> bool:
+        return self.principal.allows(Scope(scope))
+
+    def need(self, scope: Scope) -> None:
+        if not self.principal.allows(scope):
+            raise Forbidden(f"You need the '{scope.value}' scope for this.")
+
+
+async def viewer(request: Request) -> Viewer:
+    """The signed-in viewer; ``SignInNeeded`` without a valid session. A request that changes
+    something (not GET) must carry the session's CSRF token, or it is ``Forbidden``."""
+    token = request.cookies.get(COOKIE)
+    if not token:
+        raise SignInNeeded(_here(request))
+    authenticator: Authenticator = request.app.state.authenticator
+    try:
+        principal = await authenticator.authenticate(token)
+    except Unauthorized:
+        raise SignInNeeded(_here(request)) from None
+    expected = csrf_token(authenticator, token)
+    if request.method != "GET":
+        sent = request.headers.get(CSRF_HEADER)
+        if sent is None:
+            form = await request.form()
+            value = form.get(CSRF_FIELD)
+            sent = value if isinstance(value, str) else None
+        if sent is None or not hmac.compare_digest(sent, expected):
+            raise Forbidden("The form has expired or did not come from this site; reload it.")
+    return Viewer(principal, expected)
+
+
+ViewerDep = Annotated[Viewer, Depends(viewer)]
+
+
+def csrf_token(authenticator: Authenticator, session: str) -> str:
+    return authenticator.mac(_PURPOSE, session)
+
+
+def start_session(request: Request, response: Any, token: str, max_age_s: int | None) -> None:
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=max_age_s,
+        path="/ui",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+
+
+def end_session(response: Any) -> None:
+    response.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="strict")
+
+
+def _here(request: Request) -> str:
+    query = f"?{request.url.query}" if request.url.query else ""
+    target = request.url.path + query if request.method == "GET" else "/ui/jobs"
+    return f"/ui/login?next={quote(target, safe='')}"

@@ -1,0 +1,24 @@
+// Kairos web UI: times in the viewer's zone, and the CSRF token on every htmx request.
+(function () {
+  "use strict";
+  function localTimes(root) {
+    root.querySelectorAll("time[data-local]").forEach(function (el) {
+      var when = new Date(el.getAttribute("datetime"));
+      if (!isNaN(when)) {
+        el.textContent = when.toLocaleString(undefined, {
+          year: "numeric", month: "short", day: "numeric",
+          hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short",
+        });
+      }
+    });
+    root.querySelectorAll("[data-viewer-zone]").forEach(function (el) {
+      el.textContent = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { localTimes(document); });
+  document.addEventListener("htmx:configRequest", function (event) {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    if (meta) { event.detail.headers["X-CSRF-Token"] = meta.content; }
+  });
+  document.addEventListener("htmx:afterSwap", function (event) { localTimes(event.target); });
+})();
