@@ -48,7 +48,9 @@ def _iso(us: int | None) -> str:
 
 
 def _describe(job: JobRecord) -> str:
-    return describe(job.spec.trigger, job.spec.zone)
+    words = describe(job.spec.trigger, job.spec.zone)
+    zone = job.spec.timezone
+    return words if zone == "UTC" or zone in words else f"{words} ({zone})"
 
 
 def _duration(run: RunRecord) -> str:

@@ -15,7 +15,20 @@
       el.textContent = Intl.DateTimeFormat().resolvedOptions().timeZone;
     });
   }
-  document.addEventListener("DOMContentLoaded", function () { localTimes(document); });
+  // The job form shows only the fields of the trigger kind chosen (all of them without scripts).
+  function triggerFields() {
+    var kind = document.getElementById("trigger_kind");
+    if (!kind) { return; }
+    document.querySelectorAll("[data-kind]").forEach(function (el) {
+      el.hidden = el.getAttribute("data-kind") !== kind.value;
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    localTimes(document);
+    triggerFields();
+    var kind = document.getElementById("trigger_kind");
+    if (kind) { kind.addEventListener("change", triggerFields); }
+  });
   document.addEventListener("htmx:configRequest", function (event) {
     var meta = document.querySelector('meta[name="csrf-token"]');
     if (meta) { event.detail.headers["X-CSRF-Token"] = meta.content; }

@@ -1,0 +1,201 @@
+"""The web UI in a real headless Chromium against a real ``kairos serve`` and a real target:
+sign in, create a job through the form, watch it fire, pause it, see the breaker's reason."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.server import ADMIN_TOKEN, KairosProcess, TargetProcess, wait_until
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("KAIROS_TEST_CHROMIUM", "/usr/bin/chromium")
+PASSWORD = "a password for the browser"
+
+
+def _chromium() -> str:
+    if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+        pytest.skip(f"Chromium is not installed at {CHROMIUM}")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TargetProcess]:
+    process = TargetProcess(tmp_path_factory.mktemp("target") / "deliveries.jsonl")
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KairosProcess]:
+    db = f"sqlite:///{tmp_path_factory.mktemp('ui')}/k.db"
+    with KairosProcess(db) as process:
+        command = ["users", "add", "ann", "-s", "admin", "--password-stdin", "--db", db]
+        added = subprocess.run(
+            [sys.executable, "-m", "kairos", *command],
+            input=PASSWORD,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert added.returncode == 0, added.stderr
+        yield process
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def signed_in(browser: Any, server: KairosProcess) -> Iterator[Any]:
+    context = browser.new_context(base_url=server.base_url)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto("/ui")
+    page.get_by_label("User name").fill("ann")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.get_by_role("heading", name="Jobs").wait_for()
+    yield page
+    context.close()
+
+
+def reload_until(page: Any, text: str, timeout: float = 20) -> None:
+    def shown() -> bool:
+        page.reload()
+        return bool(page.get_by_text(text).count())
+
+    wait_until(shown, timeout, interval=0.5, what=f"{text!r} on {page.url}")
+
+
+def test_sign_in_is_required_and_a_wrong_password_is_refused(
+    browser: Any, server: KairosProcess
+) -> None:
+    context = browser.new_context(base_url=server.base_url)
+    page = context.new_page()
+    page.goto("/ui/runs")
+    assert "/ui/login" in page.url
+    page.get_by_label("User name").fill("ann")
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    assert page.get_by_role("alert").inner_text() == "Incorrect user name or password"
+    cookies = context.cookies()
+    assert not [c for c in cookies if c["name"] == "kairos_session"]
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.get_by_role("heading", name="Runs").wait_for()  # back where it was going
+    session = next(c for c in context.cookies() if c["name"] == "kairos_session")
+    assert (session["httpOnly"], session["sameSite"], session["path"]) == (True, "Strict", "/ui")
+    context.close()
+
+
+def test_create_a_job_in_the_form_watch_it_fire_then_pause_it(
+    signed_in: Any, target: TargetProcess
+) -> None:
+    page = signed_in
+    page.get_by_role("link", name="New job").click()
+    page.get_by_label("Id").fill("from-the-browser")
+    page.get_by_label("Cron expression").fill("61 * * * *")
+    page.locator("#preview").get_by_role("alert").wait_for()
+    assert "expression" in page.locator("#preview").inner_text()
+    page.get_by_label("Cron expression").fill("0 2 * * 0")
+    page.locator("#preview").get_by_text("At 02:00 on Sunday").wait_for()
+    page.get_by_label("Trigger", exact=True).select_option("interval")
+    page.get_by_label("Every").fill("1")
+    page.get_by_label("Unit").select_option("seconds")
+    page.locator("#preview").get_by_text("Every 1 second").wait_for()
+    page.get_by_label("URL").fill(target.url("/from-browser"))
+    page.get_by_label("Tags").fill("browser, demo")
+    page.get_by_role("button", name="Create job").click()
+    page.get_by_role("heading", name="from-the-browser").wait_for()
+    reload_until(page, "succeeded")
+    assert target.deliveries("/from-browser")
+    assert page.locator("svg.chart rect.bar.succeeded").count() >= 1
+
+    page.get_by_role("button", name="Pause", exact=True).click()
+    page.locator(".badge.paused").first.wait_for()
+    page.get_by_role("link", name="Jobs").click()
+    row = page.locator("tr#job-from-the-browser")
+    assert "paused" in row.inner_text()
+    row.get_by_role("button", name="Resume from-the-browser").click()
+    row.locator(".badge.scheduled").wait_for()  # swapped in place by htmx
+
+
+def test_the_breakers_reason_shows_on_a_failing_job(
+    signed_in: Any, server: KairosProcess, target: TargetProcess
+) -> None:
+    job = {
+        "trigger": {"type": "interval", "seconds": 0.3},
+        "target": {"url": target.url("/broken?status=500")},
+        "max_consecutive_failures": 2,
+    }
+    with server.client() as api:
+        assert api.put("/jobs/always-failing", json=job).status_code == 201
+    page = signed_in
+    page.goto("/ui/jobs/always-failing")
+    reload_until(page, "Paused by the circuit breaker")
+    assert "after 2 failed fires in a row" in page.get_by_role("alert").inner_text()
+    page.goto("/ui/jobs?state=tripped")
+    assert page.locator("tr#job-always-failing").count() == 1
+
+
+def test_the_jobs_list_filters_as_you_type_and_fits_a_phone(
+    browser: Any, server: KairosProcess
+) -> None:
+    with server.client() as api:
+        for job_id in ("phone-alpha", "phone-beta", "other"):
+            body = {
+                "trigger": {"type": "cron", "expression": "0 3 * * *"},
+                "target": {"url": "http://127.0.0.1:9/"},
+            }
+            assert api.put(f"/jobs/{job_id}", json=body).status_code in (200, 201)
+    context = browser.new_context(
+        base_url=server.base_url, viewport={"width": 390, "height": 844}, color_scheme="dark"
+    )
+    context.add_cookies(
+        [{"name": "kairos_session", "value": ADMIN_TOKEN, "url": f"{server.base_url}/ui"}]
+    )
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto("/ui/jobs")
+    page.get_by_label("Search").fill("phone-")
+    page.wait_for_function("() => !document.querySelector('tr#job-other')")
+    assert page.locator("tbody tr").count() == 2
+    assert "q=phone-" in page.url  # the filter is in the address, to share or reload
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(20, 20, 24)"  # the dark palette
+    context.close()
+
+
+def test_a_viewer_without_the_scope_is_told_so(browser: Any, server: KairosProcess) -> None:
+    with server.client() as api:
+        key = api.post("/auth/keys", json={"name": "reader", "scopes": ["jobs:read"]}).json()
+    context = browser.new_context(base_url=server.base_url)
+    page = context.new_page()
+    page.goto("/ui/login")
+    page.get_by_text("Sign in with a token instead").click()
+    page.get_by_label("Admin token or API key").fill(key["key"])
+    page.get_by_role("button", name="Sign in with the token").click()
+    page.get_by_role("heading", name="Jobs").wait_for()
+    assert page.get_by_role("link", name="New job").count() == 0
+    page.goto("/ui/audit")
+    assert "'admin' scope" in page.get_by_role("alert").inner_text()
+    context.close()
