@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
-
 from tests.support.server import KairosProcess, TargetProcess, wait_until
 
 OUT = Path(__file__).with_name("screenshots")
@@ -26,7 +25,10 @@ def main() -> None:
                 _seed(api, target)
                 command = ["users", "add", "ann", "-s", "admin", "--password-stdin", "--db", db]
                 subprocess.run(
-                    [sys.executable, "-m", "kairos", *command], input=PASSWORD, text=True, check=True
+                    [sys.executable, "-m", "kairos", *command],
+                    input=PASSWORD,
+                    text=True,
+                    check=True,
                 )
                 wait_until(lambda: _runs(api, "sync-crm") >= 12, 60, what="some history")
                 _shoot(server.base_url)
@@ -77,7 +79,9 @@ def _runs(api: object, job_id: str) -> int:
 def _shoot(base_url: str) -> None:
     OUT.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=["--no-sandbox"]
+        )
         for scheme in ("light", "dark"):
             context = browser.new_context(
                 base_url=base_url, viewport={"width": 1280, "height": 860}, color_scheme=scheme
