@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import json
 from datetime import UTC, datetime
@@ -19,11 +18,11 @@ from sqlalchemy.engine import make_url
 from kairos import __version__, logs, triggers
 from kairos.cli_accounts import keys_app, users_app
 from kairos.cli_client import ApiClient, ApiError
-from kairos.cli_output import fail, out, print_json, seconds
+from kairos.cli_common import fail, on_store, out, print_json, seconds
 from kairos.errors import InvalidField
 from kairos.models import CronTriggerSpec, parse_zone
 from kairos.settings import Settings
-from kairos.store import store_for_url
+from kairos.store import Store, store_for_url
 
 __all__ = ["app", "main"]
 
@@ -108,18 +107,13 @@ def _db_upgrade(
     db: Annotated[str | None, typer.Option(help="Database URL [KAIROS_DATABASE_URL]")] = None,
 ) -> None:
     """Bring the database schema up to date, without serving."""
+    on_store(db, _nothing)  # opening migrates
     url = db or Settings().database_url
-    try:
-        store = store_for_url(url)
-    except ValueError as exc:
-        fail(str(exc), code=2)
-
-    async def upgrade() -> None:
-        await store.open()
-        await store.close()
-
-    asyncio.run(upgrade())
     out.print(f"Database {make_url(url).render_as_string()} is up to date.")
+
+
+async def _nothing(_store: Store) -> None:
+    return None
 
 
 @app.command("preview")

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import sys
 from collections.abc import Awaitable, Callable
@@ -13,12 +12,9 @@ import typer
 from rich.table import Table
 
 from kairos.auth import Accounts
-from kairos.cli_output import fail, out, print_json, seconds
+from kairos.cli_common import fail, on_store, out, print_json, seconds
 from kairos.clock import SystemClock, from_us
-from kairos.errors import KairosError
 from kairos.identity import ApiKeyRecord, Scope, UserRecord, parse_scopes, scope_text
-from kairos.settings import Settings
-from kairos.store import store_for_url
 
 __all__ = ["keys_app", "users_app"]
 
@@ -145,23 +141,7 @@ def _keys_revoke(key_id: str, db: Db = None) -> None:
 
 
 def _accounts(db: str | None, action: Callable[[Accounts], Awaitable[T]]) -> T:
-    url = db or Settings().database_url
-    try:
-        store = store_for_url(url)
-    except ValueError as exc:
-        fail(str(exc), code=2)
-
-    async def run() -> T:
-        await store.open()
-        try:
-            return await action(Accounts(store, SystemClock()))
-        finally:
-            await store.close()
-
-    try:
-        return asyncio.run(run())
-    except KairosError as exc:
-        fail(exc.detail, code=2 if exc.status_code == 422 else 1)
+    return on_store(db, lambda store: action(Accounts(store, SystemClock())))
 
 
 def _scopes(names: list[str]) -> frozenset[Scope]:

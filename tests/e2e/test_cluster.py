@@ -31,13 +31,6 @@ def database() -> Iterator[str]:
 
 
 @pytest.fixture
-def target(tmp_path: Path) -> Iterator[TargetProcess]:
-    process = TargetProcess(tmp_path / "deliveries.jsonl")
-    yield process
-    process.stop()
-
-
-@pytest.fixture
 def replicas(database: str, tmp_path: Path) -> Iterator[list[KairosProcess]]:
     with ExitStack() as stack:
         nodes = [

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +13,6 @@ import pytest
 from tests.support.server import KairosProcess, TargetProcess, wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def target(tmp_path: Path) -> Iterator[TargetProcess]:
-    process = TargetProcess(tmp_path / "deliveries.jsonl")
-    yield process
-    process.stop()
 
 
 def samples(text: str) -> dict[str, float]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -16,13 +15,6 @@ import pytest
 from tests.support.server import KairosProcess, TargetProcess, header, wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def target(tmp_path: Path) -> Iterator[TargetProcess]:
-    process = TargetProcess(tmp_path / "deliveries.jsonl")
-    yield process
-    process.stop()
 
 
 def test_seed_example_create_change_delete(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from kairos.models import (
     TriggerSpec,
 )
 from kairos.triggers import localize
+from kairos.triggers.cron import MACROS
 
 __all__ = ["describe", "describe_crontab"]
 
@@ -34,15 +35,6 @@ _MONTHS = [
 ]
 _DAY_NUMBERS = {name[:3].lower(): str(i) for i, name in enumerate(_DAYS)}
 _MONTH_NUMBERS = {name[:3].lower(): str(i + 1) for i, name in enumerate(_MONTHS)}
-_MACROS = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
 
 
 def describe(spec: TriggerSpec, zone: ZoneInfo) -> str:
@@ -56,7 +48,7 @@ def describe(spec: TriggerSpec, zone: ZoneInfo) -> str:
 
 def describe_crontab(expression: str) -> str:
     """A standard 5-field crontab in words."""
-    fields = _MACROS.get(expression.strip().lower(), expression).split()
+    fields = MACROS.get(expression.strip().lower(), expression).split()
     if len(fields) != 5:
         return expression
     minute, hour, day, month, weekday = fields
