@@ -130,7 +130,13 @@ def test_sigkill_loses_no_job_no_run_and_no_fire(tmp_path: Path, target: TargetP
         if r["status"] == "succeeded"
     }
     assert succeeded <= set(delivered)
-    assert {r["status"] for r in ledger} <= {"succeeded", "interrupted", "running", "scheduled"}
+    statuses = {"succeeded", "interrupted", "running", "scheduled", "skipped"}
+    assert {r["status"] for r in ledger} <= statuses
+    # A fire that falls due while the retry of the fire the crash cut short still runs is
+    # skipped, as max_instances (1) says; no other fire may be.
+    for run in (r for r in ledger if r["status"] == "skipped"):
+        assert "max_instances" in run["error"]
+        assert datetime.fromisoformat(run["scheduled_for"]) - killed_at < timedelta(seconds=5)
 
 
 def _all_runs(api: httpx.Client, job_id: str) -> list[dict[str, Any]]:
