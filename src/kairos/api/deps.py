@@ -62,13 +62,14 @@ async def _accounts(request: Request) -> Accounts:
 
 
 async def _principal(
+    request: Request,
     security: SecurityScopes,
-    authenticator: Annotated[Authenticator, Depends(_authenticator)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     _flow: Annotated[str | None, Depends(_password_flow)],
 ) -> Principal:
     if credentials is None:
         raise Unauthorized("Missing bearer token (send 'Authorization: Bearer <token>')")
+    authenticator: Authenticator = request.app.state.authenticator
     principal = await authenticator.authenticate(credentials.credentials)
     for scope in security.scopes:
         if not principal.allows(Scope(scope)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 from zoneinfo import available_timezones
 
@@ -18,7 +18,15 @@ from kairos.api.schemas import encode_job_cursor, job_cursor
 from kairos.engine import Scheduler
 from kairos.errors import InvalidField, JobExists, JobNotFound
 from kairos.identity import Scope
-from kairos.models import JOB_ID_PATTERN, TAG_PATTERN, JobSpec, JobState, TriggerSpec, parse_zone
+from kairos.models import (
+    JOB_ID_PATTERN,
+    TAG_PATTERN,
+    JobRecord,
+    JobSpec,
+    JobState,
+    TriggerSpec,
+    parse_zone,
+)
 from kairos.store import JobQuery
 from kairos.triggers.describe import describe
 from kairos.web.chart import runs_chart
@@ -56,7 +64,7 @@ async def jobs(
 ) -> Response:
     who.need(Scope.JOBS_READ)
     error = None
-    found: list[Any] = []
+    found: list[JobRecord] = []
     next_cursor = None
     try:
         if q and not re.match(JOB_ID_PATTERN, q):
@@ -287,7 +295,7 @@ def _errors(exc: Exception, form: JobForm) -> dict[str, str]:
     return errors
 
 
-async def _job_or_none(scheduler: Scheduler, job_id: str) -> Any:
+async def _job_or_none(scheduler: Scheduler, job_id: str) -> JobRecord | None:
     try:
         return await scheduler.get_job(job_id)
     except JobNotFound:
