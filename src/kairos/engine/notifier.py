@@ -60,7 +60,9 @@ class Notifier:
         self._guard = guard
         self._server_hooks = {"failure": on_failure, "pause": on_pause}
         self._delays = retry_delays_s
-        self._queue: asyncio.Queue[tuple[Webhook, bytes, str]] = asyncio.Queue(_QUEUE_SIZE)
+        self._queue: asyncio.Queue[tuple[Webhook, bytes, str, dict[str, Any]]] = asyncio.Queue(
+            _QUEUE_SIZE
+        )
         self._session: aiohttp.ClientSession | None = None
         self._workers: list[asyncio.Task[None]] = []
 
@@ -95,23 +97,31 @@ class Notifier:
                 "sent_at": from_us(time.time_ns() // 1000).isoformat(),
             }
         )
+        # The run it is about, for the log lines (see ``kairos.logs``).
+        fields = {"job_id": event.job.id} | {
+            field: event.run[key]
+            for field, key in (
+                ("run_id", "id"),
+                ("scheduled_for", "scheduled_for"),
+                ("attempt", "attempt"),
+            )
+            if key in event.run
+        }
         for hook in hooks:
             try:
-                self._queue.put_nowait((hook, body, event.kind))
+                self._queue.put_nowait((hook, body, event.kind, fields))
             except asyncio.QueueFull:
-                log.warning(
-                    "notification dropped, the queue is full: %s %s", event.kind, event.job.id
-                )
+                log.warning("notification %s dropped, the queue is full", event.kind, extra=fields)
 
     async def _work(self) -> None:
         while True:
-            hook, body, kind = await self._queue.get()
+            hook, body, kind, fields = await self._queue.get()
             try:
-                await self._deliver(hook, body, kind)
+                await self._deliver(hook, body, kind, fields)
             finally:
                 self._queue.task_done()
 
-    async def _deliver(self, hook: Webhook, body: bytes, kind: str) -> None:
+    async def _deliver(self, hook: Webhook, body: bytes, kind: str, fields: dict[str, Any]) -> None:
         assert self._session is not None
         delivery = str(uuid.uuid4())
         for attempt in range(len(self._delays) + 1):
@@ -135,7 +145,9 @@ class Notifier:
                     problem = f"refused: {refused}"
                     break
                 problem = f"{type(exc).__name__}: {exc}"
-        log.warning("notification %s to %s not delivered: %s", kind, hook.url, problem)
+        log.warning(
+            "notification %s to %s not delivered: %s", kind, hook.url, problem, extra=fields
+        )
 
 
 def _headers(hook: Webhook, body: bytes, kind: str, delivery: str) -> dict[str, str]:
