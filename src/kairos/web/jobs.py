@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated
 from urllib.parse import quote
 from zoneinfo import available_timezones
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import TypeAdapter, ValidationError
 
@@ -32,12 +31,11 @@ from kairos.triggers.describe import describe
 from kairos.web.chart import runs_chart
 from kairos.web.forms import UNITS, FieldError, JobForm, form_field
 from kairos.web.render import page
-from kairos.web.session import Viewer, viewer
+from kairos.web.session import Viewer, ViewerDep
 
 __all__ = ["router"]
 
 router = APIRouter()
-ViewerDep = Annotated[Viewer, Depends(viewer)]
 PAGE = 50
 HISTORY = 50
 _ZONES = sorted(available_timezones())
@@ -236,8 +234,8 @@ async def preview(request: Request, who: ViewerDep) -> Response:
     scheduler = _scheduler(request)
     try:
         zone = parse_zone(form.timezone or "UTC")
-    except InvalidField as exc:
-        return page(request, "_preview.html", who, error=exc.message, error_field="Time zone")
+    except ValueError as exc:
+        return page(request, "_preview.html", who, error=str(exc), error_field="Time zone")
     try:
         trigger = _TRIGGER.validate_python(form.trigger())
         fires = scheduler.preview(trigger, zone, 5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import urlparse
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from kairos.api.schemas import decode_cursor, encode_cursor
@@ -15,12 +15,11 @@ from kairos.errors import InvalidField, JobNotFound, KairosError, TooManyAttempt
 from kairos.identity import Scope
 from kairos.models import RunStatus
 from kairos.web.render import page
-from kairos.web.session import Viewer, end_session, start_session, viewer
+from kairos.web.session import ViewerDep, check_origin, end_session, start_session
 
 __all__ = ["router"]
 
 router = APIRouter()
-ViewerDep = Annotated[Viewer, Depends(viewer)]
 PAGE = 50
 
 
@@ -38,6 +37,7 @@ async def login(
     next: Annotated[str, Form()] = "/ui/jobs",
 ) -> Response:
     """Password sign-in (as ``POST /auth/token``, slowed down alike), or a token pasted in."""
+    check_origin(request)
     authenticator: Authenticator = request.app.state.authenticator
     client = request.client.host if request.client else "unknown"
     max_age: int | None = None

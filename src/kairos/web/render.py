@@ -20,6 +20,16 @@ from kairos.web.session import Viewer
 __all__ = ["STATIC_DIR", "page"]
 
 STATIC_DIR = Path(__file__).with_name("static")
+# Scripts only from this server (no inline ones), and no framing by other sites.
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+}
 _templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 
 
@@ -39,6 +49,7 @@ def page(
         template,
         {"viewer": viewer, "query": query, **context},
         status_code=status_code,
+        headers=_SECURITY_HEADERS,
     )
     return response
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hmac
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 
 from fastapi import Depends, Request
 
@@ -26,6 +26,8 @@ __all__ = [
     "Forbidden",
     "SignInNeeded",
     "Viewer",
+    "ViewerDep",
+    "check_origin",
     "csrf_token",
     "end_session",
     "start_session",
@@ -86,6 +88,7 @@ async def viewer(request: Request) -> Viewer:
         raise SignInNeeded(_here(request)) from None
     expected = csrf_token(authenticator, token)
     if request.method != "GET":
+        check_origin(request)
         sent = request.headers.get(CSRF_HEADER)
         if sent is None:
             form = await request.form()
@@ -94,6 +97,14 @@ async def viewer(request: Request) -> Viewer:
         if sent is None or not hmac.compare_digest(sent, expected):
             raise Forbidden("The form has expired or did not come from this site; reload it.")
     return Viewer(principal, expected)
+
+
+def check_origin(request: Request) -> None:
+    """A form sent from another site is ``Forbidden`` (browsers name the sending page's origin;
+    this also covers the sign-in form, which has no session to tie a CSRF token to)."""
+    origin = request.headers.get("origin")
+    if origin is not None and urlparse(origin).netloc != request.headers.get("host"):
+        raise Forbidden("This form was sent from another site.")
 
 
 ViewerDep = Annotated[Viewer, Depends(viewer)]

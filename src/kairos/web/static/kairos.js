@@ -29,6 +29,11 @@
     var kind = document.getElementById("trigger_kind");
     if (kind) { kind.addEventListener("change", triggerFields); }
   });
+  // Forms that ask first (no inline handlers: the pages' Content-Security-Policy forbids them).
+  document.addEventListener("submit", function (event) {
+    var question = event.target.getAttribute && event.target.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) { event.preventDefault(); }
+  });
   document.addEventListener("htmx:configRequest", function (event) {
     var meta = document.querySelector('meta[name="csrf-token"]');
     if (meta) { event.detail.headers["X-CSRF-Token"] = meta.content; }

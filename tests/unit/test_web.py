@@ -1,0 +1,204 @@
+"""The web UI's server side, without a browser: sessions, CSRF and origin checks, forms that
+name bad fields, edits that keep what the form does not show, the preview, security headers.
+(The browser tests in ``tests/browser`` drive the same pages in Chromium.)"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from kairos.api import create_app
+from kairos.models import JobSpec
+from kairos.settings import Settings
+from kairos.web.forms import JobForm
+
+ADMIN = "admin-token-for-the-web-tests"
+TARGET = "http://127.0.0.1:9/hook"
+API = {"Authorization": f"Bearer {ADMIN}"}
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    app = create_app(Settings(database_url="sqlite://", admin_token=ADMIN))
+    with TestClient(app, follow_redirects=False) as test_client:
+        yield test_client
+
+
+def sign_in(client: TestClient, token: str = ADMIN) -> str:
+    """Sign in with a token; return the page's CSRF token."""
+    response = client.post("/ui/login", data={"token": token, "next": "/ui/jobs"})
+    assert response.status_code == 303, response.text
+    page = client.get("/ui/jobs")
+    found = re.search(r'name="csrf-token" content="([^"]+)"', page.text)
+    assert found is not None
+    return found[1]
+
+
+def form(csrf: str, **changes: str) -> dict[str, str]:
+    return {
+        "csrf_token": csrf,
+        "id": "nightly",
+        "trigger_kind": "cron",
+        "expression": "0 2 * * 0",
+        "timezone": "Europe/Berlin",
+        "url": TARGET,
+        "method": "POST",
+        "headers": "Authorization: Bearer hush\nX-Team: ops",
+        "body": '{"kind": "nightly"}',
+        "max_instances": "1",
+        "misfire_grace_time": "60",
+        "coalesce": "on",
+        "max_attempts": "3",
+        "tags": "reports, nightly",
+    } | changes
+
+
+def test_pages_need_a_session_and_htmx_is_told_where_to_sign_in(client: TestClient) -> None:
+    page = client.get("/ui/runs?status=failed")
+    assert page.status_code == 303
+    assert page.headers["location"] == "/ui/login?next=%2Fui%2Fruns%3Fstatus%3Dfailed"
+    fragment = client.post("/ui/preview", headers={"HX-Request": "true"})
+    assert fragment.headers["HX-Redirect"].startswith("/ui/login")
+
+
+def test_signing_in_sets_a_strict_http_only_cookie_and_goes_only_to_this_ui(
+    client: TestClient,
+) -> None:
+    response = client.post("/ui/login", data={"token": ADMIN, "next": "https://evil.example/"})
+    assert response.headers["location"] == "/ui/jobs"
+    cookie = response.headers["set-cookie"]
+    for part in ("HttpOnly", "Path=/ui", "SameSite=strict"):
+        assert part in cookie
+    wrong = client.post("/ui/login", data={"token": "nope", "next": "/ui/jobs"})
+    assert wrong.status_code == 401
+    assert "Invalid bearer token" in wrong.text
+
+
+def test_changes_need_the_csrf_token_and_this_sites_origin(client: TestClient) -> None:
+    csrf = sign_in(client)
+    assert client.post("/ui/new", data=form(csrf)).status_code == 303
+    assert client.post("/ui/jobs/nightly/pause", data={"csrf_token": "forged"}).status_code == 403
+    assert client.post("/ui/jobs/nightly/pause", data={}).status_code == 403
+    foreign = {"Origin": "https://evil.example"}
+    response = client.post("/ui/jobs/nightly/pause", data={"csrf_token": csrf}, headers=foreign)
+    assert response.status_code == 403
+    login = client.post("/ui/login", data={"token": ADMIN}, headers=foreign)
+    assert login.status_code == 403
+    assert client.get("/jobs/nightly", headers=API).json()["paused"] is False
+    ok = client.post("/ui/jobs/nightly/pause", headers={"X-CSRF-Token": csrf, "HX-Request": "true"})
+    assert ok.status_code == 200
+    assert "Resume nightly" in ok.text  # the row, swapped in place
+    assert client.get("/jobs/nightly", headers=API).json()["paused"] is True
+
+
+def test_pages_forbid_framing_and_inline_scripts(client: TestClient) -> None:
+    page = client.get("/ui/login")
+    assert page.headers["x-frame-options"] == "DENY"
+    policy = page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy
+    assert "script-src" not in policy
+    assert "default-src 'self'" in policy
+    assert "<script>" not in page.text  # every script is a file of this server
+
+
+def test_a_bad_form_names_every_bad_field_and_keeps_what_was_typed(client: TestClient) -> None:
+    csrf = sign_in(client)
+    bad = form(csrf, id="no spaces", expression="61 * * * *", url="ftp://x", max_instances="lots")
+    response = client.post("/ui/new", data=bad)
+    assert response.status_code == 422
+    errors = dict(
+        re.findall(r'<div class="error" id="([a-z_]+)-error">([^<]+)</div>', response.text)
+    )
+    assert set(errors) >= {"id", "max_instances"}
+    assert 'value="no spaces"' in response.text
+    fixed = client.post("/ui/new", data=form(csrf, expression="61 * * * *"))
+    assert fixed.status_code == 422
+    assert 'id="expression-error"' in fixed.text
+    assert client.get("/jobs/nightly", headers=API).status_code == 404
+
+
+def test_an_edit_changes_what_the_form_changed_and_keeps_the_rest(client: TestClient) -> None:
+    job = {
+        "trigger": {"type": "cron", "expression": "0 2 * * *"},
+        "target": {
+            "url": TARGET,
+            "headers": {"Authorization": "Bearer hush", "X-Key": "k"},
+            "secret_headers": ["X-Key"],
+        },
+        "retry": {"max_attempts": 4, "initial_delay": 7, "max_delay": 70},
+        "on_failure": {"url": "http://127.0.0.1:9/alerts", "secret": "s3"},
+        "history": {"max_runs": 5},
+    }
+    assert client.put("/jobs/kept", json=job, headers=API).status_code == 201
+    csrf = sign_in(client)
+    edit = client.get("/ui/jobs/kept/edit")
+    assert "hush" not in edit.text
+    assert "Authorization: ***" in edit.text
+    shown = JobForm.from_spec("kept", JobSpec.model_validate(job)).values()
+    sent = {k: str(v) for k, v in shown.items() if not isinstance(v, bool)} | {"coalesce": "on"}
+    sent |= {"csrf_token": csrf, "expression": "30 3 * * *"}
+    assert client.post("/ui/jobs/kept/edit", data=sent).status_code == 303
+    after = client.get("/jobs/kept", headers=API).json()
+    assert after["trigger"]["expression"] == "30 3 * * *"
+    assert after["retry"]["initial_delay"] == 7
+    assert after["retry"]["max_attempts"] == 4
+    assert after["history"] == {"max_runs": 5, "max_age": None}
+    assert after["on_failure"]["secret"] == "***"  # kept, not dropped
+    assert after["target"]["secret_headers"] == ["X-Key"]
+    audit = client.get("/audit?target=kept", headers=API).json()["items"]
+    assert (audit[0]["action"], audit[0]["actor"]) == ("job.update", "admin-token")
+
+
+def test_the_preview_says_the_schedule_in_words_or_names_the_problem(client: TestClient) -> None:
+    csrf = sign_in(client)
+    fields: dict[str, Any] = {"csrf_token": csrf, "timezone": "Asia/Tokyo"}
+    words = client.post(
+        "/ui/preview", data=fields | {"trigger_kind": "cron", "expression": "15 9 * * 1-5"}
+    )
+    assert "At 09:15 on Monday through Friday" in words.text
+    assert words.text.count("JST</li>") == 5
+    every = client.post(
+        "/ui/preview",
+        data=fields | {"trigger_kind": "interval", "every": "90", "every_unit": "minutes"},
+    )
+    assert "Every 1 hour and 30 minutes" in every.text
+    wrong = client.post(
+        "/ui/preview", data=fields | {"trigger_kind": "cron", "expression": "1 2 3"}
+    )
+    assert 'role="alert"' in wrong.text
+    assert "expression" in wrong.text
+    zone = client.post("/ui/preview", data={"csrf_token": csrf, "timezone": "Mars/Olympus"})
+    assert "Time zone" in zone.text
+
+
+def test_a_viewer_without_a_scope_gets_a_page_saying_which(client: TestClient) -> None:
+    key = client.post("/auth/keys", json={"name": "r", "scopes": ["jobs:read"]}, headers=API).json()
+    sign_in(client, key["key"])
+    jobs = client.get("/ui/jobs")
+    assert jobs.status_code == 200
+    assert "New job" not in jobs.text
+    for path in ("/ui/runs", "/ui/audit", "/ui/cluster", "/ui/new"):
+        page = client.get(path)
+        assert page.status_code == 403, path
+        assert "scope" in page.text
+
+
+def test_the_form_reads_back_every_trigger_kind() -> None:
+    def trigger(**spec: Any) -> dict[str, Any]:
+        built = JobSpec.model_validate({"trigger": spec, "target": {"url": TARGET}})
+        return JobForm.from_spec("j", built).trigger()
+
+    assert trigger(type="cron", expression="0 2 * * *") == {
+        "type": "cron",
+        "expression": "0 2 * * *",
+    }
+    assert trigger(type="interval", hours=2) == {"type": "interval", "seconds": 7200.0}
+    assert trigger(type="date", run_date="2030-01-01T09:00:00")["run_date"].startswith(
+        "2030-01-01T09:00"
+    )
+    fancy = trigger(type="cron", hour="*/2", jitter=5)  # the simple fields cannot show it
+    assert fancy == {"type": "cron", "hour": "*/2", "jitter": 5.0}
