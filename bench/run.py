@@ -116,6 +116,8 @@ class Bench:
         self.target = target
         self.dbs = Databases(db_dir)
         self.env = {"KAIROS_MAX_CONCURRENT_RUNS": str(args.concurrency)} if args.concurrency else {}
+        if args.http_workers:
+            self.env["KAIROS_HTTP_WORKERS"] = str(args.http_workers)
         self.ceiling_rate = float("nan")
 
     async def ceiling(self) -> list[str]:
@@ -390,6 +392,7 @@ def main() -> None:
     parser.add_argument("--cluster-burst", default=10_000, type=int)
     parser.add_argument("--cluster-jobs", default=1_000, type=int)
     parser.add_argument("--concurrency", type=int, help="KAIROS_MAX_CONCURRENT_RUNS")
+    parser.add_argument("--http-workers", type=int, help="KAIROS_HTTP_WORKERS")
     parser.add_argument("--out", default=Path(__file__).with_name("RESULTS.md"), type=Path)
     args = parser.parse_args()
     # uvloop where Kairos runs on it too, so the ceiling is the machine's, not a slower loop's.

@@ -153,3 +153,42 @@ def _all_runs(api: httpx.Client, job_id: str) -> list[dict[str, Any]]:
 
 def _iso(moment: datetime) -> str:
     return moment.isoformat()
+
+
+def test_worker_processes_make_the_calls_and_die_with_their_server(
+    tmp_path: Path, target: TargetProcess
+) -> None:
+    env = {"KAIROS_HTTP_WORKERS": "2"}
+    server = KairosProcess(f"sqlite:///{tmp_path}/k.db", env=env).start()
+    try:
+        assert server.proc is not None
+        with server.client() as api:
+            job = {
+                "trigger": {"type": "interval", "seconds": 0.2},
+                "target": {"url": target.url("/w")},
+            }
+            assert api.put("/jobs/via-workers", json=job).status_code == 201
+            wait_until(lambda: len(target.deliveries("/w")) >= 5, 15, what="calls from the workers")
+            runs = api.get("/jobs/via-workers/runs").json()["items"]
+            assert any(r["status"] == "succeeded" and r["http_status"] == 200 for r in runs)
+        children = _children(server.proc.pid)
+        workers = [p for p in children if b"worker_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert len(workers) == 2
+    finally:
+        server.kill()
+    # Killed without a word, the server leaves no worker behind: each sees its socket close.
+    wait_until(lambda: not any(_alive(pid) for pid in children), 15, what="the workers to exit")
+
+
+def _children(pid: int) -> list[int]:
+    # Each thread lists the children it started; the workers may be started from any of them.
+    tasks = Path(f"/proc/{pid}/task").glob("*/children")
+    return [int(child) for task in tasks for child in task.read_text().split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has exited; only its parent's wait is missing

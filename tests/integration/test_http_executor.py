@@ -14,9 +14,11 @@ from urllib.parse import quote
 
 import pytest
 
+from kairos.executors import Executor
 from kairos.executors.base import Call, Outcome
 from kairos.executors.guard import OutboundGuard
 from kairos.executors.http import HttpExecutor
+from kairos.executors.workers import WorkerPoolExecutor
 from kairos.models import HttpTarget
 from kairos.settings import Settings
 from tests.support.target import RecordingTarget
@@ -24,14 +26,20 @@ from tests.support.target import RecordingTarget
 SCHEDULED_US = 1_795_000_000_123_456
 
 
-@pytest.fixture
-async def executor() -> AsyncIterator[HttpExecutor]:
-    http = HttpExecutor(
-        max_connections=100,
-        response_excerpt_bytes=1024,
-        default_timeout_s=5,
-        guard=OutboundGuard(block_private=False),
-        retry_statuses=Settings().retry_statuses,
+OPTIONS: dict[str, Any] = {
+    "max_connections": 100,
+    "response_excerpt_bytes": 1024,
+    "default_timeout_s": 5,
+    "guard": OutboundGuard(block_private=False),
+    "retry_statuses": Settings().retry_statuses,
+}
+
+
+@pytest.fixture(params=["in-process", "worker-process"])
+async def executor(request: pytest.FixtureRequest) -> AsyncIterator[Executor]:
+    """Every test runs against both: calls made here, and calls made by a worker process."""
+    http: Executor = (
+        HttpExecutor(**OPTIONS) if request.param == "in-process" else WorkerPoolExecutor(1, OPTIONS)
     )
     await http.start()
     yield http
@@ -49,7 +57,7 @@ def call(url: str, run_id: int = 7, **target: Any) -> Call:
 
 
 async def test_json_call_carries_the_kairos_headers(
-    executor: HttpExecutor, target: RecordingTarget
+    executor: Executor, target: RecordingTarget
 ) -> None:
     outcome = await executor.execute(
         call(target.url("/hook"), body={"a": 1}, headers={"Authorization": "Bearer x"})
@@ -70,7 +78,7 @@ async def test_json_call_carries_the_kairos_headers(
 
 
 async def test_text_body_and_custom_content_type(
-    executor: HttpExecutor, target: RecordingTarget
+    executor: Executor, target: RecordingTarget
 ) -> None:
     await executor.execute(call(target.url("/t"), body="plain"))
     await executor.execute(
@@ -81,14 +89,14 @@ async def test_text_body_and_custom_content_type(
     assert (second.body, second.headers["Content-Type"]) == ("<x/>", "application/xml")
 
 
-async def test_get_without_body(executor: HttpExecutor, target: RecordingTarget) -> None:
+async def test_get_without_body(executor: Executor, target: RecordingTarget) -> None:
     assert (await executor.execute(call(target.url("/g"), method="GET"))).succeeded
     assert target.deliveries[0].method == "GET"
     assert target.deliveries[0].body == ""
 
 
 async def test_server_error_is_a_failed_run_with_its_status(
-    executor: HttpExecutor, target: RecordingTarget
+    executor: Executor, target: RecordingTarget
 ) -> None:
     outcome = await executor.execute(call(target.url("/x?status=503")))
     assert outcome == Outcome(
@@ -100,14 +108,14 @@ async def test_server_error_is_a_failed_run_with_its_status(
     )
 
 
-async def test_redirects_are_not_followed(executor: HttpExecutor, target: RecordingTarget) -> None:
+async def test_redirects_are_not_followed(executor: Executor, target: RecordingTarget) -> None:
     outcome = await executor.execute(call(target.url("/x?status=302")))
     assert (outcome.succeeded, outcome.http_status, outcome.retryable) == (False, 302, False)
     assert len(target.deliveries) == 1
 
 
 async def test_timeout_ends_the_call_long_before_the_target_answers(
-    executor: HttpExecutor, target: RecordingTarget
+    executor: Executor, target: RecordingTarget
 ) -> None:
     started = time.monotonic()
     outcome = await executor.execute(call(target.url("/slow?delay=30"), timeout=0.3))
@@ -115,7 +123,7 @@ async def test_timeout_ends_the_call_long_before_the_target_answers(
     assert time.monotonic() - started < 10
 
 
-async def test_refused_connection_says_so(executor: HttpExecutor) -> None:
+async def test_refused_connection_says_so(executor: Executor) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -125,14 +133,14 @@ async def test_refused_connection_says_so(executor: HttpExecutor) -> None:
     assert outcome.retryable
 
 
-async def test_unknown_host_says_so(executor: HttpExecutor) -> None:
+async def test_unknown_host_says_so(executor: Executor) -> None:
     outcome = await executor.execute(call("http://no-such-host.invalid/"))
     assert not outcome.succeeded
     assert "no-such-host.invalid" in (outcome.error or "")
 
 
 async def test_a_huge_body_is_cut_to_the_excerpt_without_reading_it_all(
-    executor: HttpExecutor, target: RecordingTarget
+    executor: Executor, target: RecordingTarget
 ) -> None:
     size = 100 * 1024 * 1024
     outcome = await executor.execute(call(target.url(f"/big?size={size}")))
@@ -142,7 +150,7 @@ async def test_a_huge_body_is_cut_to_the_excerpt_without_reading_it_all(
 
 
 async def test_a_dropped_connection_is_a_failed_run(
-    executor: HttpExecutor, target: RecordingTarget
+    executor: Executor, target: RecordingTarget
 ) -> None:
     outcome = await executor.execute(call(target.url("/drop")))
     assert not outcome.succeeded
@@ -151,7 +159,7 @@ async def test_a_dropped_connection_is_a_failed_run(
 
 
 async def test_many_concurrent_calls_each_arrive_once(
-    executor: HttpExecutor, target: RecordingTarget
+    executor: Executor, target: RecordingTarget
 ) -> None:
     outcomes = await asyncio.gather(
         *(executor.execute(call(target.url("/c"), run_id=i)) for i in range(500))
@@ -162,7 +170,7 @@ async def test_many_concurrent_calls_each_arrive_once(
 
 
 async def test_cookies_set_by_a_target_are_never_sent_back(
-    executor: HttpExecutor, target: RecordingTarget
+    executor: Executor, target: RecordingTarget
 ) -> None:
     # One job's target must not see (or plant) state in another job's calls to the same host.
     # By name: a cookie jar ignores cookies from bare IP addresses anyway.
@@ -178,14 +186,14 @@ async def test_cookies_set_by_a_target_are_never_sent_back(
     ("status", "retryable"), [(429, True), (500, True), (599, True), (404, False), (400, False)]
 )
 async def test_which_statuses_are_worth_another_try(
-    executor: HttpExecutor, target: RecordingTarget, status: int, retryable: bool
+    executor: Executor, target: RecordingTarget, status: int, retryable: bool
 ) -> None:
     outcome = await executor.execute(call(target.url(f"/x?status={status}")))
     assert (outcome.http_status, outcome.retryable) == (status, retryable)
 
 
 async def test_retry_after_is_read_in_seconds_or_as_a_date(
-    executor: HttpExecutor, target: RecordingTarget
+    executor: Executor, target: RecordingTarget
 ) -> None:
     in_seconds = await executor.execute(call(target.url("/x?status=429&retry_after=7")))
     assert in_seconds.retry_after_s == 7
@@ -198,7 +206,7 @@ async def test_retry_after_is_read_in_seconds_or_as_a_date(
 
 
 async def test_a_call_timeout_cuts_the_targets_own(
-    executor: HttpExecutor, target: RecordingTarget
+    executor: Executor, target: RecordingTarget
 ) -> None:
     cut = Call(
         "job-1", 7, SCHEDULED_US, 1, HttpTarget(url=target.url("/slow?delay=30"), timeout=60), 0.2

@@ -14,7 +14,7 @@ from kairos.auth import Accounts, Authenticator
 from kairos.clock import Clock, SystemClock
 from kairos.engine import Scheduler
 from kairos.errors import KairosError
-from kairos.executors.http import HttpExecutor
+from kairos.executors import executor_for
 from kairos.metrics import build_registry
 from kairos.settings import Settings
 from kairos.store import store_for_url
@@ -31,7 +31,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = store_for_url(settings.database_url)
-        scheduler = Scheduler(store, HttpExecutor.from_settings(settings), settings, clock=clock)
+        scheduler = Scheduler(store, executor_for(settings), settings, clock=clock)
         await scheduler.start()
         try:
             now = clock or SystemClock()

@@ -44,13 +44,18 @@ class HttpExecutor:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HttpExecutor:
-        return cls(
-            max_connections=settings.max_concurrent_runs,
-            response_excerpt_bytes=settings.response_excerpt_bytes,
-            default_timeout_s=settings.default_http_timeout,
-            guard=OutboundGuard.from_settings(settings),
-            retry_statuses=settings.retry_statuses,
-        )
+        return cls(**cls.options(settings))
+
+    @staticmethod
+    def options(settings: Settings) -> dict[str, Any]:
+        """The keyword arguments ``settings`` make (picklable, for worker processes)."""
+        return {
+            "max_connections": settings.max_concurrent_runs,
+            "response_excerpt_bytes": settings.response_excerpt_bytes,
+            "default_timeout_s": settings.default_http_timeout,
+            "guard": OutboundGuard.from_settings(settings),
+            "retry_statuses": settings.retry_statuses,
+        }
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
