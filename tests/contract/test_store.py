@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -388,6 +389,28 @@ async def test_the_breaker_counts_failures_in_a_row_and_pauses_at_its_limit(stor
         "paused by the circuit breaker after 2 failed fires in a row; the last: run 9 (HTTP 500)"
     )
     assert (await store.claim_due(NOW + 999 * S, 10, "n", every_minute)).started == []
+
+
+@pytest.mark.parametrize("auto_resume_after", [30.0, None])
+async def test_a_probe_cut_short_for_good_sets_the_next_probe(
+    store: Store, auto_resume_after: float | None
+) -> None:
+    await store.insert_job(record("a", NOW, auto_resume_after=auto_resume_after))
+    await fire_and_finish(store, NOW, failing(limit=1, next_probe_us=NOW + 30 * S))
+    probe = await store.claim_due(NOW + 30 * S, 10, "n", Planner().plan)
+    assert len(probe.started) == 1
+    assert (await store.get_job("a")).next_run_us is None  # while its probe runs
+    before_us = time.time_ns() // 1000
+    assert await store.interrupt_running("n", retries=0) == 1
+    job = await store.get_job("a")
+    assert job.spec.paused is True
+    assert job.pause_reason is not None
+    if auto_resume_after is None:
+        assert job.next_run_us is None  # no probes for this job: it waits to be resumed
+    else:
+        # Probed again a breaker's pause later, by the database's clock.
+        assert job.next_run_us is not None
+        assert job.next_run_us >= before_us + 30 * S - 5 * S
 
 
 async def test_a_tripped_breaker_probes_then_resumes_on_success(store: Store) -> None:

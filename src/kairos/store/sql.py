@@ -660,7 +660,27 @@ class SqlStore(SqlAccounts, Store):
         if retried:
             conn.execute(self._insert_ignoring_duplicates(), retried)
             self._notify(conn, None)
+        given_up = {v.job_id for v in victims if v.attempt > retries and v.job_id in alive}
+        if given_up:
+            self._rearm_probes(conn, given_up, now_us)
         return len(victims)
+
+    def _rearm_probes(self, conn: Connection, job_ids: set[str], now_us: int) -> None:
+        """A probe of a job the circuit breaker paused was interrupted for good: its job has no
+        next fire, so it would stay paused until resumed by hand. Set the next probe."""
+        tripped = conn.execute(
+            select(jobs.c.id, jobs.c.spec).where(
+                jobs.c.id.in_(job_ids),
+                jobs.c.pause_reason.is_not(None),
+                jobs.c.next_run_us.is_(None),
+            )
+        ).all()
+        for job_id, spec_json in tripped:
+            after = JobSpec.model_validate_json(spec_json).auto_resume_after
+            if after is not None:
+                probe_us = now_us + int(after * 1_000_000)
+                conn.execute(_MOVE_JOBS, {"b_id": job_id, "b_fire": probe_us, "b_run": probe_us})
+                self._notify(conn, probe_us, job_id)
 
     # Retention ---------------------------------------------------------------------------------
 
