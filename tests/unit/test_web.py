@@ -88,6 +88,8 @@ def test_changes_need_the_csrf_token_and_this_sites_origin(client: TestClient) -
     assert response.status_code == 403
     login = client.post("/ui/login", data={"token": ADMIN}, headers=foreign)
     assert login.status_code == 403
+    proxied = {"Origin": "https://kairos.example", "X-Forwarded-Host": "kairos.example"}
+    assert client.post("/ui/login", data={"token": ADMIN}, headers=proxied).status_code == 303
     assert client.get("/jobs/nightly", headers=API).json()["paused"] is False
     ok = client.post("/ui/jobs/nightly/pause", headers={"X-CSRF-Token": csrf, "HX-Request": "true"})
     assert ok.status_code == 200

@@ -103,7 +103,11 @@ def check_origin(request: Request) -> None:
     """A form sent from another site is ``Forbidden`` (browsers name the sending page's origin;
     this also covers the sign-in form, which has no session to tie a CSRF token to)."""
     origin = request.headers.get("origin")
-    if origin is not None and urlparse(origin).netloc != request.headers.get("host"):
+    if origin is None:
+        return
+    # Behind a proxy that rewrites Host, the name the browser used is in X-Forwarded-Host.
+    forwarded = request.headers.get("x-forwarded-host", "").split(",")[0].strip()
+    if urlparse(origin).netloc not in {request.headers.get("host"), forwarded}:
         raise Forbidden("This form was sent from another site.")
 
 
