@@ -70,6 +70,7 @@ def _serve(
         base = f"http://{settings.host}:{settings.port}"
         out.print(f"[bold]Kairos {__version__}[/bold] is running")
         out.print(f"  API       {base}")
+        out.print(f"  Web UI    {base}/ui")
         out.print(f"  Docs      {base}/docs")
         out.print(f"  Database  {make_url(settings.database_url).render_as_string()}")
         out.print(f"  Node      {api.state.scheduler.node_id}")
