@@ -21,6 +21,7 @@ __all__ = [
     "log",
     "put_jobs",
     "reset",
+    "target_count",
     "target_stats",
     "wait_for_deliveries",
 ]
@@ -90,23 +91,31 @@ async def target_stats(target: str) -> list[list[Any]]:
         return records
 
 
+async def target_count(target: str) -> int:
+    async with aiohttp.ClientSession() as http, http.get(f"{target}/__count") as response:
+        count: int = json.loads(await response.read())
+        return count
+
+
 async def wait_for_deliveries(
     target: str, expected: int, not_before: float, stall_s: float = 20
 ) -> list[list[Any]]:
     """Poll the target until ``expected`` deliveries, or no progress for ``stall_s`` seconds
-    counted from the due instant ``not_before`` (epoch seconds)."""
+    counted from the due instant ``not_before`` (epoch seconds). Polls only the count: fetching
+    every record each time would load the machine it measures."""
     await asyncio.sleep(max(0.0, not_before - time.time()))
     last_count, last_change = -1, time.monotonic()
     while True:
-        records = await target_stats(target)
-        if len(records) >= expected:
-            return records
-        if len(records) != last_count:
-            last_count, last_change = len(records), time.monotonic()
+        count = await target_count(target)
+        if count >= expected:
+            break
+        if count != last_count:
+            last_count, last_change = count, time.monotonic()
         elif time.monotonic() - last_change > stall_s:
-            log(f"  stalled at {len(records)}/{expected} deliveries")
-            return records
+            log(f"  stalled at {count}/{expected} deliveries")
+            break
         await asyncio.sleep(0.1)
+    return await target_stats(target)
 
 
 async def reset(target: str) -> None:

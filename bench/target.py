@@ -1,8 +1,9 @@
 """A fast local HTTP/1.1 target for the benchmark, in its own process.
 
 It answers every request ``200 ok`` on keep-alive connections and records the receive time and
-the ``X-Kairos-*`` headers of each. ``GET /__stats`` returns the records as JSON, ``POST /__reset``
-clears them. A raw asyncio protocol (on uvloop) keeps it far faster than the scheduler it serves.
+the ``X-Kairos-*`` headers of each. ``GET /__stats`` returns the records as JSON, ``GET /__count``
+only how many there are (cheap enough to poll while a workload runs), ``POST /__reset`` clears
+them. A raw asyncio protocol (on uvloop) keeps it far faster than the scheduler it serves.
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ class TargetProtocol(asyncio.Protocol):
         assert self.transport is not None
         request_line, _, header_block = head.partition(b"\r\n")
         path = request_line.split(b" ")[1]
-        if path == b"/__stats":
-            body = json.dumps(self.recorder.records).encode()
+        if path in (b"/__stats", b"/__count"):
+            records = self.recorder.records
+            body = json.dumps(records if path == b"/__stats" else len(records)).encode()
             self.transport.write(
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
                 + str(len(body)).encode()
