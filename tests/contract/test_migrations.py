@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 
 from kairos.store import store_for_url
@@ -55,3 +57,70 @@ async def test_replicas_starting_together_migrate_once(fresh_url: str) -> None:
     await again.open()
     await again.close()
     assert _schema_diff(fresh_url) == []
+
+
+async def test_runs_are_indexed_by_status_only_while_queued_or_running(fresh_url: str) -> None:
+    """The partial indexes the dispatcher reads, with the predicates the schema declares."""
+    store = store_for_url(fresh_url)
+    await store.open()
+    await store.close()
+    parsed = make_url(fresh_url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+        query = "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'kairos_runs'"
+    else:
+        query = "SELECT name, sql FROM sqlite_master WHERE tbl_name = 'kairos_runs' AND sql != ''"
+    engine = create_engine(parsed)
+    with engine.connect() as conn:
+        # PostgreSQL reads back ``((status)::text = 'running'::text)``
+        definitions = {
+            name: re.sub(r"::text|[()]", "", " ".join(sql.split()))
+            for name, sql in conn.exec_driver_sql(query)
+        }
+    engine.dispose()
+    assert definitions["ix_kairos_runs_queued_due_us"].endswith("WHERE status = 'scheduled'")
+    assert definitions["ix_kairos_runs_running_job_id"].endswith("WHERE status = 'running'")
+    assert not [name for name in definitions if "status_due_us" in name or "node_id_status" in name]
+
+
+async def test_the_dispatchers_queries_read_the_partial_indexes(fresh_url: str) -> None:
+    """A planner only picks a partial index when the query's own text implies its predicate.
+    PostgreSQL's generic plans (those of prepared statements, which psycopg makes of frequent
+    queries) do not look at parameter values, so a bound ``status`` would read the history."""
+    from kairos.store import sql
+
+    store = store_for_url(fresh_url)
+    await store.open()
+    await store.close()
+    assert isinstance(store, sql.SqlStore)
+    parsed = make_url(fresh_url)
+    postgres = parsed.drivername == "postgresql"
+    engine = create_engine(parsed.set(drivername="postgresql+psycopg") if postgres else parsed)
+    dialect = postgresql.psycopg.dialect(paramstyle="numeric_dollar") if postgres else None
+    statements = {
+        "ix_kairos_runs_queued_due_us": [store._due_pending, sql._NEXT_RUN_DUE],
+        "ix_kairos_runs_running_job_id": [sql._RUNNING_COUNTS],
+    }
+    values = {"due_by": 1, "limit": 5, "now": 1, "ids": ["a", "b"]}
+    with engine.connect() as conn:
+        if postgres:  # the tables are empty: without these a sequential scan always wins
+            conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+            conn.exec_driver_sql("SET enable_seqscan = off")
+        for index, queries in statements.items():
+            for n, query in enumerate(queries):
+                state = query.compile(dialect=dialect or conn.dialect).construct_expanded_state(
+                    values
+                )
+                if postgres:
+                    conn.exec_driver_sql(f"PREPARE q{n}{index[-2:]} AS {state.statement}")
+                    args = ", ".join(repr(v) for v in state.positional_parameters)
+                    explain = f"EXPLAIN EXECUTE q{n}{index[-2:]}({args})"
+                    plan = [row[0] for row in conn.exec_driver_sql(explain)]
+                else:
+                    explain = f"EXPLAIN QUERY PLAN {state.statement}"
+                    plan = [
+                        row[-1]
+                        for row in conn.exec_driver_sql(explain, state.positional_parameters)
+                    ]
+                assert any(index in line for line in plan), (state.statement, plan)
+    engine.dispose()

@@ -14,9 +14,22 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    literal_column,
 )
 
-__all__ = ["api_keys", "audit", "job_tags", "jobs", "meta", "metadata", "nodes", "runs", "users"]
+__all__ = [
+    "IS_QUEUED",
+    "IS_RUNNING",
+    "api_keys",
+    "audit",
+    "job_tags",
+    "jobs",
+    "meta",
+    "metadata",
+    "nodes",
+    "runs",
+    "users",
+]
 
 metadata = MetaData()
 
@@ -72,8 +85,26 @@ runs = Table(
     # The ledger key: one row per fire and attempt, whatever races happen.
     UniqueConstraint("job_id", "scheduled_for_us", "attempt", name="uq_kairos_runs_fire"),
     Index("ix_kairos_runs_job_id_id", "job_id", "id"),
-    Index("ix_kairos_runs_status_due_us", "status", "due_us"),
-    Index("ix_kairos_runs_node_id_status", "node_id", "status"),
+)
+# Only queued and running runs are indexed by status, in partial indexes: they are the few the
+# dispatcher looks for, and the history (nearly every row) then costs no index upkeep when a run
+# finishes. Queries that should use them compare ``status`` with these literals, not with a bound
+# parameter: PostgreSQL's generic plans (of prepared statements) ignore parameter values, so only
+# the query's own text can imply an index's WHERE.
+IS_QUEUED = runs.c.status == literal_column("'scheduled'")
+IS_RUNNING = runs.c.status == literal_column("'running'")
+Index(
+    "ix_kairos_runs_queued_due_us",
+    runs.c.due_us,
+    sqlite_where=IS_QUEUED,
+    postgresql_where=IS_QUEUED,
+)
+Index(
+    "ix_kairos_runs_running_job_id",
+    runs.c.job_id,
+    runs.c.node_id,
+    sqlite_where=IS_RUNNING,
+    postgresql_where=IS_RUNNING,
 )
 
 meta = Table(

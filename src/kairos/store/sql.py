@@ -50,7 +50,7 @@ from kairos.store.base import (
     Store,
     Verdict,
 )
-from kairos.store.schema import job_tags, jobs, meta, nodes, runs
+from kairos.store.schema import IS_QUEUED, IS_RUNNING, job_tags, jobs, meta, nodes, runs
 
 __all__ = ["SqlStore"]
 
@@ -103,10 +103,7 @@ class SqlStore(SqlAccounts, Store):
                 jobs,
             )
             .join(jobs, jobs.c.id == runs.c.job_id)
-            .where(
-                runs.c.status == RunStatus.SCHEDULED.value,
-                runs.c.due_us <= bindparam("due_by"),
-            )
+            .where(IS_QUEUED, runs.c.due_us <= bindparam("due_by"))
             .order_by(runs.c.due_us)
             .limit(bindparam("limit")),
             runs,
@@ -323,7 +320,7 @@ class SqlStore(SqlAccounts, Store):
             self._notify(conn, None, job_id)
             conn.execute(
                 update(runs)
-                .where(runs.c.job_id == job_id, runs.c.status == RunStatus.SCHEDULED.value)
+                .where(runs.c.job_id == job_id, IS_QUEUED)
                 .values(status=RunStatus.SKIPPED.value, error=_DELETED)
             )
             if purge_runs:
@@ -638,7 +635,7 @@ class SqlStore(SqlAccounts, Store):
         victims = conn.execute(
             select(
                 runs.c.id, runs.c.job_id, runs.c.scheduled_for_us, runs.c.attempt, runs.c.manual
-            ).where(runs.c.status == RunStatus.RUNNING.value, condition)
+            ).where(IS_RUNNING, condition)
         ).all()
         if not victims:
             return 0
@@ -751,7 +748,7 @@ class SqlStore(SqlAccounts, Store):
             now_us = self._db_now_us(conn)
             held = (
                 select(runs.c.node_id, func.count().label("running"))
-                .where(runs.c.status == RunStatus.RUNNING.value)
+                .where(IS_RUNNING)
                 .group_by(runs.c.node_id)
                 .subquery()
             )
@@ -856,11 +853,10 @@ _HELD = select(
     runs.c.id, runs.c.job_id, runs.c.scheduled_for_us, runs.c.attempt, runs.c.manual
 ).where(
     runs.c.id.in_(bindparam("ids", expanding=True)),
-    runs.c.status == _RUNNING,
+    IS_RUNNING,
     runs.c.node_id == bindparam("node"),
 )
-# A run is history once it has finished; queued and running ones have no finish time yet. (Not a
-# status list: SQLite would pick the status index over the id range the age sweep needs.)
+# A run is history once it has finished; queued and running ones have no finish time yet.
 _FINAL = runs.c.finished_us.is_not(None)
 # The id of a job's newest run beyond the ``keep`` it keeps: it and older finished ones go.
 # Read from the (job_id, id) index alone.
@@ -913,7 +909,7 @@ _FINISH = (
     update(runs)
     .where(
         runs.c.id == bindparam("b_id"),
-        runs.c.status == _RUNNING,
+        IS_RUNNING,
         runs.c.node_id == bindparam("b_node"),
     )
     .values(
@@ -927,13 +923,11 @@ _FINISH = (
 )
 _RUNNING_COUNTS = (
     select(runs.c.job_id, runs.c.node_id, func.count())
-    .where(runs.c.status == _RUNNING, runs.c.job_id.in_(bindparam("ids", expanding=True)))
+    .where(IS_RUNNING, runs.c.job_id.in_(bindparam("ids", expanding=True)))
     .group_by(runs.c.job_id, runs.c.node_id)
 )
 _NEXT_JOB_DUE = select(func.min(jobs.c.next_run_us))
-_NEXT_RUN_DUE = select(func.min(runs.c.due_us)).where(
-    runs.c.status == RunStatus.SCHEDULED.value, runs.c.due_us > bindparam("now")
-)
+_NEXT_RUN_DUE = select(func.min(runs.c.due_us)).where(IS_QUEUED, runs.c.due_us > bindparam("now"))
 
 _DROP_TAGS = job_tags.delete().where(job_tags.c.job_id == bindparam("b_id"))
 _ADD_TAGS = insert(job_tags)
