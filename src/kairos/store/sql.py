@@ -79,7 +79,7 @@ class SqlStore(SqlAccounts, Store):
             if reader is writer and self.writer_threads == 1
             else ThreadPoolExecutor(4, thread_name_prefix="kairos-r")
         )
-        self._specs: OrderedDict[tuple[str, int], JobSpec] = OrderedDict()
+        self._specs: OrderedDict[str, JobSpec] = OrderedDict()
         add = self._dialect_insert(jobs)
         # Atomic even when two nodes create one new id at once. Built once: it is on the hot path.
         self._upsert_jobs = add.on_conflict_do_update(
@@ -332,13 +332,13 @@ class SqlStore(SqlAccounts, Store):
         self._notify(conn, job.next_run_us, job.id)
 
     def _due_job(self, row: Row[Any]) -> JobRecord:
-        """``_job`` with the parsed spec cached: a job that fires every second is claimed every
-        second. Only claims fill the cache, so browsing a million jobs does not grow memory."""
-        key = (row.id, row.updated_us)
-        spec = self._specs.get(key)
+        """``_job`` with the parsed spec cached by its text (specs are immutable): a job that
+        fires every second is claimed every second, and jobs made from one template share one
+        parse. Only claims fill the cache, so browsing a million jobs does not grow memory."""
+        spec = self._specs.get(row.spec)
         if spec is None:
             spec = JobSpec.model_validate_json(row.spec)
-            self._specs[key] = spec
+            self._specs[row.spec] = spec
             if len(self._specs) > _SPEC_CACHE_SIZE:
                 self._specs.popitem(last=False)
         return _job(row, spec)

@@ -59,9 +59,12 @@ def _configure(engine: Engine, *, immediate: bool) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
+    begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # Straight to the driver: every transaction passes here.
+        conn.connection.driver_connection.execute(begin)  # type: ignore[union-attr]
 
 
 def _use_wal(cursor: sqlite3.Cursor) -> None:
