@@ -118,6 +118,8 @@ class Bench:
         self.env = {"KAIROS_MAX_CONCURRENT_RUNS": str(args.concurrency)} if args.concurrency else {}
         if args.http_workers:
             self.env["KAIROS_HTTP_WORKERS"] = str(args.http_workers)
+            plural = "es" if args.http_workers > 1 else ""
+            self.dbs.label += f"; HTTP calls in {args.http_workers} worker process{plural}"
         self.ceiling_rate = float("nan")
 
     async def ceiling(self) -> list[str]:
@@ -171,7 +173,10 @@ class Bench:
             cells = [f"{size:,}", f"{med(runs, 'delivered'):,.0f}"]
             cells += [f"{med(runs, n):.0f}" for n in ("duplicates", "missing")]
             cells += [f"{med(runs, n):.0f}" for n in ("lag_p50_ms", "lag_p99_ms", "lag_max_ms")]
-            cells += [f"{med(runs, 'last_delivery_s'):.2f}", f"{med(runs, 'load_per_s'):,.0f}"]
+            cells += [f"{med(runs, 'last_delivery_s'):.2f}"]
+            fires = med(runs, "fires_per_s")
+            cells += [f"{fires:,.0f}", f"{fires / self.ceiling_rate:.0%}"]
+            cells += [f"{med(runs, 'load_per_s'):,.0f}"]
             rows.append(row(*cells))
         return table(
             f"### Burst: N date jobs due at one instant ({self.dbs.label})",
@@ -184,6 +189,8 @@ class Bench:
                 "lag p99 ms",
                 "lag max ms",
                 "last delivery s",
+                "fires/s",
+                "of ceiling",
                 "bulk load jobs/s",
             ],
             rows,

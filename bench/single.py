@@ -34,6 +34,8 @@ class Burst:
     lag_p99_ms: float
     lag_max_ms: float
     last_delivery_s: float
+    fires_per_s: float
+    """Delivered over the time from the due instant to the last delivery."""
     load_per_s: float
 
 
@@ -65,6 +67,7 @@ async def burst(size: int, target: str, db_url: str, env: dict[str, str]) -> Bur
         lag_p99_ms=percentile(lags, 99),
         lag_max_ms=max(lags, default=float("nan")),
         last_delivery_s=max(lags, default=float("nan")) / 1000,
+        fires_per_s=len(keys) / (max(lags, default=float("nan")) / 1000),
         load_per_s=load_rate,
     )
 
