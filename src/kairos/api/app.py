@@ -50,6 +50,10 @@ def create_app(
         version=__version__,
         summary="Self-hosted, API-driven job scheduler",
         lifespan=lifespan,
+        # FastAPI's OpenTelemetry bridge asks the environment whether a provider is configured
+        # on every request (about a tenth of a short request's time); Kairos exports its own
+        # Prometheus metrics and logs.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.add_exception_handler(KairosError, _render_error)
     for module in (ops, auth, tasks, jobs, runs, triggers, cluster, audit):
