@@ -51,10 +51,10 @@ def write_audit(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
 class SqlAccounts:
     """Mixed into ``SqlStore``, which provides the transactions."""
 
-    async def _write(self, fn: Callable[[Connection], T]) -> T:
+    async def _write(self, fn: Callable[[Connection], T], *, short: bool = False) -> T:
         raise NotImplementedError
 
-    async def _read(self, fn: Callable[[Connection], T]) -> T:
+    async def _read(self, fn: Callable[[Connection], T], *, short: bool = False) -> T:
         raise NotImplementedError
 
     # Users -------------------------------------------------------------------------------------
@@ -82,7 +82,7 @@ class SqlAccounts:
 
     async def get_user(self, name: str) -> UserRecord | None:
         query = select(users).where(users.c.name == name)
-        row = await self._read(lambda conn: conn.execute(query).first())
+        row = await self._read(lambda conn: conn.execute(query).first(), short=True)
         return None if row is None else _user(row)
 
     async def list_users(self) -> list[UserRecord]:
@@ -111,7 +111,7 @@ class SqlAccounts:
 
     async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
         query = select(api_keys).where(api_keys.c.id == key_id)
-        row = await self._read(lambda conn: conn.execute(query).first())
+        row = await self._read(lambda conn: conn.execute(query).first(), short=True)
         return None if row is None else _key(row)
 
     async def list_api_keys(self) -> list[ApiKeyRecord]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import StaticPool
 
 from kairos.store.sql import SqlStore
@@ -35,7 +36,7 @@ class SQLiteStore(SqlStore):
                 "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
             )
             _configure(engine, immediate=True)
-            super().__init__(engine, engine)
+            super().__init__(engine, engine, inline=(engine, engine))
             return
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         args = {"check_same_thread": False, "timeout": 30}
@@ -43,19 +44,32 @@ class SQLiteStore(SqlStore):
         reader = create_engine(parsed, pool_size=4, max_overflow=4, connect_args=args)
         _configure(writer, immediate=True)
         _configure(reader, immediate=False)
-        super().__init__(writer, reader)
+        # One connection each for the event loop's own short reads and writes (see SqlStore).
+        now = {"check_same_thread": False, "timeout": 0}
+        inline_reader = create_engine(parsed, pool_size=1, max_overflow=0, connect_args=now)
+        inline_writer = create_engine(parsed, pool_size=1, max_overflow=0, connect_args=now)
+        _configure(inline_reader, immediate=False, on_loop=True)
+        _configure(inline_writer, immediate=True, on_loop=True)
+        super().__init__(writer, reader, inline=(inline_reader, inline_writer))
 
 
-def _configure(engine: Engine, *, immediate: bool) -> None:
+def _configure(engine: Engine, *, immediate: bool, on_loop: bool = False) -> None:
     """Take transaction control from the sqlite3 module so writes start with BEGIN IMMEDIATE:
-    a deferred write transaction can fail with SQLITE_BUSY half-way instead of waiting."""
+    a deferred write transaction can fail with SQLITE_BUSY half-way instead of waiting.
+    ``on_loop``: a connection the event loop uses, which must never wait: no busy timeout, no
+    checkpoints (the writer thread's commits make them), and no switch to WAL (``open`` made
+    it through the writer, before any such connection)."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA busy_timeout=30000")
-        _use_wal(cursor)
+        if on_loop:
+            cursor.execute("PRAGMA busy_timeout=0")
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
+        else:
+            cursor.execute("PRAGMA busy_timeout=30000")
+            _use_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
@@ -63,8 +77,12 @@ def _configure(engine: Engine, *, immediate: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        # Straight to the driver: every transaction passes here.
-        conn.connection.driver_connection.execute(begin)  # type: ignore[union-attr]
+        # Straight to the driver (every transaction passes here), its errors dressed as
+        # SQLAlchemy's would be: a busy database is an OperationalError to the store.
+        try:
+            conn.connection.driver_connection.execute(begin)  # type: ignore[union-attr]
+        except sqlite3.OperationalError as exc:
+            raise OperationalError(begin, None, exc) from exc
 
 
 def _use_wal(cursor: sqlite3.Cursor) -> None:
