@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from kairos.errors import ApiKeyNotFound, UserExists, UserNotFound
@@ -26,6 +26,9 @@ __all__ = ["SqlAccounts", "audit_row", "write_audit"]
 T = TypeVar("T")
 
 _INSERT_AUDIT = insert(audit)  # built once: every job change writes one
+# Built once too: every request made with a user's token or an API key reads one.
+_USER_BY_NAME = select(users).where(users.c.name == bindparam("b_name"))
+_KEY_BY_ID = select(api_keys).where(api_keys.c.id == bindparam("b_id"))
 
 
 def audit_row(by: Actor, action: str, target: str, detail: Any = None) -> dict[str, Any]:
@@ -81,8 +84,9 @@ class SqlAccounts:
         await self._write(tx)
 
     async def get_user(self, name: str) -> UserRecord | None:
-        query = select(users).where(users.c.name == name)
-        row = await self._read(lambda conn: conn.execute(query).first(), short=True)
+        row = await self._read(
+            lambda conn: conn.execute(_USER_BY_NAME, {"b_name": name}).first(), short=True
+        )
         return None if row is None else _user(row)
 
     async def list_users(self) -> list[UserRecord]:
@@ -110,8 +114,9 @@ class SqlAccounts:
         await self._write(tx)
 
     async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
-        query = select(api_keys).where(api_keys.c.id == key_id)
-        row = await self._read(lambda conn: conn.execute(query).first(), short=True)
+        row = await self._read(
+            lambda conn: conn.execute(_KEY_BY_ID, {"b_id": key_id}).first(), short=True
+        )
         return None if row is None else _key(row)
 
     async def list_api_keys(self) -> list[ApiKeyRecord]:

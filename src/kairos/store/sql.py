@@ -291,7 +291,7 @@ class SqlStore(SqlAccounts, Store):
 
     async def get_job(self, job_id: str) -> JobRecord:
         row = await self._read(
-            lambda conn: conn.execute(select(jobs).where(jobs.c.id == job_id)).first(), short=True
+            lambda conn: conn.execute(_JOB_BY_ID, {"b_id": job_id}).first(), short=True
         )
         if row is None:
             raise JobNotFound(job_id)
@@ -816,7 +816,7 @@ class SqlStore(SqlAccounts, Store):
 
     async def get_run(self, run_id: int) -> RunRecord:
         row = await self._read(
-            lambda conn: conn.execute(select(runs).where(runs.c.id == run_id)).first(), short=True
+            lambda conn: conn.execute(_RUN_BY_ID, {"b_id": run_id}).first(), short=True
         )
         if row is None:
             raise RunNotFound(run_id)
@@ -843,8 +843,9 @@ class SqlStore(SqlAccounts, Store):
     # Metadata ----------------------------------------------------------------------------------
 
     async def get_meta(self, key: str) -> str | None:
-        query = select(meta.c.value).where(meta.c.key == key)
-        value: str | None = await self._read(lambda conn: conn.execute(query).scalar(), short=True)
+        value: str | None = await self._read(
+            lambda conn: conn.execute(_META_VALUE, {"b_key": key}).scalar(), short=True
+        )
         return value
 
     async def set_meta_if_absent(self, key: str, value: str) -> str:
@@ -899,7 +900,11 @@ def _migrate(conn: Connection) -> None:
     command.upgrade(config, "head")
 
 
-# The statements of the dispatch path, built once: building one costs more than running it.
+# The statements of the dispatch path and of reads by key, built once: building one costs more
+# than running it.
+_JOB_BY_ID = select(jobs).where(jobs.c.id == bindparam("b_id"))
+_RUN_BY_ID = select(runs).where(runs.c.id == bindparam("b_id"))
+_META_VALUE = select(meta.c.value).where(meta.c.key == bindparam("b_key"))
 _RUNNING = RunStatus.RUNNING.value
 _MOVE_JOBS = (
     update(jobs)
