@@ -1,4 +1,5 @@
-"""SQLite's short operations run on the event loop itself, but never make it wait."""
+"""SQLite's short operations run on the event loop itself, but never make it wait; hot
+statements run straight on the driver."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Column, MetaData, String, Table, create_engine, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from kairos.models import JobRecord, JobSpec
 from kairos.store import Store, store_for_url
+from kairos.store.driver import DriverStatement
 
 NOW = 1_800_000_000_000_000
 SPEC = JobSpec.model_validate(
@@ -62,3 +66,19 @@ async def test_short_writes_leave_the_wal_checkpointed(db: tuple[Store, Path]) -
     pages = wal.stat().st_size // 4096
     # SQLite checkpoints at 1,000 pages; 3,000 commits of a few pages each would be far more.
     assert pages < 2_500, pages
+
+
+def test_statements_run_on_the_driver_raise_sqlalchemys_errors_and_roll_back(
+    tmp_path: Path,
+) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path}/driver.db")
+    table = Table("t", MetaData(), Column("k", String, primary_key=True))
+    table.metadata.create_all(engine)
+    add = DriverStatement(insert(table))
+    with engine.begin() as conn:
+        add.execute(conn, {"k": "a"})
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        add.executemany(conn, [{"k": "b"}, {"k": "a"}])
+    with engine.connect() as conn:
+        assert conn.execute(select(table.c.k)).scalars().all() == ["a"]
+    engine.dispose()

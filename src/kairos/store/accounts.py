@@ -19,13 +19,14 @@ from kairos.identity import (
     parse_scopes,
     scope_text,
 )
+from kairos.store.driver import DriverStatement
 from kairos.store.schema import api_keys, audit, users
 
 __all__ = ["SqlAccounts", "audit_row", "write_audit"]
 
 T = TypeVar("T")
 
-_INSERT_AUDIT = insert(audit)  # built once: every job change writes one
+_INSERT_AUDIT = DriverStatement(insert(audit))  # every job change writes one
 # Built once too: every request made with a user's token or an API key reads one.
 _USER_BY_NAME = select(users).where(users.c.name == bindparam("b_name"))
 _KEY_BY_ID = select(api_keys).where(api_keys.c.id == bindparam("b_id"))
@@ -46,9 +47,9 @@ def audit_row(by: Actor, action: str, target: str, detail: Any = None) -> dict[s
 
 def write_audit(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     if len(rows) == 1:
-        conn.execute(_INSERT_AUDIT, rows[0])  # the usual case, and cheaper than a batch of one
-    elif rows:
-        conn.execute(_INSERT_AUDIT, list(rows))
+        _INSERT_AUDIT.execute(conn, rows[0])  # the usual case, and cheaper than a batch of one
+    else:
+        _INSERT_AUDIT.executemany(conn, rows)
 
 
 class SqlAccounts:

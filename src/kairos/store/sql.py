@@ -51,6 +51,7 @@ from kairos.store.base import (
     Store,
     Verdict,
 )
+from kairos.store.driver import DriverStatement
 from kairos.store.schema import IS_QUEUED, IS_RUNNING, job_tags, jobs, meta, nodes, runs
 
 __all__ = ["SqlStore"]
@@ -107,6 +108,7 @@ class SqlStore(SqlAccounts, Store):
             index_elements=["id"],
             set_={name: add.excluded[name] for name in _REPLACED_ON_UPSERT},
         ).returning(jobs.c.id, jobs.c.created_us)
+        self._upsert_job = DriverStatement(self._upsert_jobs)
         self._due_jobs = self._lock_due(
             select(jobs)
             .where(jobs.c.next_run_us <= bindparam("due_by"))
@@ -250,8 +252,11 @@ class SqlStore(SqlAccounts, Store):
 
         def tx(conn: Connection) -> dict[str, int]:
             values = [_job_values(job) for job in batch]
-            rows = conn.execute(self._upsert_jobs, values)
-            stored = {row.id: row.created_us for row in rows}
+            if len(values) == 1:  # a PUT: the hot case
+                rows = self._upsert_job.execute(conn, values[0])
+            else:
+                rows = conn.execute(self._upsert_jobs, values).all()
+            stored = {job_id: created_us for job_id, created_us in rows}
             # Every job's old tags go: "created" is told apart by creation times, which two
             # nodes' clocks could make equal, and a stale tag would list a job wrongly for good.
             _set_tags(conn, batch, replacing=[job.id for job in batch])
@@ -363,7 +368,7 @@ class SqlStore(SqlAccounts, Store):
         def tx(conn: Connection) -> None:
             if not conn.execute(jobs.delete().where(jobs.c.id == job_id)).rowcount:
                 raise JobNotFound(job_id)
-            conn.execute(_DROP_TAGS, {"b_id": job_id})
+            _DROP_TAGS.execute(conn, {"b_id": job_id})
             if by is not None:
                 detail = {"purge_runs": True} if purge_runs else None
                 write_audit(conn, [audit_row(by, "job.delete", job_id, detail)])
@@ -997,8 +1002,8 @@ _RUNNING_COUNTS = (
 _NEXT_JOB_DUE = select(func.min(jobs.c.next_run_us))
 _NEXT_RUN_DUE = select(func.min(runs.c.due_us)).where(IS_QUEUED, runs.c.due_us > bindparam("now"))
 
-_DROP_TAGS = job_tags.delete().where(job_tags.c.job_id == bindparam("b_id"))
-_ADD_TAGS = insert(job_tags)
+_DROP_TAGS = DriverStatement(job_tags.delete().where(job_tags.c.job_id == bindparam("b_id")))
+_ADD_TAGS = DriverStatement(insert(job_tags))
 _STATE = {
     JobState.SCHEDULED: jobs.c.paused.is_(False) & jobs.c.next_run_us.is_not(None),
     JobState.PAUSED: jobs.c.paused.is_(True) & jobs.c.pause_reason.is_(None),
@@ -1023,10 +1028,10 @@ def _set_tags(
 ) -> None:
     """Write the tags of ``batch``'s jobs, first dropping those the jobs in ``replacing`` had."""
     if replacing:
-        conn.execute(_DROP_TAGS, [{"b_id": job_id} for job_id in replacing])
+        _DROP_TAGS.executemany(conn, [{"b_id": job_id} for job_id in replacing])
     rows = [{"tag": tag, "job_id": job.id} for job in batch for tag in job.spec.tags]
     if rows:
-        conn.execute(_ADD_TAGS, rows)
+        _ADD_TAGS.executemany(conn, rows)
 
 
 def _definition(job: JobRecord, spec_json: str | None = None) -> str:
