@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Row, bindparam, insert, select, update
+from sqlalchemy import Connection, Row, Select, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from kairos.errors import ApiKeyNotFound, UserExists, UserNotFound
@@ -61,6 +61,10 @@ class SqlAccounts:
     async def _read(self, fn: Callable[[Connection], T], *, short: bool = False) -> T:
         raise NotImplementedError
 
+    async def _row_by_key(self, query: Select[Any], **key: Any) -> Row[Any] | None:
+        """The one row ``query`` finds by its key: a short read (see ``SqlStore``)."""
+        return await self._read(lambda conn: conn.execute(query, key).first(), short=True)
+
     # Users -------------------------------------------------------------------------------------
 
     async def add_user(self, user: UserRecord, *, by: Actor) -> None:
@@ -85,9 +89,7 @@ class SqlAccounts:
         await self._write(tx)
 
     async def get_user(self, name: str) -> UserRecord | None:
-        row = await self._read(
-            lambda conn: conn.execute(_USER_BY_NAME, {"b_name": name}).first(), short=True
-        )
+        row = await self._row_by_key(_USER_BY_NAME, b_name=name)
         return None if row is None else _user(row)
 
     async def list_users(self) -> list[UserRecord]:
@@ -115,9 +117,7 @@ class SqlAccounts:
         await self._write(tx)
 
     async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
-        row = await self._read(
-            lambda conn: conn.execute(_KEY_BY_ID, {"b_id": key_id}).first(), short=True
-        )
+        row = await self._row_by_key(_KEY_BY_ID, b_id=key_id)
         return None if row is None else _key(row)
 
     async def list_api_keys(self) -> list[ApiKeyRecord]:

@@ -295,9 +295,7 @@ class SqlStore(SqlAccounts, Store):
         await self._write(tx, short=True)
 
     async def get_job(self, job_id: str) -> JobRecord:
-        row = await self._read(
-            lambda conn: conn.execute(_JOB_BY_ID, {"b_id": job_id}).first(), short=True
-        )
+        row = await self._row_by_key(_JOB_BY_ID, b_id=job_id)
         if row is None:
             raise JobNotFound(job_id)
         return _job(row)
@@ -820,9 +818,7 @@ class SqlStore(SqlAccounts, Store):
         return await self._read(tx)
 
     async def get_run(self, run_id: int) -> RunRecord:
-        row = await self._read(
-            lambda conn: conn.execute(_RUN_BY_ID, {"b_id": run_id}).first(), short=True
-        )
+        row = await self._row_by_key(_RUN_BY_ID, b_id=run_id)
         if row is None:
             raise RunNotFound(run_id)
         return _run(row)
