@@ -91,6 +91,7 @@ class SqlStore(SqlAccounts, Store):
         self._writer = writer
         self._reader = reader
         self._inline = inline
+        self._inline_connections: dict[Engine, Connection] = {}
         self._in_write_pool = 0
         """Operations handed to the writer thread and not yet done: while any is, a write must
         queue behind it."""
@@ -136,24 +137,24 @@ class SqlStore(SqlAccounts, Store):
 
     async def _write(self, fn: Callable[[Connection], T], *, short: bool = False) -> T:
         """``fn`` in a write transaction; ``short``: it touches a few rows by key."""
-        engine = self._inline_engine(write=True) if short else None
-        if engine is not None:
+        conn = self._inline_connection(write=True) if short else None
+        if conn is not None:
             self._inline_writes += 1
             with contextlib.suppress(_WouldWait):
-                return _inline_transaction(engine, fn)
+                return _inline_transaction(conn, fn)
         self._inline_writes = 0
         return await self._run(self._write_pool, self._writer, fn)
 
     async def _read(self, fn: Callable[[Connection], T], *, short: bool = False) -> T:
         """``fn`` in a read transaction; ``short``: it reads a few rows by key."""
-        engine = self._inline_engine(write=False) if short else None
-        if engine is not None:
+        conn = self._inline_connection(write=False) if short else None
+        if conn is not None:
             with contextlib.suppress(_WouldWait):
-                return _inline_transaction(engine, fn)
+                return _inline_transaction(conn, fn)
         return await self._run(self._read_pool, self._reader, fn)
 
-    def _inline_engine(self, *, write: bool) -> Engine | None:
-        """The engine for a short operation on the event loop, if it may run there now."""
+    def _inline_connection(self, *, write: bool) -> Connection | None:
+        """The connection for a short operation on the event loop, if it may run there now."""
         if self._inline is None:
             return None
         # A write must not overtake one queued for the writer thread; every so many, a short
@@ -163,7 +164,13 @@ class SqlStore(SqlAccounts, Store):
         # A read shares the writer's connection when there is only one (in memory).
         if not write and self._read_pool is self._write_pool and self._in_write_pool:
             return None
-        return self._inline[1] if write else self._inline[0]
+        engine = self._inline[1] if write else self._inline[0]
+        # Kept open: checking a connection out of the pool and back costs as much as the
+        # transaction. Only the event loop's thread uses these, one operation at a time.
+        conn = self._inline_connections.get(engine)
+        if conn is None:
+            conn = self._inline_connections[engine] = engine.connect()
+        return conn
 
     async def _run(
         self, pool: ThreadPoolExecutor, engine: Engine, fn: Callable[[Connection], T]
@@ -221,6 +228,8 @@ class SqlStore(SqlAccounts, Store):
         self._write_pool.shutdown(wait=True)
         if self._read_pool is not self._write_pool:
             self._read_pool.shutdown(wait=True)
+        for conn in self._inline_connections.values():
+            conn.close()
         for engine in {self._writer, self._reader, *(self._inline or ())}:
             engine.dispose()
 
@@ -885,11 +894,12 @@ class _WouldWait(Exception):
     """The database would have had the event loop wait (another process holds its lock)."""
 
 
-def _inline_transaction(engine: Engine, fn: Callable[[Connection], T]) -> T:
-    """``fn`` in a transaction on an engine that never waits. On ``_WouldWait`` the transaction
-    was rolled back whole, so running ``fn`` again in a thread is safe."""
+def _inline_transaction(conn: Connection, fn: Callable[[Connection], T]) -> T:
+    """``fn`` in a transaction on a connection that never waits. On ``_WouldWait`` the
+    transaction was rolled back whole, so running ``fn`` again in a thread is safe."""
     try:
-        return _in_transaction(engine, fn)
+        with conn.begin():
+            return fn(conn)
     except OperationalError as exc:
         raise _WouldWait from exc
 
