@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -105,6 +106,64 @@ def test_put_creates_then_replaces(client: TestClient) -> None:
     assert second.status_code == 200
     assert second.json()["created_at"] == job["created_at"]
     assert second.json()["timezone"] == "UTC"
+
+
+def test_put_answers_as_fastapi_would_on_both_of_its_paths(client: TestClient) -> None:
+    # A well-formed PUT skips FastAPI's machinery; one with a charset parameter goes through it.
+    spec = cron_job(tags=["b", "a"], on_failure={"url": TARGET, "secret": "s" * 32})
+    lean = client.put("/jobs/lean", json=spec)
+    standard = client.put(
+        "/jobs/standard",
+        content=json.dumps(spec),
+        headers={"Content-Type": "application/json; charset=utf-8"},
+    )
+    assert (lean.status_code, standard.status_code) == (201, 201)
+    assert lean.headers["content-type"] == standard.headers["content-type"]
+    # Byte for byte what FastAPI makes of the same job on GET.
+    assert lean.content == client.get("/jobs/lean").content
+    shown = lean.json()
+    assert shown["on_failure"]["secret"] == "***"
+    assert shown["tags"] == ["a", "b"]
+    assert {k: v for k, v in shown.items() if k not in ("id", "created_at", "updated_at")} == {
+        k: v for k, v in standard.json().items() if k not in ("id", "created_at", "updated_at")
+    }
+    assert client.put("/jobs/lean", json=spec).status_code == 200
+
+
+VALID = json.dumps(cron_job()).encode()
+
+
+@pytest.mark.parametrize(
+    ("headers", "content", "status", "detail"),
+    [
+        ({"Authorization": "Bearer wrong"}, VALID, 401, "Invalid bearer token"),
+        ({"Authorization": "Basic dTpw"}, VALID, 401, "Missing bearer token"),
+        ({"Authorization": "Bearer "}, VALID, 401, "Missing bearer token"),
+        ({}, b'{"trigger": ', 422, "json_invalid"),
+        ({}, b"[1]", 422, "model_attributes_type"),
+        ({}, b"", 422, "missing"),
+        ({"Content-Type": "text/plain"}, VALID, 422, "body"),
+    ],
+)
+def test_put_errors_are_fastapis_whichever_path_the_request_takes(
+    client: TestClient, headers: dict[str, str], content: bytes, status: int, detail: str
+) -> None:
+    sent = {"Content-Type": "application/json"} | headers
+    response = client.put("/jobs/x", content=content, headers=sent)
+    assert response.status_code == status, response.text
+    assert detail in response.text
+    if status == 401:
+        assert response.headers["www-authenticate"] == "Bearer"
+    assert client.get("/jobs/x").status_code == 404
+
+
+def test_put_needs_the_jobs_write_scope(client: TestClient) -> None:
+    key = client.post("/auth/keys", json={"name": "reader", "scopes": ["jobs:read"]}).json()
+    response = client.put(
+        "/jobs/x", json=cron_job(), headers={"Authorization": f"Bearer {key['key']}"}
+    )
+    assert response.status_code == 403
+    assert "jobs:write" in response.json()["detail"]
 
 
 def test_post_creates_and_refuses_a_taken_id(client: TestClient) -> None:

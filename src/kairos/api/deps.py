@@ -30,6 +30,7 @@ __all__ = [
     "JobsWriter",
     "SchedulerDep",
     "allowed",
+    "authorize",
 ]
 
 _bearer = HTTPBearer(
@@ -69,9 +70,15 @@ async def _principal(
 ) -> Principal:
     if credentials is None:
         raise Unauthorized("Missing bearer token (send 'Authorization: Bearer <token>')")
+    return await authorize(request, credentials.credentials, security.scopes)
+
+
+async def authorize(request: Request, token: str, scopes: list[str]) -> Principal:
+    """Who ``token`` stands for, if it grants every one of ``scopes``; ``Unauthorized`` or
+    ``MissingScope`` if not."""
     authenticator: Authenticator = request.app.state.authenticator
-    principal = await authenticator.authenticate(credentials.credentials)
-    for scope in security.scopes:
+    principal = await authenticator.authenticate(token)
+    for scope in scopes:
         if not principal.allows(Scope(scope)):
             raise MissingScope(scope)
     return principal
