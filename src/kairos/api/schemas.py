@@ -176,7 +176,9 @@ def job_out(job: JobRecord) -> JobOut:
         next_run_time=_local(job.next_run_us, zone) if not spec.paused else None,
         created_at=from_us(job.created_us),
         updated_at=from_us(job.updated_us),
-        **spec.masked().model_dump(),
+        # The spec's fields as they are (models, not dicts): validating a model instance is a
+        # type check, validating its dump builds it again (half of a page of jobs' time).
+        **spec.masked().__dict__,
     )
 
 
