@@ -56,7 +56,9 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.add_exception_handler(KairosError, _render_error)
-    for module in (ops, auth, tasks, jobs, runs, triggers, cluster, audit):
+    # Routes are matched in order, and matching one costs a few microseconds: the most called
+    # (jobs, runs) go first. No two routers' paths overlap, so the order changes nothing else.
+    for module in (jobs, runs, ops, auth, tasks, triggers, cluster, audit):
         app.include_router(module.router)
     web.install(app)
     return app
