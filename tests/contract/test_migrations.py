@@ -124,3 +124,45 @@ async def test_the_dispatchers_queries_read_the_partial_indexes(fresh_url: str) 
                     ]
                 assert any(index in line for line in plan), (state.statement, plan)
     engine.dispose()
+
+
+async def test_a_search_by_id_prefix_reads_a_range_of_the_primary_key(fresh_url: str) -> None:
+    """Also in a prepared statement's generic plan, which cannot use a ``LIKE`` pattern's
+    prefix; the range is a prefix only where job ids compare bytewise, whatever the locale."""
+    from sqlalchemy import select
+
+    from kairos.store import JobQuery, sql
+    from kairos.store.schema import jobs
+
+    store = store_for_url(fresh_url)
+    await store.open()
+    await store.close()
+    assert isinstance(store, sql.SqlStore)
+    conditions = store._job_filter(JobQuery(prefix="etl."))
+    query = select(jobs.c.id).where(*conditions).order_by(jobs.c.id).limit(100)
+    parsed = make_url(fresh_url)
+    postgres = parsed.drivername == "postgresql"
+    engine = create_engine(parsed.set(drivername="postgresql+psycopg") if postgres else parsed)
+    with engine.connect() as conn:
+        if postgres:
+            collations = conn.exec_driver_sql(
+                "SELECT table_name, column_name, collation_name FROM information_schema.columns"
+                " WHERE (table_name, column_name) IN (('kairos_jobs', 'id'),"
+                " ('kairos_job_tags', 'job_id'), ('kairos_runs', 'job_id'))"
+            ).all()
+            assert sorted(row[2] for row in collations) == ["C", "C", "C"], collations
+            state = query.compile(
+                dialect=postgresql.psycopg.dialect(paramstyle="numeric_dollar")
+            ).construct_expanded_state({})
+            conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            conn.exec_driver_sql(f"PREPARE by_prefix AS {state.statement}")
+            args = ", ".join(repr(v) for v in state.positional_parameters)
+            plan = [row[0] for row in conn.exec_driver_sql(f"EXPLAIN EXECUTE by_prefix({args})")]
+            assert any("Index Cond" in line and "id >=" in line for line in plan), plan
+        else:
+            state = query.compile(dialect=conn.dialect).construct_expanded_state({})
+            explain = f"EXPLAIN QUERY PLAN {state.statement}"
+            plan = [row[-1] for row in conn.exec_driver_sql(explain, state.positional_parameters)]
+            assert any("id>? AND id<?" in line for line in plan), plan
+    engine.dispose()

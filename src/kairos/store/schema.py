@@ -35,11 +35,15 @@ metadata = MetaData()
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; elsewhere a 64-bit key.
 _RunId = BigInteger().with_variant(Integer(), "sqlite")
+# Job ids compare bytewise on every backend (SQLite's BINARY; "C" on PostgreSQL, whatever the
+# database's locale): lists are ordered alike, and the ids with a prefix are one range of the
+# primary key. Every column holding a job id has it, as columns compared must agree.
+_JobId = String(128).with_variant(String(128, collation="C"), "postgresql")
 
 jobs = Table(
     "kairos_jobs",
     metadata,
-    Column("id", String(128), primary_key=True),
+    Column("id", _JobId, primary_key=True),
     Column("spec", Text, nullable=False),
     Column("paused", Boolean, nullable=False),
     Column("next_fire_us", BigInteger, nullable=True),
@@ -61,7 +65,7 @@ job_tags = Table(
     "kairos_job_tags",
     metadata,
     Column("tag", String(64), primary_key=True),
-    Column("job_id", String(128), primary_key=True),
+    Column("job_id", _JobId, primary_key=True),
     Index("ix_kairos_job_tags_job_id", "job_id"),
 )
 
@@ -69,7 +73,7 @@ runs = Table(
     "kairos_runs",
     metadata,
     Column("id", _RunId, primary_key=True, autoincrement=True),
-    Column("job_id", String(128), nullable=False),
+    Column("job_id", _JobId, nullable=False),
     Column("scheduled_for_us", BigInteger, nullable=False),
     Column("attempt", Integer, nullable=False),
     Column("status", String(16), nullable=False),

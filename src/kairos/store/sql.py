@@ -347,12 +347,12 @@ class SqlStore(SqlAccounts, Store):
 
     def _job_filter(self, query: JobQuery) -> list[ColumnElement[bool]]:
         conditions: list[ColumnElement[bool]] = []
-        if query.prefix is not None:
-            if self._writer.dialect.name == "sqlite":
-                # GLOB: case-sensitive and read from the index (ids cannot hold its wildcards).
-                conditions.append(jobs.c.id.op("GLOB")(query.prefix + "*"))
-            else:
-                conditions.append(jobs.c.id.startswith(query.prefix, autoescape=True))
+        if query.prefix:
+            # Ids compare bytewise (see schema.py): those with a prefix are the range up to the
+            # prefix with its last character raised by one, read from the primary key (also by
+            # a prepared statement's generic plan, which a LIKE pattern's would not be).
+            after = query.prefix[:-1] + chr(ord(query.prefix[-1]) + 1)
+            conditions += [jobs.c.id >= query.prefix, jobs.c.id < after]
         if query.state is not None:
             conditions.append(_STATE[query.state])
         return conditions
