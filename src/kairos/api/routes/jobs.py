@@ -41,61 +41,7 @@ NewJobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="1-128 of [A-
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
-@router.get("", dependencies=_READ)
-async def list_jobs(
-    scheduler: SchedulerDep,
-    cursor: str | None = None,
-    limit: Limit = 100,
-    q: Annotated[str | None, Query(pattern=JOB_ID_PATTERN, description="id prefix")] = None,
-    state: JobState | None = None,
-    tag: Annotated[str | None, Query(pattern=TAG_PATTERN)] = None,
-    sort: Annotated[Literal["id", "next_run"], Query(description="the order")] = "id",
-) -> JobPage:
-    """Jobs by id, or by next run (soonest first, jobs without one last), optionally only those
-    whose id starts with ``q``, in one state, or with one tag. Pass ``next_cursor`` back as
-    ``cursor`` (with the same filters) for the next page."""
-    query = JobQuery(
-        prefix=q,
-        state=state,
-        tag=tag,
-        by_next_run=sort == "next_run",
-        after=job_cursor(cursor, by_next_run=sort == "next_run"),
-    )
-    jobs = await scheduler.list_jobs(query, limit + 1)
-    more = len(jobs) > limit
-    jobs = jobs[:limit]
-    last = jobs[-1] if more else None
-    return JobPage(
-        items=[job_out(job) for job in jobs],
-        next_cursor=None if last is None else encode_job_cursor(last, query.by_next_run),
-    )
-
-
-@router.post("", status_code=status.HTTP_201_CREATED)
-async def create_job(scheduler: SchedulerDep, who: JobsWriter, body: JobCreate) -> JobOut:
-    """Create a job; 409 if the id is taken (``PUT /jobs/{id}`` replaces instead)."""
-    spec = JobSpec.model_validate(body.model_dump(exclude={"id"}))
-    return job_out(await scheduler.create_job(body.id, spec, actor=who.name))
-
-
-@router.post(":batch")
-async def put_jobs(scheduler: SchedulerDep, who: JobsWriter, body: JobBatchIn) -> JobBatchOut:
-    """Create or replace up to 10,000 jobs at once, each as ``PUT /jobs/{id}`` would, in one
-    transaction: if any job is invalid nothing is written and the error names it."""
-    first_index: dict[str, int] = {}
-    for index, job in enumerate(body.jobs):
-        if first_index.setdefault(job.id, index) != index:
-            raise InvalidField(
-                ["jobs", index, "id"], f"duplicate id {job.id!r} (also jobs.{first_index[job.id]})"
-            )
-    batch = [(job.id, JobSpec.model_validate(job.model_dump(exclude={"id"}))) for job in body.jobs]
-    created = await scheduler.put_jobs(batch, actor=who.name)
-    return JobBatchOut(created=created, replaced=len(batch) - created)
-
-
-@router.get("/{job_id}", dependencies=_READ)
-async def get_job(scheduler: SchedulerDep, job_id: JobId) -> JobOut:
-    return job_out(await scheduler.get_job(job_id))
+# PUT /jobs/{id} is declared first: routes are tried in order, and it is the most called.
 
 
 class _PutJobRoute(APIRoute):
@@ -151,6 +97,63 @@ router.add_api_route(
     responses={201: {"model": JobOut, "description": "Created"}},
     route_class_override=_PutJobRoute,
 )
+
+
+@router.get("", dependencies=_READ)
+async def list_jobs(
+    scheduler: SchedulerDep,
+    cursor: str | None = None,
+    limit: Limit = 100,
+    q: Annotated[str | None, Query(pattern=JOB_ID_PATTERN, description="id prefix")] = None,
+    state: JobState | None = None,
+    tag: Annotated[str | None, Query(pattern=TAG_PATTERN)] = None,
+    sort: Annotated[Literal["id", "next_run"], Query(description="the order")] = "id",
+) -> JobPage:
+    """Jobs by id, or by next run (soonest first, jobs without one last), optionally only those
+    whose id starts with ``q``, in one state, or with one tag. Pass ``next_cursor`` back as
+    ``cursor`` (with the same filters) for the next page."""
+    query = JobQuery(
+        prefix=q,
+        state=state,
+        tag=tag,
+        by_next_run=sort == "next_run",
+        after=job_cursor(cursor, by_next_run=sort == "next_run"),
+    )
+    jobs = await scheduler.list_jobs(query, limit + 1)
+    more = len(jobs) > limit
+    jobs = jobs[:limit]
+    last = jobs[-1] if more else None
+    return JobPage(
+        items=[job_out(job) for job in jobs],
+        next_cursor=None if last is None else encode_job_cursor(last, query.by_next_run),
+    )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_job(scheduler: SchedulerDep, who: JobsWriter, body: JobCreate) -> JobOut:
+    """Create a job; 409 if the id is taken (``PUT /jobs/{id}`` replaces instead)."""
+    spec = JobSpec.model_validate(body.model_dump(exclude={"id"}))
+    return job_out(await scheduler.create_job(body.id, spec, actor=who.name))
+
+
+@router.post(":batch")
+async def put_jobs(scheduler: SchedulerDep, who: JobsWriter, body: JobBatchIn) -> JobBatchOut:
+    """Create or replace up to 10,000 jobs at once, each as ``PUT /jobs/{id}`` would, in one
+    transaction: if any job is invalid nothing is written and the error names it."""
+    first_index: dict[str, int] = {}
+    for index, job in enumerate(body.jobs):
+        if first_index.setdefault(job.id, index) != index:
+            raise InvalidField(
+                ["jobs", index, "id"], f"duplicate id {job.id!r} (also jobs.{first_index[job.id]})"
+            )
+    batch = [(job.id, JobSpec.model_validate(job.model_dump(exclude={"id"}))) for job in body.jobs]
+    created = await scheduler.put_jobs(batch, actor=who.name)
+    return JobBatchOut(created=created, replaced=len(batch) - created)
+
+
+@router.get("/{job_id}", dependencies=_READ)
+async def get_job(scheduler: SchedulerDep, job_id: JobId) -> JobOut:
+    return job_out(await scheduler.get_job(job_id))
 
 
 @router.patch("/{job_id}")
