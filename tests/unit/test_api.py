@@ -464,6 +464,14 @@ def test_the_breaker_default_comes_from_the_server_unless_the_job_says() -> None
         assert own["max_consecutive_failures"] == 2
         off = client.put("/jobs/x", json=cron_job(max_consecutive_failures=None)).json()
         assert off["max_consecutive_failures"] is None
+        # Every way of creating a job, not only PUT.
+        assert client.post("/jobs", json=cron_job() | {"id": "p"}).status_code == 201
+        batch = [cron_job() | {"id": "b"}, cron_job(max_consecutive_failures=None) | {"id": "n"}]
+        assert client.post("/jobs:batch", json={"jobs": batch}).status_code == 200
+        task = {"task_id": "t", "crontab": "0 * * * *", "target_endpoint": TARGET}
+        assert client.post("/tasks", json=task).status_code == 200
+        limits = {i: client.get(f"/jobs/{i}").json()["max_consecutive_failures"] for i in "pbnt"}
+        assert limits == {"p": 5, "b": 5, "n": None, "t": 5}
 
 
 def secret_job(**target: Any) -> dict[str, Any]:

@@ -52,6 +52,12 @@ __all__ = [
 class JobCreate(JobSpec):
     id: str = Field(pattern=JOB_ID_PATTERN)
 
+    def spec(self) -> JobSpec:
+        """The job's spec: its fields as validated here, and which of them the client set (a
+        field left out takes the server's default, e.g. ``max_consecutive_failures``)."""
+        fields = {name: value for name, value in self.__dict__.items() if name != "id"}
+        return JobSpec.model_construct(self.model_fields_set - {"id"}, **fields)
+
 
 MAX_BATCH = 10_000
 

@@ -132,8 +132,7 @@ async def list_jobs(
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def create_job(scheduler: SchedulerDep, who: JobsWriter, body: JobCreate) -> JobOut:
     """Create a job; 409 if the id is taken (``PUT /jobs/{id}`` replaces instead)."""
-    spec = JobSpec.model_validate(body.model_dump(exclude={"id"}))
-    return job_out(await scheduler.create_job(body.id, spec, actor=who.name))
+    return job_out(await scheduler.create_job(body.id, body.spec(), actor=who.name))
 
 
 @router.post(":batch")
@@ -146,7 +145,7 @@ async def put_jobs(scheduler: SchedulerDep, who: JobsWriter, body: JobBatchIn) -
             raise InvalidField(
                 ["jobs", index, "id"], f"duplicate id {job.id!r} (also jobs.{first_index[job.id]})"
             )
-    batch = [(job.id, JobSpec.model_validate(job.model_dump(exclude={"id"}))) for job in body.jobs]
+    batch = [(job.id, job.spec()) for job in body.jobs]
     created = await scheduler.put_jobs(batch, actor=who.name)
     return JobBatchOut(created=created, replaced=len(batch) - created)
 
