@@ -41,9 +41,6 @@ NewJobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="1-128 of [A-
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
-# PUT /jobs/{id} is declared first: routes are tried in order, and it is the most called.
-
-
 class _PutJobRoute(APIRoute):
     """``PUT /jobs/{id}``, the call a deployment makes for every job it defines, answered
     without FastAPI's dependency and response-model machinery when the request is well formed:
@@ -90,6 +87,7 @@ async def put_job(
     return job_out(job)
 
 
+# Declared first: routes are tried in order, and this is the most called.
 router.add_api_route(
     "/{job_id}",
     put_job,
