@@ -142,6 +142,7 @@ VALID = json.dumps(cron_job()).encode()
         ({}, b'{"trigger": ', 422, "json_invalid"),
         ({}, b"[1]", 422, "model_attributes_type"),
         ({}, b"", 422, "missing"),
+        ({}, b"[" * 100_000 + b"]" * 100_000, 400, "error parsing the body"),
         ({"Content-Type": "text/plain"}, VALID, 422, "body"),
     ],
 )

@@ -60,8 +60,8 @@ class _PutJobRoute(APIRoute):
             try:
                 job_id = _NEW_JOB_ID.validate_python(request.path_params["job_id"])
                 spec = JobSpec.model_validate(json.loads(await request.body()))
-            except ValueError:  # the body is cached: the standard path reads it again
-                return await standard(request)
+            except Exception:  # invalid JSON, id or spec, or JSON nested too deep to read
+                return await standard(request)  # words the error (the body is cached)
             scheduler: Scheduler = request.app.state.scheduler
             job, created = await scheduler.put_job(job_id, spec, actor=who.name)
             return Response(
