@@ -150,6 +150,7 @@ TriggerSpec = Annotated[
 # What the API shows for a secret header's value; sent back in a replacement, it keeps the value.
 SECRET_MASK = "***"
 _ALWAYS_SECRET = frozenset({"authorization", "proxy-authorization"})
+_MAX_BODY_DEPTH = 128
 
 
 class HttpTarget(_Spec):
@@ -176,6 +177,23 @@ class HttpTarget(_Spec):
             if name.lower().startswith("x-kairos-"):
                 raise ValueError(f"header {name!r}: X-Kairos-* headers are set by Kairos")
         return headers
+
+    @field_validator("body")
+    @classmethod
+    def _shallow_enough(cls, body: Any) -> Any:
+        # The body is stored and sent as JSON: nested deeper than JSON encoders go, it would be
+        # accepted here and then fail to be written.
+        level = [body]
+        for _ in range(_MAX_BODY_DEPTH):
+            level = [
+                child
+                for item in level
+                if isinstance(item, dict | list)
+                for child in (item.values() if isinstance(item, dict) else item)
+            ]
+            if not level:
+                return body
+        raise ValueError(f"nested deeper than {_MAX_BODY_DEPTH} levels")
 
     @model_validator(mode="after")
     def _secrets_are_headers(self) -> HttpTarget:

@@ -210,6 +210,7 @@ INVALID_JOBS: list[tuple[dict[str, Any], list[str]]] = [
     (cron_job() | {"target": {"url": TARGET, "method": "FETCH"}}, ["method"]),
     (cron_job() | {"target": {"url": TARGET, "timeout": 0}}, ["timeout"]),
     (cron_job() | {"target": {"url": TARGET, "headers": {"A": "b\r\nc"}}}, ["headers"]),
+    (cron_job() | {"target": {"url": TARGET, "body": json.loads("[" * 129 + "]" * 129)}}, ["body"]),
     (cron_job(max_instances=0), ["max_instances"]),
     (cron_job(misfire_grace_time=-5), ["misfire_grace_time"]),
     (cron_job(unknown_field=1), ["unknown_field"]),

@@ -123,6 +123,16 @@ def test_a_bad_form_names_every_bad_field_and_keeps_what_was_typed(client: TestC
     assert client.get("/jobs/nightly", headers=API).status_code == 404
 
 
+def test_json_nested_too_deep_is_a_field_error_or_plain_text_not_a_500(client: TestClient) -> None:
+    csrf = sign_in(client)
+    deep = "[" * 100_000 + "]" * 100_000
+    trigger = client.post("/ui/new", data=form(csrf, trigger_kind="json", trigger_json=deep))
+    assert trigger.status_code == 422
+    assert 'id="trigger_json-error">nested too deep<' in trigger.text
+    assert client.post("/ui/new", data=form(csrf, body=deep)).status_code == 303
+    assert client.get("/jobs/nightly", headers=API).json()["target"]["body"] == deep
+
+
 def test_an_edit_changes_what_the_form_changed_and_keeps_the_rest(client: TestClient) -> None:
     job = {
         "trigger": {"type": "cron", "expression": "0 2 * * *"},

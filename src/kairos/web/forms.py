@@ -160,6 +160,8 @@ class JobForm:
                 trigger = json.loads(self.trigger_json)
             except ValueError as exc:
                 raise FieldError("trigger_json", f"not JSON: {exc}") from None
+            except RecursionError:
+                raise FieldError("trigger_json", "nested too deep") from None
             if not isinstance(trigger, dict):
                 raise FieldError("trigger_json", 'a JSON object, like {"type": "cron", ...}')
             return trigger
@@ -216,7 +218,7 @@ def _body(text: str) -> Any:
         return None
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text
     return value if isinstance(value, dict | list) else text
 
