@@ -7,12 +7,14 @@ Specs are data: a stored job is its validated JSON spec plus bookkeeping columns
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     AnyHttpUrl,
     BaseModel,
     ConfigDict,
@@ -57,7 +59,20 @@ HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No NaN or infinity: they are not JSON, and no duration or limit means them.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _in_range(value: datetime) -> datetime:
+    """A trigger's date between 1970 and 2999: the schedule's arithmetic (a day before, a
+    second after) must stay within the dates Python can represent."""
+    if not _FIRST_YEAR <= value.year <= _LAST_YEAR:
+        raise ValueError(f"must be between the years {_FIRST_YEAR} and {_LAST_YEAR}")
+    return value
+
+
+_FIRST_YEAR, _LAST_YEAR = 1970, 2999
+_Date = Annotated[datetime, AfterValidator(_in_range)]
 
 
 class _TriggerSpec(_Spec):
@@ -68,9 +83,9 @@ class _TriggerSpec(_Spec):
 
 
 class _RecurringBounds(_TriggerSpec):
-    start_date: datetime | None = None
+    start_date: _Date | None = None
     """First instant a fire may happen at; naive values are read in the job's time zone."""
-    end_date: datetime | None = None
+    end_date: _Date | None = None
     """No fire after this instant; naive values are read in the job's time zone."""
     jitter: float | None = Field(default=None, ge=0, le=86_400)
     """Each fire is delayed by a random 0..jitter seconds (the run keeps the nominal time)."""
@@ -139,7 +154,7 @@ class DateTriggerSpec(_TriggerSpec):
     """Fires once at ``run_date`` (naive values are read in the job's time zone)."""
 
     type: Literal["date"]
-    run_date: datetime
+    run_date: _Date
 
 
 TriggerSpec = Annotated[
@@ -180,11 +195,13 @@ class HttpTarget(_Spec):
 
     @field_validator("body")
     @classmethod
-    def _shallow_enough(cls, body: Any) -> Any:
-        # The body is stored and sent as JSON: nested deeper than JSON encoders go, it would be
-        # accepted here and then fail to be written.
+    def _json_body(cls, body: Any) -> Any:
+        # The body is stored and sent as JSON: nested deeper than JSON encoders go it would be
+        # accepted here and then fail to be written; NaN or infinity would be sent as null.
         level = [body]
         for _ in range(_MAX_BODY_DEPTH):
+            if any(isinstance(item, float) and not math.isfinite(item) for item in level):
+                raise ValueError("NaN and infinity are not JSON numbers")
             level = [
                 child
                 for item in level

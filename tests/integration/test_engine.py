@@ -91,6 +91,25 @@ async def test_a_date_job_fires_once_and_its_run_is_recorded(
     assert (await scheduler.get_job("once")).next_run_us is None
 
 
+async def test_a_fault_while_claiming_is_logged_and_the_schedule_goes_on(
+    scheduler: Scheduler, target: RecordingTarget, caplog: pytest.LogCaptureFixture
+) -> None:
+    claim_due = scheduler.store.claim_due
+    faults = [RuntimeError("a fault in planning")]
+
+    async def faulty(*args: Any, **kwargs: Any) -> Any:
+        if faults:
+            raise faults.pop()
+        return await claim_due(*args, **kwargs)
+
+    scheduler.store.claim_due = faulty  # type: ignore[method-assign]
+    scheduler._dispatcher.wake()
+    await scheduler.put_job("after", spec(target.url("/after"), soon(0.1)))
+    await wait_runs(scheduler, "after", lambda runs: [r.status for r in runs] == ["succeeded"])
+    assert not faults
+    assert "dispatch failed, retrying" in caplog.text
+
+
 async def test_a_failing_target_gives_a_failed_run_that_says_why(
     scheduler: Scheduler, target: RecordingTarget
 ) -> None:

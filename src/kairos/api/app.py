@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from kairos import __version__, web
@@ -56,6 +59,7 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.add_exception_handler(KairosError, _render_error)
+    app.add_exception_handler(RequestValidationError, _render_invalid)
     # Routes are matched in order, and matching one costs a few microseconds: the most called
     # (jobs, runs) go first. No two routers' paths overlap, so the order changes nothing else.
     for module in (jobs, runs, ops, auth, tasks, triggers, cluster, audit):
@@ -67,3 +71,17 @@ def create_app(
 async def _render_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, KairosError)
     return JSONResponse({"detail": exc.body()}, status_code=exc.status_code, headers=exc.headers())
+
+
+async def _render_invalid(_request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422, except that an input holding NaN or infinity (which Python's JSON reader
+    takes and JSON cannot carry) is shown as text instead of failing the answer with a 500."""
+    assert isinstance(exc, RequestValidationError)
+    errors = jsonable_encoder(exc.errors())
+    for error in errors:
+        try:
+            json.dumps(error, allow_nan=False)
+        except ValueError:
+            error["input"] = str(error.get("input"))
+            error.pop("ctx", None)
+    return JSONResponse({"detail": errors}, status_code=422)

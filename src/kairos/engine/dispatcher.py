@@ -148,6 +148,9 @@ class Dispatcher:
                 self.telemetry.store_error("claim")
                 log.warning("store unavailable, retrying in %.0f s: %s", _STORE_RETRY_S, exc)
                 timeout = _STORE_RETRY_S
+            except Exception:  # a fault must not end every job's schedule for good, silently
+                log.exception("dispatch failed, retrying in %.0f s", _STORE_RETRY_S)
+                timeout = _STORE_RETRY_S
             if timeout == 0:
                 continue
             self._planned_wake_us = self._clock.now_us() + int(timeout * 1_000_000)
