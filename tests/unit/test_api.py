@@ -264,6 +264,30 @@ def test_invalid_job_is_422_naming_the_field_and_keeps_the_old_job(
     assert client.get("/jobs/keep").json()["trigger"]["expression"] == "0 3 * * *"
 
 
+def test_a_stored_job_stays_readable_under_checks_added_since_it_was_written(
+    client: TestClient,
+) -> None:
+    from sqlalchemy import update
+
+    from kairos.store.schema import jobs
+
+    assert client.put("/jobs/old", json=cron_job()).status_code == 201
+    deep = json.loads("[" * 150 + "]" * 150)
+    stored = {"trigger": {"type": "date", "run_date": "1900-01-01T00:00:00Z"}}
+    stored |= {"target": {"url": TARGET, "body": deep}, "paused": True}
+    store = client.app.state.scheduler.store  # type: ignore[attr-defined]
+    change = update(jobs).where(jobs.c.id == "old").values(spec=json.dumps(stored))
+    client.portal.call(store._write, lambda conn: conn.execute(change))  # type: ignore[union-attr]
+    job = client.get("/jobs/old")
+    assert job.status_code == 200
+    assert job.json()["trigger"]["run_date"].startswith("1900-01-01")
+    assert client.get("/jobs").status_code == 200
+    # Changing it applies today's checks, naming the field.
+    changed = client.patch("/jobs/old", json={"description": "x"})
+    assert changed.status_code == 422
+    assert "run_date" in changed.text
+
+
 def test_batch_creates_and_replaces_in_one_call(client: TestClient) -> None:
     client.put("/jobs/b0", json=cron_job("0 1 * * *"))
     jobs = [{"id": f"b{i}"} | cron_job(f"0 {i} * * *") for i in range(3)]

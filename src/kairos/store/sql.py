@@ -399,7 +399,7 @@ class SqlStore(SqlAccounts, Store):
         parse. Only claims fill the cache, so browsing a million jobs does not grow memory."""
         spec = self._specs.get(row.spec)
         if spec is None:
-            spec = JobSpec.model_validate_json(row.spec)
+            spec = JobSpec.from_stored(row.spec)
             self._specs[row.spec] = spec
             if len(self._specs) > _SPEC_CACHE_SIZE:
                 self._specs.popitem(last=False)
@@ -607,7 +607,7 @@ class SqlStore(SqlAccounts, Store):
         ).first()
         if row is None:
             return False
-        spec = JobSpec.model_validate_json(row.spec).model_copy(update={"paused": paused})
+        spec = JobSpec.from_stored(row.spec).model_copy(update={"paused": paused})
         now_us = time.time_ns() // 1000
         updated_us = max(row.updated_us + 1, now_us)
         conn.execute(
@@ -735,7 +735,7 @@ class SqlStore(SqlAccounts, Store):
             )
         ).all()
         for job_id, spec_json in tripped:
-            after = JobSpec.model_validate_json(spec_json).auto_resume_after
+            after = JobSpec.from_stored(spec_json).auto_resume_after
             if after is not None:
                 probe_us = now_us + int(after * 1_000_000)
                 conn.execute(_MOVE_JOBS, {"b_id": job_id, "b_fire": probe_us, "b_run": probe_us})
@@ -1129,7 +1129,7 @@ def _next_due(conn: Connection, now_us: int) -> int | None:
 def _job(row: Row[Any], spec: JobSpec | None = None) -> JobRecord:
     """The job in ``row``; ``spec``: its spec, already parsed."""
     if spec is None:
-        spec = JobSpec.model_validate_json(row.spec)
+        spec = JobSpec.from_stored(row.spec)
     return JobRecord(
         row.id,
         spec,
