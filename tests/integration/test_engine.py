@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -108,6 +109,37 @@ async def test_a_fault_while_claiming_is_logged_and_the_schedule_goes_on(
     await wait_runs(scheduler, "after", lambda runs: [r.status for r in runs] == ["succeeded"])
     assert not faults
     assert "dispatch failed, retrying" in caplog.text
+
+
+async def test_a_job_whose_next_fire_cannot_be_computed_is_paused_saying_why(
+    scheduler: Scheduler, target: RecordingTarget
+) -> None:
+    """Only possible for a job stored before trigger dates were range checked."""
+    from sqlalchemy import update
+
+    from kairos.clock import to_us
+    from kairos.store.schema import jobs
+
+    await scheduler.put_job("edge", spec(target.url("/edge"), soon(60)))
+    year_one = datetime(1, 1, 1, tzinfo=UTC)
+    stored = spec(target.url("/edge"), soon(60)).model_dump(mode="json")
+    stored["trigger"]["run_date"] = year_one.isoformat()
+    change = (
+        update(jobs)
+        .where(jobs.c.id == "edge")
+        .values(
+            spec=json.dumps(stored),
+            next_fire_us=to_us(year_one),
+            next_run_us=to_us(datetime.now(UTC)),
+        )
+    )
+    await scheduler.store._write(lambda conn: conn.execute(change))  # type: ignore[attr-defined]
+    await scheduler.put_job("fine", spec(target.url("/fine"), soon(0.1)))
+    await wait_runs(scheduler, "fine", lambda runs: [r.status for r in runs] == ["succeeded"])
+    edge = await wait_job(scheduler, "edge", lambda job: job.pause_reason is not None)
+    assert edge.pause_reason is not None
+    assert "cannot be computed" in edge.pause_reason
+    assert (edge.spec.paused, edge.next_run_us) == (True, None)
 
 
 async def test_a_failing_target_gives_a_failed_run_that_says_why(

@@ -468,9 +468,20 @@ class SqlStore(SqlAccounts, Store):
         moves: list[dict[str, Any]] = []
         recorded: Counter[RunStatus] = Counter({RunStatus.MISSED: missed} if missed else {})
         for job in claimed:
-            fire_plan = plan(
-                job, now_us, running.get(job.id, 0), budget, queued_started.get(job.id, 0)
-            )
+            try:
+                fire_plan = plan(
+                    job, now_us, running.get(job.id, 0), budget, queued_started.get(job.id, 0)
+                )
+            except (ArithmeticError, ValueError) as exc:
+                # A schedule at the edge of the calendar (stored before dates were range
+                # checked) would fail every claim while it is due: its job is paused instead,
+                # saying why.
+                reason = f"paused: its next fire cannot be computed ({exc})"
+                unplanned = jobs.c.paused.is_(False)
+                self._set_paused(
+                    conn, job.id, True, unplanned, pause_reason=reason, next_run_us=None
+                )
+                continue
             budget -= fire_plan.started
             for planned in fire_plan.runs:
                 values = _run_values(job.id, planned.scheduled_for_us, planned.status, False)
