@@ -208,6 +208,8 @@ class HttpTarget(_Spec):
     def _json_body(cls, body: Any, info: ValidationInfo) -> Any:
         # The body is stored and sent as JSON: nested deeper than JSON encoders go it would be
         # accepted here and then fail to be written; NaN or infinity would be sent as null.
+        if body is None or isinstance(body, str) or _stored(info):
+            return body
         level = [body]
         for _ in range(_MAX_BODY_DEPTH):
             if any(isinstance(item, float) and not math.isfinite(item) for item in level):
@@ -220,8 +222,6 @@ class HttpTarget(_Spec):
             ]
             if not level:
                 return body
-        if _stored(info):
-            return body
         raise ValueError(f"nested deeper than {_MAX_BODY_DEPTH} levels")
 
     @model_validator(mode="after")
