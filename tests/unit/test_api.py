@@ -380,6 +380,29 @@ def test_run_now_answers_202_with_the_run(client: TestClient) -> None:
     assert client.get(f"/runs/{run['id']}").json()["id"] == run["id"]
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/runs/99999999999999999999999",
+        "/runs?cursor={}",
+        "/jobs/x/runs?cursor={}",
+        "/audit?cursor={}",
+        "/jobs?sort=next_run&cursor={}",
+    ],
+)
+@pytest.mark.parametrize("key", ["99999999999999999999999", "\u00b2", "9223372036854775808"])
+def test_ids_and_cursors_beyond_64_bits_are_rejected_not_a_500(
+    client: TestClient, path: str, key: str
+) -> None:
+    from kairos.api.schemas import encode_cursor
+
+    client.put("/jobs/x", json=cron_job())
+    cursor = encode_cursor(f"{key}/x" if "next_run" in path else key)
+    response = client.get(path.format(cursor))
+    assert response.status_code == 422, response.text
+    assert "run_id" in response.text or "cursor" in response.text
+
+
 def test_list_jobs_paginates_with_a_cursor(client: TestClient) -> None:
     for i in range(5):
         client.put(f"/jobs/j{i}", json=cron_job())

@@ -29,6 +29,7 @@ from kairos.models import (
 
 __all__ = [
     "MAX_BATCH",
+    "MAX_ID",
     "JobBatchIn",
     "JobBatchOut",
     "JobCreate",
@@ -43,6 +44,7 @@ __all__ = [
     "decode_cursor",
     "encode_cursor",
     "encode_job_cursor",
+    "id_cursor",
     "job_cursor",
     "job_out",
     "run_out",
@@ -228,6 +230,25 @@ def decode_cursor(cursor: str | None) -> str | None:
     return key
 
 
+def id_cursor(cursor: str | None) -> int | None:
+    """The row id a cursor of runs or audit records carries; ``InvalidField`` on ``cursor`` if
+    it is not one of ours."""
+    key = decode_cursor(cursor)
+    if key is None:
+        return None
+    if not _is_id(key):
+        raise InvalidField(["cursor"], "not a cursor this API returned", source="query")
+    return int(key)
+
+
+def _is_id(text: str) -> bool:
+    """Decimal digits of a 64-bit key (a database would overflow on a longer number)."""
+    return text.isascii() and text.isdigit() and int(text) <= MAX_ID
+
+
+MAX_ID = 2**63 - 1
+
+
 def encode_job_cursor(job: JobRecord, by_next_run: bool) -> str:
     """Where a page of jobs ended: its last job's id, and its next run if ordered by it."""
     return encode_cursor(f"{job.next_run_us or '-'}/{job.id}" if by_next_run else job.id)
@@ -239,7 +260,7 @@ def job_cursor(cursor: str | None, *, by_next_run: bool) -> tuple[int | None, st
     if key is None or not by_next_run:
         return None if key is None else (None, key)
     due, _, job_id = key.partition("/")
-    if not job_id or not (due == "-" or due.isdigit()):
+    if not job_id or not (due == "-" or _is_id(due)):
         raise InvalidField(["cursor"], "not a cursor of this order (sort)", source="query")
     return (None if due == "-" else int(due)), job_id
 

@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from kairos.api.schemas import decode_cursor, encode_cursor
+from kairos.api.schemas import encode_cursor, id_cursor
 from kairos.auth import Authenticator
 from kairos.engine import Scheduler
 from kairos.errors import InvalidField, JobNotFound, KairosError, TooManyAttempts, Unauthorized
@@ -76,12 +76,11 @@ async def runs(
     scheduler: Scheduler = request.app.state.scheduler
     context = {"job_id": job_id, "status": status, "statuses": [s.value for s in RunStatus]}
     try:
-        key = decode_cursor(cursor)
         chosen = RunStatus(status) if status else None
         found = await scheduler.list_runs(
             job_id=job_id or None,
             status=chosen,
-            before_id=int(key) if key and key.isdigit() else None,
+            before_id=_before(cursor),
             limit=PAGE + 1,
         )
     except (ValueError, KairosError) as exc:
@@ -129,11 +128,10 @@ async def audit(
 ) -> Response:
     who.need(Scope.ADMIN)
     scheduler: Scheduler = request.app.state.scheduler
-    key = decode_cursor(cursor)
     records = await scheduler.store.list_audit(
         target=target or None,
         actor=actor or None,
-        before_id=int(key) if key and key.isdigit() else None,
+        before_id=_before(cursor),
         limit=PAGE + 1,
     )
     more = len(records) > PAGE
@@ -162,3 +160,11 @@ def _message(exc: Exception) -> str:
     if isinstance(exc, InvalidField):
         return f"{exc.loc[-1] if exc.loc else 'input'}: {exc.message}"
     return exc.detail if isinstance(exc, KairosError) else str(exc)
+
+
+def _before(cursor: str | None) -> int | None:
+    """Where a page of runs or audit records starts; a cursor that is not ours: the newest."""
+    try:
+        return id_cursor(cursor)
+    except InvalidField:
+        return None

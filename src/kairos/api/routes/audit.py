@@ -10,9 +10,8 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from kairos.api.deps import SchedulerDep, allowed
-from kairos.api.schemas import decode_cursor, encode_cursor
+from kairos.api.schemas import encode_cursor, id_cursor
 from kairos.clock import from_us
-from kairos.errors import InvalidField
 from kairos.identity import Scope
 
 __all__ = ["router"]
@@ -44,13 +43,10 @@ async def list_audit(
     ] = None,
     actor: Annotated[str | None, Query(description="Only changes by this actor")] = None,
 ) -> AuditPage:
-    key = decode_cursor(cursor)
-    if key is not None and not key.isdigit():
-        raise InvalidField(["cursor"], "not a cursor this API returned", source="query")
     records = await scheduler.store.list_audit(
         target=target,
         actor=actor,
-        before_id=None if key is None else int(key),
+        before_id=id_cursor(cursor),
         limit=limit + 1,
     )
     more = len(records) > limit

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from kairos.api.deps import SchedulerDep, allowed
-from kairos.api.schemas import RunOut, RunPage, decode_cursor, encode_cursor, run_out
+from kairos.api.schemas import MAX_ID, RunOut, RunPage, encode_cursor, id_cursor, run_out
 from kairos.engine import Scheduler
-from kairos.errors import InvalidField
 from kairos.identity import Scope
 from kairos.models import RunStatus
 
@@ -30,7 +29,7 @@ async def list_runs(
 
 
 @router.get("/{run_id}")
-async def get_run(scheduler: SchedulerDep, run_id: int) -> RunOut:
+async def get_run(scheduler: SchedulerDep, run_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> RunOut:
     return run_out(await scheduler.get_run(run_id))
 
 
@@ -42,14 +41,8 @@ async def run_page(
     cursor: str | None,
     limit: int,
 ) -> RunPage:
-    key = decode_cursor(cursor)
-    before = None
-    if key is not None:
-        if not key.isdigit():
-            raise InvalidField(["cursor"], "not a cursor this API returned", source="query")
-        before = int(key)
     runs = await scheduler.list_runs(
-        job_id=job_id, status=status, before_id=before, limit=limit + 1
+        job_id=job_id, status=status, before_id=id_cursor(cursor), limit=limit + 1
     )
     more = len(runs) > limit
     runs = runs[:limit]
