@@ -6,11 +6,12 @@ import asyncio
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine
+from sqlalchemy import ClauseElement, Connection, Engine, create_engine
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 
@@ -83,46 +84,52 @@ async def test_runs_are_indexed_by_status_only_while_queued_or_running(fresh_url
     assert not [name for name in definitions if "status_due_us" in name or "node_id_status" in name]
 
 
+def _connect(url: str) -> tuple[Engine, bool]:
+    """An engine on a migrated test database, and whether it is PostgreSQL."""
+    parsed = make_url(url)
+    postgres = parsed.drivername == "postgresql"
+    return create_engine(
+        parsed.set(drivername="postgresql+psycopg") if postgres else parsed
+    ), postgres
+
+
+def _plan(conn: Connection, query: ClauseElement, values: dict[str, Any], name: str) -> list[str]:
+    """The plan of ``query``; on PostgreSQL the generic plan of a prepared statement (what
+    psycopg runs for frequent queries), which does not look at parameter values. The tables are
+    empty, so sequential scans are turned off: otherwise they always win."""
+    if conn.dialect.name != "postgresql":
+        state = query.compile(dialect=conn.dialect).construct_expanded_state(values)
+        explain = f"EXPLAIN QUERY PLAN {state.statement}"
+        return [row[-1] for row in conn.exec_driver_sql(explain, state.positional_parameters)]
+    dialect = postgresql.psycopg.dialect(paramstyle="numeric_dollar")
+    state = query.compile(dialect=dialect).construct_expanded_state(values)
+    conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+    conn.exec_driver_sql("SET enable_seqscan = off")
+    conn.exec_driver_sql(f"PREPARE {name} AS {state.statement}")
+    args = ", ".join(repr(v) for v in state.positional_parameters)
+    return [row[0] for row in conn.exec_driver_sql(f"EXPLAIN EXECUTE {name}({args})")]
+
+
 async def test_the_dispatchers_queries_read_the_partial_indexes(fresh_url: str) -> None:
-    """A planner only picks a partial index when the query's own text implies its predicate.
-    PostgreSQL's generic plans (those of prepared statements, which psycopg makes of frequent
-    queries) do not look at parameter values, so a bound ``status`` would read the history."""
+    """A planner only picks a partial index when the query's own text implies its predicate:
+    a bound ``status`` would read the whole history in a generic plan."""
     from kairos.store import sql
 
     store = store_for_url(fresh_url)
     await store.open()
     await store.close()
     assert isinstance(store, sql.SqlStore)
-    parsed = make_url(fresh_url)
-    postgres = parsed.drivername == "postgresql"
-    engine = create_engine(parsed.set(drivername="postgresql+psycopg") if postgres else parsed)
-    dialect = postgresql.psycopg.dialect(paramstyle="numeric_dollar") if postgres else None
     statements = {
         "ix_kairos_runs_queued_due_us": [store._due_pending, sql._NEXT_RUN_DUE],
         "ix_kairos_runs_running_job_id": [sql._RUNNING_COUNTS],
     }
     values = {"due_by": 1, "limit": 5, "now": 1, "ids": ["a", "b"]}
+    engine, _ = _connect(fresh_url)
     with engine.connect() as conn:
-        if postgres:  # the tables are empty: without these a sequential scan always wins
-            conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
-            conn.exec_driver_sql("SET enable_seqscan = off")
         for index, queries in statements.items():
             for n, query in enumerate(queries):
-                state = query.compile(dialect=dialect or conn.dialect).construct_expanded_state(
-                    values
-                )
-                if postgres:
-                    conn.exec_driver_sql(f"PREPARE q{n}{index[-2:]} AS {state.statement}")
-                    args = ", ".join(repr(v) for v in state.positional_parameters)
-                    explain = f"EXPLAIN EXECUTE q{n}{index[-2:]}({args})"
-                    plan = [row[0] for row in conn.exec_driver_sql(explain)]
-                else:
-                    explain = f"EXPLAIN QUERY PLAN {state.statement}"
-                    plan = [
-                        row[-1]
-                        for row in conn.exec_driver_sql(explain, state.positional_parameters)
-                    ]
-                assert any(index in line for line in plan), (state.statement, plan)
+                plan = _plan(conn, query, values, f"q{n}{index[-2:]}")
+                assert any(index in line for line in plan), (query, plan)
     engine.dispose()
 
 
@@ -140,10 +147,9 @@ async def test_a_search_by_id_prefix_reads_a_range_of_the_primary_key(fresh_url:
     assert isinstance(store, sql.SqlStore)
     conditions = store._job_filter(JobQuery(prefix="etl."))
     query = select(jobs.c.id).where(*conditions).order_by(jobs.c.id).limit(100)
-    parsed = make_url(fresh_url)
-    postgres = parsed.drivername == "postgresql"
-    engine = create_engine(parsed.set(drivername="postgresql+psycopg") if postgres else parsed)
+    engine, postgres = _connect(fresh_url)
     with engine.connect() as conn:
+        plan = _plan(conn, query, {}, "by_prefix")
         if postgres:
             collations = conn.exec_driver_sql(
                 "SELECT table_name, column_name, collation_name FROM information_schema.columns"
@@ -151,18 +157,7 @@ async def test_a_search_by_id_prefix_reads_a_range_of_the_primary_key(fresh_url:
                 " ('kairos_job_tags', 'job_id'), ('kairos_runs', 'job_id'))"
             ).all()
             assert sorted(row[2] for row in collations) == ["C", "C", "C"], collations
-            state = query.compile(
-                dialect=postgresql.psycopg.dialect(paramstyle="numeric_dollar")
-            ).construct_expanded_state({})
-            conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
-            conn.exec_driver_sql("SET enable_seqscan = off")
-            conn.exec_driver_sql(f"PREPARE by_prefix AS {state.statement}")
-            args = ", ".join(repr(v) for v in state.positional_parameters)
-            plan = [row[0] for row in conn.exec_driver_sql(f"EXPLAIN EXECUTE by_prefix({args})")]
             assert any("Index Cond" in line and "id >=" in line for line in plan), plan
         else:
-            state = query.compile(dialect=conn.dialect).construct_expanded_state({})
-            explain = f"EXPLAIN QUERY PLAN {state.statement}"
-            plan = [row[-1] for row in conn.exec_driver_sql(explain, state.positional_parameters)]
             assert any("id>? AND id<?" in line for line in plan), plan
     engine.dispose()
