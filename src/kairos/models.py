@@ -175,6 +175,8 @@ TriggerSpec = Annotated[
 # What the API shows for a secret header's value; sent back in a replacement, it keeps the value.
 SECRET_MASK = "***"
 _ALWAYS_SECRET = frozenset({"authorization", "proxy-authorization"})
+# What the JSON encoder that sends bodies takes: a signed or an unsigned 64-bit integer.
+_INT_MIN, _UINT_MAX = -(2**63), 2**64 - 1
 _MAX_BODY_DEPTH = 128
 
 
@@ -207,13 +209,16 @@ class HttpTarget(_Spec):
     @classmethod
     def _json_body(cls, body: Any, info: ValidationInfo) -> Any:
         # The body is stored and sent as JSON: nested deeper than JSON encoders go it would be
-        # accepted here and then fail to be written; NaN or infinity would be sent as null.
+        # accepted here and then fail to be written; NaN or infinity would be sent as null, and
+        # an integer beyond 64 bits could not be sent at all.
         if body is None or isinstance(body, str) or _stored(info):
             return body
         level = [body]
         for _ in range(_MAX_BODY_DEPTH):
             if any(isinstance(item, float) and not math.isfinite(item) for item in level):
                 raise ValueError("NaN and infinity are not JSON numbers")
+            if any(isinstance(item, int) and not _INT_MIN <= item <= _UINT_MAX for item in level):
+                raise ValueError(f"integers must lie between {_INT_MIN} and {_UINT_MAX}")
             level = [
                 child
                 for item in level

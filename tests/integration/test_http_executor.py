@@ -161,12 +161,32 @@ async def test_a_dropped_connection_is_a_failed_run(
 async def test_many_concurrent_calls_each_arrive_once(
     executor: Executor, target: RecordingTarget
 ) -> None:
+    # Each outcome is its own call's (a worker's answers travel many to a message).
+    statuses = [(200, 201, 404, 503, 429)[i % 5] for i in range(500)]
     outcomes = await asyncio.gather(
-        *(executor.execute(call(target.url("/c"), run_id=i)) for i in range(500))
+        *(
+            executor.execute(call(target.url(f"/c?status={status}"), run_id=i))
+            for i, status in enumerate(statuses)
+        )
     )
-    assert all(o.succeeded for o in outcomes)
+    assert [o.http_status for o in outcomes] == statuses
+    assert [o.succeeded for o in outcomes] == [s < 300 for s in statuses]
     run_ids = sorted(int(d.headers["X-Kairos-Run-Id"]) for d in target.deliveries)
     assert run_ids == list(range(500))
+
+
+async def test_a_stored_body_that_cannot_be_sent_fails_without_a_call(
+    executor: Executor, target: RecordingTarget
+) -> None:
+    # Bodies are checked when a job is written; one stored before a check existed (an integer
+    # beyond 64 bits) fails its run with the reason, and nothing is sent.
+    spec = {"url": target.url("/big"), "body": {"n": 2**64}}
+    stored = HttpTarget.model_validate(spec, context={"stored": True})
+    outcome = await executor.execute(Call("job-1", 7, SCHEDULED_US, 1, stored))
+    assert not outcome.succeeded
+    assert not outcome.retryable
+    assert "cannot be sent as JSON" in (outcome.error or "")
+    assert target.deliveries == []
 
 
 async def test_cookies_set_by_a_target_are_never_sent_back(

@@ -227,6 +227,8 @@ INVALID_JOBS: list[tuple[dict[str, Any], list[str]]] = [
     (cron_job(misfire_grace_time=float("nan")), ["misfire_grace_time"]),
     (cron_job(deadline=float("inf")), ["deadline"]),
     (cron_job() | {"target": {"url": TARGET, "body": {"a": [float("nan")]}}}, ["body"]),
+    (cron_job() | {"target": {"url": TARGET, "body": {"a": [2**64]}}}, ["body"]),
+    (cron_job() | {"target": {"url": TARGET, "body": [-(2**63) - 1]}}, ["body"]),
     (cron_job(retry={"max_attempts": 3, "initial_delay": float("nan")}), ["initial_delay"]),
     (
         {"trigger": {"type": "interval", "seconds": float("inf")}, "target": {"url": TARGET}},

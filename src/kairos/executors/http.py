@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import time
 from email.utils import parsedate_to_datetime
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 import aiohttp
 import orjson
@@ -19,9 +20,34 @@ from kairos.executors.base import Call, Outcome
 from kairos.executors.guard import GuardedResolver, OutboundGuard, OutboundRefused
 from kairos.settings import Settings
 
-__all__ = ["HttpExecutor"]
+__all__ = ["HttpExecutor", "Request"]
 
 _USER_AGENT = f"kairos/{__version__}"
+
+
+class Request(NamedTuple):
+    """One call as HTTP: plain values, cheap to build and to send to a worker process."""
+
+    method: str
+    url: str
+    host: str
+    headers: dict[str, str]
+    body: bytes | None
+    timeout_s: float
+
+    @classmethod
+    def of(cls, call: Call, default_timeout_s: float) -> Request | Outcome:
+        """The request making ``call``, or the failed outcome of a call that cannot be made."""
+        target = call.target
+        timeout_s = target.timeout or default_timeout_s
+        if call.timeout_s is not None:
+            timeout_s = min(timeout_s, call.timeout_s)
+        try:
+            body = _body(target.body)
+        except TypeError as exc:  # stored before bodies were checked: an integer beyond 64 bits
+            return Outcome(False, error=f"the body cannot be sent as JSON: {exc}")
+        url = target.url
+        return cls(target.method, str(url), url.host or "", _headers(call), body, timeout_s)
 
 
 class HttpExecutor:
@@ -78,20 +104,21 @@ class HttpExecutor:
             self._session = None
 
     async def execute(self, call: Call) -> Outcome:
+        request = Request.of(call, self._default_timeout_s)
+        return request if isinstance(request, Outcome) else await self.send(request)
+
+    async def send(self, request: Request) -> Outcome:
         assert self._session is not None, "start() was not called"
-        target = call.target
-        timeout_s = target.timeout or self._default_timeout_s
-        if call.timeout_s is not None:
-            timeout_s = min(timeout_s, call.timeout_s)
+        timeout_s = request.timeout_s
         retry_after = None
         try:
-            self._guard.check_literal(target.url.host or "")
+            self._guard.check_literal(request.host)
             # Redirects are not followed: a 3xx could send the call anywhere, so it is reported.
             async with self._session.request(
-                target.method,
-                str(target.url),
-                headers=_headers(call),
-                data=_body(target.body),
+                request.method,
+                request.url,
+                headers=request.headers,
+                data=request.body,
                 timeout=self._timeout(timeout_s),
                 allow_redirects=False,
             ) as response:
@@ -168,9 +195,15 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+@lru_cache(maxsize=1024)
+def _iso(epoch_us: int) -> str:
+    # Fires due at one instant share it: a burst formats it once.
+    return from_us(epoch_us).isoformat()
+
+
 def _headers(call: Call) -> dict[str, str]:
     target = call.target
-    scheduled = from_us(call.scheduled_for_us).isoformat()
+    scheduled = _iso(call.scheduled_for_us)
     headers = {
         "User-Agent": _USER_AGENT,
         **target.headers,

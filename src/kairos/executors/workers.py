@@ -3,10 +3,13 @@
 One Python process runs one core at most (the GIL): under heavy load, claiming and recording
 runs and calling targets compete for it. With ``KAIROS_HTTP_WORKERS=n`` the calls go to ``n``
 child processes, each an ``HttpExecutor`` of its own, and the scheduler's process keeps its core
-for the schedule. Calls and outcomes travel as length-prefixed pickles over a socket pair per
-worker (both ends are this same program). A worker that dies fails the calls it held with a
-retryable outcome and is started again (after a pause if it died young). A worker whose
-scheduler dies, even by SIGKILL, sees its socket close and leaves.
+for the schedule. Each call travels as the plain values of its ``Request`` and comes back as
+those of its ``Outcome``, over a socket pair per worker (both ends are this same program): the
+messages of one turn of the event loop go as one pickled list in one write, as a burst makes
+thousands of calls a second and a write or a pickle per call would cost more than the call. A
+worker that dies fails the calls it held with a retryable outcome and is started again (after a
+pause if it died young). A worker whose scheduler dies, even by SIGKILL, sees its socket close
+and leaves.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ import struct
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from kairos.executors.base import Call, Outcome
-from kairos.executors.http import HttpExecutor
+from kairos.executors.http import HttpExecutor, Request
 
 __all__ = ["WorkerPoolExecutor", "worker_main"]
 
@@ -84,27 +87,23 @@ class WorkerPoolExecutor:
 class _Worker:
     """The scheduler's side of one worker process."""
 
-    def __init__(
-        self,
-        process: asyncio.subprocess.Process,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-    ) -> None:
+    def __init__(self, process: asyncio.subprocess.Process, default_timeout_s: float) -> None:
         self.process = process
         self.started_at = time.monotonic()
         self.pending: dict[int, asyncio.Future[Outcome]] = {}
         self.alive = True
-        self._reader = reader
-        self._writer = writer
+        self._default_timeout_s = default_timeout_s
         self._ids = itertools.count()
-        self._listening: asyncio.Task[None] | None = None
+        self._channel: _Channel | None = None
+        self._death: asyncio.Task[None] | None = None
 
     @classmethod
     async def start(
         cls, options: dict[str, Any], on_death: Callable[[_Worker], Awaitable[None]]
     ) -> _Worker:
         # A fresh interpreter on the other end of a socket pair (not multiprocessing: nothing of
-        # the program embedding Kairos is imported again); its options are the first frame.
+        # the program embedding Kairos is imported again); its options are the first frame,
+        # written before the loop owns the socket (a few bytes: the socket takes them at once).
         ours, theirs = socket.socketpair()
         entry = "from kairos.executors.workers import worker_main; worker_main()"
         process = await asyncio.create_subprocess_exec(
@@ -113,10 +112,16 @@ class _Worker:
             stdin=asyncio.subprocess.DEVNULL,
         )
         theirs.close()
-        reader, writer = await asyncio.open_connection(sock=ours)
-        worker = cls(process, reader, writer)
-        worker._send(pickle.dumps(options, pickle.HIGHEST_PROTOCOL))
-        worker._listening = asyncio.create_task(worker._listen(on_death), name="kairos-http-worker")
+        ours.sendall(_frame(options))
+        worker = cls(process, options["default_timeout_s"])
+
+        def lost() -> None:
+            worker._death = asyncio.create_task(worker._die(on_death), name="kairos-http-worker")
+
+        loop = asyncio.get_running_loop()
+        _, worker._channel = await loop.create_connection(
+            lambda: _Channel(worker._answered, lost), sock=ours
+        )
         return worker
 
     @property
@@ -124,56 +129,115 @@ class _Worker:
         return self.process.returncode
 
     async def execute(self, call: Call) -> Outcome:
-        if not self.alive:  # it died and its replacement is on its way
+        if not self.alive or self._channel is None:  # it died; its replacement is on its way
             return Outcome(False, error=_LOST, retryable=True)
+        request = Request.of(call, self._default_timeout_s)
+        if isinstance(request, Outcome):
+            return request
         call_id = next(self._ids)
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self.pending[call_id] = future
         try:
-            self._send(pickle.dumps((call_id, call), pickle.HIGHEST_PROTOCOL))
+            self._channel.send((call_id, *request))
             return await future
         finally:
             self.pending.pop(call_id, None)
 
     async def close(self) -> None:
-        self._writer.close()
-        with contextlib.suppress(OSError):
-            await self._writer.wait_closed()
-        if self._listening is not None:
-            self._listening.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listening
+        if self._channel is not None:
+            self._channel.close()
         try:
             await asyncio.wait_for(self.process.wait(), 10)
         except TimeoutError:
             self.process.kill()
             await self.process.wait()
+        if self._death is not None:
+            self._death.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._death
 
-    def _send(self, payload: bytes) -> None:
-        self._writer.write(_HEADER.pack(len(payload)) + payload)
+    def _answered(self, message: tuple[Any, ...]) -> None:
+        future = self.pending.get(message[0])
+        if future is not None and not future.done():
+            future.set_result(_outcome(message))
 
-    async def _listen(self, on_death: Callable[[_Worker], Awaitable[None]]) -> None:
-        try:
-            while True:
-                call_id, outcome = pickle.loads(await _read_frame(self._reader))
-                future = self.pending.get(call_id)
-                if future is not None and not future.done():
-                    future.set_result(outcome)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass  # the worker is gone
+    async def _die(self, on_death: Callable[[_Worker], Awaitable[None]]) -> None:
         self.alive = False
         for future in self.pending.values():
             if not future.done():
                 future.set_result(Outcome(False, error=_LOST, retryable=True))
-        self._writer.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.process.wait(), 5)
         await on_death(self)
 
 
-async def _read_frame(reader: asyncio.StreamReader) -> bytes:
-    (size,) = _HEADER.unpack(await reader.readexactly(_HEADER.size))
-    return await reader.readexactly(size)
+class _Channel(asyncio.Protocol):
+    """Messages over a socket pair, both ways. What is sent during one turn of the event loop
+    goes as one frame (a length, then the pickled list of messages) in one write."""
+
+    def __init__(self, on_message: Callable[[Any], None], on_lost: Callable[[], None]) -> None:
+        self._on_message = on_message
+        self._on_lost = on_lost
+        self._transport: asyncio.Transport | None = None
+        self._received = bytearray()
+        self._outbox: list[Any] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._on_lost()
+
+    def send(self, message: Any) -> None:
+        if not self._outbox:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._outbox.append(message)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        received = self._received
+        received += data
+        start = 0
+        while len(received) - start >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(received, start)
+            end = start + _HEADER.size + size
+            if end > len(received):
+                break
+            for message in pickle.loads(received[start + _HEADER.size : end]):
+                self._on_message(message)
+            start = end
+        del received[:start]
+
+    def _flush(self) -> None:
+        batch, self._outbox = self._outbox, []
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(_frame(batch))
+
+
+def _frame(value: object) -> bytes:
+    payload = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(payload)) + payload
+
+
+def _outcome_message(call_id: int, outcome: Outcome) -> tuple[Any, ...]:
+    o = outcome
+    return (
+        call_id,
+        o.succeeded,
+        o.http_status,
+        o.error,
+        o.response_excerpt,
+        o.retryable,
+        o.retry_after_s,
+    )
+
+
+def _outcome(message: tuple[Any, ...]) -> Outcome:
+    _, succeeded, http_status, error, excerpt, retryable, retry_after_s = message
+    return Outcome(succeeded, http_status, error, excerpt, retryable, retry_after_s)
 
 
 # The worker process ------------------------------------------------------------------------------
@@ -188,29 +252,48 @@ def worker_main() -> None:
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
         pass
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(sock))
+    with contextlib.suppress(KeyboardInterrupt, EOFError):
+        options = pickle.loads(_receive(sock, _HEADER.unpack(_receive(sock, _HEADER.size))[0]))
+        asyncio.run(_serve(sock, HttpExecutor(**options)))
 
 
-async def _serve(sock: socket.socket) -> None:
-    reader, writer = await asyncio.open_connection(sock=sock)
-    executor = HttpExecutor(**pickle.loads(await _read_frame(reader)))
+def _receive(sock: socket.socket, size: int) -> bytes:
+    chunks: list[bytes] = []
+    while size:
+        chunk = sock.recv(size)
+        if not chunk:
+            raise EOFError("the scheduler closed its end")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+async def _serve(sock: socket.socket, executor: HttpExecutor) -> None:
     await executor.start()
+    loop = asyncio.get_running_loop()
+    closed = loop.create_future()
     calls: set[asyncio.Task[None]] = set()
 
-    async def answer(call_id: int, call: Call) -> None:
-        outcome = await executor.execute(call)
-        payload = pickle.dumps((call_id, outcome), pickle.HIGHEST_PROTOCOL)
-        writer.write(_HEADER.pack(len(payload)) + payload)
+    async def answer(message: tuple[Any, ...]) -> None:
+        call_id, *fields = message
+        try:
+            outcome = await executor.send(Request(*fields))
+        except Exception as exc:  # a bug must not leave the scheduler waiting for ever
+            outcome = Outcome(False, error=f"internal error: {exc!r}")
+        channel.send(_outcome_message(call_id, outcome))
 
+    def called(message: tuple[Any, ...]) -> None:
+        task = loop.create_task(answer(message))
+        calls.add(task)
+        task.add_done_callback(calls.discard)
+
+    def lost() -> None:  # the scheduler closed its end, or died: make no more calls, leave
+        if not closed.done():
+            closed.set_result(None)
+
+    _, channel = await loop.create_connection(lambda: _Channel(called, lost), sock=sock)
     try:
-        while True:
-            call_id, call = pickle.loads(await _read_frame(reader))
-            task = asyncio.create_task(answer(call_id, call))
-            calls.add(task)
-            task.add_done_callback(calls.discard)
-    except (asyncio.IncompleteReadError, ConnectionError):
-        pass  # the scheduler closed its end, or died: make no more calls, leave
+        await closed
     finally:
         for task in calls:
             task.cancel()
