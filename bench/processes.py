@@ -114,15 +114,31 @@ def drop_pg_database(admin_url: str, url: str) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time the process has used so far (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User plus system CPU time the process and its children (a server's HTTP workers) have
+    used so far (Linux ``/proc``)."""
+    total = 0
+    for member in _tree(pid):
+        fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mib(pid: int, *, peak: bool = False) -> float:
-    """Resident memory now (or its peak so far), in MiB."""
+    """Resident memory of the process and its children now (or the sum of their peaks), MiB."""
     key = "VmHWM:" if peak else "VmRSS:"
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    kib = 0
+    for member in _tree(pid):
+        for line in Path(f"/proc/{member}/status").read_text().splitlines():
+            if line.startswith(key):
+                kib += int(line.split()[1])
+    return kib / 1024
+
+
+def _tree(pid: int) -> list[int]:
+    """The process and its descendants (each thread lists the children it started)."""
+    children = [
+        int(child)
+        for task in Path(f"/proc/{pid}/task").glob("*/children")
+        for child in task.read_text().split()
+    ]
+    return [pid, *(member for child in children for member in _tree(child))]

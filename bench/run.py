@@ -27,6 +27,7 @@ from bench.retention import Chunks, chunks
 from bench.scale import AtRest, at_rest, load_at_rest
 from bench.single import ApiRun, Burst, Ticking, api_writes, burst, ticking
 from bench.stats import median
+from kairos.executors import default_http_workers
 
 SECTIONS = "precision,burst,sustained,rest,api,postgres,cluster,retention,ceiling"
 SEED_REFERENCE = (
@@ -116,10 +117,11 @@ class Bench:
         self.target = target
         self.dbs = Databases(db_dir)
         self.env = {"KAIROS_MAX_CONCURRENT_RUNS": str(args.concurrency)} if args.concurrency else {}
-        if args.http_workers:
-            self.env["KAIROS_HTTP_WORKERS"] = str(args.http_workers)
-            plural = "es" if args.http_workers > 1 else ""
-            self.dbs.label += f"; HTTP calls in {args.http_workers} worker process{plural}"
+        workers = default_http_workers() if args.http_workers is None else args.http_workers
+        self.env["KAIROS_HTTP_WORKERS"] = str(workers)
+        if workers:
+            plural = "es" if workers > 1 else ""
+            self.dbs.label += f"; HTTP calls in {workers} worker process{plural}"
         self.ceiling_rate = float("nan")
 
     async def ceiling(self) -> list[str]:
@@ -399,7 +401,9 @@ def main() -> None:
     parser.add_argument("--cluster-burst", default=10_000, type=int)
     parser.add_argument("--cluster-jobs", default=1_000, type=int)
     parser.add_argument("--concurrency", type=int, help="KAIROS_MAX_CONCURRENT_RUNS")
-    parser.add_argument("--http-workers", type=int, help="KAIROS_HTTP_WORKERS")
+    parser.add_argument(
+        "--http-workers", type=int, help="KAIROS_HTTP_WORKERS (default: as kairos serve chooses)"
+    )
     parser.add_argument("--out", default=Path(__file__).with_name("RESULTS.md"), type=Path)
     args = parser.parse_args()
     # uvloop where Kairos runs on it too, so the ceiling is the machine's, not a slower loop's.

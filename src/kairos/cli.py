@@ -58,11 +58,14 @@ def _serve(
     import uvicorn
 
     from kairos.api import create_app
+    from kairos.executors import default_http_workers
 
     flags: dict[str, Any] = {"host": host, "port": port, "database_url": db, "log_level": log_level}
     try:
         settings = Settings(**{k: v for k, v in flags.items() if v is not None})
         store_for_url(settings.database_url)
+        if settings.http_workers is None:
+            settings = settings.model_copy(update={"http_workers": default_http_workers()})
     except (ValidationError, ValueError) as exc:
         fail(_first_line(exc), code=2)
 

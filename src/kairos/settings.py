@@ -48,9 +48,11 @@ class Settings(BaseSettings):
     response_excerpt_bytes: int = Field(default=4096, ge=0, le=1_048_576)
     """How much of a target's response body each run keeps."""
     default_http_timeout: float = Field(default=30.0, gt=0, le=86_400)
-    http_workers: int = Field(default=0, ge=0, le=64)
-    """Worker processes that make the HTTP calls (0: this process makes them). On a machine with
-    cores to spare, one or two let the scheduler's process keep its core for the schedule."""
+    http_workers: int | None = Field(default=None, ge=0, le=64)
+    """Worker processes that make the HTTP calls (0: this process makes them), so that the
+    scheduler's process keeps its core for the schedule. Unset: ``kairos serve`` starts one
+    where it may use two cores or more (``executors.default_http_workers``); an application
+    that builds the API itself starts none."""
     retry_statuses: Annotated[frozenset[int], NoDecode] = frozenset({429, *range(500, 600)})
     """HTTP statuses after which a job with a ``retry`` policy tries again, as a list of codes and
     ranges: ``429,500-599``. Timeouts and lost connections are always worth another try."""

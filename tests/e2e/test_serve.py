@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -178,6 +179,33 @@ def test_worker_processes_make_the_calls_and_die_with_their_server(
         server.kill()
     # Killed without a word, the server leaves no worker behind: each sees its socket close.
     wait_until(lambda: not any(_alive(pid) for pid in children), 15, what="the workers to exit")
+
+
+@pytest.mark.parametrize("setting", [None, "0"])
+def test_serve_starts_one_worker_where_it_has_two_cores_unless_told(
+    tmp_path: Path, target: TargetProcess, setting: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KAIROS_HTTP_WORKERS", raising=False)
+    env = {} if setting is None else {"KAIROS_HTTP_WORKERS": setting}
+    server = KairosProcess(f"sqlite:///{tmp_path}/k.db", env=env).start()
+    try:
+        assert server.proc is not None
+        with server.client() as api:
+            job = {
+                "trigger": {"type": "interval", "seconds": 0.2},
+                "target": {"url": target.url("/d")},
+            }
+            assert api.put("/jobs/default", json=job).status_code == 201
+            wait_until(lambda: len(target.deliveries("/d")) >= 3, 15, what="calls")
+        workers = [
+            pid
+            for pid in _children(server.proc.pid)
+            if b"worker_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
+    finally:
+        server.stop()
+    expected = 1 if setting is None and len(os.sched_getaffinity(0)) >= 2 else 0
+    assert len(workers) == expected
 
 
 def _children(pid: int) -> list[int]:
