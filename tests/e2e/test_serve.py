@@ -164,21 +164,15 @@ def test_worker_processes_make_the_calls_and_die_with_their_server(
     try:
         assert server.proc is not None
         with server.client() as api:
-            job = {
-                "trigger": {"type": "interval", "seconds": 0.2},
-                "target": {"url": target.url("/w")},
-            }
-            assert api.put("/jobs/via-workers", json=job).status_code == 201
-            wait_until(lambda: len(target.deliveries("/w")) >= 5, 15, what="calls from the workers")
+            _fire_every_200_ms(api, target, "via-workers", calls=5)
             runs = api.get("/jobs/via-workers/runs").json()["items"]
             assert any(r["status"] == "succeeded" and r["http_status"] == 200 for r in runs)
-        children = _children(server.proc.pid)
-        workers = [p for p in children if b"worker_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        workers = _workers(server.proc.pid)
         assert len(workers) == 2
     finally:
         server.kill()
     # Killed without a word, the server leaves no worker behind: each sees its socket close.
-    wait_until(lambda: not any(_alive(pid) for pid in children), 15, what="the workers to exit")
+    wait_until(lambda: not any(_alive(pid) for pid in workers), 15, what="the workers to exit")
 
 
 @pytest.mark.parametrize("setting", [None, "0"])
@@ -191,27 +185,30 @@ def test_serve_starts_one_worker_where_it_has_two_cores_unless_told(
     try:
         assert server.proc is not None
         with server.client() as api:
-            job = {
-                "trigger": {"type": "interval", "seconds": 0.2},
-                "target": {"url": target.url("/d")},
-            }
-            assert api.put("/jobs/default", json=job).status_code == 201
-            wait_until(lambda: len(target.deliveries("/d")) >= 3, 15, what="calls")
-        workers = [
-            pid
-            for pid in _children(server.proc.pid)
-            if b"worker_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
-        ]
+            _fire_every_200_ms(api, target, "default", calls=3)
+        workers = _workers(server.proc.pid)
     finally:
         server.stop()
     expected = 1 if setting is None and len(os.sched_getaffinity(0)) >= 2 else 0
     assert len(workers) == expected
 
 
-def _children(pid: int) -> list[int]:
-    # Each thread lists the children it started; the workers may be started from any of them.
+def _fire_every_200_ms(api: httpx.Client, target: TargetProcess, job_id: str, calls: int) -> None:
+    """Create job ``job_id`` and wait until its target has had ``calls`` calls."""
+    job = {
+        "trigger": {"type": "interval", "seconds": 0.2},
+        "target": {"url": target.url(f"/{job_id}")},
+    }
+    assert api.put(f"/jobs/{job_id}", json=job).status_code == 201
+    wait_until(lambda: len(target.deliveries(f"/{job_id}")) >= calls, 15, what=f"{calls} calls")
+
+
+def _workers(pid: int) -> list[int]:
+    """The HTTP worker processes of server ``pid``. Each thread lists the children it started;
+    the workers may be started from any of them."""
     tasks = Path(f"/proc/{pid}/task").glob("*/children")
-    return [int(child) for task in tasks for child in task.read_text().split()]
+    children = [int(child) for task in tasks for child in task.read_text().split()]
+    return [p for p in children if b"worker_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
 
 
 def _alive(pid: int) -> bool:
