@@ -110,6 +110,11 @@ class SqlStore(SqlAccounts, Store):
             set_={name: add.excluded[name] for name in _REPLACED_ON_UPSERT},
         ).returning(jobs.c.id, jobs.c.created_us)
         self._upsert_job = DriverStatement(self._upsert_jobs)
+        self._insert_claimed_runs = DriverStatement(
+            self._insert_ignoring_duplicates().returning(
+                runs.c.id, runs.c.job_id, runs.c.scheduled_for_us, runs.c.status
+            )
+        )
         self._due_jobs = self._lock_due(
             select(jobs)
             .where(jobs.c.next_run_us <= bindparam("due_by"))
@@ -498,8 +503,7 @@ class SqlStore(SqlAccounts, Store):
                 {"b_id": job.id, "b_fire": fire_plan.next_fire_us, "b_run": fire_plan.next_run_us}
             )
         started += self._insert_claimed(conn, rows, {job.id: job for job in claimed})
-        if moves:
-            conn.execute(_MOVE_JOBS, moves)
+        _MOVE_JOBS.executemany(conn, moves)
         exhausted = len(due) >= limit or len(started) >= limit
         return Claim(
             started,
@@ -637,15 +641,14 @@ class SqlStore(SqlAccounts, Store):
     ) -> list[StartedRun]:
         if not rows:
             return []
-        query = self._insert_ignoring_duplicates().returning(
-            runs.c.id, runs.c.job_id, runs.c.scheduled_for_us, runs.c.status
-        )
         started = []
-        for row in conn.execute(query, rows):
-            if row.status == RunStatus.RUNNING.value:
-                job = by_id[row.job_id]
-                run = RunRecord(row.id, row.job_id, row.scheduled_for_us, 1, RunStatus.RUNNING)
-                started.append(StartedRun(run, job, _due_of(job, row.scheduled_for_us)))
+        for run_id, job_id, scheduled_for_us, status in self._insert_claimed_runs.execute_each(
+            conn, rows
+        ):
+            if status == RunStatus.RUNNING.value:
+                job = by_id[job_id]
+                run = RunRecord(run_id, job_id, scheduled_for_us, 1, RunStatus.RUNNING)
+                started.append(StartedRun(run, job, _due_of(job, scheduled_for_us)))
         return started
 
     def _start_pending(
@@ -749,7 +752,7 @@ class SqlStore(SqlAccounts, Store):
             after = JobSpec.from_stored(spec_json).auto_resume_after
             if after is not None:
                 probe_us = now_us + int(after * 1_000_000)
-                conn.execute(_MOVE_JOBS, {"b_id": job_id, "b_fire": probe_us, "b_run": probe_us})
+                _MOVE_JOBS.execute(conn, {"b_id": job_id, "b_fire": probe_us, "b_run": probe_us})
                 self._notify(conn, probe_us, job_id)
 
     # Retention ---------------------------------------------------------------------------------
@@ -928,7 +931,7 @@ _JOB_BY_ID = select(jobs).where(jobs.c.id == bindparam("b_id"))
 _RUN_BY_ID = select(runs).where(runs.c.id == bindparam("b_id"))
 _META_VALUE = select(meta.c.value).where(meta.c.key == bindparam("b_key"))
 _RUNNING = RunStatus.RUNNING.value
-_MOVE_JOBS = (
+_MOVE_JOBS = DriverStatement(
     update(jobs)
     .where(jobs.c.id == bindparam("b_id"))
     .values(next_fire_us=bindparam("b_fire"), next_run_us=bindparam("b_run"))
