@@ -45,20 +45,11 @@ class DriverStatement:
         (``RETURNING``). On SQLite one driver call per row: SQLAlchemy's batched form of a
         ``RETURNING`` insert costs several times what SQLite does for it. Elsewhere one batch
         through SQLAlchemy, one round trip."""
+        if conn.dialect.name == "sqlite":
+            return [returned for row in rows for returned in self.execute(conn, row)]
         if not rows:
             return []
-        if conn.dialect.name != "sqlite":
-            return list(conn.execute(self.statement, [dict(row) for row in rows]).all())
-        driver = _driver(conn)
-        returned: list[Sequence[Any]] = []
-        for row in rows:
-            sql, names = self._sql(conn, row)
-            args = tuple(row[name] for name in names)
-            try:
-                returned += driver.execute(sql, args).fetchall()
-            except sqlite3.Error as exc:
-                raise DBAPIError.instance(sql, args, exc, sqlite3.Error) from exc
-        return returned
+        return list(conn.execute(self.statement, [dict(row) for row in rows]).all())
 
     def executemany(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run once per row; every row has the same keys."""
