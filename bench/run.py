@@ -2,13 +2,14 @@
 
 Prints the medians of ``--repeat`` runs with the machine they ran on and writes them to
 bench/RESULTS.md. ``--only`` picks sections: precision, burst, sustained, rest, api, postgres,
-cluster, retention, ceiling.
+cluster, retention, claims, ceiling.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import platform
 import tempfile
@@ -20,16 +21,17 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from bench.client import log, reset
+from bench.claims import ClaimRun, claims
+from bench.client import epoch_us, iso, log, reset, target_stats
 from bench.cluster import ClusterRun, cluster_run
 from bench.processes import create_pg_database, drop_pg_database, start_target
 from bench.retention import Chunks, chunks
 from bench.scale import AtRest, at_rest, load_at_rest
 from bench.single import ApiRun, Burst, Ticking, api_writes, burst, ticking
-from bench.stats import median
+from bench.stats import median, percentile
 from kairos.executors import default_http_workers
 
-SECTIONS = "precision,burst,sustained,rest,api,postgres,cluster,retention,ceiling"
+SECTIONS = "precision,burst,sustained,rest,api,postgres,cluster,retention,claims,ceiling"
 SEED_REFERENCE = (
     "Seed design (APScheduler BackgroundScheduler + SQLite job store + a new HTTP client per "
     "call): 5,000 jobs due at one instant delivered over 184 s (27 fires/s)."
@@ -51,6 +53,30 @@ async def ceiling(target: str, count: int = 10_000, concurrency: int = 200) -> f
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return count / (time.perf_counter() - started)
+
+
+async def instant_ceiling(target: str, calls: int, window_s: float) -> list[float]:
+    """aiohttp alone sending ``calls`` requests at the same instant of every second for
+    ``window_s`` seconds, on warm connections: the lag of each at the target, in ms. What the
+    machine allows for jobs that all fire at once."""
+    connector = aiohttp.TCPConnector(limit=calls)
+    async with aiohttp.ClientSession(connector=connector) as http:
+
+        async def call(i: int, scheduled_for: str) -> None:
+            headers = {"X-Kairos-Job-Id": f"instant-{i}", "X-Kairos-Scheduled-For": scheduled_for}
+            async with http.post(f"{target}/instant", headers=headers) as response:
+                await response.read()
+
+        await asyncio.gather(*(call(i, iso(0)) for i in range(calls)))  # opens the connections
+        await reset(target)
+        first = math.ceil(time.time()) + 1
+        for second in range(first, first + math.ceil(window_s)):
+            await asyncio.sleep(second - time.time())
+            while time.time() < second:  # the sleep's timer may end a little early
+                pass
+            await asyncio.gather(*(call(i, iso(second)) for i in range(calls)))
+        records = await target_stats(target)
+    return [(r[0] - epoch_us(r[2])) / 1000 for r in records]
 
 
 # Orchestration and report --------------------------------------------------------------------
@@ -156,6 +182,17 @@ class Bench:
                     f"{med(runs, 'missed'):.0f}",
                 )
             )
+        lags = await repeat(
+            self.args.repeat, lambda: instant_ceiling(self.target, 100, self.args.window)
+        )
+        rows.append(
+            row(
+                "ceiling: aiohttp alone, 100 calls at the same instant",
+                *(f"{median([percentile(r, n) for r in lags]):.1f}" for n in (50, 99)),
+                f"{median([max(r) for r in lags]):.1f}",
+                "-",
+            )
+        )
         return table(
             f"### Precision: 100 jobs every second for {self.args.window:.0f} s ({self.dbs.label})",
             ["phases", "lag p50 ms", "lag p99 ms", "lag max ms", "missed"],
@@ -356,6 +393,26 @@ class Bench:
                 "age chunk, 250 deleted ms",
             ],
             [row(*cells)],
+        )
+
+    async def claims(self) -> list[str]:
+        log("claims")
+        rows = []
+        for trigger in ("date", "interval"):
+            runs: list[ClaimRun] = await repeat(self.args.repeat, lambda t=trigger: claims(t))
+            rows.append(
+                row(
+                    trigger,
+                    f"{runs[0].jobs:,}",
+                    f"{runs[0].batch}",
+                    f"{med(runs, 'cpu_us_per_run'):.1f}",
+                    f"{med(runs, 'runs_per_s'):,.0f}",
+                )
+            )
+        return table(
+            "### Claims: the store's work per fire, no HTTP (SQLite, in process)",
+            ["trigger", "jobs due", "runs per claim", "CPU us per run", "runs/s"],
+            rows,
         )
 
 

@@ -41,10 +41,6 @@ class FirePlan:
     next_fire_us: int | None = None
     next_run_us: int | None = None
 
-    @property
-    def started(self) -> int:
-        return sum(1 for run in self.runs if run.status is RunStatus.RUNNING)
-
 
 def too_late(spec: JobSpec, late_us: int) -> str | None:
     """Why a fire ``late_us`` past its due time may no longer start, or None if it may."""
@@ -125,13 +121,19 @@ class Planner:
         budget: int,
     ) -> FirePlan:
         assert job.next_fire_us is not None and job.next_run_us is not None
-        latest = trigger.latest_at_or_before(from_us(now_us), from_us(job.next_fire_us))
-        fire_us = job.next_fire_us if latest is None else to_us(latest)
+        fire_us = job.next_fire_us
+        following = trigger.next_after_us(fire_us)
+        if following is not None and following <= now_us:
+            # A backlog (Kairos was down): its latest fire, found without walking every one.
+            latest = trigger.latest_at_or_before(from_us(now_us), from_us(fire_us))
+            if latest is not None:
+                fire_us = to_us(latest)
+                following = trigger.next_after_us(fire_us)
         due_us = job.next_run_us if fire_us == job.next_fire_us else fire_us
         run = self._decide(job.spec, fire_us, now_us - due_us, running, started, budget)
         if run is None:
             return FirePlan([], job.next_fire_us, job.next_run_us)
-        return self._advance(job.spec, trigger, [run], fire_us)
+        return FirePlan([run], *self._jittered_or_none(job.spec, following))
 
     def _plan_each(
         self,

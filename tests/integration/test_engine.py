@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -120,18 +119,14 @@ async def test_a_job_whose_next_fire_cannot_be_computed_is_paused_saying_why(
     from kairos.clock import to_us
     from kairos.store.schema import jobs
 
-    await scheduler.put_job("edge", spec(target.url("/edge"), soon(60)))
-    year_one = datetime(1, 1, 1, tzinfo=UTC)
-    stored = spec(target.url("/edge"), soon(60)).model_dump(mode="json")
-    stored["trigger"]["run_date"] = year_one.isoformat()
+    every_minute = {"type": "cron", "expression": "* * * * *"}
+    await scheduler.put_job("edge", spec(target.url("/edge"), every_minute))
+    # Due now, its fire in the calendar's last minute: the one after it is past the calendar.
+    last_minute = datetime(9999, 12, 31, 23, 59, tzinfo=UTC)
     change = (
         update(jobs)
         .where(jobs.c.id == "edge")
-        .values(
-            spec=json.dumps(stored),
-            next_fire_us=to_us(year_one),
-            next_run_us=to_us(datetime.now(UTC)),
-        )
+        .values(next_fire_us=to_us(last_minute), next_run_us=to_us(datetime.now(UTC)))
     )
     await scheduler.store._write(lambda conn: conn.execute(change))  # type: ignore[attr-defined]
     await scheduler.put_job("fine", spec(target.url("/fine"), soon(0.1)))

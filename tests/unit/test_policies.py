@@ -151,7 +151,6 @@ def test_a_backlog_over_max_instances_queues_behind_its_first_fire() -> None:
         (10, RunStatus.SCHEDULED),
         (20, RunStatus.SCHEDULED),
     ]
-    assert plan.started == 1
     assert plan.next_fire_us == T0 + 30 * S
 
 

@@ -1,4 +1,4 @@
-"""``DriverStatement``: a hot statement run straight on SQLite's own cursor.
+"""``DriverStatement``: a hot statement run straight on SQLite's own cursor, its rows plain tuples.
 
 SQLAlchemy's execution path (compiled-cache lookup, parameter processing, result objects)
 costs several times what SQLite takes to run a short statement: for one job's ``PUT``, three
@@ -16,22 +16,26 @@ from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.dml import UpdateBase
 
 __all__ = ["DriverStatement"]
 
 
 class DriverStatement:
-    def __init__(self, statement: UpdateBase) -> None:
+    def __init__(self, statement: UpdateBase | Select[Any]) -> None:
         self.statement = statement
-        self._compiled: dict[tuple[str, ...], tuple[str, tuple[str, ...]]] = {}
+        self._compiled: dict[tuple[str, ...], tuple[str, tuple[str, ...], dict[str, Any]]] = {}
 
     def execute(self, conn: Connection, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
-        """Run once with ``params``; return the rows it returns (``RETURNING``), if any."""
+        """Run once with ``params``; return the rows it returns (a query's, or ``RETURNING``),
+        if any."""
         if conn.dialect.name != "sqlite":
             result = conn.execute(self.statement, dict(params))
             return result.all() if result.returns_rows else []
-        sql, names = self._sql(conn, params)
+        sql, names, fixed = self._sql(conn, params)
+        if fixed:
+            params = {**fixed, **params}
         args = tuple(params[name] for name in names)
         try:
             return _driver(conn).execute(sql, args).fetchall()
@@ -58,19 +62,27 @@ class DriverStatement:
         if conn.dialect.name != "sqlite":
             conn.execute(self.statement, [dict(row) for row in rows])
             return
-        sql, names = self._sql(conn, rows[0])
+        sql, names, fixed = self._sql(conn, rows[0])
+        if fixed:
+            rows = [{**fixed, **row} for row in rows]
         args = [tuple(row[name] for name in names) for row in rows]
         try:
             _driver(conn).executemany(sql, args)
         except sqlite3.Error as exc:
             raise DBAPIError.instance(sql, args, exc, sqlite3.Error) from exc
 
-    def _sql(self, conn: Connection, params: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
+    def _sql(
+        self, conn: Connection, params: Mapping[str, Any]
+    ) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+        """The SQL for these parameter names, its positional parameters' names, and the values
+        of those the statement fixes itself (as SQLite's ``LIMIT ? OFFSET ?`` does its offset)."""
         keys = tuple(params)
         found = self._compiled.get(keys)
         if found is None:
             compiled = self.statement.compile(dialect=conn.dialect, column_keys=list(keys))
-            found = self._compiled[keys] = (compiled.string, tuple(compiled.positiontup or ()))
+            names = tuple(compiled.positiontup or ())
+            fixed = {name: compiled.params[name] for name in names if name not in params}
+            found = self._compiled[keys] = (compiled.string, names, fixed)
         return found
 
 

@@ -115,12 +115,14 @@ class SqlStore(SqlAccounts, Store):
                 runs.c.id, runs.c.job_id, runs.c.scheduled_for_us, runs.c.status
             )
         )
-        self._due_jobs = self._lock_due(
-            select(jobs)
-            .where(jobs.c.next_run_us <= bindparam("due_by"))
-            .order_by(jobs.c.next_run_us)
-            .limit(bindparam("limit")),
-            jobs,
+        self._due_jobs = DriverStatement(
+            self._lock_due(
+                select(*_DUE_JOB_COLUMNS)
+                .where(jobs.c.next_run_us <= bindparam("due_by"))
+                .order_by(jobs.c.next_run_us)
+                .limit(bindparam("limit")),
+                jobs,
+            )
         )
         self._due_pending = self._lock_due(
             select(
@@ -129,7 +131,7 @@ class SqlStore(SqlAccounts, Store):
                 runs.c.due_us,
                 runs.c.attempt,
                 runs.c.manual,
-                jobs,
+                *_DUE_JOB_COLUMNS,
             )
             .join(jobs, jobs.c.id == runs.c.job_id)
             .where(IS_QUEUED, runs.c.due_us <= bindparam("due_by"))
@@ -398,17 +400,19 @@ class SqlStore(SqlAccounts, Store):
     def _notify_job(self, conn: Connection, job: JobRecord) -> None:
         self._notify(conn, job.next_run_us, job.id)
 
-    def _due_job(self, row: Row[Any]) -> JobRecord:
-        """``_job`` with the parsed spec cached by its text (specs are immutable): a job that
-        fires every second is claimed every second, and jobs made from one template share one
-        parse. Only claims fill the cache, so browsing a million jobs does not grow memory."""
-        spec = self._specs.get(row.spec)
+    def _due_job(self, row: Sequence[Any]) -> JobRecord:
+        """The job in ``row`` (``_DUE_JOB_COLUMNS``), its parsed spec cached by its text (specs
+        are immutable): a job that fires every second is claimed every second, and jobs made
+        from one template share one parse. Only claims fill the cache, so browsing a million
+        jobs does not grow memory."""
+        job_id, text, *bookkeeping = row
+        spec = self._specs.get(text)
         if spec is None:
-            spec = JobSpec.from_stored(row.spec)
-            self._specs[row.spec] = spec
+            spec = JobSpec.from_stored(text)
+            self._specs[text] = spec
             if len(self._specs) > _SPEC_CACHE_SIZE:
                 self._specs.popitem(last=False)
-        return _job(row, spec)
+        return JobRecord(job_id, spec, *bookkeeping)
 
     # Runs --------------------------------------------------------------------------------------
 
@@ -464,7 +468,7 @@ class SqlStore(SqlAccounts, Store):
         started, waiting, missed = self._start_pending(conn, now_us, limit, node_id)
         queued_started = Counter(run.job.id for run in started)
         budget = limit - len(started)
-        due = conn.execute(self._due_jobs, {"due_by": now_us + ahead_us, "limit": limit}).all()
+        due = self._due_jobs.execute(conn, {"due_by": now_us + ahead_us, "limit": limit})
         claimed = [self._due_job(row) for row in due]
         running = self._running_counts(conn, [job.id for job in claimed], node_id)
         for job_id, n in queued_started.items():
@@ -487,10 +491,10 @@ class SqlStore(SqlAccounts, Store):
                     conn, job.id, True, unplanned, pause_reason=reason, next_run_us=None
                 )
                 continue
-            budget -= fire_plan.started
             for planned in fire_plan.runs:
                 values = _run_values(job.id, planned.scheduled_for_us, planned.status, False)
                 if planned.status is RunStatus.RUNNING:
+                    budget -= 1
                     values["node_id"] = node_id
                     values["started_us"] = max(now_us, _due_of(job, planned.scheduled_for_us))
                 elif planned.status is RunStatus.SCHEDULED:
@@ -540,7 +544,7 @@ class SqlStore(SqlAccounts, Store):
         special = [f for f in finished if f.retry_due_us is not None or f.verdict is not None]
         ids = [f.run_id for f in special]
         held = conn.execute(_HELD, {"ids": ids, "node": node_id}).all() if special else ()
-        conn.execute(_FINISH, _finish_params(node_id, finished))
+        _FINISH.executemany(conn, _finish_params(node_id, finished))
         if not held:
             return {}
         by_id = {f.run_id: f for f in special}
@@ -664,7 +668,7 @@ class SqlStore(SqlAccounts, Store):
         waiting = False
         missed: list[dict[str, Any]] = []
         for row in pending:
-            job = self._due_job(row)
+            job = self._due_job(row[5:])
             late = too_late(job.spec, now_us - row.due_us)
             if late is not None and not row.manual:
                 missed.append({"b_id": row.run_id, "b_finished": now_us, "b_error": late})
@@ -998,7 +1002,18 @@ _MISS_PENDING = (
     )
 )
 # Fenced: only a run still held by the finishing node changes.
-_FINISH = (
+# A due job's columns, in the order of ``JobRecord``'s fields (``SqlStore._due_job``).
+_DUE_JOB_COLUMNS = (
+    jobs.c.id,
+    jobs.c.spec,
+    jobs.c.next_fire_us,
+    jobs.c.next_run_us,
+    jobs.c.created_us,
+    jobs.c.updated_us,
+    jobs.c.failures,
+    jobs.c.pause_reason,
+)
+_FINISH = DriverStatement(
     update(runs)
     .where(
         runs.c.id == bindparam("b_id"),
@@ -1140,13 +1155,10 @@ def _next_due(conn: Connection, now_us: int) -> int | None:
     return min(candidates) if candidates else None
 
 
-def _job(row: Row[Any], spec: JobSpec | None = None) -> JobRecord:
-    """The job in ``row``; ``spec``: its spec, already parsed."""
-    if spec is None:
-        spec = JobSpec.from_stored(row.spec)
+def _job(row: Row[Any]) -> JobRecord:
     return JobRecord(
         row.id,
-        spec,
+        JobSpec.from_stored(row.spec),
         row.next_fire_us,
         row.next_run_us,
         row.created_us,
