@@ -145,9 +145,11 @@ class Bench:
         self.env = {"KAIROS_MAX_CONCURRENT_RUNS": str(args.concurrency)} if args.concurrency else {}
         workers = default_http_workers() if args.http_workers is None else args.http_workers
         self.env["KAIROS_HTTP_WORKERS"] = str(workers)
+        self.workers_label = ""
         if workers:
             plural = "es" if workers > 1 else ""
-            self.dbs.label += f"; HTTP calls in {workers} worker process{plural}"
+            self.workers_label = f"; HTTP calls in {workers} worker process{plural}"
+        self.dbs.label += self.workers_label
         self.ceiling_rate = float("nan")
 
     async def ceiling(self) -> list[str]:
@@ -323,6 +325,7 @@ class Bench:
         """Precision, sustained load, jobs at rest and the API on one PostgreSQL replica (the
         cluster section has 1 against 3 replicas)."""
         sqlite, self.dbs = self.dbs, Databases(self.dbs.db_dir, self.args.postgres)
+        self.dbs.label += self.workers_label
         try:
             return [
                 *await self.precision(),
