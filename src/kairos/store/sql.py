@@ -117,7 +117,7 @@ class SqlStore(SqlAccounts, Store):
         )
         self._due_jobs = DriverStatement(
             self._lock_due(
-                select(*_DUE_JOB_COLUMNS)
+                select(*_JOB_COLUMNS)
                 .where(jobs.c.next_run_us <= bindparam("due_by"))
                 .order_by(jobs.c.next_run_us)
                 .limit(bindparam("limit")),
@@ -131,7 +131,7 @@ class SqlStore(SqlAccounts, Store):
                 runs.c.due_us,
                 runs.c.attempt,
                 runs.c.manual,
-                *_DUE_JOB_COLUMNS,
+                *_JOB_COLUMNS,
             )
             .join(jobs, jobs.c.id == runs.c.job_id)
             .where(IS_QUEUED, runs.c.due_us <= bindparam("due_by"))
@@ -317,7 +317,7 @@ class SqlStore(SqlAccounts, Store):
         return _job(row)
 
     async def list_jobs(self, query: JobQuery, limit: int) -> list[JobRecord]:
-        chosen = select(jobs).where(*self._job_filter(query))
+        chosen = select(*_JOB_COLUMNS).where(*self._job_filter(query))
         # The id to order by: with a tag, the tag table's, whose index is already in that order.
         key = jobs.c.id
         if query.tag is not None:
@@ -343,8 +343,8 @@ class SqlStore(SqlAccounts, Store):
             else:
                 statements = [without.where(key > after_id)]
 
-        def read(conn: Connection) -> list[Row[Any]]:
-            rows: list[Row[Any]] = []
+        def read(conn: Connection) -> list[Sequence[Any]]:
+            rows: list[Sequence[Any]] = []
             for statement in statements:
                 if len(rows) < limit:
                     rows += conn.execute(statement.limit(limit - len(rows))).all()
@@ -401,18 +401,17 @@ class SqlStore(SqlAccounts, Store):
         self._notify(conn, job.next_run_us, job.id)
 
     def _due_job(self, row: Sequence[Any]) -> JobRecord:
-        """The job in ``row`` (``_DUE_JOB_COLUMNS``), its parsed spec cached by its text (specs
-        are immutable): a job that fires every second is claimed every second, and jobs made
-        from one template share one parse. Only claims fill the cache, so browsing a million
-        jobs does not grow memory."""
-        job_id, text, *bookkeeping = row
+        """``_job`` with the parsed spec cached by its text (specs are immutable): a job that
+        fires every second is claimed every second, and jobs made from one template share one
+        parse. Only claims fill the cache, so browsing a million jobs does not grow memory."""
+        text = row[1]
         spec = self._specs.get(text)
         if spec is None:
             spec = JobSpec.from_stored(text)
             self._specs[text] = spec
             if len(self._specs) > _SPEC_CACHE_SIZE:
                 self._specs.popitem(last=False)
-        return JobRecord(job_id, spec, *bookkeeping)
+        return _job(row, spec)
 
     # Runs --------------------------------------------------------------------------------------
 
@@ -929,9 +928,20 @@ def _migrate(conn: Connection) -> None:
     command.upgrade(config, "head")
 
 
+# What a ``JobRecord`` is made of, in the order of its fields (``_job``).
+_JOB_COLUMNS = (
+    jobs.c.id,
+    jobs.c.spec,
+    jobs.c.next_fire_us,
+    jobs.c.next_run_us,
+    jobs.c.created_us,
+    jobs.c.updated_us,
+    jobs.c.failures,
+    jobs.c.pause_reason,
+)
 # The statements of the dispatch path and of reads by key, built once: building one costs more
 # than running it.
-_JOB_BY_ID = select(jobs).where(jobs.c.id == bindparam("b_id"))
+_JOB_BY_ID = select(*_JOB_COLUMNS).where(jobs.c.id == bindparam("b_id"))
 _RUN_BY_ID = select(runs).where(runs.c.id == bindparam("b_id"))
 _META_VALUE = select(meta.c.value).where(meta.c.key == bindparam("b_key"))
 _RUNNING = RunStatus.RUNNING.value
@@ -1002,17 +1012,6 @@ _MISS_PENDING = (
     )
 )
 # Fenced: only a run still held by the finishing node changes.
-# A due job's columns, in the order of ``JobRecord``'s fields (``SqlStore._due_job``).
-_DUE_JOB_COLUMNS = (
-    jobs.c.id,
-    jobs.c.spec,
-    jobs.c.next_fire_us,
-    jobs.c.next_run_us,
-    jobs.c.created_us,
-    jobs.c.updated_us,
-    jobs.c.failures,
-    jobs.c.pause_reason,
-)
 _FINISH = DriverStatement(
     update(runs)
     .where(
@@ -1155,17 +1154,10 @@ def _next_due(conn: Connection, now_us: int) -> int | None:
     return min(candidates) if candidates else None
 
 
-def _job(row: Row[Any]) -> JobRecord:
-    return JobRecord(
-        row.id,
-        JobSpec.from_stored(row.spec),
-        row.next_fire_us,
-        row.next_run_us,
-        row.created_us,
-        row.updated_us,
-        row.failures,
-        row.pause_reason,
-    )
+def _job(row: Sequence[Any], spec: JobSpec | None = None) -> JobRecord:
+    """The job in ``row`` (``_JOB_COLUMNS``); ``spec``: its spec, already parsed."""
+    job_id, text, *bookkeeping = row
+    return JobRecord(job_id, JobSpec.from_stored(text) if spec is None else spec, *bookkeeping)
 
 
 def _run(row: Row[Any]) -> RunRecord:
