@@ -447,7 +447,7 @@ def main() -> None:
     parser.add_argument("--repeat", default=3, type=int)
     parser.add_argument("--window", default=60.0, type=float, help="seconds of ticking load")
     parser.add_argument("--sizes", default="10000,50000", type=_ints, help="burst sizes")
-    parser.add_argument("--sustained", default="500,1000,2000,4000", type=_ints)
+    parser.add_argument("--sustained", default="500,1000,2000,4000,6000,7000", type=_ints)
     parser.add_argument("--rest", default="100000,1000000", type=_ints, help="stored jobs")
     parser.add_argument("--idle", default=30.0, type=float, help="seconds of idle measured")
     parser.add_argument(

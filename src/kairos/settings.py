@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     default_http_timeout: float = Field(default=30.0, gt=0, le=86_400)
     http_workers: int | None = Field(default=None, ge=0, le=64)
     """Worker processes that make the HTTP calls (0: this process makes them), so that the
-    scheduler's process keeps its core for the schedule. Unset: ``kairos serve`` starts one
+    scheduler's process keeps its core for the schedule. Unset: ``kairos serve`` starts two
     where it may use two cores or more (``executors.default_http_workers``); an application
     that builds the API itself starts none."""
     retry_statuses: Annotated[frozenset[int], NoDecode] = frozenset({429, *range(500, 600)})

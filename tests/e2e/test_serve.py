@@ -176,7 +176,7 @@ def test_worker_processes_make_the_calls_and_die_with_their_server(
 
 
 @pytest.mark.parametrize("setting", [None, "0"])
-def test_serve_starts_one_worker_where_it_has_two_cores_unless_told(
+def test_serve_starts_two_workers_where_it_has_two_cores_unless_told(
     tmp_path: Path, target: TargetProcess, setting: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("KAIROS_HTTP_WORKERS", raising=False)
@@ -189,7 +189,7 @@ def test_serve_starts_one_worker_where_it_has_two_cores_unless_told(
         workers = _workers(server.proc.pid)
     finally:
         server.stop()
-    expected = 1 if setting is None and len(os.sched_getaffinity(0)) >= 2 else 0
+    expected = 2 if setting is None and len(os.sched_getaffinity(0)) >= 2 else 0
     assert len(workers) == expected
 
 

@@ -20,9 +20,13 @@ def executor_for(settings: Settings) -> Executor:
 
 
 def default_http_workers() -> int:
-    """``kairos serve``'s HTTP workers when none are set: one where this process may use two
-    cores or more (calls and schedule then run side by side: on 2 cores a burst is delivered
-    about a third faster), none on one core, where a worker could only take turns with the
-    scheduler."""
+    """``kairos serve``'s HTTP workers when none are set: two where this process may use two
+    cores or more, none on one core, where a worker could only take turns with the scheduler.
+
+    Two, not one: a worker's event loop spends about 120 us on each call (aiohttp's own cost),
+    so one worker tops out below what the scheduler's process can claim and record; with two,
+    on 2 cores, a 50,000-job burst went from 65 % to 85 % of the bare client's calls/s, and
+    jobs every second kept pace up to 7,000 a second instead of 5,000. More than two gained
+    nothing there: the scheduler's process is then the limit."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return 1 if (cores or 1) >= 2 else 0
+    return 2 if (cores or 1) >= 2 else 0
