@@ -58,6 +58,7 @@ def _serve(
     import uvicorn
 
     from kairos.api import create_app
+    from kairos.api.server import QuietServer
     from kairos.executors import default_http_workers
 
     flags: dict[str, Any] = {"host": host, "port": port, "database_url": db, "log_level": log_level}
@@ -87,7 +88,7 @@ def _serve(
     logs.configure(settings.log_level, settings.log_format)
     app = create_app(settings, on_started=banner)
     _tune_gc()
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -95,6 +96,7 @@ def _serve(
         log_config=None,  # uvicorn's lines go through the handler ``logs.configure`` set
         lifespan="on",
     )
+    QuietServer(config).run()
 
 
 def _tune_gc() -> None:

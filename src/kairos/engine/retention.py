@@ -8,7 +8,8 @@ Two sweeps, each bounded per tick so the database never sees one long delete:
   keeps at most, and no per-job state is held in memory however many jobs there are;
 - by age: a window of run ids at a time, from the oldest to the newest and round again, deletes
   finished runs older than ``KAIROS_RUNS_MAX_AGE`` (runs of jobs with their own limit are left
-  to the first sweep): one window a second, more while windows come back full.
+  to the first sweep): one window a second, more while windows come back full, and less often,
+  down to one every ``_IDLE_MAX_S``, while they find nothing to delete.
 
 The audit log is kept by age alone (``KAIROS_AUDIT_MAX_AGE``), its oldest records deleted in
 chunks alongside.
@@ -34,8 +35,11 @@ log = logging.getLogger("kairos.retention")
 
 # Work goes in chunks that each hold the (SQLite: only) writer for some milliseconds: a few jobs
 # trimmed, or a few hundred aged runs deleted. Chunks follow each other with a pause while there
-# is a backlog, so fires keep most of the writer; with none, the sweep looks once a second.
+# is a backlog, so fires keep most of the writer; with none, the sweep looks once a second,
+# then, while it deletes nothing, half as often each time down to once every _IDLE_MAX_S: an
+# idle server should seldom wake (each wake-up of a process costs CPU on a virtual machine).
 _IDLE_S = 1.0
+_IDLE_MAX_S = 10.0
 _BUSY_PAUSE_S = 0.02
 _JOBS_PER_CHUNK = 4
 _ROWS_PER_CHUNK = 250
@@ -116,6 +120,7 @@ class Retention:
         return trimmed + aged, more
 
     async def _loop(self) -> None:
+        idle_s = _IDLE_S
         while True:
             try:
                 deleted, more = await self.sweep()
@@ -125,4 +130,5 @@ class Retention:
                 deleted, more = 0, False
             if deleted:
                 log.debug("purged %d runs", deleted)
-            await asyncio.sleep(_BUSY_PAUSE_S if more else _IDLE_S)
+            idle_s = _IDLE_S if deleted else min(_IDLE_MAX_S, idle_s * 2)
+            await asyncio.sleep(_BUSY_PAUSE_S if more else idle_s)
