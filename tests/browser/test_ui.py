@@ -76,12 +76,14 @@ def signed_in(browser: Any, server: KairosProcess) -> Iterator[Any]:
     context.close()
 
 
-def reload_until(page: Any, text: str, timeout: float = 20) -> None:
+def reload_until(page: Any, selector: str, timeout: float = 20) -> None:
+    """Reload ``page`` until it has an element matching the CSS ``selector``."""
+
     def shown() -> bool:
         page.reload()
-        return bool(page.get_by_text(text).count())
+        return bool(page.locator(selector).count())
 
-    wait_until(shown, timeout, interval=0.5, what=f"{text!r} on {page.url}")
+    wait_until(shown, timeout, interval=0.5, what=f"{selector!r} on {page.url}")
 
 
 def test_sign_in_is_required_and_a_wrong_password_is_refused(
@@ -124,7 +126,8 @@ def test_create_a_job_in_the_form_watch_it_fire_then_pause_it(
     page.get_by_label("Tags").fill("browser, demo")
     page.get_by_role("button", name="Create job").click()
     page.get_by_role("heading", name="from-the-browser").wait_for()
-    reload_until(page, "succeeded")
+    # A run's status badge, not the word: the chart's legend says "succeeded" from the first run.
+    reload_until(page, ".badge.succeeded")
     assert target.deliveries("/from-browser")
     assert page.locator("svg.chart rect.bar.succeeded").count() >= 1
 
@@ -149,7 +152,7 @@ def test_the_breakers_reason_shows_on_a_failing_job(
         assert api.put("/jobs/always-failing", json=job).status_code == 201
     page = signed_in
     page.goto("/ui/jobs/always-failing")
-    reload_until(page, "Paused by the circuit breaker")
+    reload_until(page, ".alert:has-text('Paused by the circuit breaker')")
     assert "after 2 failed fires in a row" in page.get_by_role("alert").inner_text()
     page.goto("/ui/jobs?state=tripped")
     assert page.locator("tr#job-always-failing").count() == 1
