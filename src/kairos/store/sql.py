@@ -125,14 +125,7 @@ class SqlStore(SqlAccounts, Store):
             )
         )
         self._due_pending = self._lock_due(
-            select(
-                runs.c.id.label("run_id"),
-                runs.c.scheduled_for_us,
-                runs.c.due_us,
-                runs.c.attempt,
-                runs.c.manual,
-                *_JOB_COLUMNS,
-            )
+            select(*_PENDING_RUN_COLUMNS, *_JOB_COLUMNS)
             .join(jobs, jobs.c.id == runs.c.job_id)
             .where(IS_QUEUED, runs.c.due_us <= bindparam("due_by"))
             .order_by(runs.c.due_us)
@@ -667,7 +660,7 @@ class SqlStore(SqlAccounts, Store):
         waiting = False
         missed: list[dict[str, Any]] = []
         for row in pending:
-            job = self._due_job(row[5:])
+            job = self._due_job(row[len(_PENDING_RUN_COLUMNS) :])
             late = too_late(job.spec, now_us - row.due_us)
             if late is not None and not row.manual:
                 missed.append({"b_id": row.run_id, "b_finished": now_us, "b_error": late})
@@ -938,6 +931,14 @@ _JOB_COLUMNS = (
     jobs.c.updated_us,
     jobs.c.failures,
     jobs.c.pause_reason,
+)
+# A queued run's own columns in the claim's read of pending runs; its job's follow.
+_PENDING_RUN_COLUMNS = (
+    runs.c.id.label("run_id"),
+    runs.c.scheduled_for_us,
+    runs.c.due_us,
+    runs.c.attempt,
+    runs.c.manual,
 )
 # The statements of the dispatch path and of reads by key, built once: building one costs more
 # than running it.
