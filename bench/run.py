@@ -32,6 +32,15 @@ from bench.stats import median, percentile
 from kairos.executors import default_http_workers
 
 SECTIONS = "precision,burst,sustained,rest,api,postgres,cluster,retention,claims,ceiling"
+
+Size = int | float
+"""Interval jobs of a sustained run: a count, or (from ``60%``) a fraction of the ceiling."""
+
+
+def _sizes(text: str) -> list[Size]:
+    return [float(x[:-1]) / 100 if x.endswith("%") else int(x) for x in text.split(",")]
+
+
 SEED_REFERENCE = (
     "Seed design (APScheduler BackgroundScheduler + SQLite job store + a new HTTP client per "
     "call): 5,000 jobs due at one instant delivered over 184 s (27 fires/s)."
@@ -237,12 +246,14 @@ class Bench:
             rows,
         )
 
-    async def sustained(self, sizes: list[int] | None = None) -> list[str]:
+    async def sustained(self, sizes: list[Size] | None = None) -> list[str]:
         rows = []
-        for jobs in sizes or self.args.sustained:
+        for size in sizes or self.args.sustained:
+            jobs = self._jobs(size)
             runs = await self._ticking(jobs, self.args.window)
             fires = med(runs, "fires_per_s")
-            cells = [f"{jobs:,}", f"{med(runs, 'due_per_s'):,.0f}", f"{fires:,.0f}"]
+            label = f"{jobs:,}" if isinstance(size, int) else f"{jobs:,} ({size:.0%} of ceiling)"
+            cells = [label, f"{med(runs, 'due_per_s'):,.0f}", f"{fires:,.0f}"]
             cells += [f"{fires / self.ceiling_rate:.0%}"]
             cells += [f"{med(runs, n):.0f}" for n in ("lag_p50_ms", "lag_p99_ms", "missed")]
             cells += [f"{med(runs, 'duplicates'):.0f}", f"{med(runs, 'cpu_percent'):.0f}"]
@@ -265,6 +276,13 @@ class Bench:
             ],
             rows,
         )
+
+    def _jobs(self, size: Size) -> int:
+        """Jobs firing once a second: a count, or a fraction of the ceiling (rounded up to a
+        hundred, so the load is never below that fraction)."""
+        if isinstance(size, int):
+            return size
+        return math.ceil(size * self.ceiling_rate / 100) * 100
 
     async def rest(self, sizes: list[int] | None = None) -> list[str]:
         rows = []
@@ -447,7 +465,12 @@ def main() -> None:
     parser.add_argument("--repeat", default=3, type=int)
     parser.add_argument("--window", default=60.0, type=float, help="seconds of ticking load")
     parser.add_argument("--sizes", default="10000,50000", type=_ints, help="burst sizes")
-    parser.add_argument("--sustained", default="500,1000,2000,4000,6000,7000", type=_ints)
+    parser.add_argument(
+        "--sustained",
+        default="500,1000,2000,4000,50%,60%,70%",
+        type=_sizes,
+        help="interval jobs; N%% is that fraction of the ceiling measured first",
+    )
     parser.add_argument("--rest", default="100000,1000000", type=_ints, help="stored jobs")
     parser.add_argument("--idle", default=30.0, type=float, help="seconds of idle measured")
     parser.add_argument(
@@ -455,7 +478,7 @@ def main() -> None:
         default="postgresql://postgres@127.0.0.1:5432/postgres",
         help="a PostgreSQL database to create the cluster's databases from",
     )
-    parser.add_argument("--pg-sustained", default="1000,2000", type=_ints)
+    parser.add_argument("--pg-sustained", default="1000,2000", type=_sizes)
     parser.add_argument("--pg-rest", default="100000", type=_ints)
     parser.add_argument("--replicas", default="1,3", type=_ints)
     parser.add_argument("--cluster-burst", default=10_000, type=int)
