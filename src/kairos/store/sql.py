@@ -124,13 +124,15 @@ class SqlStore(SqlAccounts, Store):
                 jobs,
             )
         )
-        self._due_pending = self._lock_due(
-            select(*_PENDING_RUN_COLUMNS, *_JOB_COLUMNS)
-            .join(jobs, jobs.c.id == runs.c.job_id)
-            .where(IS_QUEUED, runs.c.due_us <= bindparam("due_by"))
-            .order_by(runs.c.due_us)
-            .limit(bindparam("limit")),
-            runs,
+        self._due_pending = DriverStatement(
+            self._lock_due(
+                select(*_PENDING_RUN_COLUMNS, *_JOB_COLUMNS)
+                .join(jobs, jobs.c.id == runs.c.job_id)
+                .where(IS_QUEUED, runs.c.due_us <= bindparam("due_by"))
+                .order_by(runs.c.due_us)
+                .limit(bindparam("limit")),
+                runs,
+            )
         )
 
     # Plumbing ----------------------------------------------------------------------------------
@@ -653,39 +655,38 @@ class SqlStore(SqlAccounts, Store):
         """Start queued runs that are due, and say whether some must wait for a run of their job
         to finish first (``max_instances``): queued runs wait for a slot, they are not skipped.
         The third value: how many were too late and recorded ``missed``."""
-        pending = conn.execute(self._due_pending, {"due_by": now_us, "limit": budget}).all()
-        running = self._running_counts(conn, list({row.id for row in pending}), node_id)
+        rows = self._due_pending.execute(conn, {"due_by": now_us, "limit": budget})
+        split = len(_PENDING_RUN_COLUMNS)
+        pending = [(row[:split], self._due_job(row[split:])) for row in rows]
+        running = self._running_counts(conn, list({job.id for _, job in pending}), node_id)
         started: list[StartedRun] = []
         updates: list[dict[str, Any]] = []
         waiting = False
         missed: list[dict[str, Any]] = []
-        for row in pending:
-            job = self._due_job(row[len(_PENDING_RUN_COLUMNS) :])
-            late = too_late(job.spec, now_us - row.due_us)
-            if late is not None and not row.manual:
-                missed.append({"b_id": row.run_id, "b_finished": now_us, "b_error": late})
+        for (run_id, scheduled_for_us, due_us, attempt, manual), job in pending:
+            late = too_late(job.spec, now_us - due_us)
+            if late is not None and not manual:
+                missed.append({"b_id": run_id, "b_finished": now_us, "b_error": late})
                 continue
             count = running.get(job.id, 0)
             if count >= job.spec.max_instances:
                 waiting = True
                 continue
             running[job.id] = count + 1
-            updates.append({"b_id": row.run_id, "b_node": node_id, "b_started": now_us})
+            updates.append({"b_id": run_id, "b_node": node_id, "b_started": now_us})
             run = RunRecord(
-                row.run_id,
+                run_id,
                 job.id,
-                row.scheduled_for_us,
-                row.attempt,
+                scheduled_for_us,
+                attempt,
                 RunStatus.RUNNING,
-                manual=row.manual,
+                manual=bool(manual),  # SQLite's driver gives 0 or 1
                 node_id=node_id,
                 started_us=now_us,
             )
-            started.append(StartedRun(run, job, row.scheduled_for_us))
-        if updates:
-            conn.execute(_START_PENDING, updates)
-        if missed:
-            conn.execute(_MISS_PENDING, missed)
+            started.append(StartedRun(run, job, scheduled_for_us))
+        _START_PENDING.executemany(conn, updates)
+        _MISS_PENDING.executemany(conn, missed)
         return started, waiting, len(missed)
 
     async def finish_runs(self, node_id: str, finished: Sequence[FinishedRun]) -> dict[int, str]:
@@ -932,7 +933,8 @@ _JOB_COLUMNS = (
     jobs.c.failures,
     jobs.c.pause_reason,
 )
-# A queued run's own columns in the claim's read of pending runs; its job's follow.
+# A queued run's own columns in the claim's read of pending runs, in the order ``_start_pending``
+# unpacks them; its job's follow.
 _PENDING_RUN_COLUMNS = (
     runs.c.id.label("run_id"),
     runs.c.scheduled_for_us,
@@ -951,7 +953,7 @@ _MOVE_JOBS = DriverStatement(
     .where(jobs.c.id == bindparam("b_id"))
     .values(next_fire_us=bindparam("b_fire"), next_run_us=bindparam("b_run"))
 )
-_START_PENDING = (
+_START_PENDING = DriverStatement(
     update(runs)
     .where(runs.c.id == bindparam("b_id"))
     .values(status=_RUNNING, node_id=bindparam("b_node"), started_us=bindparam("b_started"))
@@ -1003,7 +1005,7 @@ _COUNT_FAILURE = (
     .values(failures=jobs.c.failures + 1)
     .returning(jobs.c.failures)
 )
-_MISS_PENDING = (
+_MISS_PENDING = DriverStatement(
     update(runs)
     .where(runs.c.id == bindparam("b_id"))
     .values(
