@@ -120,7 +120,7 @@ async def test_the_dispatchers_queries_read_the_partial_indexes(fresh_url: str) 
     await store.close()
     assert isinstance(store, sql.SqlStore)
     statements = {
-        "ix_kairos_runs_queued_due_us": [store._due_pending, sql._NEXT_RUN_DUE],
+        "ix_kairos_runs_queued_due_us": [store._due_pending.statement, sql._NEXT_RUN_DUE],
         "ix_kairos_runs_running_job_id": [sql._RUNNING_COUNTS],
     }
     values = {"due_by": 1, "limit": 5, "now": 1, "ids": ["a", "b"]}
