@@ -29,8 +29,10 @@ class Settings(BaseSettings):
     audit_max_age: float = Field(default=365 * 86_400, gt=0, le=100 * 366 * 86_400)
     """Seconds an audit record is kept."""
 
-    max_concurrent_runs: int = Field(default=200, ge=1, le=100_000)
-    """Global cap on runs in flight in this process."""
+    max_concurrent_runs: int = Field(default=500, ge=1, le=100_000)
+    """Global cap on runs in flight in this process. Also how many due fires one claim may
+    start: with fewer slots, a replica that falls behind claims in small batches, and the
+    claims' fixed cost keeps it behind."""
     claim_batch_size: int = Field(default=500, ge=1, le=10_000)
     """How many due fires one claim transaction takes at most."""
     claim_ahead: float = Field(default=0.05, ge=0, le=1)
