@@ -41,10 +41,12 @@ class _Compiled:
     """The conversions SQLAlchemy would make of some parameters (a boolean to what the
     database stores)."""
 
-    def args(self, params: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
-        values = {**self.fixed, **params} if self.fixed else dict(params)
-        for name, process in self.processors.items():
-            values[name] = process(values[name])
+    def args(self, params: Mapping[str, Any]) -> tuple[Any, ...] | Mapping[str, Any]:
+        values = params
+        if self.fixed or self.processors:  # else no copy: this runs for every row of a claim
+            values = {**self.fixed, **params}
+            for name, process in self.processors.items():
+                values[name] = process(values[name])
         return tuple(values[name] for name in self.positions) if self.positions else values
 
 
