@@ -36,6 +36,7 @@ __all__ = [
     "CronTriggerSpec",
     "DateTriggerSpec",
     "HistoryPolicy",
+    "HostLimitSpec",
     "HttpMethod",
     "HttpTarget",
     "IntervalTriggerSpec",
@@ -180,6 +181,16 @@ _INT_MIN, _UINT_MAX = -(2**63), 2**64 - 1
 _MAX_BODY_DEPTH = 128
 
 
+class HostLimitSpec(_Spec):
+    """The politeness limits of one target host (``KAIROS_HOST_LIMITS``)."""
+
+    max_concurrency: int | None = Field(default=None, ge=1, le=100_000)
+    """Most calls in flight to the host; None: ``KAIROS_HOST_MAX_CONCURRENCY``."""
+    max_per_second: float | None = Field(default=None, gt=0, le=100_000)
+    adaptive: bool = True
+    """False: ``max_concurrency`` from the first call on, never lowered."""
+
+
 class HttpTarget(_Spec):
     type: Literal["http"] = "http"
     url: AnyHttpUrl
@@ -192,6 +203,15 @@ class HttpTarget(_Spec):
     """A string is sent as is; an object or array as JSON (``Content-Type: application/json``)."""
     timeout: float | None = Field(default=None, gt=0, le=86_400)
     """Seconds for the whole call; ``null`` means the server's ``KAIROS_DEFAULT_HTTP_TIMEOUT``."""
+    max_concurrency: int | None = Field(default=None, ge=1, le=100_000)
+    """This job's calls start only while fewer calls than this are in flight to its host."""
+    max_per_second: float | None = Field(default=None, gt=0, le=100_000)
+    """This job's calls start at most this often to its host (calls a second)."""
+
+    @property
+    def host_key(self) -> str:
+        """``host:port``: calls to one key share its politeness limits."""
+        return f"{self.url.host}:{self.url.port}"
 
     @field_validator("headers")
     @classmethod

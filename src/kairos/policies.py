@@ -133,7 +133,13 @@ class Planner:
         run = self._decide(job.spec, fire_us, now_us - due_us, running, started, budget)
         if run is None:
             return FirePlan([], job.next_fire_us, job.next_run_us)
-        return FirePlan([run], *self._jittered_or_none(job.spec, following))
+        runs = [run]
+        if fire_us != job.next_fire_us:
+            # The fires passed over leave one row that says so, at the first of them.
+            merged = f"coalesced: the fires from here up to {from_us(fire_us).isoformat()} "
+            merged += "were merged into that one (coalesce: true)"
+            runs.insert(0, PlannedRun(job.next_fire_us, RunStatus.SKIPPED, merged))
+        return FirePlan(runs, *self._jittered_or_none(job.spec, following))
 
     def _plan_each(
         self,

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from kairos.models import Webhook
+from kairos.models import HostLimitSpec, Webhook
 
 __all__ = ["Settings"]
 
@@ -50,6 +50,15 @@ class Settings(BaseSettings):
     response_excerpt_bytes: int = Field(default=4096, ge=0, le=1_048_576)
     """How much of a target's response body each run keeps."""
     default_http_timeout: float = Field(default=30.0, gt=0, le=86_400)
+    connect_timeout: float = Field(default=5.0, gt=0, le=3600)
+    """Seconds a call may take to connect to its target (within its ``timeout``). A call that
+    could not connect was never sent, so it is tried again within the fire's misfire grace."""
+    host_max_concurrency: int = Field(default=128, ge=1, le=100_000)
+    """Most calls in flight to one target host (``host:port``) from this process. Below it,
+    the limit adapts to how the host answers; ``host_limits`` overrides it per host."""
+    host_limits: dict[str, HostLimitSpec] = {}
+    """Limits of particular hosts, as JSON: ``{"billing.internal:8443": {"max_concurrency": 8,
+    "max_per_second": 50, "adaptive": true}}``; a key without a port applies to every port."""
     http_workers: int | None = Field(default=None, ge=0, le=64)
     """Worker processes that make the HTTP calls (0: this process makes them), so that the
     scheduler's process keeps its core for the schedule. Unset: ``kairos serve`` starts two

@@ -42,16 +42,25 @@ def test_on_time_fire_starts_and_advances_one_interval() -> None:
 
 def test_coalesce_runs_only_the_latest_of_a_backlog() -> None:
     plan = Planner().plan(job(coalesce=True), T0 + 35 * S, running=0, budget=10)
-    assert statuses(plan) == [(30, RunStatus.RUNNING)]
+    assert statuses(plan) == [(0, RunStatus.SKIPPED), (30, RunStatus.RUNNING)]
+    assert plan.runs[0].error == (
+        "coalesced: the fires from here up to 2026-01-01T00:00:30+00:00 were merged into "
+        "that one (coalesce: true)"
+    )
     assert plan.next_fire_us == T0 + 40 * S
+
+
+def test_a_fire_on_time_leaves_no_coalesced_row() -> None:
+    plan = Planner().plan(job(coalesce=True), T0 + 5 * S, running=0, budget=10)
+    assert statuses(plan) == [(0, RunStatus.RUNNING)]
 
 
 def test_coalesced_fire_beyond_grace_is_one_missed_run() -> None:
     plan = Planner().plan(
         job(coalesce=True, misfire_grace_time=2), T0 + 35 * S, running=0, budget=10
     )
-    assert statuses(plan) == [(30, RunStatus.MISSED)]
-    assert "misfire_grace_time" in (plan.runs[0].error or "")
+    assert statuses(plan) == [(0, RunStatus.SKIPPED), (30, RunStatus.MISSED)]
+    assert "misfire_grace_time" in (plan.runs[1].error or "")
     assert plan.next_fire_us == T0 + 40 * S
 
 
@@ -75,7 +84,7 @@ def test_unlimited_grace_runs_however_late() -> None:
     plan = Planner().plan(
         job(coalesce=True, misfire_grace_time=None), T0 + 86_400 * S, running=0, budget=1
     )
-    assert statuses(plan) == [(86_400, RunStatus.RUNNING)]
+    assert statuses(plan) == [(0, RunStatus.SKIPPED), (86_400, RunStatus.RUNNING)]
 
 
 def test_max_instances_reached_records_a_skipped_run() -> None:

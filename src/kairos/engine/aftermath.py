@@ -58,6 +58,11 @@ class Aftermath:
         self._on_fire_end(started.job.id, started.job.spec)
         return verdict
 
+    def not_called(self, started: StartedRun) -> None:
+        """A fire ended without a call (``missed`` waiting for its host): no verdict, no
+        webhook, since the target did nothing wrong; only the history grows."""
+        self._on_fire_end(started.job.id, started.job.spec)
+
     def written(self, outcomes: list[FinishedRun], paused: dict[int, str]) -> None:
         """``outcomes`` were written and paused the jobs in ``paused`` (run id -> reason):
         tell their pause webhooks."""

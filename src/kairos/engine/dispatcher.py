@@ -9,12 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import TypeVar
 
 from kairos.clock import Clock
 from kairos.engine.aftermath import Aftermath
+from kairos.engine.hosts import HostGates, HostLimits, NoSlot, Signal
 from kairos.engine.notifier import Event
 from kairos.engine.telemetry import Telemetry
 from kairos.errors import StoreUnavailable
@@ -27,6 +30,7 @@ from kairos.store import FinishedRun, StartedRun, Store
 __all__ = ["Dispatcher"]
 
 log = logging.getLogger("kairos.dispatcher")
+_T = TypeVar("_T")
 
 _STORE_RETRY_S = 1.0
 _LOOKING = sys.maxsize
@@ -36,6 +40,13 @@ _WAKE_LEAD = 0.2
 # How long an outcome may wait to be written with others (run history lags by as much).
 _RECORD_LINGER_S = 0.01
 _CHANGED = "the job was changed before this run started"
+# A call that never left is tried again after this long, doubling up to the longest, each wait
+# moved at random by half of itself so that calls refused together do not return together.
+_CONNECT_RETRY_FIRST_S = 0.1
+_CONNECT_RETRY_LONGEST_S = 2.0
+# Runs waiting for a slot at their target's host leave their place under ``max_concurrent`` to
+# other targets' runs, up to this many times ``max_concurrent`` (memory stays bounded).
+_PARKED_PER_SLOT = 10
 
 
 class Dispatcher:
@@ -57,6 +68,8 @@ class Dispatcher:
         on_fire_end: Callable[[str, JobSpec], None] = lambda job_id, spec: None,
         notify: Callable[[Event], None] = lambda event: None,
         telemetry: Telemetry | None = None,
+        hosts: HostGates | None = None,
+        default_timeout_s: float = 30.0,
     ) -> None:
         self._store = store
         self._executor = executor
@@ -71,6 +84,10 @@ class Dispatcher:
         self._interrupted_retries = interrupted_retries
         self._aftermath = Aftermath(planner, notify=notify, on_fire_end=on_fire_end)
         self.telemetry = telemetry or Telemetry()
+        self.hosts = hosts or HostGates(HostLimits(max_concurrency=max_concurrent))
+        self._default_timeout_s = default_timeout_s
+        self._parked = 0
+        """Runs waiting for a slot at their host, or to try connecting again."""
         self._wake = asyncio.Event()
         self._planned_wake_us = _LOOKING
         """When the loop means to look at the store next; ``_LOOKING`` while it looks, when a
@@ -90,6 +107,10 @@ class Dispatcher:
     @property
     def in_flight(self) -> int:
         return len(self._in_flight)
+
+    @property
+    def parked(self) -> int:
+        return self._parked
 
     def wake(self, due_us: int | None = None) -> None:
         """Look at the store now, if work falls due (at ``due_us``; None: now) before the
@@ -161,7 +182,8 @@ class Dispatcher:
 
     async def _dispatch_once(self) -> float:
         """Claim and start what is due; return how long to sleep before looking again."""
-        free = self._max_concurrent - len(self._in_flight)
+        parked = min(self._parked, self._max_concurrent * _PARKED_PER_SLOT)
+        free = self._max_concurrent - len(self._in_flight) + parked
         if free <= 0:
             self._capacity.clear()
             await self._capacity.wait()
@@ -213,23 +235,10 @@ class Dispatcher:
         run, job = started.run, started.job
         if not await self._until_due(started):
             return  # revoked: ``revoke`` recorded it
-        started_us = self._clock.now_us()
-        self.telemetry.started((started_us - started.due_us) / 1_000_000)
-        time_left = self._planner.time_left_s(job.spec, run.scheduled_for_us, started_us)
-        if time_left is not None and time_left <= 0:
-            error = f"the fire's deadline ({job.spec.deadline:g} s) passed before this attempt"
-            verdict = self._aftermath.ended(started, Outcome(False, error=error), started_us, None)
-            failed = FinishedRun(run.id, RunStatus.FAILED, None, started_us, error=error)
-            self._record(replace(failed, verdict=verdict))
-            self.telemetry.ended(RunStatus.FAILED, None)
-            log.info("run failed: %s", error, extra=run_fields(*_identity(started)))
-            return
-        call = Call(job.id, run.id, run.scheduled_for_us, run.attempt, job.spec.target, time_left)
-        try:
-            outcome = await self._executor.execute(call)
-        except Exception as exc:  # an executor bug must not leave the run "running" forever
-            log.exception("executor failed", extra=run_fields(*_identity(started)))
-            outcome = Outcome(False, error=f"internal error: {exc!r}")
+        result = await self._call(started)
+        if result is None:
+            return  # not called: ``_call`` recorded why
+        outcome, started_us = result
         finished_us = self._clock.now_us()
         retry_due_us = None
         if outcome.retryable:
@@ -261,6 +270,114 @@ class Dispatcher:
                 else f"; retrying in {(retry_due_us - finished_us) / 1e6:.3f} s",
                 extra=run_fields(*_identity(started)),
             )
+
+    async def _call(self, started: StartedRun) -> tuple[Outcome, int] | None:
+        """Call the run's target once it has a slot at its host; try again while the call
+        never left (the target cannot have seen it), until the fire's misfire grace or deadline
+        is spent. Return the outcome and when the call began, or None when the run was
+        recorded without a call (no slot in time, or its deadline passed)."""
+        run, spec = started.run, started.job.spec
+        target = spec.target
+        key = target.host_key
+        give_up_us = self._give_up_us(started)
+        connects = 0
+        while True:
+            try:
+                slot_s = await self._parked_while(
+                    self.hosts.acquire(
+                        key,
+                        max_concurrency=target.max_concurrency,
+                        max_per_second=target.max_per_second,
+                        timeout_s=_seconds_until(give_up_us, self._clock.now_us()),
+                    )
+                )
+            except NoSlot:
+                self._not_called(started, RunStatus.MISSED, self._no_slot(key, spec))
+                return None
+            started_us = self._clock.now_us()
+            if not connects:
+                self.telemetry.started((started_us - started.due_us) / 1_000_000)
+            time_left = self._planner.time_left_s(spec, run.scheduled_for_us, started_us)
+            if time_left is not None and time_left <= 0:
+                self.hosts.release(key, slot_s, Signal.NEUTRAL)
+                error = f"the fire's deadline ({spec.deadline:g} s) passed before this attempt"
+                self._not_called(started, RunStatus.FAILED, error, failed=True)
+                return None
+            outcome = await self._call_once(started, time_left, key, slot_s)
+            if outcome.sent or not outcome.retryable:
+                return outcome, started_us
+            connects += 1
+            self.hosts.host(key).connect_retries += 1
+            self.hosts.host(key).last_error = outcome.error
+            delay_s = min(_CONNECT_RETRY_LONGEST_S, _CONNECT_RETRY_FIRST_S * 2 ** (connects - 1))
+            delay_s *= random.uniform(0.5, 1.5)
+            now_us = self._clock.now_us()
+            if give_up_us is None or now_us + int(delay_s * 1e6) >= give_up_us:
+                tried = f"{connects} connection attempts in {(now_us - started.due_us) / 1e6:.1f} s"
+                error = f"{outcome.error} ({tried}; the request was never sent)"
+                return replace(outcome, error=error), started_us
+            await self._parked_while(asyncio.sleep(delay_s))
+
+    async def _call_once(
+        self, started: StartedRun, time_left: float | None, key: str, slot_s: float
+    ) -> Outcome:
+        run, job = started.run, started.job
+        call = Call(job.id, run.id, run.scheduled_for_us, run.attempt, job.spec.target, time_left)
+        signal = Signal.NEUTRAL
+        try:
+            outcome = await self._executor.execute(call)
+        except Exception as exc:  # an executor bug must not leave the run "running" forever
+            log.exception("executor failed", extra=run_fields(*_identity(started)))
+            outcome = Outcome(False, error=f"internal error: {exc!r}")
+        else:
+            signal = _signal(outcome)
+        finally:
+            self.hosts.release(key, slot_s, signal)
+        return outcome
+
+    async def _parked_while(self, waiting: Awaitable[_T]) -> _T:
+        """Await ``waiting`` without holding a place under ``max_concurrent``."""
+        self._parked += 1
+        self._capacity.set()
+        try:
+            return await waiting
+        finally:
+            self._parked -= 1
+
+    def _give_up_us(self, started: StartedRun) -> int | None:
+        """When a run still not called is given up: its misfire grace after it fell due, or
+        its fire's deadline; with neither, the call's own timeout."""
+        spec, run = started.job.spec, started.run
+        ends = []
+        if spec.misfire_grace_time is not None:
+            ends.append(started.due_us + int(spec.misfire_grace_time * 1_000_000))
+        if spec.deadline is not None:
+            ends.append(run.scheduled_for_us + int(spec.deadline * 1_000_000))
+        if not ends:
+            timeout_s = spec.target.timeout or self._default_timeout_s
+            ends.append(started.due_us + int(timeout_s * 1_000_000))
+        return min(ends)
+
+    def _no_slot(self, key: str, spec: JobSpec) -> str:
+        host = self.hosts.host(key)
+        return (
+            f"not called: {key} had no free slot in time ({host.in_flight} calls in flight, "
+            f"limit {int(host.limit)}, {len(host.waiters)} waiting)"
+        )
+
+    def _not_called(
+        self, started: StartedRun, status: RunStatus, error: str, *, failed: bool = False
+    ) -> None:
+        run = started.run
+        now_us = self._clock.now_us()
+        verdict = None
+        if failed:
+            verdict = self._aftermath.ended(started, Outcome(False, error=error), now_us, None)
+        else:
+            self._aftermath.not_called(started)
+        self._record(FinishedRun(run.id, status, None, now_us, error=error, verdict=verdict))
+        self.telemetry.ended(status, None)
+        log.info("run %s: %s", status.value, error, extra=run_fields(*_identity(started)))
 
     async def _until_due(self, started: StartedRun) -> bool:
         """Wait for the due time of a run claimed ahead; False at once if its job changes."""
@@ -321,6 +438,19 @@ class Dispatcher:
         retries = [f.retry_due_us for f in batch if f.retry_due_us is not None]
         if retries:
             self.wake(min(retries))
+
+
+def _signal(outcome: Outcome) -> int:
+    """What an outcome says of its host's load (a slow answer is judged by ``HostGates``)."""
+    if not outcome.sent:
+        return Signal.OVERLOAD if outcome.retryable else Signal.NEUTRAL
+    if outcome.http_status in (429, 503):
+        return Signal.OVERLOAD
+    return Signal.OK
+
+
+def _seconds_until(end_us: int | None, now_us: int) -> float | None:
+    return None if end_us is None else max(0.0, (end_us - now_us) / 1_000_000)
 
 
 def _identity(started: StartedRun) -> tuple[str, int, int, int]:

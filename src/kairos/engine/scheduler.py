@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from kairos import triggers
 from kairos.clock import Clock, SystemClock, from_us
 from kairos.engine.dispatcher import Dispatcher
+from kairos.engine.hosts import HostGates, HostLimits, HostState
 from kairos.engine.membership import Membership
 from kairos.engine.notifier import Notifier
 from kairos.engine.retention import Retention
@@ -92,6 +93,8 @@ class Scheduler:
             on_fire_end=self.retention.finished,
             notify=self._notifier.notify,
             telemetry=self.telemetry,
+            hosts=_host_gates(settings),
+            default_timeout_s=settings.default_http_timeout,
         )
         self.membership = Membership(
             store,
@@ -136,6 +139,15 @@ class Scheduler:
     @property
     def runs_in_flight(self) -> int:
         return self._dispatcher.in_flight
+
+    @property
+    def runs_parked(self) -> int:
+        """Runs in flight that wait for a slot at their host, or to try connecting again."""
+        return self._dispatcher.parked
+
+    def hosts(self) -> list[HostState]:
+        """The target hosts this process calls: their limits, calls in flight and waiting."""
+        return self._dispatcher.hosts.hosts()
 
     # Jobs --------------------------------------------------------------------------------------
 
@@ -327,3 +339,12 @@ class Scheduler:
         if job_id is not None:
             self._dispatcher.revoke(job_id)
         self._dispatcher.wake(due_us)
+
+
+def _host_gates(settings: Settings) -> HostGates:
+    most = settings.host_max_concurrency
+    overrides = {
+        key: HostLimits(spec.max_concurrency or most, spec.max_per_second, spec.adaptive)
+        for key, spec in settings.host_limits.items()
+    }
+    return HostGates(HostLimits(most), overrides)

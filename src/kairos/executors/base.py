@@ -35,6 +35,9 @@ class Outcome:
     """The failure may pass on another try (a timeout, a lost connection, a 5xx or 429)."""
     retry_after_s: float | None = None
     """How long the target asked to be left alone (``Retry-After``)."""
+    sent: bool = True
+    """False when the call failed before any byte of the request left (the connection was
+    refused or timed out, the name did not resolve): the target cannot have seen it."""
 
 
 class Executor(Protocol):

@@ -45,7 +45,7 @@ class Request(NamedTuple):
         try:
             body = _body(target.body)
         except TypeError as exc:  # stored before bodies were checked: an integer beyond 64 bits
-            return Outcome(False, error=f"the body cannot be sent as JSON: {exc}")
+            return Outcome(False, error=f"the body cannot be sent as JSON: {exc}", sent=False)
         url = target.url
         return cls(target.method, str(url), url.host or "", _headers(call), body, timeout_s)
 
@@ -59,12 +59,14 @@ class HttpExecutor:
         default_timeout_s: float,
         guard: OutboundGuard,
         retry_statuses: frozenset[int] = frozenset(),
+        connect_timeout_s: float | None = None,
     ) -> None:
         self._guard = guard
         self._retry_statuses = retry_statuses
         self._max_connections = max_connections
         self._excerpt_bytes = response_excerpt_bytes
         self._default_timeout_s = default_timeout_s
+        self._connect_timeout_s = connect_timeout_s
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self._session: aiohttp.ClientSession | None = None
 
@@ -81,6 +83,7 @@ class HttpExecutor:
             "default_timeout_s": settings.default_http_timeout,
             "guard": OutboundGuard.from_settings(settings),
             "retry_statuses": settings.retry_statuses,
+            "connect_timeout_s": settings.connect_timeout,
         }
 
     async def start(self) -> None:
@@ -132,15 +135,21 @@ class HttpExecutor:
                 else:
                     # Never drain a large body: drop the connection instead.
                     response.close()
+        except aiohttp.ConnectionTimeoutError:
+            error = f"cannot connect to {request.host}: no connection within "
+            error += f"{min(timeout_s, self._connect_timeout_s or timeout_s):g} s"
+            return Outcome(False, error=error, retryable=True, sent=False)
         except TimeoutError:
             return Outcome(False, error=f"timed out after {timeout_s:g} s", retryable=True)
         except OutboundRefused as exc:
-            return Outcome(False, error=f"refused: {exc}")
+            return Outcome(False, error=f"refused: {exc}", sent=False)
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, OutboundRefused):
-                return Outcome(False, error=f"refused: {exc.os_error}")
+                return Outcome(False, error=f"refused: {exc.os_error}", sent=False)
             error = f"cannot connect to {exc.host}:{exc.port}: {exc.os_error}"
-            return Outcome(False, error=error, retryable=True)
+            # A TLS handshake that failed will fail again: only the others are worth retrying.
+            retryable = not isinstance(exc, aiohttp.ClientSSLError)
+            return Outcome(False, error=error, retryable=retryable, sent=False)
         except aiohttp.ClientError as exc:
             error = f"{type(exc).__name__}: {exc}".rstrip(": ")
             return Outcome(False, error=error, retryable=not isinstance(exc, aiohttp.InvalidURL))
@@ -175,7 +184,13 @@ class HttpExecutor:
     def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
         timeout = self._timeouts.get(seconds)
         if timeout is None:
-            timeout = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
+            # The connect phase has a deadline of its own: a call that never connected was
+            # never sent, so it can be tried again (see ``Outcome.sent``).
+            connect_s = self._connect_timeout_s
+            if connect_s is not None and connect_s >= seconds:
+                connect_s = None
+            timeout = aiohttp.ClientTimeout(total=seconds, sock_connect=connect_s)
+            self._timeouts[seconds] = timeout
         return timeout
 
 

@@ -232,12 +232,13 @@ def _outcome_message(call_id: int, outcome: Outcome) -> tuple[Any, ...]:
         o.response_excerpt,
         o.retryable,
         o.retry_after_s,
+        o.sent,
     )
 
 
 def _outcome(message: tuple[Any, ...]) -> Outcome:
-    _, succeeded, http_status, error, excerpt, retryable, retry_after_s = message
-    return Outcome(succeeded, http_status, error, excerpt, retryable, retry_after_s)
+    _, succeeded, http_status, error, excerpt, retryable, retry_after_s, sent = message
+    return Outcome(succeeded, http_status, error, excerpt, retryable, retry_after_s, sent)
 
 
 # The worker process ------------------------------------------------------------------------------
