@@ -97,7 +97,8 @@ async def test_a_call_that_never_connects_fails_when_its_grace_is_spent(
     await scheduler.create_job("never", spec(url, soon(0.1), misfire_grace_time=1))
     [run] = await wait_runs(scheduler, "never", lambda r: bool(r) and r[0].finished_us is not None)
     assert run.status is RunStatus.FAILED
-    assert run.error is not None and run.error.startswith("cannot connect to 127.0.0.1")
+    assert run.error is not None
+    assert run.error.startswith("cannot connect to 127.0.0.1")
     assert "connection attempts in" in run.error
     assert run.error.endswith("the request was never sent)")
 
@@ -118,7 +119,8 @@ async def test_runs_waiting_for_a_busy_host_do_not_hold_back_other_hosts(
         )
     assert missed.status is RunStatus.MISSED
     assert missed.error is not None
-    assert missed.error.startswith("not called: 127.0.0.1:") and "had no free slot" in missed.error
+    assert missed.error.startswith("not called: 127.0.0.1:")
+    assert "had no free slot" in missed.error
 
 
 def call(url: str) -> Call:

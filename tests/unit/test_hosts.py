@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -139,7 +140,7 @@ async def test_a_rate_spaces_the_starts_of_calls() -> None:
         slot = await gates_.acquire(HOST)
         started.append(loop.time())
         gates_.release(HOST, slot, Signal.NEUTRAL)
-    gaps = [b - a for a, b in zip(started[1:], started[2:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(started)]
     assert all(gap >= 0.019 for gap in gaps), gaps
 
 
