@@ -7,7 +7,7 @@ where a scrape configuration does not tell instances apart.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from kairos import __version__
 from kairos.engine import Scheduler
+from kairos.engine.hosts import HostState
 from kairos.engine.telemetry import Histogram
 from kairos.errors import StoreUnavailable
 from kairos.models import JobState
@@ -103,6 +104,8 @@ class SchedulerCollector(Collector):
         in_flight.add_metric([node], self._scheduler.runs_in_flight)
         yield in_flight
 
+        yield from self._hosts(node)
+
         jobs = GaugeMetricFamily(
             "kairos_jobs",
             f"Jobs in the store by state (counted at most every {JOB_COUNT_TTL_S:g} s)",
@@ -111,6 +114,52 @@ class SchedulerCollector(Collector):
         for state, count in self._job_counts.items():
             jobs.add_metric([node, state.value], count)
         yield jobs
+
+    def _hosts(self, node: str) -> Iterator[Metric]:
+        """Politeness per target host: one series per host this process called lately."""
+        hosts = self._scheduler.hosts()
+        for name, kind, text, value in _HOST_SERIES:
+            family = kind(name, text, labels=["node", "host"])
+            for host in hosts:
+                family.add_metric([node, host.key], value(host))
+            yield family
+
+
+_HOST_SERIES: tuple[
+    tuple[str, type[GaugeMetricFamily | CounterMetricFamily], str, Callable[[HostState], float]],
+    ...,
+] = (
+    (
+        "kairos_target_concurrency_limit",
+        GaugeMetricFamily,
+        "Calls this process may have in flight to the host now (adaptive)",
+        lambda h: int(h.limit),
+    ),
+    (
+        "kairos_target_in_flight",
+        GaugeMetricFamily,
+        "Calls in flight to the host",
+        lambda h: h.in_flight,
+    ),
+    (
+        "kairos_target_waiting",
+        GaugeMetricFamily,
+        "Runs due and waiting for a slot at the host",
+        lambda h: len(h.waiters),
+    ),
+    (
+        "kairos_target_overloads",
+        CounterMetricFamily,
+        "Calls that showed the host overloaded (refused, connect timeout, 429, 503, slow)",
+        lambda h: h.overloads,
+    ),
+    (
+        "kairos_target_connect_retries",
+        CounterMetricFamily,
+        "Calls that never left (no connection) and were tried again",
+        lambda h: h.connect_retries,
+    ),
+)
 
 
 def _add(family: HistogramMetricFamily, labels: list[str], histogram: Histogram) -> None:

@@ -641,3 +641,24 @@ def test_webhook_secrets_are_masked_and_kept_by_the_mask(client: TestClient) -> 
     [error] = response.json()["detail"]
     assert error["loc"][-2:] == ["on_pause", "secret"]
     assert "w3bh00k" not in client.get("/jobs/w").text
+
+
+def test_targets_and_metrics_show_each_hosts_limit_and_its_calls_never_sent(
+    client: TestClient,
+) -> None:
+    client.put("/jobs/refused", json=cron_job(misfire_grace_time=30))
+    assert client.post("/jobs/refused/run").status_code == 202
+    deadline = time.monotonic() + 10
+    while True:  # port 9 refuses: the call is tried again, again and again within the grace
+        [host] = client.get("/targets").json()["hosts"] or [None]
+        if host is not None and host["connect_retries"] >= 2:
+            break
+        assert time.monotonic() < deadline, "no connection was tried again"
+        time.sleep(0.02)
+    assert host["host"] == "127.0.0.1:9"
+    assert (host["limit"], host["max_concurrency"], host["adaptive"]) == (1, 128, True)
+    assert host["last_connect_error"].startswith("cannot connect to 127.0.0.1:9")
+    metrics = client.get("/metrics").text
+    assert 'kairos_target_concurrency_limit{host="127.0.0.1:9"' in metrics
+    assert 'kairos_target_connect_retries_total{host="127.0.0.1:9"' in metrics
+

@@ -33,3 +33,20 @@ def test_the_allow_list_setting_is_comma_separated(monkeypatch: pytest.MonkeyPat
     settings = Settings()
     assert settings.block_private_networks is True
     assert settings.allowed_networks == ["10.0.0.0/8", "billing.internal"]
+
+
+def test_host_limits_are_json_by_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().host_limits == {}
+    monkeypatch.setenv(
+        "KAIROS_HOST_LIMITS", '{"billing.internal:8443": {"max_concurrency": 8, "adaptive": false}}'
+    )
+    [(key, limits)] = Settings().host_limits.items()
+    assert (key, limits.max_concurrency, limits.max_per_second, limits.adaptive) == (
+        "billing.internal:8443",
+        8,
+        None,
+        False,
+    )
+    monkeypatch.setenv("KAIROS_HOST_LIMITS", '{"h": {"max_concurrency": 0}}')
+    with pytest.raises(ValidationError, match="host_limits.h.max_concurrency"):
+        Settings()

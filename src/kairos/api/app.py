@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from kairos import __version__, web
-from kairos.api.routes import audit, auth, cluster, jobs, ops, runs, tasks, triggers
+from kairos.api.routes import audit, auth, cluster, jobs, ops, runs, targets, tasks, triggers
 from kairos.auth import Accounts, Authenticator
 from kairos.clock import Clock, SystemClock
 from kairos.engine import Scheduler
@@ -62,7 +62,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _render_invalid)
     # Routes are matched in order, and matching one costs a few microseconds: the most called
     # (jobs, runs) go first. No two routers' paths overlap, so the order changes nothing else.
-    for module in (jobs, runs, ops, auth, tasks, triggers, cluster, audit):
+    for module in (jobs, runs, ops, auth, tasks, triggers, cluster, targets, audit):
         app.include_router(module.router)
     web.install(app)
     return app
