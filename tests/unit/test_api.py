@@ -661,4 +661,3 @@ def test_targets_and_metrics_show_each_hosts_limit_and_its_calls_never_sent(
     metrics = client.get("/metrics").text
     assert 'kairos_target_concurrency_limit{host="127.0.0.1:9"' in metrics
     assert 'kairos_target_connect_retries_total{host="127.0.0.1:9"' in metrics
-

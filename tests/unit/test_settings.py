@@ -48,5 +48,5 @@ def test_host_limits_are_json_by_host(monkeypatch: pytest.MonkeyPatch) -> None:
         False,
     )
     monkeypatch.setenv("KAIROS_HOST_LIMITS", '{"h": {"max_concurrency": 0}}')
-    with pytest.raises(ValidationError, match="host_limits.h.max_concurrency"):
+    with pytest.raises(ValidationError, match=r"host_limits\.h\.max_concurrency"):
         Settings()
