@@ -30,7 +30,12 @@ async def fill(gates: HostGates, count: int) -> list[float]:
 
 
 async def burst(
-    gates: HostGates, clock: FakeTime, calls: int, took_s: float = 0.01, signal: int = Signal.OK
+    gates: HostGates,
+    clock: FakeTime,
+    calls: int,
+    took_s: float = 0.01,
+    signal: int = Signal.OK,
+    path: str = "/",
 ) -> list[int]:
     """Make ``calls`` calls at once, each taking ``took_s``; return how many ran each round."""
     pending = [asyncio.create_task(gates.acquire(HOST)) for _ in range(calls)]
@@ -43,7 +48,7 @@ async def burst(
         rounds.append(len(running))
         clock.now_s += took_s
         for task in running:
-            gates.release(HOST, task.result(), signal)
+            gates.release(HOST, task.result(), signal, path)
     return rounds
 
 
@@ -74,6 +79,17 @@ async def test_a_call_far_slower_than_the_fastest_lately_counts_as_overload() ->
     state = gates_.host(HOST)
     assert state.limit == 16
     await burst(gates_, clock, 16, took_s=1.2)  # a SYN retransmitted: a second lost
+    assert state.limit == 8
+
+
+async def test_a_slow_endpoint_is_judged_against_itself_not_the_hosts_fast_ones() -> None:
+    gates_, clock = gates(most=16)
+    await burst(gates_, clock, 4 + 8 + 16, path="/ping")
+    state = gates_.host(HOST)
+    await burst(gates_, clock, 16 + 16, took_s=5.0, path="/report")
+    assert (state.limit, state.overloads) == (16, 0)
+    assert state.fastest_s == 0.01
+    await burst(gates_, clock, 16, took_s=1.2, path="/ping")
     assert state.limit == 8
 
 

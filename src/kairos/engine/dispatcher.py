@@ -332,7 +332,7 @@ class Dispatcher:
         else:
             signal = _signal(outcome)
         finally:
-            self.hosts.release(key, slot_s, signal)
+            self.hosts.release(key, slot_s, signal, job.spec.target.url.path or "")
         return outcome
 
     async def _parked_while(self, waiting: Awaitable[_T]) -> _T:

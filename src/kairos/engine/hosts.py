@@ -37,6 +37,7 @@ _SLOW_MARGIN_S = 0.5
 """A call is a sign of overload when it took longer than ``_SLOW_FACTOR`` times the fastest of
 late plus ``_SLOW_MARGIN_S``: a dropped SYN adds a whole second, a busy local CPU tens of ms."""
 _BASELINE_WINDOW_S = 10.0
+_PATHS_KEPT = 64
 _IDLE_FORGET_S = 300.0
 """A host with nothing in flight or waiting for this long is forgotten (its limit relearned)."""
 
@@ -62,6 +63,30 @@ class Signal:
     """Refused, timed out on connect, 429/503, or far slower than lately."""
     NEUTRAL = 2
     """Says nothing of load (the call was refused by our own guard, or cancelled)."""
+
+
+class _Fastest:
+    """The fastest answer of the current and the previous baseline window."""
+
+    __slots__ = ("_current_s", "_previous_s", "_window_end_s")
+
+    def __init__(self, now_s: float) -> None:
+        self._current_s = self._previous_s = float("inf")
+        self._window_end_s = now_s + _BASELINE_WINDOW_S
+
+    @property
+    def seconds(self) -> float:
+        return min(self._current_s, self._previous_s)
+
+    def outpaced_by(self, took_s: float, now_s: float) -> bool:
+        """Whether an answer that took ``took_s`` was far slower than the fastest of late
+        (then count it in)."""
+        slow = took_s > self.seconds * _SLOW_FACTOR + _SLOW_MARGIN_S
+        if now_s >= self._window_end_s:
+            self._current_s, self._previous_s = float("inf"), self._current_s
+            self._window_end_s = now_s + _BASELINE_WINDOW_S
+        self._current_s = min(self._current_s, took_s)
+        return slow
 
 
 @dataclass(slots=True)
@@ -92,34 +117,40 @@ class HostState:
         rate = limits.max_per_second
         self._interval_s = 1.0 / rate if rate else 0.0
         self._last_start_s = -float("inf")
-        self._fastest_s = (float("inf"), float("inf"))
-        """The fastest call of the current and the previous baseline window."""
-        self._window_end_s = now_s + _BASELINE_WINDOW_S
+        self._fastest: dict[str, _Fastest] = {}
+        """The fastest answers of late, by path: one host may serve a 10-ms endpoint and a
+        10-s report, and the report is no sign of overload."""
         self._decreased_at_s = -1.0
-        self._wake: asyncio.TimerHandle | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        """Wakes the first waiter when the rate lets it start."""
 
     @property
-    def fastest_s(self) -> float:
-        return min(self._fastest_s)
+    def fastest_s(self) -> float | None:
+        """The fastest answer of late on any path; None before any."""
+        return min((f.seconds for f in self._fastest.values()), default=None)
 
     def admits(self, cap: int | None) -> bool:
         """Whether one more call may start, ``cap`` lowering the limit for it."""
         limit = int(self.limit) if cap is None else min(int(self.limit), cap)
         return self.in_flight < max(limit, 1)
 
-    def finished(self, started_s: float, now_s: float, signal: int) -> None:
+    def finished(self, started_s: float, now_s: float, signal: int, path: str) -> None:
         self.in_flight -= 1
         self.last_used_s = now_s
         if signal == Signal.NEUTRAL:
             return
-        took_s = now_s - started_s
-        if signal == Signal.OK and self._slow(took_s):
-            signal = Signal.OVERLOAD
-        self._observe(took_s, now_s)
+        if signal == Signal.OK:  # only answers tell how fast the host answers
+            fastest = self._fastest.pop(path, None) or _Fastest(now_s)
+            self._fastest[path] = fastest  # the newest last: the oldest is forgotten first
+            if len(self._fastest) > _PATHS_KEPT:
+                del self._fastest[next(iter(self._fastest))]
+            if fastest.outpaced_by(now_s - started_s, now_s):
+                signal = Signal.OVERLOAD
+        if signal == Signal.OVERLOAD:
+            self.overloads += 1
         if not self.limits.adaptive:
             return
         if signal == Signal.OVERLOAD:
-            self.overloads += 1
             if started_s >= self._decreased_at_s:
                 self.limit = self._threshold = max(1.0, self.limit / 2)
                 self._decreased_at_s = now_s
@@ -133,17 +164,6 @@ class HostState:
                 self.limit += 1
                 self._credit = 0
             self.limit = min(float(self.limits.max_concurrency), self.limit)
-
-    def _slow(self, took_s: float) -> bool:
-        fastest = self.fastest_s
-        return fastest != float("inf") and took_s > fastest * _SLOW_FACTOR + _SLOW_MARGIN_S
-
-    def _observe(self, took_s: float, now_s: float) -> None:
-        current, previous = self._fastest_s
-        if now_s >= self._window_end_s:
-            current, previous = float("inf"), current
-            self._window_end_s = now_s + _BASELINE_WINDOW_S
-        self._fastest_s = (min(current, took_s), previous)
 
     def start_at(self, interval_s: float, now_s: float) -> float:
         """When a call may start under the host's rate and its own (``interval_s`` between
@@ -217,12 +237,12 @@ class HostGates:
             raise
         return self._now()
 
-    def release(self, key: str, started_s: float, signal: int) -> None:
+    def release(self, key: str, started_s: float, signal: int, path: str = "") -> None:
         """A call that took a slot at ``key`` at ``started_s`` ended, saying ``signal``."""
         state = self._hosts.get(key)
         if state is None:
             return
-        state.finished(started_s, self._now(), signal)
+        state.finished(started_s, self._now(), signal, path)
         self._pump(state)
 
     def _give_up(self, state: HostState, waiter: _Waiter) -> None:
@@ -253,14 +273,14 @@ class HostGates:
             head.future.set_result(None)
 
     def _wake_at(self, state: HostState, delay_s: float) -> None:
-        if state._wake is not None and not state._wake.cancelled():
+        if state.timer is not None:
             return
 
         def wake() -> None:
-            state._wake = None
+            state.timer = None
             self._pump(state)
 
-        state._wake = asyncio.get_running_loop().call_later(delay_s, wake)
+        state.timer = asyncio.get_running_loop().call_later(delay_s, wake)
 
     def _forget_idle(self) -> None:
         now_s = self._now()

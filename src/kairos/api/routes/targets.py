@@ -55,7 +55,7 @@ async def targets(scheduler: SchedulerDep) -> TargetsOut:
                 calls=h.calls,
                 overloads=h.overloads,
                 connect_retries=h.connect_retries,
-                fastest_s=None if h.fastest_s == float("inf") else h.fastest_s,
+                fastest_s=h.fastest_s,
                 last_connect_error=h.last_error,
             )
             for h in hosts
