@@ -47,10 +47,12 @@ async def _empty(url: str) -> None:
 
     plain = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     async with await psycopg.AsyncConnection.connect(plain, autocommit=True) as conn:
-        exists = await conn.execute("SELECT to_regclass('kairos_jobs') IS NOT NULL")
-        row = await exists.fetchone()
-        if row is not None and row[0]:
-            await conn.execute(
-                "TRUNCATE kairos_jobs, kairos_runs, kairos_meta, kairos_users, kairos_api_keys,"
-                " kairos_audit RESTART IDENTITY"
-            )
+        # Every table of Kairos's (not the migrations' own): a table added later is emptied
+        # too, so no test sees what another left behind, whatever their order.
+        listed = await conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            " AND tablename LIKE 'kairos%'"
+        )
+        tables = [row[0] for row in await listed.fetchall()]
+        if tables:
+            await conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")

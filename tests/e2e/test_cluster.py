@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -16,7 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.postgres import create_database, drop_database, require_postgres
+from tests.support.postgres import (
+    ThrowawayPostgres,
+    create_database,
+    drop_database,
+    require_postgres,
+)
 from tests.support.server import KairosProcess, TargetProcess, header, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -103,39 +105,41 @@ def test_sigkill_of_a_replica_loses_no_fire_and_duplicates_none(
     assert duplicates(target.deliveries("/tick")) == []
 
 
-@pytest.mark.skipif(shutil.which("pg_ctlcluster") is None, reason="pg_ctlcluster is not here")
 def test_a_postgresql_outage_is_survived_without_duplicates(
-    replicas: list[KairosProcess], target: TargetProcess
+    target: TargetProcess, tmp_path: Path
 ) -> None:
-    body = {
-        "trigger": {"type": "interval", "seconds": 1},
-        "target": {"url": target.url("/tick")},
-        "coalesce": False,
-        "misfire_grace_time": 120,
-    }
-    with replicas[0].client() as api:
-        for i in range(5):
-            api.put(f"/jobs/tick-{i}", json=body)
-    wait_until(lambda: len(target.deliveries("/tick")) >= 10, 20, what="ticks before the outage")
-    _postgres("stop")
-    try:
+    with ThrowawayPostgres() as server, ExitStack() as stack:
+        replicas = [
+            stack.enter_context(KairosProcess(server.url, log_path=tmp_path / f"node{i}.log"))
+            for i in range(3)
+        ]
+        body = {
+            "trigger": {"type": "interval", "seconds": 1},
+            "target": {"url": target.url("/tick")},
+            "coalesce": False,
+            "misfire_grace_time": 120,
+        }
+        with replicas[0].client() as api:
+            for i in range(5):
+                api.put(f"/jobs/tick-{i}", json=body)
+        wait_until(
+            lambda: len(target.deliveries("/tick")) >= 10, 20, what="ticks before the outage"
+        )
+        server.stop()
+        try:
+            for replica in replicas:
+                wait_until(
+                    lambda r=replica: _readyz(r) == 503, 20, what="not ready while it is down"
+                )
+        finally:
+            server.start()
+        back_at = datetime.now(UTC)
         for replica in replicas:
-            wait_until(lambda r=replica: _readyz(r) == 503, 20, what="not ready while it is down")
-    finally:
-        _postgres("start")
-    back_at = datetime.now(UTC)
-    for replica in replicas:
-        wait_until(lambda r=replica: _readyz(r) == 200, 30, what="every replica ready again")
-    jobs = [f"tick-{i}" for i in range(5)]
-    horizon = back_at + timedelta(seconds=5)
-    _wait_covered(target, jobs, horizon, replicas[0])
+            wait_until(lambda r=replica: _readyz(r) == 200, 30, what="every replica ready again")
+        jobs = [f"tick-{i}" for i in range(5)]
+        horizon = back_at + timedelta(seconds=5)
+        _wait_covered(target, jobs, horizon, replicas[0])
     assert duplicates(target.deliveries("/tick")) == []
-
-
-def _postgres(action: str) -> None:
-    version = sorted(os.listdir("/etc/postgresql"))[0]
-    command = ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action]
-    subprocess.run(command, check=True, timeout=120)
 
 
 def _missing(
