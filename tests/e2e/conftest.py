@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
-from tests.support.server import TargetProcess
+from tests.support.postgres import create_database, drop_database, require_postgres
+from tests.support.server import KairosProcess, TargetProcess
 
 
 @pytest.fixture
@@ -16,3 +18,23 @@ def target(tmp_path: Path) -> Iterator[TargetProcess]:
     process = TargetProcess(tmp_path / "deliveries.jsonl")
     yield process
     process.stop()
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    """A new PostgreSQL database, dropped afterwards."""
+    require_postgres()
+    url = create_database()
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture
+def replicas(database: str, tmp_path: Path) -> Iterator[list[KairosProcess]]:
+    """Three ``kairos serve`` replicas on ``database``."""
+    with ExitStack() as stack:
+        nodes = [
+            stack.enter_context(KairosProcess(database, log_path=tmp_path / f"node{i}.log"))
+            for i in range(3)
+        ]
+        yield nodes

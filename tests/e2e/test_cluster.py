@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -13,33 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.postgres import (
-    ThrowawayPostgres,
-    create_database,
-    drop_database,
-    require_postgres,
-)
+from tests.support.postgres import ThrowawayPostgres
 from tests.support.server import KairosProcess, TargetProcess, header, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
-
-
-@pytest.fixture
-def database() -> Iterator[str]:
-    require_postgres()
-    url = create_database()
-    yield url
-    drop_database(url)
-
-
-@pytest.fixture
-def replicas(database: str, tmp_path: Path) -> Iterator[list[KairosProcess]]:
-    with ExitStack() as stack:
-        nodes = [
-            stack.enter_context(KairosProcess(database, log_path=tmp_path / f"node{i}.log"))
-            for i in range(3)
-        ]
-        yield nodes
 
 
 def fire_key(delivery: dict[str, Any]) -> tuple[str, str, str]:

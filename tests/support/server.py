@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+from tests.support.target import Delivery
 
 __all__ = ["KairosProcess", "TargetProcess", "free_port", "header", "wait_until"]
 
@@ -157,6 +158,8 @@ class TargetProcess:
         self.proc.wait(10)
 
 
-def header(entry: dict[str, Any], name: str) -> str:
-    headers = {k.lower(): v for k, v in entry["headers"].items()}
+def header(entry: dict[str, Any] | Delivery, name: str) -> str:
+    """Header ``name`` of a call, from a log entry or a ``Delivery``, whatever its case."""
+    raw = entry.headers if isinstance(entry, Delivery) else entry["headers"]
+    headers = {k.lower(): v for k, v in raw.items()}
     return str(headers[name.lower()])

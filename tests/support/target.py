@@ -1,13 +1,18 @@
-"""A real local HTTP target that records every call, for tests.
+"""Real local HTTP targets that record every call, for tests.
 
-In process: ``async with RecordingTarget() as target`` and ``await target.wait_for(n)``.
-As a process: ``python -m tests.support.target --port N --log FILE`` appends one JSON line per
-call (path, headers, body, receive time) to FILE, for end-to-end tests in other processes.
+``RecordingTarget`` is a capable server (aiohttp); ``ThreadedTarget`` a modest one, the standard
+library's ``ThreadingHTTPServer`` as it comes.
+
+In process: ``async with RecordingTarget() as target`` and ``await target.wait_for(n)``;
+``with ThreadedTarget() as target`` and ``target.deliveries()``.
+As a process: ``python -m tests.support.target --port N --log FILE [--threaded]`` appends one
+JSON line per call (method, path, headers, body, receive time) to FILE, for end-to-end tests and
+the benchmark in other processes.
 
 Paths choose the behaviour: ``?status=503`` answers that status, ``?delay=2.5`` waits first,
 ``?size=100000000`` streams that many bytes of body, ``/drop`` closes the connection unanswered,
 ``?fail_first=2`` answers 503 to the first two calls to that path and 200 after,
-``?retry_after=7`` adds that ``Retry-After`` header.
+``?retry_after=7`` adds that ``Retry-After`` header. ``ThreadedTarget`` knows only ``?delay``.
 """
 
 from __future__ import annotations
@@ -15,15 +20,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from aiohttp import web
 
-__all__ = ["Delivery", "RecordingTarget"]
+__all__ = ["Delivery", "RecordingTarget", "ThreadedTarget"]
 
 _CHUNK = b"x" * 65_536
 
@@ -124,18 +134,113 @@ class RecordingTarget:
 
     async def _record(self, delivery: Delivery) -> None:
         if self._log is not None:
-            entry = {
-                "method": delivery.method,
-                "path": delivery.path,
-                "headers": delivery.headers,
-                "body": delivery.body,
-                "received_us": delivery.received_us,
-            }
-            with self._log.open("a") as log:
-                log.write(json.dumps(entry) + "\n")
+            _append(self._log, delivery)
         async with self._changed:
             self.deliveries.append(delivery)
             self._changed.notify_all()
+
+
+def _append(log: Path, delivery: Delivery) -> None:
+    with log.open("a") as out:
+        out.write(json.dumps(asdict(delivery)) + "\n")
+
+
+class ThreadedTarget:
+    """A modest target: ``ThreadingHTTPServer`` with Python's defaults (listen backlog 5, one
+    thread per connection, HTTP/1.0: one call per connection), recording every call.
+
+    The socket is bound when the target is made, so ``port`` and ``url`` are known at once, but
+    it listens only from ``start()``: until then every call is refused, as by a service that is
+    down. Thread safe.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, log: Path | None = None) -> None:
+        self._log = log
+        self._lock = threading.Lock()
+        self._deliveries: list[Delivery] = []
+        self.closing = threading.Event()
+        """Set on ``stop()``: calls still waiting out their delay end unanswered."""
+        self._server = _ThreadedServer((host, port), self)
+        self.host, self.port = self._server.server_address[:2]
+        self._thread: threading.Thread | None = None
+
+    def url(self, path: str = "/") -> str:
+        return f"http://{self.host}:{self.port}{path}"
+
+    def start(self) -> ThreadedTarget:
+        self._server.server_activate()
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.closing.set()
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(10)
+        self._server.server_close()
+
+    def deliveries(self) -> list[Delivery]:
+        with self._lock:
+            return list(self._deliveries)
+
+    def record(self, delivery: Delivery) -> None:
+        with self._lock:
+            self._deliveries.append(delivery)
+            if self._log is not None:
+                _append(self._log, delivery)
+
+    def __enter__(self) -> ThreadedTarget:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class _ThreadedServer(ThreadingHTTPServer):
+    def __init__(self, address: tuple[str, int], target: ThreadedTarget) -> None:
+        super().__init__(address, _ThreadedHandler, bind_and_activate=False)
+        self.target = target
+        try:
+            self.server_bind()
+        except BaseException:
+            self.server_close()
+            raise
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A caller that hung up (its call timed out) is no fault of the target's."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
+class _ThreadedHandler(BaseHTTPRequestHandler):
+    server: _ThreadedServer
+
+    def _answer(self) -> None:
+        received_us = time.time_ns() // 1000
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode(errors="replace")
+        url = urlsplit(self.path)
+        headers = dict(self.headers.items())
+        target = self.server.target
+        target.record(Delivery(self.command, url.path, headers, body, received_us))
+        delay = parse_qs(url.query).get("delay")
+        if delay and target.closing.wait(float(delay[0])):
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer  # noqa: N815 (http.server names)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent: a line per call would bury the tests' output."""
 
 
 async def _serve(port: int, log: Path) -> None:
@@ -147,8 +252,13 @@ def _main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--log", type=Path, required=True)
+    parser.add_argument("--threaded", action="store_true", help="serve as a ThreadedTarget")
     args = parser.parse_args()
-    asyncio.run(_serve(args.port, args.log))
+    if args.threaded:
+        ThreadedTarget(port=args.port, log=args.log).start()
+        threading.Event().wait()
+    else:
+        asyncio.run(_serve(args.port, args.log))
 
 
 if __name__ == "__main__":
