@@ -33,3 +33,21 @@ def test_the_allow_list_setting_is_comma_separated(monkeypatch: pytest.MonkeyPat
     settings = Settings()
     assert settings.block_private_networks is True
     assert settings.allowed_networks == ["10.0.0.0/8", "billing.internal"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("KAIROS_MAX_CONNECTIONS", "0"),
+        ("KAIROS_HEADER_TIMEOUT", "0"),
+        ("KAIROS_BODY_TIMEOUT", "-1"),
+        ("KAIROS_KEEP_ALIVE_TIMEOUT", "0.5"),
+    ],
+)
+def test_bad_connection_limits_are_named(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    assert raised.value.errors()[0]["loc"] == (variable.removeprefix("KAIROS_").lower(),)
