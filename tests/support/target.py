@@ -7,7 +7,8 @@ call (path, headers, body, receive time) to FILE, for end-to-end tests in other 
 Paths choose the behaviour: ``?status=503`` answers that status, ``?delay=2.5`` waits first,
 ``?size=100000000`` streams that many bytes of body, ``/drop`` closes the connection unanswered,
 ``?fail_first=2`` answers 503 to the first two calls to that path and 200 after,
-``?retry_after=7`` adds that ``Retry-After`` header.
+``?retry_after=7`` adds that ``Retry-After`` header, ``?location=URL`` that ``Location`` header
+(with ``?status=302``, a redirect).
 """
 
 from __future__ import annotations
@@ -107,6 +108,8 @@ class RecordingTarget:
         response = web.Response(status=status, text="ok")
         if "retry_after" in query:
             response.headers["Retry-After"] = query["retry_after"]
+        if "location" in query:
+            response.headers["Location"] = query["location"]
         if "set_cookie" in query:
             response.set_cookie("session", query["set_cookie"])
         return response
