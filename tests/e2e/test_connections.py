@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from kairos.api.server import RESERVED_FILES
 from tests.support.server import ADMIN_TOKEN, KairosProcess
 
 pytestmark = pytest.mark.e2e
@@ -151,13 +152,13 @@ def test_connections_beyond_the_cap_are_answered_503_and_the_server_lives_on(
 ) -> None:
     env = {
         "KAIROS_HEADER_TIMEOUT": str(TIMEOUT_S),
-        "KAIROS_HTTP_WORKERS": "0",  # the server's process makes the calls: it keeps 50 + 128
+        "KAIROS_HTTP_WORKERS": "0",  # the calls are made in the server process: 50 more kept
         "KAIROS_MAX_CONCURRENT_RUNS": "50",
     }
     log = tmp_path / "kairos.log"
     db = f"sqlite:///{tmp_path}/k.db"
     server = KairosProcess(db, env=env, log_path=log, file_limit=(300, 300))
-    cap = 300 - 128 - 50
+    cap = 300 - RESERVED_FILES - 50
     with server, server.client() as api, clients() as idle:
         text = log.read_text()
         assert (
