@@ -58,7 +58,7 @@ def _serve(
     import uvicorn
 
     from kairos.api import create_app
-    from kairos.api.server import QuietServer
+    from kairos.api.server import ConnectionLimits, GuardedHttpProtocol, QuietServer, connection_cap
     from kairos.executors import default_http_workers
 
     flags: dict[str, Any] = {"host": host, "port": port, "database_url": db, "log_level": log_level}
@@ -86,12 +86,20 @@ def _serve(
         out.file.flush()
 
     logs.configure(settings.log_level, settings.log_format)
+    limits = ConnectionLimits(
+        max_connections=connection_cap(settings),
+        header_timeout_s=settings.header_timeout,
+        body_timeout_s=settings.body_timeout,
+    )
     app = create_app(settings, on_started=banner)
     _tune_gc()
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
+        http=GuardedHttpProtocol.bound(limits),
+        ws="none",  # no WebSocket routes: a connection never leaves the guarded protocol
+        timeout_keep_alive=settings.keep_alive_timeout,
         log_level=settings.log_level,
         log_config=None,  # uvicorn's lines go through the handler ``logs.configure`` set
         lifespan="on",

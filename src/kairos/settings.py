@@ -20,6 +20,16 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     database_url: str = "sqlite:///./kairos.db"
+    max_connections: int = Field(default=1000, ge=1, le=1_000_000)
+    """Client connections ``kairos serve`` keeps open at once; one more is answered 503 and
+    closed. Fewer where the open-file limit has no room for so many."""
+    header_timeout: float = Field(default=10.0, gt=0, le=3600)
+    """Seconds a client has to send a request's line and headers, from when it connects (or
+    begins its next request): then its connection is closed."""
+    body_timeout: float = Field(default=30.0, gt=0, le=3600)
+    """Seconds a request's body may pause before its connection is closed."""
+    keep_alive_timeout: int = Field(default=5, ge=1, le=3600)
+    """Seconds an idle connection is kept open after an answer (whole seconds: uvicorn's)."""
     admin_token: str | None = Field(default=None, repr=False)
     jwt_secret: str | None = Field(default=None, repr=False, min_length=32)
     """The key that signs users' access tokens (HMAC-SHA256). Unset: one is generated at the

@@ -1,14 +1,18 @@
-"""Webhook notifications, received by a real local server: payload, signature, retries, and the
-events the engine sends (a failed fire, a pause by the circuit breaker)."""
+"""Webhook notifications, received by a real local server: payload, signature, retries, the
+outbound guard and redirects, and the events the engine sends (a failed fire, a pause by the
+circuit breaker)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -84,6 +88,75 @@ async def test_a_failed_delivery_is_retried_and_the_server_hook_is_told_too(
         len({d.headers["X-Kairos-Delivery"] for d in own_deliveries}) == 1
     )  # one delivery, retried
     assert "X-Kairos-Signature" not in own_deliveries[0].headers  # no secret: not signed
+
+
+async def undelivered(caplog: pytest.LogCaptureFixture, deadline_s: float = 10) -> str:
+    """The message of the first "not delivered" line logged; fail after ``deadline_s``."""
+    loop = asyncio.get_running_loop()
+    end_s = loop.time() + deadline_s
+    while loop.time() < end_s:
+        lines = [r.getMessage() for r in caplog.records if "not delivered" in r.getMessage()]
+        if lines:
+            return lines[0]
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"nothing logged as not delivered within {deadline_s} s")
+
+
+@pytest.mark.parametrize("redirect_host", ["127.0.0.1", "[::ffff:127.0.0.1]"])
+async def test_a_redirect_is_a_failed_delivery_never_followed(
+    receiver: RecordingTarget, caplog: pytest.LogCaptureFixture, redirect_host: str
+) -> None:
+    # The guard is on; the first receiver is reachable because its host name is on the allow
+    # list (as with KAIROS_ALLOWED_NETWORKS=localhost). The redirect names an IP literal, which
+    # no resolver sees: only not following it keeps the call from the second receiver.
+    async with RecordingTarget() as second:
+        location = quote(f"http://{redirect_host}:{second.port}/stolen")
+        hook = {"url": f"http://localhost:{receiver.port}/hook?status=302&location={location}"}
+        guard = OutboundGuard(block_private=True, allow=["localhost"])
+        notifier = await started(Notifier(guard, retry_delays_s=(0.01,)))
+        try:
+            with caplog.at_level(logging.WARNING, "kairos.notifier"):
+                notifier.notify(Event("failure", job(on_failure=hook), {}, "HTTP 500"))
+                line = await undelivered(caplog)
+        finally:
+            await notifier.close()
+        assert second.deliveries == []
+    assert [d.path for d in receiver.deliveries] == ["/hook"]  # not retried either
+    assert line.endswith("not delivered: HTTP 302 (redirects are not followed)")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "[::ffff:127.0.0.1]", "[::1]"])
+async def test_a_webhook_to_a_blocked_address_is_refused_without_connecting(
+    receiver: RecordingTarget, caplog: pytest.LogCaptureFixture, host: str
+) -> None:
+    hook = {"url": f"http://{host}:{receiver.port}/hook"}
+    notifier = await started(Notifier(OutboundGuard(block_private=True)))
+    try:
+        with caplog.at_level(logging.WARNING, "kairos.notifier"):
+            notifier.notify(Event("failure", job(on_failure=hook), {}, "HTTP 500"))
+            line = await undelivered(caplog)
+    finally:
+        await notifier.close()
+    assert receiver.deliveries == []  # 127.0.0.1 was listening: the guard stopped the call
+    assert "not delivered: refused: " in line
+    assert "is a private or loopback address" in line
+
+
+@pytest.mark.parametrize("listening", [True, False])
+async def test_a_webhook_password_is_masked_in_the_log(
+    receiver: RecordingTarget, caplog: pytest.LogCaptureFixture, listening: bool
+) -> None:
+    port = receiver.port if listening else 9  # 9: nothing listens, the connection fails
+    hook = {"url": f"http://alice:pa55-w0rd@127.0.0.1:{port}/hook?status=404"}
+    notifier = await started(Notifier(OutboundGuard(block_private=False), retry_delays_s=(0.01,)))
+    try:
+        with caplog.at_level(logging.DEBUG):
+            notifier.notify(Event("failure", job(on_failure=hook), {}, "HTTP 500"))
+            line = await undelivered(caplog)
+    finally:
+        await notifier.close()
+    assert f"http://alice:***@127.0.0.1:{port}/" in line
+    assert "pa55-w0rd" not in caplog.text
 
 
 async def test_the_engine_tells_of_failed_fires_and_of_the_breaker_pausing_a_job(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -19,6 +21,7 @@ from tests.support.target import Delivery
 __all__ = ["KairosProcess", "TargetProcess", "free_port", "header", "wait_until"]
 
 ADMIN_TOKEN = "e2e-admin-token"
+_NOFILE = resource.RLIMIT_NOFILE
 
 
 def free_port() -> int:
@@ -41,7 +44,8 @@ def wait_until(condition: object, timeout: float, interval: float = 0.02, what: 
 
 
 class KairosProcess:
-    """``kairos serve`` in a child process on a free port, with an admin token set."""
+    """``kairos serve`` in a child process on a free port, with an admin token set;
+    ``file_limit`` is the child's (soft, hard) open-file limit."""
 
     def __init__(
         self,
@@ -50,8 +54,10 @@ class KairosProcess:
         env: dict[str, str] | None = None,
         log_path: Path | None = None,
         token: str | None = ADMIN_TOKEN,
+        file_limit: tuple[int, int] | None = None,
     ) -> None:
         self.db_url = db_url
+        self.file_limit = file_limit
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.token = token
@@ -65,11 +71,17 @@ class KairosProcess:
             env["KAIROS_ADMIN_TOKEN"] = self.token
         command = [sys.executable, "-m", "kairos", "serve", "--port", str(self.port)]
         command += ["--db", self.db_url]
+        limit = self.file_limit
+        limited = None if limit is None else functools.partial(resource.setrlimit, _NOFILE, limit)
         if self.log_path is None:
-            self.proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                command, env=env, stdout=subprocess.DEVNULL, preexec_fn=limited
+            )
         else:
             with self.log_path.open("ab") as out:  # the child keeps its own copy open
-                self.proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+                self.proc = subprocess.Popen(
+                    command, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=limited
+                )
         try:
             wait_until(self._ready, ready_timeout, interval=0.05, what=f"kairos on {self.port}")
         except BaseException:

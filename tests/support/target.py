@@ -12,7 +12,8 @@ the benchmark in other processes.
 Paths choose the behaviour: ``?status=503`` answers that status, ``?delay=2.5`` waits first,
 ``?size=100000000`` streams that many bytes of body, ``/drop`` closes the connection unanswered,
 ``?fail_first=2`` answers 503 to the first two calls to that path and 200 after,
-``?retry_after=7`` adds that ``Retry-After`` header. ``ThreadedTarget`` knows only ``?delay``.
+``?retry_after=7`` adds that ``Retry-After`` header, ``?location=URL`` that ``Location`` header
+(with ``?status=302``, a redirect). ``ThreadedTarget`` knows only ``?delay``.
 """
 
 from __future__ import annotations
@@ -117,6 +118,8 @@ class RecordingTarget:
         response = web.Response(status=status, text="ok")
         if "retry_after" in query:
             response.headers["Retry-After"] = query["retry_after"]
+        if "location" in query:
+            response.headers["Location"] = query["location"]
         if "set_cookie" in query:
             response.set_cookie("session", query["set_cookie"])
         return response

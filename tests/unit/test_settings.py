@@ -50,3 +50,21 @@ def test_host_limits_are_json_by_host(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAIROS_HOST_LIMITS", '{"h": {"max_concurrency": 0}}')
     with pytest.raises(ValidationError, match=r"host_limits\.h\.max_concurrency"):
         Settings()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("KAIROS_MAX_CONNECTIONS", "0"),
+        ("KAIROS_HEADER_TIMEOUT", "0"),
+        ("KAIROS_BODY_TIMEOUT", "-1"),
+        ("KAIROS_KEEP_ALIVE_TIMEOUT", "0.5"),
+    ],
+)
+def test_bad_connection_limits_are_named(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    assert raised.value.errors()[0]["loc"] == (variable.removeprefix("KAIROS_").lower(),)

@@ -3,7 +3,8 @@
 Each event is a JSON ``POST`` to the job's webhook and to the server's, sent from a queue by a
 few workers, so the dispatcher never waits on a receiver. A delivery is retried a few times
 with backoff on errors another try may fix, then dropped with a log line; when the queue is
-full, new events are dropped the same way. With a secret, the receiver can check the
+full, new events are dropped the same way. Redirects are not followed (a 3xx is a failed
+delivery): one could lead around the outbound guard. With a secret, the receiver can check the
 ``X-Kairos-Signature`` header: ``sha256=`` and the hex HMAC-SHA256, under the secret, of
 ``<X-Kairos-Timestamp>.<body>``; the timestamp lets it refuse replays.
 """
@@ -22,6 +23,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import yarl
 
 from kairos import __version__
 from kairos.clock import from_us
@@ -130,10 +132,14 @@ class Notifier:
             headers = _headers(hook, body, kind, delivery)
             try:
                 self._guard.check_literal(hook.url.host or "")
-                async with self._session.post(str(hook.url), data=body, headers=headers) as answer:
+                async with self._session.post(
+                    str(hook.url), data=body, headers=headers, allow_redirects=False
+                ) as answer:
                     if 200 <= answer.status < 300:
                         return
                     problem = f"HTTP {answer.status}"
+                    if 300 <= answer.status < 400:
+                        problem += " (redirects are not followed)"
                     if answer.status not in _RETRY_STATUSES:
                         break
             except OutboundRefused as exc:
@@ -146,7 +152,7 @@ class Notifier:
                     break
                 problem = f"{type(exc).__name__}: {exc}"
         log.warning(
-            "notification %s to %s not delivered: %s", kind, hook.url, problem, extra=fields
+            "notification %s to %s not delivered: %s", kind, _shown(hook), problem, extra=fields
         )
 
 
@@ -164,3 +170,9 @@ def _headers(hook: Webhook, body: bytes, kind: str, delivery: str) -> dict[str, 
         digest = hmac.new(hook.secret.encode(), signed, hashlib.sha256).hexdigest()
         headers["X-Kairos-Signature"] = f"sha256={digest}"
     return headers
+
+
+def _shown(hook: Webhook) -> str:
+    """The hook's URL for a log line: its password, if it has one, as ``***``."""
+    url = yarl.URL(str(hook.url))
+    return str(url if url.password is None else url.with_password("***"))
