@@ -6,6 +6,7 @@ import asyncio
 import json
 import sys
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,9 +22,11 @@ __all__ = [
     "log",
     "put_jobs",
     "reset",
+    "run_statuses",
     "target_count",
     "target_stats",
     "wait_for_deliveries",
+    "wait_settled",
 ]
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -121,3 +124,35 @@ async def wait_for_deliveries(
 async def reset(target: str) -> None:
     async with aiohttp.ClientSession() as http, http.post(f"{target}/__reset") as response:
         await response.read()
+
+
+async def wait_settled(base: str, deadline: float) -> None:
+    """Poll the server at ``base`` until every date job has fired and no run is queued or
+    running, or until ``deadline`` (epoch seconds). Asks for one item of each: cheap enough to
+    poll while a workload runs."""
+    pending = ("/jobs?state=scheduled", "/runs?status=running", "/runs?status=scheduled")
+    async with aiohttp.ClientSession(base, headers=AUTH) as http:
+        while time.time() < deadline:
+            for path in pending:
+                async with http.get(path, params={"limit": "1"}) as response:
+                    if (await response.json())["items"]:
+                        break
+            else:
+                return
+            await asyncio.sleep(0.2)
+    log("  warning: runs still pending at the deadline")
+
+
+async def run_statuses(base: str) -> Counter[str]:
+    """How many runs the server at ``base`` holds with each status."""
+    statuses: Counter[str] = Counter()
+    cursor = None
+    async with aiohttp.ClientSession(base, headers=AUTH) as http:
+        while True:
+            params = {"limit": "1000"} | ({"cursor": cursor} if cursor else {})
+            async with http.get("/runs", params=params) as response:
+                page = await response.json()
+            statuses.update(run["status"] for run in page["items"])
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return statuses

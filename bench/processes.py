@@ -20,6 +20,7 @@ __all__ = [
     "rss_mib",
     "start_kairos",
     "start_target",
+    "start_threaded_target",
 ]
 
 TOKEN = "bench-token"
@@ -77,6 +78,16 @@ def start_target() -> tuple[Process, str]:
     command = [sys.executable, "-m", "bench.target", "--port", str(port)]
     base = f"http://127.0.0.1:{port}"
     return Process(command, dict(os.environ), f"{base}/__reset"), base
+
+
+def start_threaded_target(calls: Path) -> tuple[Process, str]:
+    """The tests' modest target (``ThreadedTarget``: ``ThreadingHTTPServer`` with Python's
+    defaults, listen backlog 5, a thread per connection), logging every call to ``calls``."""
+    port = free_port()
+    command = [sys.executable, "-m", "tests.support.target", "--threaded"]
+    command += ["--port", str(port), "--log", str(calls)]
+    base = f"http://127.0.0.1:{port}"
+    return Process(command, dict(os.environ), f"{base}/__probe"), base
 
 
 def start_kairos(db_url: str, extra_env: dict[str, str] | None = None) -> tuple[Process, str]:

@@ -2,7 +2,7 @@
 
 Prints the medians of ``--repeat`` runs with the machine they ran on and writes them to
 bench/RESULTS.md. ``--only`` picks sections: precision, burst, sustained, rest, api, postgres,
-cluster, retention, claims, ceiling.
+cluster, retention, claims, small, mixed, ceiling.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import aiohttp
 from bench.claims import ClaimRun, claims
 from bench.client import epoch_us, iso, log, reset, target_stats
 from bench.cluster import ClusterRun, cluster_run
+from bench.delivery import Mixed, SmallTarget, mixed_targets, small_target
 from bench.processes import create_pg_database, drop_pg_database, start_target
 from bench.retention import Chunks, chunks
 from bench.scale import AtRest, at_rest, load_at_rest
@@ -31,7 +32,9 @@ from bench.single import ApiRun, Burst, Ticking, api_writes, burst, ticking
 from bench.stats import median, percentile
 from kairos.executors import default_http_workers
 
-SECTIONS = "precision,burst,sustained,rest,api,postgres,cluster,retention,claims,ceiling"
+SECTIONS = (
+    "precision,burst,sustained,rest,api,postgres,cluster,retention,claims,small,mixed,ceiling"
+)
 
 SEED_REFERENCE = (
     "Seed design (APScheduler BackgroundScheduler + SQLite job store + a new HTTP client per "
@@ -428,6 +431,66 @@ class Bench:
             rows,
         )
 
+    async def small(self) -> list[str]:
+        rows = []
+        for size in self.args.small:
+
+            async def one(size: int = size) -> SmallTarget:
+                log(f"small target: {size}")
+                return await small_target(size, self.dbs.new("small"), self.env, self.dbs.db_dir)
+
+            runs = await repeat(self.args.repeat, one)
+            cells = [f"{size:,}", f"{med(runs, 'delivered'):,.0f}"]
+            cells += [f"{med(runs, n):,.0f}" for n in ("duplicates", "failed", "missed")]
+            cells += [f"{med(runs, n):.2f}" for n in ("last_delivery_s", "settled_s")]
+            rows.append(row(*cells))
+        return table(
+            "### Small target: N date jobs due at one instant calling a ThreadingHTTPServer "
+            f"(listen backlog 5, a thread per connection) ({self.dbs.label})",
+            [
+                "N",
+                "delivered",
+                "duplicates",
+                "failed",
+                "missed",
+                "last delivery s",
+                "all runs finished s",
+            ],
+            rows,
+        )
+
+    async def mixed(self) -> list[str]:
+        slow, fast, window_s = self.args.mixed_slow, self.args.mixed_fast, self.args.window
+
+        async def one() -> Mixed:
+            await reset(self.target)
+            log(f"mixed targets: {slow} slow jobs, {fast} fast for {window_s:.0f} s")
+            db = self.dbs.new("mixed")
+            return await mixed_targets(
+                slow, fast, window_s, self.target, db, self.env, self.dbs.db_dir
+            )
+
+        runs = await repeat(self.args.repeat, one)
+        cells = [f"{slow:,}", f"{fast:,}"]
+        cells += [f"{med(runs, n):.0f}" for n in ("lag_p50_ms", "lag_p99_ms", "lag_max_ms")]
+        cells += [f"{med(runs, 'missed'):,.0f} of {fast * int(window_s):,}"]
+        cells += [f"{med(runs, 'slow_per_s'):,.0f}"]
+        return table(
+            "### Mixed targets: jobs every second calling a slow target (a ThreadingHTTPServer "
+            f"answering after 2 s) beside jobs every second calling a fast one, {window_s:.0f} s "
+            f"({self.dbs.label})",
+            [
+                "slow jobs",
+                "fast jobs",
+                "fast lag p50 ms",
+                "p99 ms",
+                "max ms",
+                "fast fires missed",
+                "slow calls/s",
+            ],
+            [row(*cells)],
+        )
+
 
 async def main_async(args: argparse.Namespace) -> str:
     target_process, target = start_target()
@@ -483,6 +546,9 @@ def main() -> None:
     parser.add_argument("--replicas", default="1,3", type=_ints)
     parser.add_argument("--cluster-burst", default=10_000, type=int)
     parser.add_argument("--cluster-jobs", default=1_000, type=int)
+    parser.add_argument("--small", default="1000", type=_ints, help="small-target burst sizes")
+    parser.add_argument("--mixed-slow", default=600, type=int, help="jobs calling the slow target")
+    parser.add_argument("--mixed-fast", default=10, type=int, help="jobs calling the fast target")
     parser.add_argument("--concurrency", type=int, help="KAIROS_MAX_CONCURRENT_RUNS")
     parser.add_argument(
         "--http-workers", type=int, help="KAIROS_HTTP_WORKERS (default: as kairos serve chooses)"
