@@ -45,8 +45,9 @@ _CHANGED = "the job was changed before this run started"
 _CONNECT_RETRY_FIRST_S = 0.1
 _CONNECT_RETRY_LONGEST_S = 2.0
 # Runs waiting for a slot at their target's host leave their place under ``max_concurrent`` to
-# other targets' runs, up to this many times ``max_concurrent`` (memory stays bounded).
-_PARKED_PER_SLOT = 10
+# other targets' runs, up to this many times ``max_concurrent``: more would let claims run far
+# ahead of the calls they feed (a burst to one host claimed whole before its calls are made).
+_PARKED_PER_SLOT = 1
 
 
 class Dispatcher:
