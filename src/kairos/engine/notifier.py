@@ -145,9 +145,8 @@ class Notifier:
                     problem = f"refused: {refused}"
                     break
                 problem = f"{type(exc).__name__}: {exc}"
-        log.warning(
-            "notification %s to %s not delivered: %s", kind, hook.url, problem, extra=fields
-        )
+        shown = hook.masked().url  # never a password in the log
+        log.warning("notification %s to %s not delivered: %s", kind, shown, problem, extra=fields)
 
 
 def _headers(hook: Webhook, body: bytes, kind: str, delivery: str) -> dict[str, str]:
