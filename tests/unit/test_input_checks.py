@@ -13,6 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from kairos.api import create_app
+from kairos.errors import InvalidField
+from kairos.identity import Scope
 from kairos.models import MAX_BODY_BYTES
 from kairos.settings import Settings
 
@@ -126,6 +128,18 @@ def test_a_key_lifetime_past_ten_years_is_422_naming_it(
     assert error_of(response)["loc"] == ["body", "expires_in"]
     limit = {"name": "k", "scopes": ["jobs:read"], "expires_in": 315_360_000}
     assert client.post("/auth/keys", json=limit).status_code == 201
+
+
+def test_a_key_made_without_the_api_has_the_same_limit(client: TestClient) -> None:
+    accounts = client.app.state.accounts  # type: ignore[attr-defined]
+    scopes = frozenset({Scope.JOBS_READ})
+
+    async def create(expires_in_s: float) -> object:
+        return await accounts.create_key("k", scopes, expires_in_s=expires_in_s, actor="cli:x")
+
+    with pytest.raises(InvalidField) as caught:
+        client.portal.call(create, 1e300)
+    assert caught.value.loc == ("expires_in",)
 
 
 @pytest.mark.parametrize(

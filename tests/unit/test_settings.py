@@ -33,3 +33,10 @@ def test_the_allow_list_setting_is_comma_separated(monkeypatch: pytest.MonkeyPat
     settings = Settings()
     assert settings.block_private_networks is True
     assert settings.allowed_networks == ["10.0.0.0/8", "billing.internal"]
+
+
+def test_request_bodies_are_limited_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings()
+    assert (settings.max_request_bytes, settings.max_batch_bytes) == (1_048_576, 16_777_216)
+    monkeypatch.setenv("KAIROS_MAX_REQUEST_BYTES", "65536")
+    assert Settings().max_request_bytes == 65_536
