@@ -7,10 +7,13 @@ Specs are data: a stored job is its validated JSON spec plus bookkeeping columns
 from __future__ import annotations
 
 import enum
+import json
 import math
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -28,9 +31,13 @@ from pydantic import (
 )
 
 from kairos.errors import InvalidField
+from kairos.masking import SECRET_MASK, kept_password, masked_url, same_origin
 
 __all__ = [
+    "FIRST_YEAR",
     "JOB_ID_PATTERN",
+    "LAST_YEAR",
+    "MAX_BODY_BYTES",
     "SECRET_MASK",
     "TAG_PATTERN",
     "CronTriggerSpec",
@@ -40,6 +47,7 @@ __all__ = [
     "HttpMethod",
     "HttpTarget",
     "IntervalTriggerSpec",
+    "JobId",
     "JobRecord",
     "JobSpec",
     "JobState",
@@ -50,10 +58,23 @@ __all__ = [
     "TriggerSpec",
     "Webhook",
     "parse_zone",
+    "reachable_id",
 ]
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 TAG_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+
+def reachable_id(job_id: str) -> str:
+    """``job_id``, or ``ValueError`` if it is ``.`` or ``..``: clients and proxies resolve
+    those in a URL's path, so ``/jobs/..`` could never reach the job."""
+    if job_id in (".", ".."):
+        raise ValueError(f"{job_id!r} cannot be a job id: URLs cannot name it")
+    return job_id
+
+
+JobId = Annotated[str, StringConstraints(pattern=JOB_ID_PATTERN), AfterValidator(reachable_id)]
+"""A job's id: 1-128 of ``[A-Za-z0-9_.:-]``, but not ``.`` or ``..``."""
 
 CRON_FIELDS = ("year", "month", "day", "week", "day_of_week", "hour", "minute", "second")
 
@@ -68,12 +89,12 @@ class _Spec(BaseModel):
 def _in_range(value: datetime, info: ValidationInfo) -> datetime:
     """A trigger's date between 1970 and 2999: the schedule's arithmetic (a day before, a
     second after) must stay within the dates Python can represent."""
-    if not _FIRST_YEAR <= value.year <= _LAST_YEAR and not _stored(info):
-        raise ValueError(f"must be between the years {_FIRST_YEAR} and {_LAST_YEAR}")
+    if not FIRST_YEAR <= value.year <= LAST_YEAR and not _stored(info):
+        raise ValueError(f"must be between the years {FIRST_YEAR} and {LAST_YEAR}")
     return value
 
 
-_FIRST_YEAR, _LAST_YEAR = 1970, 2999
+FIRST_YEAR, LAST_YEAR = 1970, 2999
 _STORED = {"stored": True}
 
 
@@ -173,12 +194,30 @@ TriggerSpec = Annotated[
 ]
 
 
-# What the API shows for a secret header's value; sent back in a replacement, it keeps the value.
-SECRET_MASK = "***"
 _ALWAYS_SECRET = frozenset({"authorization", "proxy-authorization"})
 # What the JSON encoder that sends bodies takes: a signed or an unsigned 64-bit integer.
 _INT_MIN, _UINT_MAX = -(2**63), 2**64 - 1
 _MAX_BODY_DEPTH = 128
+MAX_BODY_BYTES = 262_144
+"""The largest target body, serialized (a string as UTF-8, an object or array as compact JSON)."""
+# RFC 9110's token: what a header name may be made of.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Control characters other than a tab end or corrupt the header line they are sent in.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Hop-by-hop headers and those the HTTP client computes from the request itself: set by hand
+# they contradict the framing the client sends (Transfer-Encoding beside Content-Length).
+_FRAMING_HEADERS = frozenset(
+    {
+        "connection",
+        "content-length",
+        "host",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
 
 
 class HostLimitSpec(_Spec):
@@ -194,6 +233,7 @@ class HostLimitSpec(_Spec):
 class HttpTarget(_Spec):
     type: Literal["http"] = "http"
     url: AnyHttpUrl
+    """A password in it (``https://user:password@host/``) is a secret, like a secret header."""
     method: HttpMethod = "POST"
     headers: dict[str, str] = Field(default_factory=dict)
     secret_headers: list[str] = Field(default_factory=list)
@@ -215,39 +255,31 @@ class HttpTarget(_Spec):
 
     @field_validator("headers")
     @classmethod
-    def _header_syntax(cls, headers: dict[str, str]) -> dict[str, str]:
+    def _header_syntax(cls, headers: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        if _stored(info):
+            return headers
         for name, value in headers.items():
-            if not name or any(c in name for c in " \t\r\n:") or not name.isascii():
+            if not _HEADER_NAME.fullmatch(name):
                 raise ValueError(f"invalid header name {name!r}")
-            if "\r" in value or "\n" in value:
-                raise ValueError(f"header {name!r} must not contain a line break")
+            if _CONTROL.search(value):
+                raise ValueError(f"header {name!r} must not hold control characters or line breaks")
             if name.lower().startswith("x-kairos-"):
                 raise ValueError(f"header {name!r}: X-Kairos-* headers are set by Kairos")
+            if name.lower() in _FRAMING_HEADERS:
+                raise ValueError(f"header {name!r} is set by the HTTP client: leave it out")
         return headers
 
     @field_validator("body")
     @classmethod
     def _json_body(cls, body: Any, info: ValidationInfo) -> Any:
-        # The body is stored and sent as JSON: nested deeper than JSON encoders go it would be
-        # accepted here and then fail to be written; NaN or infinity would be sent as null, and
-        # an integer beyond 64 bits could not be sent at all.
-        if body is None or isinstance(body, str) or _stored(info):
+        if body is None or _stored(info):
             return body
-        level = [body]
-        for _ in range(_MAX_BODY_DEPTH):
-            if any(isinstance(item, float) and not math.isfinite(item) for item in level):
-                raise ValueError("NaN and infinity are not JSON numbers")
-            if any(isinstance(item, int) and not _INT_MIN <= item <= _UINT_MAX for item in level):
-                raise ValueError(f"integers must lie between {_INT_MIN} and {_UINT_MAX}")
-            level = [
-                child
-                for item in level
-                if isinstance(item, dict | list)
-                for child in (item.values() if isinstance(item, dict) else item)
-            ]
-            if not level:
-                return body
-        raise ValueError(f"nested deeper than {_MAX_BODY_DEPTH} levels")
+        if not isinstance(body, str):
+            _check_json(body)
+        text = body if isinstance(body, str) else json.dumps(body, separators=(",", ":"))
+        if len(text.encode()) > MAX_BODY_BYTES:
+            raise ValueError(f"must be at most {MAX_BODY_BYTES} bytes once serialized")
+        return body
 
     @model_validator(mode="after")
     def _secrets_are_headers(self) -> HttpTarget:
@@ -262,33 +294,62 @@ class HttpTarget(_Spec):
         present = {name.lower() for name in self.headers}
         return present & (_ALWAYS_SECRET | {name.lower() for name in self.secret_headers})
 
+    @property
+    def sends_masks(self) -> bool:
+        """Some value is ``"***"``: the target means to keep a stored secret."""
+        return self.url.password == SECRET_MASK or SECRET_MASK in self.headers.values()
+
     def masked(self) -> HttpTarget:
-        """This target with every secret header's value shown as ``"***"``."""
+        """This target with every secret (header value, URL password) shown as ``"***"``."""
         secret = self.secret_names()
-        if not secret:
+        if not secret and self.url.password is None:
             return self
         shown = {k: SECRET_MASK if k.lower() in secret else v for k, v in self.headers.items()}
-        return self.model_copy(update={"headers": shown})
+        return self.model_copy(update={"headers": shown, "url": masked_url(self.url)})
 
     def keeping_secrets(self, stored: HttpTarget | None) -> HttpTarget:
-        """This target with each secret header sent as ``"***"`` given its value in ``stored``
-        (the target it replaces). ``ValueError`` naming the header if there is none to keep."""
+        """This target with each secret sent as ``"***"`` given its value in ``stored`` (the
+        target it replaces). ``InvalidField`` naming the field if there is none to keep, or if
+        the target moves to another origin: a kept secret only goes where it was given for."""
         secret = self.secret_names()
+        masks = [k for k, v in self.headers.items() if v == SECRET_MASK and k.lower() in secret]
         kept = {}
         if stored is not None:
             was_secret = stored.secret_names()
             kept = {k.lower(): v for k, v in stored.headers.items() if k.lower() in was_secret}
         headers = dict(self.headers)
-        for name, value in self.headers.items():
-            if value != SECRET_MASK or name.lower() not in secret:
-                continue
-            if name.lower() not in kept:
-                raise ValueError(
+        for name in masks:
+            if stored is None or name.lower() not in kept:
+                raise InvalidField(
+                    ["headers"],
                     f"{name!r} is {SECRET_MASK!r}, which keeps the value stored for it, "
-                    "but there is none: send the value itself"
+                    "but there is none: send the value itself",
                 )
+            same_origin(["headers"], self.url, stored.url)
             headers[name] = kept[name.lower()]
-        return self.model_copy(update={"headers": headers})
+        url = kept_password(self.url, None if stored is None else stored.url)
+        return self.model_copy(update={"headers": headers, "url": url})
+
+
+def _check_json(body: dict[str, Any] | list[Any]) -> None:
+    """``ValueError`` unless the body can be stored and sent as JSON: nested deeper than JSON
+    encoders go it would be accepted here and then fail to be written; NaN or infinity would be
+    sent as null, and an integer beyond 64 bits could not be sent at all."""
+    level: list[Any] = [body]
+    for _ in range(_MAX_BODY_DEPTH):
+        if any(isinstance(item, float) and not math.isfinite(item) for item in level):
+            raise ValueError("NaN and infinity are not JSON numbers")
+        if any(isinstance(item, int) and not _INT_MIN <= item <= _UINT_MAX for item in level):
+            raise ValueError(f"integers must lie between {_INT_MIN} and {_UINT_MAX}")
+        level = [
+            child
+            for item in level
+            if isinstance(item, dict | list)
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+        if not level:
+            return
+    raise ValueError(f"nested deeper than {_MAX_BODY_DEPTH} levels")
 
 
 # One kind of target today; ``type`` may be omitted and defaults to "http".
@@ -322,11 +383,33 @@ class Webhook(_Spec):
     ``secret`` (HMAC-SHA256) when there is one."""
 
     url: AnyHttpUrl
+    """A password in it is a secret, as ``secret`` is."""
     secret: str | None = Field(default=None, min_length=1, max_length=1_000, repr=False)
     """Shown as ``"***"``; sent back so in a replacement, it keeps the stored one."""
 
+    @property
+    def sends_masks(self) -> bool:
+        return SECRET_MASK in (self.secret, self.url.password)
+
     def masked(self) -> Webhook:
-        return self if self.secret is None else self.model_copy(update={"secret": SECRET_MASK})
+        """This webhook with its secret and its URL's password shown as ``"***"``."""
+        if self.secret is None and self.url.password is None:
+            return self
+        secret = None if self.secret is None else SECRET_MASK
+        return self.model_copy(update={"secret": secret, "url": masked_url(self.url)})
+
+    def keeping_secrets(self, stored: Webhook | None) -> Webhook:
+        """As ``HttpTarget.keeping_secrets``: ``"***"`` keeps the stored secret or password,
+        only for a URL of the same origin."""
+        secret = self.secret
+        if secret == SECRET_MASK:
+            if stored is None or stored.secret is None:
+                message = f"{SECRET_MASK!r} keeps the stored secret, but there is none: send it"
+                raise InvalidField(["secret"], message)
+            same_origin(["secret"], self.url, stored.url)
+            secret = stored.secret
+        url = kept_password(self.url, None if stored is None else stored.url)
+        return self.model_copy(update={"secret": secret, "url": url})
 
 
 class HistoryPolicy(_Spec):
@@ -412,30 +495,32 @@ class JobSpec(_Spec):
     def sends_masks(self) -> bool:
         """Some value is ``"***"``: the spec means to keep a stored secret."""
         hooks = (getattr(self, name) for name in _WEBHOOKS)
-        return SECRET_MASK in self.target.headers.values() or any(
-            hook is not None and hook.secret == SECRET_MASK for hook in hooks
-        )
+        return self.target.sends_masks or any(hook and hook.sends_masks for hook in hooks)
 
     def keeping_secrets(self, stored: JobSpec | None) -> JobSpec:
         """This spec, replacing ``stored``, with each secret sent as ``"***"`` given its stored
-        value; ``InvalidField`` naming it if nothing is stored behind a mask."""
+        value; ``InvalidField`` naming it if nothing is stored behind a mask, or if the mask
+        would send the stored secret to another origin (see ``HttpTarget.keeping_secrets``)."""
         if not self.sends_masks:
             return self  # the usual case
-        hooks = [getattr(self, name) for name in _WEBHOOKS]
-        try:
-            target = self.target.keeping_secrets(stored.target if stored else None)
-        except ValueError as exc:
-            raise InvalidField(["target", "headers"], str(exc)) from None
+        target = _within("target", self.target.keeping_secrets, stored.target if stored else None)
         changes: dict[str, Any] = {"target": target}
-        for name, hook in zip(_WEBHOOKS, hooks, strict=True):
-            if hook is None or hook.secret != SECRET_MASK:
-                continue
-            old = getattr(stored, name) if stored else None
-            if old is None or old.secret is None:
-                message = f"{SECRET_MASK!r} keeps the stored secret, but there is none: send it"
-                raise InvalidField([name, "secret"], message)
-            changes[name] = hook.model_copy(update={"secret": old.secret})
+        for name in _WEBHOOKS:
+            hook = getattr(self, name)
+            if hook is not None and hook.sends_masks:
+                changes[name] = _within(name, hook.keeping_secrets, getattr(stored, name, None))
         return self.model_copy(update=changes)
+
+
+_S = TypeVar("_S", bound=_Spec)
+
+
+def _within(field: str, keep: Callable[[_S | None], _S], stored: _S | None) -> _S:
+    """``keep(stored)``, its ``InvalidField`` named within ``field``."""
+    try:
+        return keep(stored)
+    except InvalidField as exc:
+        raise InvalidField([field, *exc.loc], exc.message) from None
 
 
 _WEBHOOKS = ("on_failure", "on_pause")
@@ -445,7 +530,7 @@ def parse_zone(name: str) -> ZoneInfo:
     """The IANA zone called ``name``; ``ValueError`` with a readable message if there is none."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder, as "America"
         raise ValueError(f"unknown IANA time zone {name!r} (e.g. 'Europe/Berlin')") from None
 
 

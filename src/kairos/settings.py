@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     heartbeat_interval: float = Field(default=2.0, gt=0, le=600)
     interrupted_retries: int = Field(default=1, ge=0, le=100)
     """How many more attempts a run gets when the node running it dies (0: none)."""
+    max_request_bytes: int = Field(default=1_048_576, ge=1_024, le=1_073_741_824)
+    """The largest request body the API takes (a larger one is a 413), but for batches."""
+    max_batch_bytes: int = Field(default=16_777_216, ge=1_024, le=1_073_741_824)
+    """The largest body of ``POST /jobs:batch``, which carries up to 10,000 jobs."""
     response_excerpt_bytes: int = Field(default=4096, ge=0, le=1_048_576)
     """How much of a target's response body each run keeps."""
     default_http_timeout: float = Field(default=30.0, gt=0, le=86_400)

@@ -36,6 +36,15 @@ from kairos.triggers.describe import describe, describe_crontab
         ("0 6 * */3 *", "At 06:00 every 3rd month"),
         ("0 0 29 2 *", "At 00:00 on day 29 of the month in February"),
         ("0 0 1-7/2 * *", "At 00:00 on days 1 through 7 (every 2nd) of the month"),
+        ("0 0 L * *", "At 00:00 on the last day of the month"),
+        ("0 0 1,15,LW * *", "At 00:00 on days 1 and 15 and the last weekday of the month"),
+        ("0 9 * * 5L", "At 09:00 on the last Friday of the month"),
+        ("0 9 * * fri#3", "At 09:00 on the third Friday of the month"),
+        ("0 9 * * 1,5#1", "At 09:00 on Monday and the first Friday of the month"),
+        (
+            "0 9 l * 0#2",
+            "At 09:00 on the last day of the month or on the second Sunday of the month",
+        ),
         ("@daily", "At 00:00"),
         ("@weekly", "At 00:00 on Sunday"),
         ("@hourly", "Every hour"),
@@ -43,6 +52,11 @@ from kairos.triggers.describe import describe, describe_crontab
 )
 def test_crontabs_in_words(expression: str, words: str) -> None:
     assert describe_crontab(expression) == words
+
+
+@pytest.mark.parametrize("expression", ["0 0 * * 5#x", "0 0 * 13 *", "0 0 * * 5#9", "x y z w v"])
+def test_a_crontab_without_words_is_shown_as_written(expression: str) -> None:
+    assert describe_crontab(expression) == expression
 
 
 UTC = ZoneInfo("UTC")

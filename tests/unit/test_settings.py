@@ -68,3 +68,10 @@ def test_bad_connection_limits_are_named(
     with pytest.raises(ValidationError) as raised:
         Settings()
     assert raised.value.errors()[0]["loc"] == (variable.removeprefix("KAIROS_").lower(),)
+
+
+def test_request_bodies_are_limited_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings()
+    assert (settings.max_request_bytes, settings.max_batch_bytes) == (1_048_576, 16_777_216)
+    monkeypatch.setenv("KAIROS_MAX_REQUEST_BYTES", "65536")
+    assert Settings().max_request_bytes == 65_536

@@ -97,6 +97,21 @@ def test_changes_need_the_csrf_token_and_this_sites_origin(client: TestClient) -
     assert client.get("/jobs/nightly", headers=API).json()["paused"] is True
 
 
+@pytest.mark.parametrize(
+    "origin", ["null", "file://", "kairos.example", "https://testserver.evil", "data:,x"]
+)
+def test_a_form_from_a_hidden_or_foreign_origin_is_refused(client: TestClient, origin: str) -> None:
+    csrf = sign_in(client)
+    assert client.post("/ui/new", data=form(csrf)).status_code == 303
+    sent_from = {"Origin": origin}
+    assert client.post("/ui/login", data={"token": ADMIN}, headers=sent_from).status_code == 403
+    pause = client.post("/ui/jobs/nightly/pause", data={"csrf_token": csrf}, headers=sent_from)
+    assert pause.status_code == 403
+    assert client.get("/jobs/nightly", headers=API).json()["paused"] is False
+    ours = {"Origin": "http://testserver"}
+    assert client.post("/ui/login", data={"token": ADMIN}, headers=ours).status_code == 303
+
+
 def test_pages_forbid_framing_and_inline_scripts(client: TestClient) -> None:
     page = client.get("/ui/login")
     assert page.headers["x-frame-options"] == "DENY"
@@ -163,6 +178,42 @@ def test_an_edit_changes_what_the_form_changed_and_keeps_the_rest(client: TestCl
     assert after["target"]["secret_headers"] == ["X-Key"]
     audit = client.get("/audit?target=kept", headers=API).json()["items"]
     assert (audit[0]["action"], audit[0]["actor"]) == ("job.update", "admin-token")
+
+
+def test_a_form_names_a_dot_id_and_a_zone_that_is_a_folder(client: TestClient) -> None:
+    csrf = sign_in(client)
+    response = client.post("/ui/new", data=form(csrf, id="..", timezone="America"))
+    assert response.status_code == 422
+    errors = dict(
+        re.findall(r'<div class="error" id="([a-z_]+)-error">([^<]+)</div>', response.text)
+    )
+    assert set(errors) >= {"id", "timezone"}
+    assert "not . or .." in errors["id"]
+    preview = client.post("/ui/preview", data={"csrf_token": csrf, "timezone": "America"})
+    assert preview.status_code == 200
+    assert "Time zone" in preview.text
+    assert client.get("/jobs", headers=API).json()["items"] == []
+
+
+def test_an_edit_sending_the_target_elsewhere_must_give_its_secrets_again(
+    client: TestClient,
+) -> None:
+    job = {
+        "trigger": {"type": "cron", "expression": "0 2 * * *"},
+        "target": {"url": TARGET, "headers": {"Authorization": "Bearer hush"}},
+    }
+    assert client.put("/jobs/kept", json=job, headers=API).status_code == 201
+    csrf = sign_in(client)
+    shown = JobForm.from_spec("kept", JobSpec.model_validate(job)).values()
+    sent = {k: str(v) for k, v in shown.items() if not isinstance(v, bool)} | {"coalesce": "on"}
+    sent |= {"csrf_token": csrf, "url": "http://attacker.example/steal"}
+    refused = client.post("/ui/jobs/kept/edit", data=sent)
+    assert refused.status_code == 422
+    assert 'id="headers-error"' in refused.text
+    assert "sent again for a new host" in refused.text
+    assert client.get("/jobs/kept", headers=API).json()["target"]["url"] == TARGET
+    sent["headers"] = "Authorization: Bearer for-them"
+    assert client.post("/ui/jobs/kept/edit", data=sent).status_code == 303
 
 
 def test_the_preview_says_the_schedule_in_words_or_names_the_problem(client: TestClient) -> None:

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from kairos import __version__, web
+from kairos.api.body import BodyGuard
 from kairos.api.routes import audit, auth, cluster, jobs, ops, runs, targets, tasks, triggers
 from kairos.auth import Accounts, Authenticator
 from kairos.clock import Clock, SystemClock
@@ -57,6 +58,11 @@ def create_app(
         # on every request (about a tenth of a short request's time); Kairos exports its own
         # Prometheus metrics and logs.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+    )
+    app.add_middleware(
+        BodyGuard,
+        max_bytes=settings.max_request_bytes,
+        max_batch_bytes=settings.max_batch_bytes,
     )
     app.add_exception_handler(KairosError, _render_error)
     app.add_exception_handler(RequestValidationError, _render_invalid)

@@ -12,9 +12,9 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 from kairos.clock import from_us
 from kairos.errors import InvalidField
 from kairos.models import (
-    JOB_ID_PATTERN,
     HistoryPolicy,
     HttpTarget,
+    JobId,
     JobRecord,
     JobSpec,
     JobState,
@@ -52,7 +52,7 @@ __all__ = [
 
 
 class JobCreate(JobSpec):
-    id: str = Field(pattern=JOB_ID_PATTERN)
+    id: JobId
 
     def spec(self) -> JobSpec:
         """The job's spec: its fields as validated here, and which of them the client set (a
@@ -134,7 +134,7 @@ class RunPage(BaseModel):
 class TaskIn(BaseModel):
     """The seed's task shape: a crontab and a URL that Kairos calls with POST."""
 
-    task_id: str = Field(pattern=JOB_ID_PATTERN)
+    task_id: JobId
     crontab: str = Field(min_length=1, max_length=256)
     target_endpoint: AnyHttpUrl
 

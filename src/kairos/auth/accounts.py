@@ -14,9 +14,11 @@ from kairos.errors import InvalidField, UserNotFound
 from kairos.identity import Actor, ApiKeyRecord, Scope, UserRecord
 from kairos.store import Store
 
-__all__ = ["USER_NAME_PATTERN", "Accounts"]
+__all__ = ["MAX_KEY_LIFETIME_S", "USER_NAME_PATTERN", "Accounts"]
 
 USER_NAME_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"
+MAX_KEY_LIFETIME_S = 10 * 365 * 86_400
+"""The longest ``expires_in`` of an API key (ten years); a key meant to last is made without."""
 _USER_NAME = re.compile(USER_NAME_PATTERN)
 
 
@@ -72,8 +74,9 @@ class Accounts:
         if not 1 <= len(name) <= 128:
             raise InvalidField(["name"], "1-128 characters")
         _check_scopes(scopes)
-        if expires_in_s is not None and expires_in_s <= 0:
-            raise InvalidField(["expires_in"], "must be a positive number of seconds")
+        if expires_in_s is not None and not 0 < expires_in_s <= MAX_KEY_LIFETIME_S:
+            message = f"must be a positive number of seconds, at most {MAX_KEY_LIFETIME_S}"
+            raise InvalidField(["expires_in"], message)
         by = self._actor(actor)
         expires_us = None if expires_in_s is None else by.at_us + round(expires_in_s * 1e6)
         key_id, text, digest = new_key()

@@ -23,7 +23,6 @@ from typing import Any
 
 import aiohttp
 import orjson
-import yarl
 
 from kairos import __version__
 from kairos.clock import from_us
@@ -151,9 +150,8 @@ class Notifier:
                     problem = f"refused: {refused}"
                     break
                 problem = f"{type(exc).__name__}: {exc}"
-        log.warning(
-            "notification %s to %s not delivered: %s", kind, _shown(hook), problem, extra=fields
-        )
+        shown = hook.masked().url  # never a password in the log
+        log.warning("notification %s to %s not delivered: %s", kind, shown, problem, extra=fields)
 
 
 def _headers(hook: Webhook, body: bytes, kind: str, delivery: str) -> dict[str, str]:
@@ -170,9 +168,3 @@ def _headers(hook: Webhook, body: bytes, kind: str, delivery: str) -> dict[str, 
         digest = hmac.new(hook.secret.encode(), signed, hashlib.sha256).hexdigest()
         headers["X-Kairos-Signature"] = f"sha256={digest}"
     return headers
-
-
-def _shown(hook: Webhook) -> str:
-    """The hook's URL for a log line: its password, if it has one, as ``***``."""
-    url = yarl.URL(str(hook.url))
-    return str(url if url.password is None else url.with_password("***"))

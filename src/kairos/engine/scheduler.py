@@ -30,7 +30,15 @@ from kairos.errors import InvalidField, JobNotFound
 from kairos.executors.base import Executor
 from kairos.executors.guard import OutboundGuard
 from kairos.identity import Actor
-from kairos.models import JobRecord, JobSpec, JobState, RunRecord, RunStatus, TriggerSpec
+from kairos.models import (
+    LAST_YEAR,
+    JobRecord,
+    JobSpec,
+    JobState,
+    RunRecord,
+    RunStatus,
+    TriggerSpec,
+)
 from kairos.policies import Planner
 from kairos.settings import Settings
 from kairos.store import JobQuery, Store
@@ -267,7 +275,7 @@ class Scheduler:
         trigger = triggers.build(spec, zone)
         now = from_us(self._clock.now_us())
         first = trigger.first_fire(now)
-        if first is None:
+        if first is None or first.year > LAST_YEAR:
             return []
         return [first.astimezone(zone), *triggers.preview(trigger, first, count - 1)]
 

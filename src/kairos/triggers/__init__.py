@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from kairos.errors import InvalidField
 from kairos.models import (
     CRON_FIELDS,
+    LAST_YEAR,
     CronTriggerSpec,
     DateTriggerSpec,
     IntervalTriggerSpec,
@@ -43,12 +44,14 @@ def build(spec: TriggerSpec, zone: ZoneInfo) -> Trigger:
 
 
 def preview(trigger: Trigger, after: datetime, count: int) -> list[datetime]:
-    """Up to ``count`` fire times strictly after ``after``."""
+    """Up to ``count`` fire times strictly after ``after``, none past the year ``LAST_YEAR``
+    (the last a trigger's dates may name): a long interval would soon pass the year 9999,
+    beyond which no date can be represented."""
     fires: list[datetime] = []
     current = after
     while len(fires) < count:
         nxt = trigger.next_after(current)
-        if nxt is None:
+        if nxt is None or nxt.year > LAST_YEAR:
             break
         fires.append(nxt)
         current = nxt

@@ -4,6 +4,10 @@
 ``jan``) in any case, ranges, lists and steps; when both day fields are restricted either one
 matching is enough (the cron OR rule). ``@yearly``, ``@annually``, ``@monthly``, ``@weekly``,
 ``@daily``, ``@midnight`` and ``@hourly`` are accepted. For seconds, use the keyword form.
+Also as in Quartz and cronsim, in a list or alone: ``L`` (the last day of the month) and ``LW``
+(its last weekday) as a day of the month; ``5L`` (the month's last Friday) and ``5#3`` (its third
+Friday, ``fri#3`` alike) as a day of the week. Nothing else may carry ``L`` or ``#``: cronsim
+would take ``L/2`` as ``L``, silently.
 
 DST follows Debian cron through cronsim: a fire at a time that a spring-forward skips happens at
 the jump; at fall-back a fixed-time job fires once, while ``*`` or ``*/n`` hour or minute jobs keep
@@ -13,6 +17,7 @@ firing by real time through the repeated hour.
 from __future__ import annotations
 
 import functools
+import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -33,6 +38,9 @@ MACROS = {
     "@hourly": "0 * * * *",
 }
 _LOC = ("trigger", "expression")
+# The only day fields that may say "last" or "n-th" (upper case; names are read by cronsim).
+_LAST_DAYS = re.compile(r"LW?")
+_NTH = re.compile(r"[0-7]L|([0-7]|SUN|MON|TUE|WED|THU|FRI|SAT)#[1-5]")
 # cronsim walks at most 50 years; a schedule with no fire in that span ends.
 _PROBE = datetime(2000, 1, 1, tzinfo=ZoneInfo("UTC"))
 
@@ -77,6 +85,14 @@ def _next_after(expression: str, zone: ZoneInfo, after: datetime) -> datetime | 
 def _check(normalised: str, expression: str) -> None:
     """Raise ``InvalidField`` unless the expression parses and fires. Cached: many jobs share a
     handful of expressions, and a rare one (``0 0 29 2 *``) takes cronsim a long walk."""
+    _, _, day, _, weekday = normalised.upper().split(" ")
+    for items, allowed, hint in (
+        (day, _LAST_DAYS, "in the day of the month, L (the last day) and LW take no range or step"),
+        (weekday, _NTH, "in the day of the week, 5L is the last Friday, 5#3 the third"),
+    ):
+        for item in items.split(","):
+            if ("L" in item or "#" in item) and not allowed.fullmatch(item):
+                raise InvalidField(_LOC, f"cannot read {item!r} in {expression!r}: {hint}")
     try:
         sim = CronSim(normalised, _PROBE)
     except CronSimError as exc:

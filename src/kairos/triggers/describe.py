@@ -1,5 +1,5 @@
 """Triggers in words, for people: ``0 2 * * 0`` -> "At 02:00 on Sunday". Call it on specs that
-``build`` accepted; anything it has no words for is shown as written."""
+``build`` accepted; anything it has no words for is shown as written, never an error."""
 
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ _MONTHS = [
     "December",
 ]
 _DAY_NUMBERS = {name[:3].lower(): str(i) for i, name in enumerate(_DAYS)}
+_LAST_DAYS = {"L": "the last day", "LW": "the last weekday"}
+_NTH = ["first", "second", "third", "fourth", "fifth"]
 _MONTH_NUMBERS = {name[:3].lower(): str(i + 1) for i, name in enumerate(_MONTHS)}
 
 
@@ -47,11 +49,18 @@ def describe(spec: TriggerSpec, zone: ZoneInfo) -> str:
 
 
 def describe_crontab(expression: str) -> str:
-    """A standard 5-field crontab in words."""
-    fields = MACROS.get(expression.strip().lower(), expression).split()
+    """A standard 5-field crontab in words; the expression as written if it has none (a job
+    stored under older rules must not break the pages that list it)."""
+    fields = MACROS.get(expression.strip().lower(), expression).upper().split()
     if len(fields) != 5:
         return expression
-    minute, hour, day, month, weekday = fields
+    try:
+        return _crontab_words(*fields)
+    except (ValueError, IndexError):
+        return expression
+
+
+def _crontab_words(minute: str, hour: str, day: str, month: str, weekday: str) -> str:
     words = [_time(minute, hour)]
     days = _days(day, weekday)
     if days:
@@ -114,15 +123,38 @@ def _days_of_month(day: str) -> str:
     step = _step_of_all(day)
     if step:
         return f"every {_ordinal(int(step))} day of the month"
-    return "on " + _plural("day", day) + " of the month"
+    items = day.split(",")
+    plain = ",".join(item for item in items if item not in _LAST_DAYS)
+    words = [_plural("day", plain)] if plain else []
+    words += [_LAST_DAYS[item] for item in items if item in _LAST_DAYS]
+    return "on " + _and(words) + " of the month"
 
 
 def _weekdays(weekday: str) -> str:
-    def name(token: str) -> str:
-        number = _DAY_NUMBERS.get(token.lower(), token)
-        return _DAYS[int(number) % 7]
+    """``1-5`` -> "Monday through Friday"; ``5#3,1L`` -> "the third Friday and the last Monday
+    of the month"."""
+    items = weekday.split(",")
+    plain = ",".join(item for item in items if not _in_month(item))
+    words = [_list(plain, _day_name)] if plain else []
+    words += [_nth_weekday(item) for item in items if _in_month(item)]
+    in_month = any(_in_month(item) for item in items)
+    return _and(words) + (" of the month" if in_month else "")
 
-    return _list(weekday, name)
+
+def _in_month(item: str) -> bool:
+    """A day of the week counted within its month: ``5L`` (the last Friday), ``5#3``."""
+    return item.endswith("L") or "#" in item
+
+
+def _nth_weekday(item: str) -> str:
+    if item.endswith("L"):
+        return f"the last {_day_name(item[:-1])}"
+    day, _, nth = item.partition("#")
+    return f"the {_NTH[int(nth) - 1]} {_day_name(day)}"
+
+
+def _day_name(token: str) -> str:
+    return _DAYS[int(_DAY_NUMBERS.get(token.lower(), token)) % 7]
 
 
 def _months(month: str) -> str:

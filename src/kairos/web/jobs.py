@@ -20,6 +20,7 @@ from kairos.identity import Scope
 from kairos.models import (
     JOB_ID_PATTERN,
     TAG_PATTERN,
+    JobId,
     JobRecord,
     JobSpec,
     JobState,
@@ -40,6 +41,7 @@ PAGE = 50
 HISTORY = 50
 _ZONES = sorted(available_timezones())
 _TRIGGER = TypeAdapter[TriggerSpec](TriggerSpec)
+_JOB_ID = TypeAdapter[str](JobId)
 
 
 def _scheduler(request: Request) -> Scheduler:
@@ -113,7 +115,7 @@ async def create_job(request: Request, who: ViewerDep) -> Response:
     who.need(Scope.JOBS_WRITE)
     form = JobForm.from_browser(await request.form())
     errors = (
-        {} if re.match(JOB_ID_PATTERN, form.id) else {"id": "1-128 of letters, digits and _ . : -"}
+        {} if _is_job_id(form.id) else {"id": "1-128 of letters, digits and _ . : -, not . or .."}
     )
     try:
         fields = form.spec_fields()
@@ -146,16 +148,18 @@ async def job_detail(request: Request, who: ViewerDep, job_id: str, note: str = 
         if who.may(Scope.RUNS_READ.value)
         else []
     )
+    shown = job.spec.masked()
     return page(
         request,
         "job.html",
         who,
         job=job,
+        target=shown.target,
         words=describe(job.spec.trigger, zone),
         fires=fires,
         runs=runs,
         chart=runs_chart(runs),
-        definition=json.dumps(job.spec.masked().model_dump(mode="json"), indent=2),
+        definition=json.dumps(shown.model_dump(mode="json"), indent=2),
         note=note,
         section="Jobs",
     )
@@ -291,6 +295,14 @@ def _errors(exc: Exception, form: JobForm) -> dict[str, str]:
         message = str(error["msg"]).removeprefix("Value error, ")
         errors.setdefault(form_field(error["loc"], form.trigger_kind), message)
     return errors
+
+
+def _is_job_id(text: str) -> bool:
+    try:
+        _JOB_ID.validate_python(text)
+    except ValidationError:
+        return False
+    return True
 
 
 async def _job_or_none(scheduler: Scheduler, job_id: str) -> JobRecord | None:

@@ -101,13 +101,16 @@ async def viewer(request: Request) -> Viewer:
 
 def check_origin(request: Request) -> None:
     """A form sent from another site is ``Forbidden`` (browsers name the sending page's origin;
-    this also covers the sign-in form, which has no session to tie a CSRF token to)."""
+    this also covers the sign-in form, which has no session to tie a CSRF token to). So is one
+    from an origin browsers keep secret (``null``: a sandboxed frame, a ``data:`` page)."""
     origin = request.headers.get("origin")
     if origin is None:
-        return
+        return  # not a browser: browsers name the origin of every form they post
     # Behind a proxy that rewrites Host, the name the browser used is in X-Forwarded-Host.
     forwarded = request.headers.get("x-forwarded-host", "").split(",")[0].strip()
-    if urlparse(origin).netloc not in {request.headers.get("host"), forwarded}:
+    ours = {request.headers.get("host"), forwarded} - {None, ""}
+    sender = urlparse(origin)
+    if sender.scheme not in ("http", "https") or sender.netloc not in ours:
         raise Forbidden("This form was sent from another site.")
 
 

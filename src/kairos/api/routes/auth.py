@@ -9,6 +9,7 @@ from fastapi import APIRouter, Form, Path, Request, status
 from pydantic import BaseModel, Field
 
 from kairos.api.deps import AccountsDep, AdminUser, AuthDep, Caller
+from kairos.auth import MAX_KEY_LIFETIME_S
 from kairos.clock import from_us
 from kairos.errors import InvalidField
 from kairos.identity import ApiKeyRecord, Scope, parse_scopes, scope_text
@@ -34,7 +35,10 @@ class KeyIn(BaseModel):
     name: str = Field(min_length=1, max_length=128, description="What the key is for")
     scopes: list[Scope] = Field(min_length=1)
     expires_in: float | None = Field(
-        default=None, gt=0, description="Seconds until the key stops working; null: never"
+        default=None,
+        gt=0,
+        le=MAX_KEY_LIFETIME_S,
+        description="Seconds until the key stops working (at most ten years); null: never",
     )
 
 

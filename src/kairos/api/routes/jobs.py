@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response, status
 from fastapi.routing import APIRoute
-from pydantic import TypeAdapter
+from pydantic import AfterValidator, TypeAdapter
 
 from kairos.api.deps import JobsWriter, SchedulerDep, allowed, authorize
 from kairos.api.routes.runs import run_page
@@ -28,7 +28,14 @@ from kairos.api.schemas import (
 from kairos.engine import Scheduler
 from kairos.errors import InvalidField
 from kairos.identity import Scope
-from kairos.models import JOB_ID_PATTERN, TAG_PATTERN, JobSpec, JobState, RunStatus
+from kairos.models import (
+    JOB_ID_PATTERN,
+    TAG_PATTERN,
+    JobSpec,
+    JobState,
+    RunStatus,
+    reachable_id,
+)
 from kairos.store import JobQuery
 
 __all__ = ["router"]
@@ -37,7 +44,11 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 _READ = [allowed(Scope.JOBS_READ)]
 
 JobId = Annotated[str, Path(description="The job's id")]
-NewJobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="1-128 of [A-Za-z0-9_.:-]")]
+NewJobId = Annotated[
+    str,
+    Path(pattern=JOB_ID_PATTERN, description="1-128 of [A-Za-z0-9_.:-], not '.' or '..'"),
+    AfterValidator(reachable_id),
+]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
