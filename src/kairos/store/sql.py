@@ -791,11 +791,11 @@ class SqlStore(SqlAccounts, Store):
     async def heartbeat(self, node_id: str, hostname: str) -> None:
         def tx(conn: Connection) -> None:
             now_us = self._db_now_us(conn)
-            beat = update(nodes).where(nodes.c.id == node_id).values(heartbeat_us=now_us)
-            if conn.execute(beat).rowcount:
-                return
             values = {"id": node_id, "hostname": hostname, "started_us": now_us}
-            conn.execute(insert(nodes).values(heartbeat_us=now_us, **values))
+            add = self._dialect_insert(nodes).values(heartbeat_us=now_us, **values)
+            # Registers the node, or again after another node took it for dead and forgot it.
+            beat = add.on_conflict_do_update(index_elements=["id"], set_={"heartbeat_us": now_us})
+            conn.execute(beat)
 
         await self._write(tx)
 
@@ -870,12 +870,15 @@ class SqlStore(SqlAccounts, Store):
         return value
 
     async def set_meta_if_absent(self, key: str, value: str) -> str:
+        # One statement, so that replicas starting together on a new database agree: the first
+        # insert wins and the others, waiting for it, insert nothing and read what it wrote.
+        add = self._dialect_insert(meta).values(key=key, value=value)
+        add = add.on_conflict_do_nothing(index_elements=["key"])
+
         def tx(conn: Connection) -> str:
-            kept = conn.execute(select(meta.c.value).where(meta.c.key == key)).scalar()
-            if kept is not None:
-                return str(kept)
-            conn.execute(insert(meta).values(key=key, value=value))
-            return value
+            conn.execute(add)
+            kept: str = conn.execute(_META_VALUE, {"b_key": key}).scalar_one()
+            return kept
 
         return await self._write(tx)
 
