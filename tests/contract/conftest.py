@@ -51,6 +51,6 @@ async def _empty(url: str) -> None:
         row = await exists.fetchone()
         if row is not None and row[0]:
             await conn.execute(
-                "TRUNCATE kairos_jobs, kairos_runs, kairos_meta, kairos_users, kairos_api_keys,"
-                " kairos_audit RESTART IDENTITY"
+                "TRUNCATE kairos_jobs, kairos_runs, kairos_meta, kairos_users,"
+                " kairos_user_generations, kairos_api_keys, kairos_audit RESTART IDENTITY"
             )
