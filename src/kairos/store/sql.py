@@ -414,7 +414,7 @@ class SqlStore(SqlAccounts, Store):
         self, job_id: str, scheduled_for_us: int, *, by: Actor | None = None
     ) -> RunRecord:
         def tx(conn: Connection) -> RunRecord:
-            if conn.execute(select(jobs.c.id).where(jobs.c.id == job_id)).first() is None:
+            if conn.execute(_JOB_KEPT, {"b_id": job_id}).first() is None:
                 raise JobNotFound(job_id)
             at = scheduled_for_us
             while True:  # two manual runs in one microsecond: the ledger key needs distinct times
@@ -615,8 +615,12 @@ class SqlStore(SqlAccounts, Store):
         """Pause or resume a job from within the store (its spec says so too), if
         ``condition`` holds (return whether it did); other replicas hear of it as of any
         change."""
+        # Locked (on PostgreSQL) until the job is written back: a change made meanwhile (a PUT)
+        # waits, instead of being overwritten with the spec read here.
         row = conn.execute(
-            select(jobs.c.spec, jobs.c.updated_us).where(jobs.c.id == job_id, condition)
+            select(jobs.c.spec, jobs.c.updated_us)
+            .where(jobs.c.id == job_id, condition)
+            .with_for_update()
         ).first()
         if row is None:
             return False
@@ -705,18 +709,18 @@ class SqlStore(SqlAccounts, Store):
     def _interrupt(
         self, conn: Connection, condition: ColumnElement[bool], now_us: int, retries: int
     ) -> int:
+        # One statement: a run its node finishes meanwhile is no longer ``running`` when this
+        # reaches it (PostgreSQL checks the row again after waiting for its lock).
         victims = conn.execute(
-            select(
+            update(runs)
+            .where(IS_RUNNING, condition)
+            .values(status=RunStatus.INTERRUPTED.value, finished_us=now_us, error=_INTERRUPTED)
+            .returning(
                 runs.c.id, runs.c.job_id, runs.c.scheduled_for_us, runs.c.attempt, runs.c.manual
-            ).where(IS_RUNNING, condition)
+            )
         ).all()
         if not victims:
             return 0
-        conn.execute(
-            update(runs)
-            .where(runs.c.id.in_([v.id for v in victims]))
-            .values(status=RunStatus.INTERRUPTED.value, finished_us=now_us, error=_INTERRUPTED)
-        )
         alive = set(
             conn.execute(
                 select(jobs.c.id).where(jobs.c.id.in_({v.job_id for v in victims}))
@@ -739,11 +743,13 @@ class SqlStore(SqlAccounts, Store):
         """A probe of a job the circuit breaker paused was interrupted for good: its job has no
         next fire, so it would stay paused until resumed by hand. Set the next probe."""
         tripped = conn.execute(
-            select(jobs.c.id, jobs.c.spec).where(
+            select(jobs.c.id, jobs.c.spec)
+            .where(
                 jobs.c.id.in_(job_ids),
                 jobs.c.pause_reason.is_not(None),
                 jobs.c.next_run_us.is_(None),
             )
+            .with_for_update()  # a job replaced meanwhile must not get this probe
         ).all()
         for job_id, spec_json in tripped:
             after = JobSpec.from_stored(spec_json).auto_resume_after
@@ -950,6 +956,15 @@ _PENDING_RUN_COLUMNS = (
 _JOB_BY_ID = select(*_JOB_COLUMNS).where(jobs.c.id == bindparam("b_id"))
 _RUN_BY_ID = select(runs).where(runs.c.id == bindparam("b_id"))
 _META_VALUE = select(meta.c.value).where(meta.c.key == bindparam("b_key"))
+# A job kept from being deleted until this transaction ends (on PostgreSQL; SQLite has one
+# writer), so that a run queued for it is never left behind by the delete, never to start: a
+# delete under way makes this wait and find no job, a later one waits and skips the run. Other
+# changes of the job need not wait.
+_JOB_KEPT = (
+    select(jobs.c.id)
+    .where(jobs.c.id == bindparam("b_id"))
+    .with_for_update(read=True, key_share=True)
+)
 _RUNNING = RunStatus.RUNNING.value
 _MOVE_JOBS = DriverStatement(
     update(jobs)
