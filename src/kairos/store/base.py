@@ -129,7 +129,9 @@ class Store(ABC):
 
     @abstractmethod
     async def open(self) -> None:
-        """Connect and bring the schema up to date (runs migrations)."""
+        """Connect and bring the schema up to date (runs migrations). Raise
+        ``StoreUnavailable`` with one line that names the database, says what is wrong with it
+        and what to do."""
 
     @abstractmethod
     async def close(self) -> None: ...
@@ -142,8 +144,11 @@ class Store(ABC):
         return None
 
     @abstractmethod
-    async def ping(self) -> None:
-        """Return if the store answers; raise ``StoreUnavailable`` otherwise."""
+    async def check_writable(self) -> None:
+        """Return if the store can be written now: a write that needs fresh space (as new runs
+        do) can be made, and a short one committed. Raise ``StoreUnavailable`` saying why not
+        (unreachable, full, corrupt, read-only). Probes at most once a second: callers at a
+        higher rate share the last answer."""
 
     # Jobs --------------------------------------------------------------------------------------
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
+import sqlite3
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
@@ -16,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psycopg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
@@ -69,6 +72,14 @@ _DELETED = "the job was deleted before this run started"
 _BREAKER = "circuit-breaker"
 # A batch this large is audited without each job's definition (only who created or replaced it).
 _AUDIT_DEFINITIONS_UP_TO = 100
+# ``check_writable``'s probe: a value larger than a database page, so that writing it needs a free
+# page or the file to grow, as new runs do; written in a savepoint rolled back at once. Random,
+# so that no backend stores it compressed into less.
+_PROBE_ROOM_KEY = "readiness_probe_room"
+_PROBE_ROOM = secrets.token_hex(4096)
+_PROBE_KEY = "readiness_probe"
+_PROBE_EVERY_S = 1.0
+_POSTGRES_CORRUPT = (psycopg.errors.DataCorrupted, psycopg.errors.IndexCorrupted)
 
 
 class SqlStore(SqlAccounts, Store):
@@ -103,6 +114,9 @@ class SqlStore(SqlAccounts, Store):
             else ThreadPoolExecutor(4, thread_name_prefix="kairos-r")
         )
         self._specs: OrderedDict[str, JobSpec] = OrderedDict()
+        self._probing = asyncio.Lock()
+        self._next_probe = 0.0
+        self._probe_failure: str | None = None
         add = self._dialect_insert(jobs)
         # Atomic even when two nodes create one new id at once. Built once: it is on the hot path.
         self._upsert_jobs = add.on_conflict_do_update(
@@ -187,6 +201,8 @@ class SqlStore(SqlAccounts, Store):
         except DBAPIError as exc:
             if exc.connection_invalidated:
                 raise StoreUnavailable(f"the database connection was lost: {exc.orig}") from exc
+            if _corrupt(exc):
+                raise StoreUnavailable(f"the database is corrupt: {exc.orig}") from exc
             raise
         finally:
             self._in_write_pool -= counted
@@ -224,7 +240,16 @@ class SqlStore(SqlAccounts, Store):
             self._before_migrations(conn)
             _migrate(conn)
 
-        await self._write(migrate)
+        try:
+            await self._write(migrate)
+        except (StoreUnavailable, DBAPIError) as exc:
+            cause = exc.__cause__ if isinstance(exc, StoreUnavailable) else exc
+            raise StoreUnavailable(self._cannot_open(getattr(cause, "orig", cause))) from exc
+
+    def _cannot_open(self, error: BaseException | None) -> str:
+        """What ``open`` says when the database refuses ``error``: which database, what is
+        wrong, what to do, on one line."""
+        return f"cannot open the database: {_one_line(error)}"
 
     async def close(self) -> None:
         self._write_pool.shutdown(wait=True)
@@ -235,8 +260,34 @@ class SqlStore(SqlAccounts, Store):
         for engine in {self._writer, self._reader, *(self._inline or ())}:
             engine.dispose()
 
-    async def ping(self) -> None:
-        await self._read(lambda conn: conn.execute(select(1)).scalar_one())
+    async def check_writable(self) -> None:
+        async with self._probing:
+            if time.monotonic() >= self._next_probe:
+                self._probe_failure = await self._probe()
+                self._next_probe = time.monotonic() + _PROBE_EVERY_S
+        if self._probe_failure is not None:
+            raise StoreUnavailable(self._probe_failure)
+
+    async def _probe(self) -> str | None:
+        """Why the store cannot be written now (None: it can)."""
+        stamp = self._dialect_insert(meta).values(key=_PROBE_KEY, value=str(time.time_ns()))
+        stamp = stamp.on_conflict_do_update(
+            index_elements=["key"], set_={"value": stamp.excluded.value}
+        )
+
+        def tx(conn: Connection) -> None:
+            room = conn.begin_nested()
+            conn.execute(insert(meta).values(key=_PROBE_ROOM_KEY, value=_PROBE_ROOM))
+            room.rollback()
+            conn.execute(stamp)  # committed, so that it reaches the disk (the log)
+
+        try:
+            await self._write(tx)
+        except StoreUnavailable as exc:
+            return exc.detail
+        except DBAPIError as exc:
+            return f"the database cannot be written: {_one_line(exc.orig)}"
+        return None
 
     # Jobs --------------------------------------------------------------------------------------
 
@@ -911,7 +962,8 @@ def _in_transaction(engine: Engine, fn: Callable[[Connection], T]) -> T:
 
 
 class _WouldWait(Exception):
-    """The database would have had the event loop wait (another process holds its lock)."""
+    """The database would have had the event loop wait (another process holds its lock), or
+    failed in a way that the threads report (as ``StoreUnavailable``)."""
 
 
 def _inline_transaction(conn: Connection, fn: Callable[[Connection], T]) -> T:
@@ -920,8 +972,21 @@ def _inline_transaction(conn: Connection, fn: Callable[[Connection], T]) -> T:
     try:
         with conn.begin():
             return fn(conn)
-    except OperationalError as exc:
-        raise _WouldWait from exc
+    except DBAPIError as exc:
+        if isinstance(exc, OperationalError) or _corrupt(exc):
+            raise _WouldWait from exc
+        raise
+
+
+def _corrupt(exc: DBAPIError) -> bool:
+    """The database's own files are damaged: SQLite's "malformed" and "not a database" (raised
+    as its base error class), PostgreSQL's data or index corruption."""
+    return type(exc.orig) is sqlite3.DatabaseError or isinstance(exc.orig, _POSTGRES_CORRUPT)
+
+
+def _one_line(error: BaseException | None) -> str:
+    """A driver's message on one line (PostgreSQL's span several)."""
+    return " ".join(str(error).split())
 
 
 def _migrate(conn: Connection) -> None:
