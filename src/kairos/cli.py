@@ -22,7 +22,7 @@ from kairos.cli_common import fail, on_store, out, print_json, seconds
 from kairos.errors import InvalidField
 from kairos.models import CronTriggerSpec, parse_zone
 from kairos.settings import Settings
-from kairos.store import Store, store_for_url
+from kairos.store import Store
 
 __all__ = ["app", "main"]
 
@@ -64,11 +64,13 @@ def _serve(
     flags: dict[str, Any] = {"host": host, "port": port, "database_url": db, "log_level": log_level}
     try:
         settings = Settings(**{k: v for k, v in flags.items() if v is not None})
-        store_for_url(settings.database_url)
         if settings.http_workers is None:
             settings = settings.model_copy(update={"http_workers": default_http_workers()})
     except (ValidationError, ValueError) as exc:
         fail(_first_line(exc), code=2)
+    # Opened (and migrated) once before serving, so that a database that cannot be used is told
+    # in one line here instead of in a failed server start's traceback.
+    on_store(settings.database_url, _nothing)
 
     def banner(api: FastAPI, generated_token: str | None) -> None:
         base = f"http://{settings.host}:{settings.port}"

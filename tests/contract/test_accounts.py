@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
+
 import pytest
 
 from kairos.errors import ApiKeyNotFound, JobExists, JobNotFound, UserExists, UserNotFound
@@ -14,8 +17,8 @@ BY = Actor("user:ann", NOW)
 READ = frozenset([Scope.JOBS_READ])
 
 
-def user(name: str = "bo", generation: int = 1) -> UserRecord:
-    return UserRecord(name, "$argon2id$stand-in", READ, generation, NOW, NOW)
+def add(store: Store, name: str, by: Actor = BY) -> Awaitable[UserRecord]:
+    return store.add_user(name, "$argon2id$stand-in", READ, by=by)
 
 
 def key(key_id: str = "0123456789abcdef", expires_us: int | None = None) -> ApiKeyRecord:
@@ -23,28 +26,71 @@ def key(key_id: str = "0123456789abcdef", expires_us: int | None = None) -> ApiK
 
 
 async def test_users_are_added_read_changed_listed_and_removed(store: Store) -> None:
-    await store.add_user(user("bo"), by=BY)
-    await store.add_user(user("al"), by=BY)
+    added = await add(store, "bo")
+    assert added == UserRecord("bo", "$argon2id$stand-in", READ, 1, NOW, NOW)
+    await add(store, "al")
     with pytest.raises(UserExists):
-        await store.add_user(user("bo"), by=BY)
-    assert await store.get_user("bo") == user("bo")
+        await add(store, "bo")
+    assert await store.get_user("bo") == added
     assert await store.get_user("nobody") is None
-    changed = UserRecord("bo", "$argon2id$new", frozenset(Scope), 2, NOW, NOW + S)
-    await store.update_user(changed, by=BY, action="user.passwd")
+    later = Actor("user:ann", NOW + S)
+    changed = await store.update_user("bo", password_hash="$argon2id$new", by=later, action="p")
+    assert changed == UserRecord("bo", "$argon2id$new", READ, 2, NOW, NOW + S)
     assert await store.get_user("bo") == changed
+    rescoped = await store.update_user("bo", scopes=frozenset(Scope), by=BY, action="user.scopes")
+    assert (rescoped.password_hash, rescoped.scopes, rescoped.generation) == (
+        "$argon2id$new",
+        frozenset(Scope),
+        3,
+    )
     assert [u.name for u in await store.list_users()] == ["al", "bo"]
     await store.remove_user("bo", by=BY)
     with pytest.raises(UserNotFound):
         await store.remove_user("bo", by=BY)
     with pytest.raises(UserNotFound):
-        await store.update_user(changed, by=BY, action="user.passwd")
+        await store.update_user("bo", password_hash="$argon2id$x", by=BY, action="user.passwd")
     actions = [(r.action, r.target) for r in await store.list_audit()]
     assert actions == [
         ("user.remove", "bo"),
-        ("user.passwd", "bo"),
+        ("user.scopes", "bo"),
+        ("p", "bo"),
         ("user.add", "al"),
         ("user.add", "bo"),
     ]
+
+
+async def test_a_names_generations_never_repeat_even_after_its_user_is_removed(
+    store: Store,
+) -> None:
+    assert (await add(store, "bo")).generation == 1
+    await store.update_user("bo", scopes=frozenset(Scope), by=BY, action="user.scopes")
+    await store.remove_user("bo", by=BY)
+    with pytest.raises(UserNotFound):  # a change of no user takes no generation
+        await store.update_user("bo", scopes=READ, by=BY, action="user.scopes")
+    assert (await add(store, "bo")).generation == 3
+    with pytest.raises(UserExists):  # nor does adding a name that is taken
+        await add(store, "bo")
+    changed = await store.update_user("bo", scopes=READ, by=BY, action="user.scopes")
+    assert changed.generation == 4
+    assert (await add(store, "cy")).generation == 1
+
+
+async def test_changes_of_one_user_made_at_once_each_get_a_generation_and_keep_each_other(
+    store: Store,
+) -> None:
+    await add(store, "bo")
+    changes = [
+        store.update_user("bo", password_hash=f"$argon2id${i}", by=BY, action="user.passwd")
+        if i % 2
+        else store.update_user("bo", scopes=frozenset(Scope), by=BY, action="user.scopes")
+        for i in range(10)
+    ]
+    generations = sorted(user.generation for user in await asyncio.gather(*changes))
+    assert generations == list(range(2, 12))
+    now = await store.get_user("bo")
+    assert now is not None
+    assert (now.generation, now.scopes) == (11, frozenset(Scope))
+    assert now.password_hash != "$argon2id$stand-in"
 
 
 async def test_a_revoked_key_stays_listed_and_revoking_again_changes_nothing(
@@ -98,7 +144,7 @@ async def test_each_job_change_writes_its_audit_record_in_its_own_transaction(
 
 async def test_old_audit_records_are_purged_oldest_first_in_chunks(store: Store) -> None:
     for index in range(5):
-        await store.add_user(user(f"u{index}"), by=Actor("t", NOW + index))
+        await add(store, f"u{index}", Actor("t", NOW + index))
     assert await store.purge_audit(NOW + 4, limit=3) == 3
     assert [r.target for r in await store.list_audit()] == ["u4", "u3"]
     assert await store.purge_audit(NOW + 4, limit=3) == 1

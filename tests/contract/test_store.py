@@ -631,6 +631,14 @@ async def test_meta_keeps_the_first_value(store: Store) -> None:
     assert await store.get_meta("k") == "one"
 
 
+async def test_a_store_that_can_be_written_says_so_and_keeps_nothing_of_the_probe(
+    store: Store,
+) -> None:
+    await store.check_writable()
+    await store.check_writable()  # within the second: the same answer, no second probe
+    assert await store.get_meta("readiness_probe_room") is None
+
+
 async def test_a_change_made_by_one_process_reaches_the_others(
     store: Store, store_url: str
 ) -> None:

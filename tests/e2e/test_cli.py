@@ -13,7 +13,9 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 
+from tests.support.postgres import ADMIN_URL, require_postgres
 from tests.support.server import ADMIN_TOKEN, KairosProcess, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -153,6 +155,74 @@ def test_serve_refuses_a_bad_database_url() -> None:
     assert result.returncode == 2
     assert "nonsense" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def refused(result: subprocess.CompletedProcess[str]) -> str:
+    """The one line ``kairos serve`` printed when it refused to start."""
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    [line] = result.stderr.strip().splitlines()
+    return line
+
+
+@pytest.mark.parametrize("damage", ["not a database", "corrupt"])
+def test_serve_refuses_a_damaged_database_file_in_one_line(tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "k.db"
+    if damage == "corrupt":
+        assert kairos("db", "upgrade", "--db", f"sqlite:///{path}").returncode == 0
+        with path.open("r+b") as file:  # garbage over all but the first page
+            file.seek(4096)
+            file.write(os.urandom(path.stat().st_size - 4096))
+    else:
+        path.write_bytes(os.urandom(20_000))
+    line = refused(kairos("serve", "--db", f"sqlite:///{path}", "--port", str(free_port())))
+    assert str(path) in line
+    assert "is corrupt, or not a SQLite database" in line
+    assert "restore it from a backup, or move it away" in line
+
+
+def test_serve_refuses_a_database_file_it_cannot_make_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    under_a_file = tmp_path / "a-file" / "k.db"
+    line = refused(kairos("serve", "--db", f"sqlite:///{under_a_file}", "--port", "0"))
+    assert line == (
+        f"error: cannot create the directory {under_a_file.parent} of the database k.db (File"
+        " exists); create it, or choose another place for the database"
+    )
+    line = refused(kairos("serve", "--db", f"sqlite:///{tmp_path}", "--port", "0"))
+    assert line == (
+        f"error: cannot open the database {tmp_path} (unable to open database file); check"
+        " that this process may read and write it and its directory"
+    )
+
+
+def test_serve_refuses_an_unreachable_postgresql_server_in_one_line() -> None:
+    url = f"postgresql://kairos:s3cret@127.0.0.1:{free_port()}/kairos"
+    line = refused(kairos("serve", "--db", url, "--port", str(free_port())))
+    assert url.replace("s3cret", "***") in line
+    assert "Connection refused" in line
+    assert "check that PostgreSQL runs there" in line
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        # The test server trusts every local user: an unknown user is its sign-in refusal.
+        ({"username": "no_such_user", "password": "s3cret"}, 'role "no_such_user" does not exist'),
+        ({"database": "no_such_database"}, 'database "no_such_database" does not exist'),
+    ],
+)
+def test_serve_refuses_a_postgresql_database_it_cannot_use_in_one_line(
+    change: dict[str, str], reason: str
+) -> None:
+    require_postgres()
+    url = make_url(ADMIN_URL).set(**change).render_as_string(hide_password=False)
+    line = refused(kairos("serve", "--db", url, "--port", str(free_port())))
+    assert make_url(url).render_as_string() in line
+    assert "s3cret" not in line
+    assert reason in line
 
 
 def test_first_start_prints_a_working_token_once(tmp_path: Path) -> None:

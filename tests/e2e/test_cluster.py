@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections import Counter
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
@@ -12,8 +13,20 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.postgres import ThrowawayPostgres
-from tests.support.server import KairosProcess, TargetProcess, header, wait_until
+from tests.support.postgres import (
+    ThrowawayPostgres,
+    create_database,
+    drop_database,
+    require_postgres,
+)
+from tests.support.server import (
+    Command,
+    Forker,
+    KairosProcess,
+    TargetProcess,
+    header,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -197,3 +210,76 @@ def test_max_instances_holds_across_replicas(
         runs = api.get("/jobs/single/runs", params={"limit": 1000}).json()["items"]
     assert any(r["status"] == "skipped" for r in runs)
     assert len({r["node_id"] for r in runs}) >= 2, "only one replica ever claimed the job"
+
+
+COLD_START_ROUNDS = 20
+PASSWORD = "a long enough password"
+
+
+def test_replicas_starting_at_once_on_a_new_database_share_one_key_and_one_admin_token(
+    tmp_path: Path,
+) -> None:
+    require_postgres()
+    with Forker() as forker:
+        for round_no in range(COLD_START_ROUNDS):
+            database = create_database()
+            try:
+                _cold_start(forker, database, tmp_path / f"round{round_no}")
+            finally:
+                drop_database(database)
+
+
+def _cold_start(forker: Forker, database: str, logs: Path) -> None:
+    """Five replicas and ``kairos users add`` released at the same instant on an empty
+    database, with neither a signing key nor an admin token configured: between them they must
+    create the schema, one signing key and one admin token, and every replica come up."""
+    logs.mkdir()
+    unset: dict[str, str | None] = {"KAIROS_JWT_SECRET": None, "KAIROS_ADMIN_TOKEN": None}
+    env = unset | {"KAIROS_HTTP_WORKERS": "0"}
+    nodes = [
+        KairosProcess(database, token=None, env=env, log_path=logs / f"node{i}.log")
+        for i in range(5)
+    ]
+    add_user = Command(
+        ["users", "add", "ann", "--password-stdin", "--db", database],
+        nodes[0].command().env,
+        logs / "users-add.log",
+        stdin=PASSWORD,
+    )
+    with ExitStack() as stack:
+        *servers, adding = forker.run([node.command() for node in nodes] + [add_user])
+        for node, server in zip(nodes, servers, strict=True):
+            node.launch(server)
+        stack.callback(_stop_together, nodes)
+        for node in nodes:
+            node.wait_ready(30)
+        assert adding.wait(30) == 0, (logs / "users-add.log").read_text()
+
+        printed = [_printed_admin_token(node) for node in nodes]
+        tokens = {token for token in printed if token is not None}
+        assert len(tokens) == 1, f"admin tokens printed: {printed}"
+        form = {"username": "ann", "password": PASSWORD}
+        signed = httpx.post(f"{nodes[0].base_url}/auth/token", data=form, timeout=10)
+        assert signed.status_code == 200, signed.text
+        for bearer in (*tokens, signed.json()["access_token"]):
+            for node in nodes:
+                answer = httpx.get(
+                    f"{node.base_url}/jobs", headers={"Authorization": f"Bearer {bearer}"}
+                )
+                assert answer.status_code == 200, (node.log_path, answer.text)
+
+
+def _stop_together(nodes: list[KairosProcess]) -> None:
+    for node in nodes:
+        assert node.proc is not None
+        node.proc.send_signal(signal.SIGTERM)
+    for node in nodes:
+        node.stop()
+
+
+def _printed_admin_token(node: KairosProcess) -> str | None:
+    assert node.log_path is not None
+    text = node.log_path.read_text()
+    if "stored hashed):" not in text:
+        return None
+    return text.split("stored hashed):")[1].split()[0]

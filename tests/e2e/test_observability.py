@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +94,37 @@ def test_json_logs_name_the_run_of_each_line_about_one(
     # The start-up banner is printed for people; everything logged is JSON.
     logged = [line for line in every_line if line.startswith("{")]
     assert any(json.loads(line)["logger"].startswith("uvicorn") for line in logged)
+
+
+def test_a_database_file_corrupted_under_a_running_server_makes_it_not_ready(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "k.db"
+    with KairosProcess(f"sqlite:///{path}") as server:
+        assert httpx.get(f"{server.base_url}/readyz").status_code == 200
+        # Everything in the file itself (the log emptied into it), then garbage over all of it
+        # but its first page: the server's next reads find it corrupt.
+        conn = sqlite3.connect(path)
+        try:
+            wait_until(lambda: _checkpointed(conn), 10, what="the log emptied into the file")
+        finally:
+            conn.close()
+        with path.open("r+b") as file:
+            page_size = 4096
+            file.seek(page_size)
+            file.write(os.urandom(path.stat().st_size - page_size))
+
+        def readyz() -> httpx.Response:
+            return httpx.get(f"{server.base_url}/readyz")
+
+        wait_until(lambda: readyz().status_code == 503, 10, what="not ready")
+        assert readyz().json() == {
+            "status": "unavailable",
+            "detail": "the database is corrupt: database disk image is malformed",
+        }
+        assert httpx.get(f"{server.base_url}/healthz").status_code == 200
+
+
+def _checkpointed(conn: sqlite3.Connection) -> bool:
+    busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    return bool(busy == 0)

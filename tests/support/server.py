@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -18,7 +19,16 @@ from typing import Any
 import httpx
 from tests.support.target import Delivery
 
-__all__ = ["KairosProcess", "TargetProcess", "free_port", "header", "wait_until"]
+__all__ = [
+    "Command",
+    "ForkedProcess",
+    "Forker",
+    "KairosProcess",
+    "TargetProcess",
+    "free_port",
+    "header",
+    "wait_until",
+]
 
 ADMIN_TOKEN = "e2e-admin-token"
 _NOFILE = resource.RLIMIT_NOFILE
@@ -43,15 +53,108 @@ def wait_until(condition: object, timeout: float, interval: float = 0.02, what: 
         time.sleep(interval)
 
 
+@dataclass(frozen=True)
+class Command:
+    """A ``kairos`` command: its arguments, its whole environment, where its output goes."""
+
+    args: list[str]
+    env: dict[str, str]
+    log_path: Path | None = None
+    stdin: str = ""
+
+
+class ForkedProcess:
+    """What tests use of a ``Popen``, for a process a ``Forker`` started."""
+
+    def __init__(self, forker: Forker, pid: int) -> None:
+        self._forker = forker
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self._forker.poll(self.pid)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0)
+            time.sleep(0.02)
+        assert self.returncode is not None
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+Process = subprocess.Popen[bytes] | ForkedProcess
+
+
+class Forker:
+    """Starts ``kairos`` commands by forking a process that has imported Kairos already
+    (``tests.support.forker``): in milliseconds instead of the seconds each new interpreter
+    spends importing, and those started together all begin at the same instant."""
+
+    def __init__(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.forker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def run(self, commands: list[Command]) -> list[ForkedProcess]:
+        """Start ``commands`` together; they begin once all of them are forked."""
+        runs = [
+            {"args": c.args, "env": c.env, "log": c.log_path and str(c.log_path), "stdin": c.stdin}
+            for c in commands
+        ]
+        pids: list[int] = self._ask({"run": runs})["pids"]
+        return [ForkedProcess(self, pid) for pid in pids]
+
+    def poll(self, pid: int) -> int | None:
+        returncode: int | None = self._ask({"poll": pid})["returncode"]
+        return returncode
+
+    def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        assert self._proc.stdin is not None
+        assert self._proc.stdout is not None
+        self._proc.stdin.write(json.dumps(request) + "\n")
+        self._proc.stdin.flush()
+        answer: dict[str, Any] = json.loads(self._proc.stdout.readline())
+        return answer
+
+    def close(self) -> None:
+        """End the forker; it kills what it started that still runs."""
+        assert self._proc.stdin is not None
+        assert self._proc.stdout is not None
+        self._proc.stdin.close()
+        self._proc.wait(30)
+        self._proc.stdout.close()
+
+    def __enter__(self) -> Forker:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 class KairosProcess:
-    """``kairos serve`` in a child process on a free port, with an admin token set;
-    ``file_limit`` is the child's (soft, hard) open-file limit."""
+    """``kairos serve`` in a child process on a free port, with an admin token set. ``env`` adds
+    to the environment, or with None takes a variable out of it; ``file_limit`` is the child's
+    (soft, hard) open-file limit."""
 
     def __init__(
         self,
         db_url: str,
         *,
-        env: dict[str, str] | None = None,
+        env: dict[str, str | None] | None = None,
         log_path: Path | None = None,
         token: str | None = ADMIN_TOKEN,
         file_limit: tuple[int, int] | None = None,
@@ -63,25 +166,41 @@ class KairosProcess:
         self.token = token
         self._env = env or {}
         self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: Process | None = None
 
     def start(self, ready_timeout: float = 30) -> KairosProcess:
-        env = {**os.environ, **self._env}
-        if self.token is not None:
-            env["KAIROS_ADMIN_TOKEN"] = self.token
-        command = [sys.executable, "-m", "kairos", "serve", "--port", str(self.port)]
-        command += ["--db", self.db_url]
+        return self.launch().wait_ready(ready_timeout)
+
+    def launch(self, proc: Process | None = None) -> KairosProcess:
+        """Start the process without waiting for it (see ``wait_ready``), or take ``proc``, a
+        process of ``self.command()`` that a ``Forker`` started."""
+        if proc is not None:
+            self.proc = proc
+            return self
+        command = self.command()
+        argv = [sys.executable, "-m", "kairos", *command.args]
         limit = self.file_limit
         limited = None if limit is None else functools.partial(resource.setrlimit, _NOFILE, limit)
         if self.log_path is None:
             self.proc = subprocess.Popen(
-                command, env=env, stdout=subprocess.DEVNULL, preexec_fn=limited
+                argv, env=command.env, stdout=subprocess.DEVNULL, preexec_fn=limited
             )
         else:
             with self.log_path.open("ab") as out:  # the child keeps its own copy open
                 self.proc = subprocess.Popen(
-                    command, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=limited
+                    argv, env=command.env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=limited
                 )
+        return self
+
+    def command(self) -> Command:
+        env = {k: v for k, v in {**os.environ, **self._env}.items() if v is not None}
+        if self.token is not None:
+            env["KAIROS_ADMIN_TOKEN"] = self.token
+        args = ["serve", "--port", str(self.port), "--db", self.db_url]
+        return Command(args, env, self.log_path)
+
+    def wait_ready(self, ready_timeout: float = 30) -> KairosProcess:
+        assert self.proc is not None
         try:
             wait_until(self._ready, ready_timeout, interval=0.05, what=f"kairos on {self.port}")
         except BaseException:

@@ -270,6 +270,24 @@ def test_a_password_change_or_removal_ends_the_users_tokens_at_once(fresh: TestC
     assert "no longer exists" in response.json()["detail"]
 
 
+def test_a_token_of_a_removed_user_is_refused_when_the_name_is_added_again(
+    fresh: TestClient,
+) -> None:
+    accounts: Accounts = fresh.app.state.accounts  # type: ignore[attr-defined]
+    call = fresh.portal.call  # type: ignore[union-attr]
+    scopes = frozenset([Scope.JOBS_READ])
+    call(lambda: accounts.add_user("bo", PASSWORD, scopes, actor="t"))
+    form = {"username": "bo", "password": PASSWORD}
+    old = fresh.post("/auth/token", data=form).json()["access_token"]
+    call(lambda: accounts.remove_user("bo", actor="t"))
+    call(lambda: accounts.add_user("bo", PASSWORD, scopes, actor="t"))
+    response = fresh.get("/jobs", headers=bearer(old))
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    new = fresh.post("/auth/token", data=form).json()["access_token"]
+    assert fresh.get("/jobs", headers=bearer(new)).status_code == 200
+
+
 # Brute force --------------------------------------------------------------------------------------
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import replace
 
 from kairos.auth.api_keys import new_key
 from kairos.auth.passwords import MAX_PASSWORD, MIN_PASSWORD, hash_password
 from kairos.clock import Clock
-from kairos.errors import InvalidField, UserNotFound
+from kairos.errors import InvalidField
 from kairos.identity import Actor, ApiKeyRecord, Scope, UserRecord
 from kairos.store import Store
 
@@ -37,22 +36,21 @@ class Accounts:
             raise InvalidField(["name"], "1-64 of letters, digits and _ . @ -")
         _check_scopes(scopes)
         password_hash = await _hash(password)
-        by = self._actor(actor)
-        user = UserRecord(name, password_hash, scopes, 1, by.at_us, by.at_us)
-        await self._store.add_user(user, by=by)
-        return user
+        return await self._store.add_user(name, password_hash, scopes, by=self._actor(actor))
 
     async def set_password(self, name: str, password: str, *, actor: str) -> UserRecord:
         """A new password; tokens issued before stop working. Raise ``UserNotFound``."""
-        user = await self._user(name)
-        changed = replace(user, password_hash=await _hash(password))
-        return await self._update(changed, actor=actor, action="user.passwd")
+        password_hash = await _hash(password)
+        by = self._actor(actor)
+        return await self._store.update_user(
+            name, password_hash=password_hash, by=by, action="user.passwd"
+        )
 
     async def set_scopes(self, name: str, scopes: frozenset[Scope], *, actor: str) -> UserRecord:
         """New scopes; tokens issued before stop working. Raise ``UserNotFound``."""
         _check_scopes(scopes)
-        user = await self._user(name)
-        return await self._update(replace(user, scopes=scopes), actor=actor, action="user.scopes")
+        by = self._actor(actor)
+        return await self._store.update_user(name, scopes=scopes, by=by, action="user.scopes")
 
     async def remove_user(self, name: str, *, actor: str) -> None:
         await self._store.remove_user(name, by=self._actor(actor))
@@ -95,18 +93,6 @@ class Accounts:
 
     def _actor(self, name: str) -> Actor:
         return Actor(name, self._clock.now_us())
-
-    async def _user(self, name: str) -> UserRecord:
-        user = await self._store.get_user(name)
-        if user is None:
-            raise UserNotFound(name)
-        return user
-
-    async def _update(self, user: UserRecord, *, actor: str, action: str) -> UserRecord:
-        by = self._actor(actor)
-        changed = replace(user, generation=user.generation + 1, updated_us=by.at_us)
-        await self._store.update_user(changed, by=by, action=action)
-        return changed
 
 
 def _check_scopes(scopes: frozenset[Scope]) -> None:

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Row, Select, bindparam, insert, select, update
+from sqlalchemy import Connection, Row, Select, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from kairos.errors import ApiKeyNotFound, UserExists, UserNotFound
@@ -15,12 +15,13 @@ from kairos.identity import (
     Actor,
     ApiKeyRecord,
     AuditRecord,
+    Scope,
     UserRecord,
     parse_scopes,
     scope_text,
 )
 from kairos.store.driver import DriverStatement
-from kairos.store.schema import api_keys, audit, users
+from kairos.store.schema import api_keys, audit, user_generations, users
 
 __all__ = ["SqlAccounts", "audit_row", "write_audit"]
 
@@ -61,32 +62,66 @@ class SqlAccounts:
     async def _read(self, fn: Callable[[Connection], T], *, short: bool = False) -> T:
         raise NotImplementedError
 
+    def _dialect_insert(self, table: Table) -> Any:
+        raise NotImplementedError
+
     async def _row_by_key(self, query: Select[Any], **key: Any) -> Row[Any] | None:
         """The one row ``query`` finds by its key: a short read (see ``SqlStore``)."""
         return await self._read(lambda conn: conn.execute(query, key).first(), short=True)
 
     # Users -------------------------------------------------------------------------------------
 
-    async def add_user(self, user: UserRecord, *, by: Actor) -> None:
-        def tx(conn: Connection) -> None:
+    async def add_user(
+        self, name: str, password_hash: str, scopes: frozenset[Scope], *, by: Actor
+    ) -> UserRecord:
+        def tx(conn: Connection) -> UserRecord:
+            generation = self._next_generation(conn, name)
+            user = UserRecord(name, password_hash, scopes, generation, by.at_us, by.at_us)
             conn.execute(insert(users).values(_user_values(user)))
-            write_audit(conn, [audit_row(by, "user.add", user.name, _scopes_detail(user))])
+            write_audit(conn, [audit_row(by, "user.add", name, _scopes_detail(user))])
+            return user
 
         try:
-            await self._write(tx)
+            return await self._write(tx)
         except IntegrityError:
-            raise UserExists(user.name) from None
+            raise UserExists(name) from None
 
-    async def update_user(self, user: UserRecord, *, by: Actor, action: str) -> None:
-        def tx(conn: Connection) -> None:
-            values = _user_values(user)
-            del values["created_us"]
-            query = update(users).where(users.c.name == user.name).values(values)
-            if not conn.execute(query).rowcount:
-                raise UserNotFound(user.name)
-            write_audit(conn, [audit_row(by, action, user.name, _scopes_detail(user))])
+    async def update_user(
+        self,
+        name: str,
+        *,
+        password_hash: str | None = None,
+        scopes: frozenset[Scope] | None = None,
+        by: Actor,
+        action: str,
+    ) -> UserRecord:
+        values: dict[str, Any] = {"updated_us": by.at_us}
+        if password_hash is not None:
+            values["password_hash"] = password_hash
+        if scopes is not None:
+            values["scopes"] = scope_text(scopes)
 
-        await self._write(tx)
+        def tx(conn: Connection) -> UserRecord:
+            generation = self._next_generation(conn, name)
+            query = update(users).where(users.c.name == name).values(generation=generation)
+            row = conn.execute(query.values(values).returning(*users.c)).first()
+            if row is None:
+                raise UserNotFound(name)  # rolls the new generation back with it
+            user = _user(row)
+            write_audit(conn, [audit_row(by, action, name, _scopes_detail(user))])
+            return user
+
+        return await self._write(tx)
+
+    def _next_generation(self, conn: Connection, name: str) -> int:
+        """The generation after the last ``name`` was ever given. Two changes of one name wait
+        for each other here (on PostgreSQL for the row's lock): neither gets the other's."""
+        add = self._dialect_insert(user_generations).values(name=name, generation=1)
+        bump = add.on_conflict_do_update(
+            index_elements=["name"], set_={"generation": user_generations.c.generation + 1}
+        )
+        generation: int = conn.execute(bump.returning(user_generations.c.generation)).scalar_one()
+        return generation
 
     async def get_user(self, name: str) -> UserRecord | None:
         row = await self._row_by_key(_USER_BY_NAME, b_name=name)

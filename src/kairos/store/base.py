@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from kairos.identity import Actor, ApiKeyRecord, AuditRecord, UserRecord
+from kairos.identity import Actor, ApiKeyRecord, AuditRecord, Scope, UserRecord
 from kairos.models import JobRecord, JobState, RunRecord, RunStatus
 from kairos.policies import FirePlan
 
@@ -129,7 +129,9 @@ class Store(ABC):
 
     @abstractmethod
     async def open(self) -> None:
-        """Connect and bring the schema up to date (runs migrations)."""
+        """Connect and bring the schema up to date (runs migrations). Raise
+        ``StoreUnavailable`` with one line that names the database, says what is wrong with it
+        and what to do."""
 
     @abstractmethod
     async def close(self) -> None: ...
@@ -142,8 +144,11 @@ class Store(ABC):
         return None
 
     @abstractmethod
-    async def ping(self) -> None:
-        """Return if the store answers; raise ``StoreUnavailable`` otherwise."""
+    async def check_writable(self) -> None:
+        """Return if the store can be written now: a write that needs fresh space (as new runs
+        do) can be made, and a short one committed. Raise ``StoreUnavailable`` saying why not
+        (unreachable, full, corrupt, read-only). Probes at most once a second: callers at a
+        higher rate share the last answer."""
 
     # Jobs --------------------------------------------------------------------------------------
 
@@ -305,12 +310,28 @@ class Store(ABC):
     # Users, API keys and the audit log ---------------------------------------------------------
 
     @abstractmethod
-    async def add_user(self, user: UserRecord, *, by: Actor) -> None:
-        """Raise ``UserExists`` if the name is taken."""
+    async def add_user(
+        self, name: str, password_hash: str, scopes: frozenset[Scope], *, by: Actor
+    ) -> UserRecord:
+        """Add a user, created as of ``by.at_us``; raise ``UserExists`` if the name is taken.
+
+        Its generation, as every new generation, is one above the last the name was ever given,
+        a removed user's included: a name's generations never repeat, so no token issued to an
+        earlier user of the name is accepted."""
 
     @abstractmethod
-    async def update_user(self, user: UserRecord, *, by: Actor, action: str) -> None:
-        """Replace a user's hash, scopes and generation; raise ``UserNotFound``."""
+    async def update_user(
+        self,
+        name: str,
+        *,
+        password_hash: str | None = None,
+        scopes: frozenset[Scope] | None = None,
+        by: Actor,
+        action: str,
+    ) -> UserRecord:
+        """Set a user's hash or scopes or both (only what is given, so that two changes made at
+        once keep each other) and give it a new generation; return the user as it is now.
+        Raise ``UserNotFound``."""
 
     @abstractmethod
     async def get_user(self, name: str) -> UserRecord | None: ...

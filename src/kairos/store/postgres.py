@@ -36,6 +36,7 @@ _CHANNEL = "kairos_wake"
 _DB_NOW_US = text("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint")
 _NOTIFY = text("SELECT pg_notify(:channel, payload) FROM unnest(CAST(:payloads AS text[])) payload")
 _RELISTEN_S = 1.0
+_CONNECT_TIMEOUT_S = 10
 # Liveness locks are (namespace, hash of the node id) pairs; the namespace keeps them apart from
 # any other application's advisory locks on the database.
 _LIVENESS_LOCKS = 0x4B41
@@ -68,6 +69,9 @@ class PostgresStore(SqlStore):
         parsed = make_url(url)
         if parsed.drivername in ("postgresql", "postgres"):
             parsed = parsed.set(drivername="postgresql+psycopg")
+        self._shown = parsed.set(drivername="postgresql").render_as_string()
+        if "connect_timeout" not in parsed.query:  # else an unreachable host takes minutes
+            parsed = parsed.update_query_dict({"connect_timeout": str(_CONNECT_TIMEOUT_S)})
         self._libpq_url = _libpq(parsed)
         engine = create_engine(parsed, pool_size=8, max_overflow=8, pool_pre_ping=True)
         super().__init__(engine, engine)
@@ -75,6 +79,13 @@ class PostgresStore(SqlStore):
         self._liveness: dict[str, tuple[psycopg.Connection[Any], int]] = {}
         """Per node id served here: the connection holding its liveness lock, and since when
         (database clock, microseconds)."""
+
+    def _cannot_open(self, error: BaseException | None) -> str:
+        reason = " ".join(str(error).split()).removeprefix("connection failed: ")
+        return (
+            f"cannot open the database {self._shown} ({reason}); check that PostgreSQL runs"
+            " there and that the URL's host, port, user, password and database name are right"
+        )
 
     def _lock_due(self, query: Select[Any], of: Table) -> Select[Any]:
         return query.with_for_update(skip_locked=True, of=of)

@@ -28,6 +28,7 @@ __all__ = [
     "metadata",
     "nodes",
     "runs",
+    "user_generations",
     "users",
 ]
 
@@ -140,6 +141,16 @@ users = Table(
     Column("generation", Integer, nullable=False),
     Column("created_us", BigInteger, nullable=False),
     Column("updated_us", BigInteger, nullable=False),
+)
+
+# The last generation each user name was given, kept when its user is removed: a user added
+# again under that name goes on from there, so no token issued to an earlier user of the name is
+# accepted. Every generation is taken from here, in the transaction of the change it is for.
+user_generations = Table(
+    "kairos_user_generations",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("generation", Integer, nullable=False),
 )
 
 # API keys for machines. Revoked keys stay (with ``revoked_us``) so the list shows them.

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
+import sqlite3
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
@@ -16,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psycopg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
@@ -69,6 +72,14 @@ _DELETED = "the job was deleted before this run started"
 _BREAKER = "circuit-breaker"
 # A batch this large is audited without each job's definition (only who created or replaced it).
 _AUDIT_DEFINITIONS_UP_TO = 100
+# ``check_writable``'s probe: a value larger than a database page, so that writing it needs a free
+# page or the file to grow, as new runs do; written in a savepoint rolled back at once. Random,
+# so that no backend stores it compressed into less.
+_PROBE_ROOM_KEY = "readiness_probe_room"
+_PROBE_ROOM = secrets.token_hex(4096)
+_PROBE_KEY = "readiness_probe"
+_PROBE_EVERY_S = 1.0
+_POSTGRES_CORRUPT = (psycopg.errors.DataCorrupted, psycopg.errors.IndexCorrupted)
 
 
 class SqlStore(SqlAccounts, Store):
@@ -103,6 +114,9 @@ class SqlStore(SqlAccounts, Store):
             else ThreadPoolExecutor(4, thread_name_prefix="kairos-r")
         )
         self._specs: OrderedDict[str, JobSpec] = OrderedDict()
+        self._probing = asyncio.Lock()
+        self._next_probe = 0.0
+        self._probe_failure: str | None = None
         add = self._dialect_insert(jobs)
         # Atomic even when two nodes create one new id at once. Built once: it is on the hot path.
         self._upsert_jobs = add.on_conflict_do_update(
@@ -187,6 +201,8 @@ class SqlStore(SqlAccounts, Store):
         except DBAPIError as exc:
             if exc.connection_invalidated:
                 raise StoreUnavailable(f"the database connection was lost: {exc.orig}") from exc
+            if _corrupt(exc):
+                raise StoreUnavailable(f"the database is corrupt: {exc.orig}") from exc
             raise
         finally:
             self._in_write_pool -= counted
@@ -224,7 +240,16 @@ class SqlStore(SqlAccounts, Store):
             self._before_migrations(conn)
             _migrate(conn)
 
-        await self._write(migrate)
+        try:
+            await self._write(migrate)
+        except (StoreUnavailable, DBAPIError) as exc:
+            cause = exc.__cause__ if isinstance(exc, StoreUnavailable) else exc
+            raise StoreUnavailable(self._cannot_open(getattr(cause, "orig", cause))) from exc
+
+    def _cannot_open(self, error: BaseException | None) -> str:
+        """What ``open`` says when the database refuses ``error``: which database, what is
+        wrong, what to do, on one line."""
+        return f"cannot open the database: {_one_line(error)}"
 
     async def close(self) -> None:
         self._write_pool.shutdown(wait=True)
@@ -235,8 +260,34 @@ class SqlStore(SqlAccounts, Store):
         for engine in {self._writer, self._reader, *(self._inline or ())}:
             engine.dispose()
 
-    async def ping(self) -> None:
-        await self._read(lambda conn: conn.execute(select(1)).scalar_one())
+    async def check_writable(self) -> None:
+        async with self._probing:
+            if time.monotonic() >= self._next_probe:
+                self._probe_failure = await self._probe()
+                self._next_probe = time.monotonic() + _PROBE_EVERY_S
+        if self._probe_failure is not None:
+            raise StoreUnavailable(self._probe_failure)
+
+    async def _probe(self) -> str | None:
+        """Why the store cannot be written now (None: it can)."""
+        stamp = self._dialect_insert(meta).values(key=_PROBE_KEY, value=str(time.time_ns()))
+        stamp = stamp.on_conflict_do_update(
+            index_elements=["key"], set_={"value": stamp.excluded.value}
+        )
+
+        def tx(conn: Connection) -> None:
+            room = conn.begin_nested()
+            conn.execute(insert(meta).values(key=_PROBE_ROOM_KEY, value=_PROBE_ROOM))
+            room.rollback()
+            conn.execute(stamp)  # committed, so that it reaches the disk (the log)
+
+        try:
+            await self._write(tx)
+        except StoreUnavailable as exc:
+            return exc.detail
+        except DBAPIError as exc:
+            return f"the database cannot be written: {_one_line(exc.orig)}"
+        return None
 
     # Jobs --------------------------------------------------------------------------------------
 
@@ -414,7 +465,7 @@ class SqlStore(SqlAccounts, Store):
         self, job_id: str, scheduled_for_us: int, *, by: Actor | None = None
     ) -> RunRecord:
         def tx(conn: Connection) -> RunRecord:
-            if conn.execute(select(jobs.c.id).where(jobs.c.id == job_id)).first() is None:
+            if conn.execute(_JOB_KEPT, {"b_id": job_id}).first() is None:
                 raise JobNotFound(job_id)
             at = scheduled_for_us
             while True:  # two manual runs in one microsecond: the ledger key needs distinct times
@@ -615,8 +666,12 @@ class SqlStore(SqlAccounts, Store):
         """Pause or resume a job from within the store (its spec says so too), if
         ``condition`` holds (return whether it did); other replicas hear of it as of any
         change."""
+        # Locked (on PostgreSQL) until the job is written back: a change made meanwhile (a PUT)
+        # waits, instead of being overwritten with the spec read here.
         row = conn.execute(
-            select(jobs.c.spec, jobs.c.updated_us).where(jobs.c.id == job_id, condition)
+            select(jobs.c.spec, jobs.c.updated_us)
+            .where(jobs.c.id == job_id, condition)
+            .with_for_update()
         ).first()
         if row is None:
             return False
@@ -705,18 +760,18 @@ class SqlStore(SqlAccounts, Store):
     def _interrupt(
         self, conn: Connection, condition: ColumnElement[bool], now_us: int, retries: int
     ) -> int:
+        # One statement: a run its node finishes meanwhile is no longer ``running`` when this
+        # reaches it (PostgreSQL checks the row again after waiting for its lock).
         victims = conn.execute(
-            select(
+            update(runs)
+            .where(IS_RUNNING, condition)
+            .values(status=RunStatus.INTERRUPTED.value, finished_us=now_us, error=_INTERRUPTED)
+            .returning(
                 runs.c.id, runs.c.job_id, runs.c.scheduled_for_us, runs.c.attempt, runs.c.manual
-            ).where(IS_RUNNING, condition)
+            )
         ).all()
         if not victims:
             return 0
-        conn.execute(
-            update(runs)
-            .where(runs.c.id.in_([v.id for v in victims]))
-            .values(status=RunStatus.INTERRUPTED.value, finished_us=now_us, error=_INTERRUPTED)
-        )
         alive = set(
             conn.execute(
                 select(jobs.c.id).where(jobs.c.id.in_({v.job_id for v in victims}))
@@ -739,11 +794,13 @@ class SqlStore(SqlAccounts, Store):
         """A probe of a job the circuit breaker paused was interrupted for good: its job has no
         next fire, so it would stay paused until resumed by hand. Set the next probe."""
         tripped = conn.execute(
-            select(jobs.c.id, jobs.c.spec).where(
+            select(jobs.c.id, jobs.c.spec)
+            .where(
                 jobs.c.id.in_(job_ids),
                 jobs.c.pause_reason.is_not(None),
                 jobs.c.next_run_us.is_(None),
             )
+            .with_for_update()  # a job replaced meanwhile must not get this probe
         ).all()
         for job_id, spec_json in tripped:
             after = JobSpec.from_stored(spec_json).auto_resume_after
@@ -791,11 +848,11 @@ class SqlStore(SqlAccounts, Store):
     async def heartbeat(self, node_id: str, hostname: str) -> None:
         def tx(conn: Connection) -> None:
             now_us = self._db_now_us(conn)
-            beat = update(nodes).where(nodes.c.id == node_id).values(heartbeat_us=now_us)
-            if conn.execute(beat).rowcount:
-                return
             values = {"id": node_id, "hostname": hostname, "started_us": now_us}
-            conn.execute(insert(nodes).values(heartbeat_us=now_us, **values))
+            add = self._dialect_insert(nodes).values(heartbeat_us=now_us, **values)
+            # Registers the node, or again after another node took it for dead and forgot it.
+            beat = add.on_conflict_do_update(index_elements=["id"], set_={"heartbeat_us": now_us})
+            conn.execute(beat)
 
         await self._write(tx)
 
@@ -870,12 +927,15 @@ class SqlStore(SqlAccounts, Store):
         return value
 
     async def set_meta_if_absent(self, key: str, value: str) -> str:
+        # One statement, so that replicas starting together on a new database agree: the first
+        # insert wins and the others, waiting for it, insert nothing and read what it wrote.
+        add = self._dialect_insert(meta).values(key=key, value=value)
+        add = add.on_conflict_do_nothing(index_elements=["key"])
+
         def tx(conn: Connection) -> str:
-            kept = conn.execute(select(meta.c.value).where(meta.c.key == key)).scalar()
-            if kept is not None:
-                return str(kept)
-            conn.execute(insert(meta).values(key=key, value=value))
-            return value
+            conn.execute(add)
+            kept: str = conn.execute(_META_VALUE, {"b_key": key}).scalar_one()
+            return kept
 
         return await self._write(tx)
 
@@ -902,7 +962,8 @@ def _in_transaction(engine: Engine, fn: Callable[[Connection], T]) -> T:
 
 
 class _WouldWait(Exception):
-    """The database would have had the event loop wait (another process holds its lock)."""
+    """The database would have had the event loop wait (another process holds its lock), or
+    failed in a way that the threads report (as ``StoreUnavailable``)."""
 
 
 def _inline_transaction(conn: Connection, fn: Callable[[Connection], T]) -> T:
@@ -911,8 +972,21 @@ def _inline_transaction(conn: Connection, fn: Callable[[Connection], T]) -> T:
     try:
         with conn.begin():
             return fn(conn)
-    except OperationalError as exc:
-        raise _WouldWait from exc
+    except DBAPIError as exc:
+        if isinstance(exc, OperationalError) or _corrupt(exc):
+            raise _WouldWait from exc
+        raise
+
+
+def _corrupt(exc: DBAPIError) -> bool:
+    """The database's own files are damaged: SQLite's "malformed" and "not a database" (raised
+    as its base error class), PostgreSQL's data or index corruption."""
+    return type(exc.orig) is sqlite3.DatabaseError or isinstance(exc.orig, _POSTGRES_CORRUPT)
+
+
+def _one_line(error: BaseException | None) -> str:
+    """A driver's message on one line (PostgreSQL's span several)."""
+    return " ".join(str(error).split())
 
 
 def _migrate(conn: Connection) -> None:
@@ -947,6 +1021,15 @@ _PENDING_RUN_COLUMNS = (
 _JOB_BY_ID = select(*_JOB_COLUMNS).where(jobs.c.id == bindparam("b_id"))
 _RUN_BY_ID = select(runs).where(runs.c.id == bindparam("b_id"))
 _META_VALUE = select(meta.c.value).where(meta.c.key == bindparam("b_key"))
+# A job kept from being deleted until this transaction ends (on PostgreSQL; SQLite has one
+# writer), so that a run queued for it is never left behind by the delete, never to start: a
+# delete under way makes this wait and find no job, a later one waits and skips the run. Other
+# changes of the job need not wait.
+_JOB_KEPT = (
+    select(jobs.c.id)
+    .where(jobs.c.id == bindparam("b_id"))
+    .with_for_update(read=True, key_share=True)
+)
 _RUNNING = RunStatus.RUNNING.value
 _MOVE_JOBS = DriverStatement(
     update(jobs)

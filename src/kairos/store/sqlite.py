@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
+from kairos.errors import StoreUnavailable
 from kairos.store.sql import SqlStore
 
 __all__ = ["SQLiteStore"]
@@ -30,6 +32,7 @@ class SQLiteStore(SqlStore):
 
     def __init__(self, url: str) -> None:
         parsed = make_url(url)
+        self._path: Path | None = None
         if parsed.database in (None, "", ":memory:"):
             engine = create_engine(
                 "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
@@ -37,7 +40,7 @@ class SQLiteStore(SqlStore):
             _configure(engine, immediate=True)
             super().__init__(engine, engine, inline=(engine, engine))
             return
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        self._path = Path(parsed.database).expanduser().absolute()
         args = {"check_same_thread": False, "timeout": 30}
         writer = create_engine(parsed, pool_size=1, max_overflow=0, connect_args=args)
         reader = create_engine(parsed, pool_size=4, max_overflow=4, connect_args=args)
@@ -50,6 +53,30 @@ class SQLiteStore(SqlStore):
         _configure(inline_reader, immediate=False, on_loop=True)
         _configure(inline_writer, immediate=True, on_loop=True)
         super().__init__(writer, reader, inline=(inline_reader, inline_writer))
+
+    async def open(self) -> None:
+        if self._path is not None:
+            try:
+                await asyncio.to_thread(self._path.parent.mkdir, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreUnavailable(
+                    f"cannot create the directory {self._path.parent} of the database"
+                    f" {self._path.name} ({exc.strerror}); create it, or choose another place"
+                    " for the database"
+                ) from exc
+        await super().open()
+
+    def _cannot_open(self, error: BaseException | None) -> str:
+        where = "in memory" if self._path is None else str(self._path)
+        if type(error) is sqlite3.DatabaseError:  # "malformed", "not a database"
+            return (
+                f"the database {where} is corrupt, or not a SQLite database ({error}); restore"
+                " it from a backup, or move it away to start with an empty one"
+            )
+        return (
+            f"cannot open the database {where} ({error}); check that this process may read and"
+            " write it and its directory"
+        )
 
 
 def _configure(engine: Engine, *, immediate: bool, on_loop: bool = False) -> None:

@@ -20,11 +20,14 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "The store is unreachable"}})
+@router.get(
+    "/readyz", responses={503: {"description": "The store cannot be written, or is unreachable"}}
+)
 async def readyz(scheduler: SchedulerDep) -> Response:
-    """200 when the store answers and this node's heartbeat is current, 503 otherwise."""
+    """200 when the store can be written (a probe at most once a second) and this node's
+    heartbeat is current; 503 otherwise, with the reason."""
     try:
-        await scheduler.store.ping()
+        await scheduler.store.check_writable()
     except StoreUnavailable as exc:
         return JSONResponse({"status": "unavailable", "detail": exc.detail}, status_code=503)
     if not scheduler.membership.healthy:
