@@ -20,7 +20,7 @@ __all__ = ["FirePlan", "PlannedRun", "Planner", "too_late"]
 
 # A catch-up pass walks at most this many fires of one job; the rest waits for the next pass.
 _WALK_CAP = 1_000
-# After this many ``missed`` rows for one job in one pass, older missed fires are skipped unrecorded
+# After this many ``missed`` rows for one job in one pass, the older missed fires share one row
 # (a 1-second job down for a week would otherwise write 600,000 rows).
 _MISSED_RECORD_CAP = 100
 _TRIGGER_CACHE_SIZE = 50_000
@@ -49,6 +49,17 @@ def too_late(spec: JobSpec, late_us: int) -> str | None:
         return None
     late_s = late_us / 1_000_000
     return f"fire was {late_s:.3f} s late, more than misfire_grace_time ({grace:g} s)"
+
+
+def _skipped_misses(first_us: int, next_us: int | None, why: str | None) -> PlannedRun:
+    """One row for the missed fires past ``_MISSED_RECORD_CAP``: from ``first_us`` up to the
+    first fire still within the grace (``next_us``)."""
+    until = "on" if next_us is None else f"up to {from_us(next_us).isoformat()} (not included)"
+    return PlannedRun(
+        first_us,
+        RunStatus.MISSED,
+        f"{why}; so were the fires from here {until}, recorded as this one row",
+    )
 
 
 class Planner:
@@ -162,7 +173,8 @@ class Planner:
             if run.status is RunStatus.MISSED:
                 missed += 1
                 if missed > _MISSED_RECORD_CAP:
-                    fire_us = self._skip_misses(job.spec, trigger, now_us)
+                    first_us, fire_us = fire_us, self._skip_misses(job.spec, trigger, now_us)
+                    runs.append(_skipped_misses(first_us, fire_us, run.error))
                     due_us = fire_us if fire_us is not None else now_us
                     continue
             elif run.status is RunStatus.RUNNING:

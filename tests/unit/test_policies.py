@@ -111,12 +111,17 @@ def test_budget_stops_a_backlog_part_way_and_the_rest_stays_due() -> None:
     assert plan.next_fire_us == T0 + 20 * S
 
 
-def test_long_outage_records_at_most_a_hundred_missed_fires_and_catches_up() -> None:
+def test_long_outage_records_a_hundred_missed_fires_then_one_row_for_the_rest() -> None:
     plan = Planner().plan(
         job(coalesce=False, misfire_grace_time=5), T0 + 100_000 * S, running=0, budget=10
     )
     missed = [r for r in plan.runs if r.status is RunStatus.MISSED]
-    assert len(missed) == 100
+    assert len(missed) == 101
+    assert [(r.scheduled_for_us - T0) // S for r in missed[-2:]] == [990, 1000]
+    assert (missed[-1].error or "").endswith(
+        "; so were the fires from here up to 2026-01-02T03:46:40+00:00 (not included), "
+        "recorded as this one row"
+    )
     assert plan.next_fire_us is not None
     assert T0 + 100_000 * S - 5 * S <= plan.next_fire_us <= T0 + 100_010 * S
 
