@@ -12,12 +12,13 @@ from email.utils import format_datetime
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 import pytest
 
 from kairos.executors import Executor
 from kairos.executors.base import Call, Outcome
 from kairos.executors.guard import OutboundGuard
-from kairos.executors.http import HttpExecutor
+from kairos.executors.http import HttpExecutor, _described
 from kairos.executors.workers import WorkerPoolExecutor
 from kairos.models import HttpTarget
 from kairos.settings import Settings
@@ -233,3 +234,10 @@ async def test_a_call_timeout_cuts_the_targets_own(
     )  # type: ignore[arg-type]
     outcome = await executor.execute(cut)
     assert outcome.error == "timed out after 0.2 s"
+
+
+def test_an_error_that_quotes_the_url_never_shows_its_password() -> None:
+    url = "http://ops:s%40cret@127.0.0.1:9/x"
+    error = _described(aiohttp.InvalidURL(url), url)
+    assert error == "InvalidURL: http://ops:***@127.0.0.1:9/x"
+    assert "s@cret" not in _described(ValueError("bad password s@cret"), url)

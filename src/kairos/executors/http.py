@@ -10,6 +10,7 @@ import time
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from typing import Any, NamedTuple
+from urllib.parse import unquote, urlsplit
 
 import aiohttp
 import orjson
@@ -18,6 +19,7 @@ from kairos import __version__
 from kairos.clock import from_us
 from kairos.executors.base import Call, Outcome
 from kairos.executors.guard import GuardedResolver, OutboundGuard, OutboundRefused
+from kairos.masking import SECRET_MASK
 from kairos.settings import Settings
 
 __all__ = ["HttpExecutor", "Request"]
@@ -151,12 +153,12 @@ class HttpExecutor:
             retryable = not isinstance(exc, aiohttp.ClientSSLError)
             return Outcome(False, error=error, retryable=retryable, sent=False)
         except aiohttp.ClientError as exc:
-            error = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            error = _described(exc, request.url)
             return Outcome(False, error=error, retryable=not isinstance(exc, aiohttp.InvalidURL))
         except OSError as exc:
-            return Outcome(False, error=f"{type(exc).__name__}: {exc}", retryable=True)
+            return Outcome(False, error=_described(exc, request.url), retryable=True)
         except ValueError as exc:
-            return Outcome(False, error=f"{type(exc).__name__}: {exc}")
+            return Outcome(False, error=_described(exc, request.url))
         if 200 <= status < 300:
             return Outcome(True, http_status=status, response_excerpt=excerpt)
         return Outcome(
@@ -192,6 +194,15 @@ class HttpExecutor:
             timeout = aiohttp.ClientTimeout(total=seconds, sock_connect=connect_s)
             self._timeouts[seconds] = timeout
         return timeout
+
+
+def _described(exc: Exception, url: str) -> str:
+    """The error for the run: never with the URL's password, which an exception may quote."""
+    text = f"{type(exc).__name__}: {exc}".rstrip(": ")
+    password = urlsplit(url).password
+    if password:
+        text = text.replace(password, SECRET_MASK).replace(unquote(password), SECRET_MASK)
+    return text
 
 
 def _retry_after(value: str | None) -> float | None:
