@@ -8,7 +8,7 @@ from typing import Any
 from kairos.clock import to_us
 from kairos.engine.policies import Planner, retry_due_us, time_left_s
 from kairos.models import JobRecord, JobSpec, RunStatus
-from kairos.store import FirePlan, Slots
+from kairos.store import FirePlan, QueuedRun, Slots
 
 T0 = to_us(datetime(2026, 1, 1, tzinfo=UTC))
 S = 1_000_000
@@ -225,3 +225,43 @@ def test_a_job_the_breaker_paused_fires_only_its_probe() -> None:
     assert (probe.next_fire_us, probe.next_run_us) == (None, None)  # until the probe's verdict
     busy = plan_due(job(paused=True), T0 + 1, running=1, budget=10)
     assert statuses(busy) == [(0, RunStatus.SCHEDULED)]
+
+
+def queued(due_us: int = T0, *, manual: bool = False) -> QueuedRun:
+    return QueuedRun(7, T0, due_us, 2, manual)
+
+
+def test_a_queued_run_is_judged_by_the_same_grace_and_slots_as_a_due_fire() -> None:
+    late = Planner().admit_queued(queued(), job(misfire_grace_time=5), T0 + 6 * S, Slots(0, 0, 9))
+    assert (late.status, late.error) == (
+        RunStatus.MISSED,
+        "fire was 6.000 s late, more than misfire_grace_time (5 s)",
+    )
+    on_time = Planner().admit_queued(
+        queued(), job(misfire_grace_time=5), T0 + 5 * S, Slots(0, 0, 9)
+    )
+    assert on_time.status is RunStatus.RUNNING
+    manual = Planner().admit_queued(
+        queued(manual=True), job(misfire_grace_time=5), T0 + 60 * S, Slots(0, 0, 9)
+    )
+    assert manual.status is RunStatus.RUNNING  # asked for by hand: never too late
+
+
+def test_a_queued_run_over_max_instances_waits_instead_of_being_skipped() -> None:
+    spec = {"max_instances": 2}
+    for slots in (Slots(2, 0, 9), Slots(1, 1, 9), Slots(0, 2, 9), Slots(0, 0, 0)):
+        waits_for_slot = Planner().admit_queued(queued(), job(**spec), T0, slots)
+        assert (waits_for_slot.status, waits_for_slot.error) == (RunStatus.SCHEDULED, None)
+    assert Planner().admit_queued(queued(), job(**spec), T0, Slots(1, 0, 9)).status is (
+        RunStatus.RUNNING
+    )
+
+
+def test_a_job_whose_next_fire_cannot_be_computed_is_planned_to_pause() -> None:
+    # Due now, its fire in the calendar's last minute: the one after it is past the calendar
+    # (only a job stored before trigger dates were range checked can be so).
+    last_minute = to_us(datetime(9999, 12, 31, 23, 59, tzinfo=UTC))
+    edge = job(last_minute, T0, trigger={"type": "cron", "expression": "* * * * *"})
+    plan = Planner().plan_due(edge, T0, Slots(0, 0, 10))
+    assert (plan.runs, plan.next_fire_us, plan.next_run_us) == ([], None, None)
+    assert (plan.pause_reason or "").startswith("paused: its next fire cannot be computed (")
