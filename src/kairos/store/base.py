@@ -296,10 +296,10 @@ class Store(ABC):
         """Record the outcome of runs in one transaction. Fenced: a run that is no longer
         ``running`` under ``node_id`` (another node took it over) is left as it is. A run with
         ``retry_due_us`` gets its next attempt queued, due then, in the same transaction, and a
-        ``verdict`` moves its job's circuit breaker: counts the failure and pauses the job when
-        the count reaches the limit, resets the count on success, resumes the job or keeps it
-        paused after a probe. Return the runs whose failure paused their job, with the reason
-        (run id -> reason)."""
+        ``verdict`` moves its job's circuit breaker as it says: counts the failure and pauses the
+        job when the count reaches the limit, resets the count on success, resumes the job or
+        keeps it paused after a probe, with the verdict's reason and times. Return the runs
+        whose failure paused their job, with the reason (run id -> reason)."""
 
     @abstractmethod
     async def interrupt_running(self, node_id: str | None, *, retries: int) -> int:

@@ -713,6 +713,7 @@ class SqlStore(SqlAccounts, Store):
         waiting = False
         missed: list[dict[str, Any]] = []
         for (run_id, scheduled_for_us, due_us, attempt, manual), job in pending:
+            # SQLite's driver gives ``manual`` as 0 or 1.
             queued = QueuedRun(run_id, scheduled_for_us, due_us, attempt, bool(manual))
             slots = Slots(running.get(job.id, 0), begun[job.id], budget - len(started))
             admitted = policy.admit_queued(queued, job, now_us, slots)
@@ -730,7 +731,7 @@ class SqlStore(SqlAccounts, Store):
                 scheduled_for_us,
                 attempt,
                 RunStatus.RUNNING,
-                manual=queued.manual,  # SQLite's driver gives 0 or 1
+                manual=queued.manual,
                 node_id=node_id,
                 started_us=now_us,
             )
