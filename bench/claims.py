@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kairos.engine.policies import Planner
 from kairos.models import JobRecord, JobSpec, RunStatus
-from kairos.policies import Planner
 from kairos.store import FinishedRun, store_for_url
 
 __all__ = ["ClaimRun", "claims"]
@@ -47,7 +47,7 @@ async def claims(trigger: str, jobs: int = 20_000, batch: int = 100) -> ClaimRun
             records = [JobRecord(f"j{i}", spec, DUE_US, DUE_US, 1, 1) for i in range(jobs)]
             for start in range(0, jobs, 5_000):
                 await store.upsert_jobs(records[start : start + 5_000])
-            plan, now_us = Planner().plan, DUE_US + 1_000
+            plan, now_us = Planner(), DUE_US + 1_000
             claimed, finished = 0, list[FinishedRun]()
             cpu, wall = time.process_time(), time.perf_counter()
             while claimed < jobs:

@@ -12,9 +12,9 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
+from kairos.engine.policies import Planner
 from kairos.errors import JobNotFound
 from kairos.models import RunStatus
-from kairos.policies import Planner
 from kairos.store import FinishedRun, Store
 from tests.contract.test_store import NOW, SPEC, S, every_minute, failing, fire_and_finish, record
 
@@ -119,7 +119,7 @@ async def test_a_job_replaced_while_its_probe_is_interrupted_gets_no_probe(
 ) -> None:
     await store.insert_job(record("a", NOW, auto_resume_after=30.0))
     await fire_and_finish(store, NOW, failing(limit=1, next_probe_us=NOW + 30 * S))
-    assert len((await store.claim_due(NOW + 30 * S, 10, "n", Planner().plan)).started) == 1
+    assert len((await store.claim_due(NOW + 30 * S, 10, "n", Planner())).started) == 1
     assert (await store.get_job("a")).next_run_us is None  # while its probe runs
     async with elsewhere(store_url) as putting:
         await replace_job_a(putting)

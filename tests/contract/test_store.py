@@ -9,10 +9,20 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import StatementError
 
+from kairos.engine.policies import Planner
 from kairos.errors import Conflict, JobExists, JobNotFound, RunNotFound
 from kairos.models import HistoryPolicy, JobRecord, JobSpec, JobState, RunStatus
-from kairos.policies import FirePlan, PlannedRun, Planner
-from kairos.store import FinishedRun, JobQuery, Store, Verdict, store_for_url
+from kairos.store import (
+    FinishedRun,
+    FirePlan,
+    JobQuery,
+    PlannedRun,
+    Slots,
+    Store,
+    Verdict,
+    store_for_url,
+)
+from tests.support.policies import PlanPolicy
 
 NOW = 1_800_000_000_000_000
 S = 1_000_000
@@ -26,17 +36,18 @@ def record(job_id: str = "a", next_us: int | None = NOW, **changes: Any) -> JobR
     return JobRecord(job_id, spec, next_us, next_us, NOW - S, NOW - S)
 
 
-def every_minute(
-    job: JobRecord, now_us: int, running: int, budget: int, started: int = 0
-) -> FirePlan:
-    """A plan function that starts the due fire if there is room and moves on a minute."""
+def plan_every_minute(job: JobRecord, now_us: int, slots: Slots) -> FirePlan:
+    """A plan that starts the due fire if there is room and moves on a minute."""
     assert job.next_fire_us is not None
-    if budget <= 0:
+    if slots.budget <= 0:
         return FirePlan([], job.next_fire_us, job.next_run_us)
-    room = running + started < job.spec.max_instances
+    room = slots.running + slots.started < job.spec.max_instances
     status = RunStatus.RUNNING if room else RunStatus.SKIPPED
     nxt = job.next_fire_us + 60 * S
     return FirePlan([PlannedRun(job.next_fire_us, status)], nxt, nxt)
+
+
+every_minute = PlanPolicy(plan_every_minute)
 
 
 async def test_insert_get_and_duplicate_id(store: Store) -> None:
@@ -194,14 +205,12 @@ async def test_a_queued_run_goes_before_a_fire_of_its_job_claimed_ahead(store: S
     await store.insert_job(record("a", NOW + 30_000))
     queued = await store.add_manual_run("a", NOW)
 
-    def ahead_aware(
-        job: JobRecord, now_us: int, running: int, budget: int, started: int
-    ) -> FirePlan:
+    def ahead_aware(job: JobRecord, now_us: int, slots: Slots) -> FirePlan:
         # The queued run started first and holds the job's one slot.
-        assert (running, started) == (0, 1)
+        assert (slots.running, slots.started) == (0, 1)
         return FirePlan([], job.next_fire_us, job.next_run_us)
 
-    claim = await store.claim_due(NOW, 10, "n", ahead_aware, ahead_us=50_000)
+    claim = await store.claim_due(NOW, 10, "n", PlanPolicy(ahead_aware), ahead_us=50_000)
     assert [s.run.id for s in claim.started] == [queued.id]
 
 
@@ -284,25 +293,25 @@ async def test_a_catch_up_backlog_over_max_instances_queues_and_runs_one_by_one(
     store: Store,
 ) -> None:
     await store.insert_job(record("a", NOW, coalesce=False, misfire_grace_time=None))
-    claim = await store.claim_due(NOW + 150 * S, 10, "n", Planner().plan)
+    claim = await store.claim_due(NOW + 150 * S, 10, "n", Planner())
     assert [s.run.scheduled_for_us for s in claim.started] == [NOW]
     assert claim.waiting_for_slot is True
     queued = await store.list_runs(job_id="a", status=RunStatus.SCHEDULED, before_id=None, limit=9)
     assert sorted(r.scheduled_for_us for r in queued) == [NOW + 60 * S, NOW + 120 * S]
     run = claim.started[0].run
     done = FinishedRun(run.id, RunStatus.SUCCEEDED, NOW + 150 * S, NOW + 151 * S)
-    after = await store.claim_due(NOW + 152 * S, 10, "n", Planner().plan, finished=[done])
+    after = await store.claim_due(NOW + 152 * S, 10, "n", Planner(), finished=[done])
     assert [s.run.scheduled_for_us for s in after.started] == [NOW + 60 * S]
 
 
 async def test_a_queued_fire_past_its_grace_is_missed_not_started(store: Store) -> None:
     await store.insert_job(record("a", NOW, coalesce=False, misfire_grace_time=100))
-    first = (await store.claim_due(NOW + 60 * S, 10, "n", Planner().plan)).started[0].run
+    first = (await store.claim_due(NOW + 60 * S, 10, "n", Planner())).started[0].run
     [queued] = await store.list_runs(
         job_id="a", status=RunStatus.SCHEDULED, before_id=None, limit=9
     )
     done = FinishedRun(first.id, RunStatus.SUCCEEDED, NOW + 60 * S, NOW + 170 * S)
-    late = await store.claim_due(NOW + 170 * S, 10, "n", Planner().plan, finished=[done])
+    late = await store.claim_due(NOW + 170 * S, 10, "n", Planner(), finished=[done])
     assert [s.run.scheduled_for_us for s in late.started] == [NOW + 120 * S]  # the next fire
     missed = await store.get_run(queued.id)
     assert missed.status is RunStatus.MISSED
@@ -313,9 +322,9 @@ async def test_a_fire_due_with_a_retry_queues_behind_it_instead_of_being_skipped
     store: Store,
 ) -> None:
     await store.insert_job(record("a", NOW))
-    cut = (await store.claim_due(NOW, 10, "n1", Planner().plan)).started[0].run
+    cut = (await store.claim_due(NOW, 10, "n1", Planner())).started[0].run
     await store.interrupt_running("n1", retries=1)  # retried as attempt 2, queued
-    claim = await store.claim_due(NOW + 60 * S, 10, "n2", Planner().plan)
+    claim = await store.claim_due(NOW + 60 * S, 10, "n2", Planner())
     assert [(s.run.scheduled_for_us, s.run.attempt) for s in claim.started] == [
         (cut.scheduled_for_us, 2)
     ]
@@ -359,9 +368,10 @@ def failing(limit: int | None = 2, **verdict: Any) -> Verdict:
         "failed": True,
         "limit": limit,
         "probe": False,
+        "decided_us": NOW,
         "next_probe_us": None,
         "resume": (None, None),
-        "what": "run 1 (HTTP 503)",
+        "pause_reason": "paused by the circuit breaker after 2 failed fires in a row",
     }
     return Verdict(**(values | verdict))
 
@@ -381,13 +391,12 @@ async def test_the_breaker_counts_failures_in_a_row_and_pauses_at_its_limit(stor
     await fire_and_finish(store, NOW + 60 * S, failing(failed=False))  # a success resets
     assert (await store.get_job("a")).failures == 0
     await fire_and_finish(store, NOW + 120 * S, failing())
-    await fire_and_finish(store, NOW + 180 * S, failing(what="run 9 (HTTP 500)"))
+    tripped = "paused by the circuit breaker after 2 failed fires in a row; the last: run 9"
+    await fire_and_finish(store, NOW + 180 * S, failing(pause_reason=tripped))
     job = await store.get_job("a")
     assert job.spec.paused is True
     assert (job.failures, job.next_run_us) == (2, None)
-    assert job.pause_reason == (
-        "paused by the circuit breaker after 2 failed fires in a row; the last: run 9 (HTTP 500)"
-    )
+    assert job.pause_reason == tripped
     assert (await store.claim_due(NOW + 999 * S, 10, "n", every_minute)).started == []
 
 
@@ -397,7 +406,7 @@ async def test_a_probe_cut_short_for_good_sets_the_next_probe(
 ) -> None:
     await store.insert_job(record("a", NOW, auto_resume_after=auto_resume_after))
     await fire_and_finish(store, NOW, failing(limit=1, next_probe_us=NOW + 30 * S))
-    probe = await store.claim_due(NOW + 30 * S, 10, "n", Planner().plan)
+    probe = await store.claim_due(NOW + 30 * S, 10, "n", Planner())
     assert len(probe.started) == 1
     assert (await store.get_job("a")).next_run_us is None  # while its probe runs
     before_us = time.time_ns() // 1000
@@ -418,11 +427,12 @@ async def test_a_tripped_breaker_probes_then_resumes_on_success(store: Store) ->
     await fire_and_finish(store, NOW, failing(limit=1, next_probe_us=NOW + 30 * S))
     paused = await store.get_job("a")
     assert (paused.spec.paused, paused.next_run_us) == (True, NOW + 30 * S)
-    probe = failing(probe=True, next_probe_us=NOW + 90 * S, what="run 2 (timed out)")
+    failed_probe = "the circuit breaker's probe failed: run 2 (timed out)"
+    probe = failing(probe=True, next_probe_us=NOW + 90 * S, pause_reason=failed_probe)
     await fire_and_finish(store, NOW + 30 * S, probe)  # the probe fails: paused, probe again
     again = await store.get_job("a")
     assert (again.spec.paused, again.next_run_us) == (True, NOW + 90 * S)
-    assert again.pause_reason == "the circuit breaker's probe failed: run 2 (timed out)"
+    assert again.pause_reason == failed_probe
     success = failing(failed=False, probe=True, resume=(NOW + 120 * S, NOW + 121 * S))
     await fire_and_finish(store, NOW + 90 * S, success)
     resumed = await store.get_job("a")
@@ -567,15 +577,16 @@ async def test_nodes_beat_and_dead_ones_are_taken_over_once(store: Store) -> Non
     assert [n.id for n in await store.list_nodes()] == ["alive"]
 
 
-def wait_for_slot(
-    job: JobRecord, now_us: int, running: int, budget: int, started: int = 0
-) -> FirePlan:
-    """A plan function that starts the due fire once the job has room, and till then leaves it
-    due, recording nothing."""
+def plan_wait_for_slot(job: JobRecord, now_us: int, slots: Slots) -> FirePlan:
+    """A plan that starts the due fire once the job has room, and till then leaves it due,
+    recording nothing."""
     assert job.next_fire_us is not None
-    if budget <= 0 or running >= job.spec.max_instances:
+    if slots.budget <= 0 or slots.running >= job.spec.max_instances:
         return FirePlan([], job.next_fire_us, job.next_run_us)
-    return every_minute(job, now_us, running, budget)
+    return plan_every_minute(job, now_us, slots)
+
+
+wait_for_slot = PlanPolicy(plan_wait_for_slot)
 
 
 async def test_runs_of_a_crashed_process_stop_counting_toward_max_instances_at_once(

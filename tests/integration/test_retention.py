@@ -8,8 +8,8 @@ import pytest
 
 from kairos.engine.retention import Retention
 from kairos.models import HistoryPolicy, JobRecord, JobSpec, RunStatus
-from kairos.policies import FirePlan
-from kairos.store import FinishedRun, Store, store_for_url
+from kairos.store import FinishedRun, FirePlan, Slots, Store, store_for_url
+from tests.support.policies import PlanPolicy
 
 NOW = 1_800_000_000_000_000
 S = 1_000_000
@@ -27,8 +27,11 @@ class FixedClock:
         return self.now
 
 
-def start_all(job: JobRecord, now_us: int, running: int, budget: int, started: int) -> FirePlan:
+def plan_nothing(job: JobRecord, now_us: int, slots: Slots) -> FirePlan:
     return FirePlan([], job.next_fire_us, job.next_run_us)
+
+
+start_all = PlanPolicy(plan_nothing)
 
 
 @pytest.fixture

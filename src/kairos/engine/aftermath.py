@@ -9,10 +9,10 @@ from typing import Any
 
 from kairos.clock import from_us
 from kairos.engine.notifier import Event
+from kairos.engine.policies import Planner
 from kairos.executors.base import Outcome
 from kairos.logs import run_fields
 from kairos.models import JobSpec, RunStatus
-from kairos.policies import Planner
 from kairos.store import FinishedRun, StartedRun, Verdict
 
 __all__ = ["Aftermath"]
@@ -78,7 +78,8 @@ class Aftermath:
                 log.warning("job paused: %s", reason, extra=fields)
 
     def _verdict(self, started: StartedRun, outcome: Outcome, now_us: int) -> Verdict | None:
-        """What the end of a fire means for its job's circuit breaker; None when nothing."""
+        """What the end of a fire means for its job's circuit breaker; None when nothing. The
+        store applies it as it stands, with the times and the pause reason it gives."""
         job, spec = started.job, started.job.spec
         probe = spec.paused  # only a job the breaker paused fires while paused
         if not probe and (
@@ -95,7 +96,18 @@ class Aftermath:
             failed=not outcome.succeeded,
             limit=spec.max_consecutive_failures,
             probe=probe,
+            decided_us=now_us,
             next_probe_us=None if after is None else now_us + int(after * 1_000_000),
             resume=resume,
-            what=f"run {started.run.id} ({outcome.error})",
+            pause_reason=None if outcome.succeeded else _pause_reason(started, outcome),
         )
+
+
+def _pause_reason(started: StartedRun, outcome: Outcome) -> str:
+    """Why a failed fire pauses its job, should its verdict trip the breaker (or keep a probed
+    job paused); the breaker trips when the failures reach the job's limit."""
+    what = f"run {started.run.id} ({outcome.error})"
+    if started.job.spec.paused:
+        return f"the circuit breaker's probe failed: {what}"
+    limit = started.job.spec.max_consecutive_failures
+    return f"paused by the circuit breaker after {limit} failed fires in a row; the last: {what}"

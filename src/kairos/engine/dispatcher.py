@@ -16,15 +16,16 @@ from dataclasses import replace
 from typing import TypeVar
 
 from kairos.clock import Clock
+from kairos.engine import policies
 from kairos.engine.aftermath import Aftermath
 from kairos.engine.hosts import HostGates, HostLimits, NoSlot, Signal
 from kairos.engine.notifier import Event
+from kairos.engine.policies import Planner
 from kairos.engine.telemetry import Telemetry
 from kairos.errors import StoreUnavailable
 from kairos.executors.base import Call, Executor, Outcome
 from kairos.logs import run_fields
 from kairos.models import JobSpec, RunStatus
-from kairos.policies import Planner
 from kairos.store import FinishedRun, StartedRun, Store
 
 __all__ = ["Dispatcher"]
@@ -197,7 +198,7 @@ class Dispatcher:
                 now_us,
                 min(free, self._claim_batch),
                 self._node_id,
-                self._planner.plan,
+                self._planner,
                 ahead_us=self._ahead_us,
                 finished=finished,
             )
@@ -243,7 +244,7 @@ class Dispatcher:
         finished_us = self._clock.now_us()
         retry_due_us = None
         if outcome.retryable:
-            retry_due_us = self._planner.retry_due_us(
+            retry_due_us = policies.retry_due_us(
                 job.spec, run.attempt, run.scheduled_for_us, finished_us, outcome.retry_after_s
             )
         status = RunStatus.SUCCEEDED if outcome.succeeded else RunStatus.FAILED
@@ -298,7 +299,7 @@ class Dispatcher:
             started_us = self._clock.now_us()
             if not connects:
                 self.telemetry.started((started_us - started.due_us) / 1_000_000)
-            time_left = self._planner.time_left_s(spec, run.scheduled_for_us, started_us)
+            time_left = policies.time_left_s(spec, run.scheduled_for_us, started_us)
             if time_left is not None and time_left <= 0:
                 self.hosts.release(key, slot_s, Signal.NEUTRAL)
                 error = f"the fire's deadline ({spec.deadline:g} s) passed before this attempt"

@@ -24,6 +24,7 @@ from kairos.engine.dispatcher import Dispatcher
 from kairos.engine.hosts import HostGates, HostLimits, HostState
 from kairos.engine.membership import Membership
 from kairos.engine.notifier import Notifier
+from kairos.engine.policies import Planner
 from kairos.engine.retention import Retention
 from kairos.engine.telemetry import Telemetry
 from kairos.errors import InvalidField, JobNotFound
@@ -39,7 +40,6 @@ from kairos.models import (
     RunStatus,
     TriggerSpec,
 )
-from kairos.policies import Planner
 from kairos.settings import Settings
 from kairos.store import JobQuery, Store
 

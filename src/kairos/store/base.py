@@ -8,28 +8,83 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
 
 from kairos.identity import Actor, ApiKeyRecord, AuditRecord, Scope, UserRecord
 from kairos.models import JobRecord, JobState, RunRecord, RunStatus
-from kairos.policies import FirePlan
 
 __all__ = [
     "ChangeFn",
     "Claim",
+    "ClaimPolicy",
     "FinishedRun",
+    "FirePlan",
     "JobQuery",
     "NodeInfo",
-    "PlanFn",
+    "PlannedRun",
+    "QueuedRun",
+    "Slots",
     "StartedRun",
     "Store",
     "Verdict",
 ]
 
-PlanFn = Callable[[JobRecord, int, int, int, int], FirePlan]
-"""``plan(job, now_us, running, budget, started)``: see ``kairos.policies.Planner.plan``."""
-
 ChangeFn = Callable[[int | None, str | None], None]
 """``on_change(due_us, job_id)``: see ``Store.watch``."""
+
+
+class Slots(NamedTuple):
+    """Room for one job's runs, as a claim sees it when it comes to the job."""
+
+    running: int
+    """The job's runs in flight anywhere before this pass."""
+    started: int
+    """The job's runs started in this pass so far."""
+    budget: int
+    """How many more runs (of any job) this pass may start."""
+
+
+class QueuedRun(NamedTuple):
+    """A queued (``scheduled``) run that is due, as ``Store.claim_due`` finds it."""
+
+    id: int
+    scheduled_for_us: int
+    due_us: int
+    attempt: int
+    manual: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedRun:
+    scheduled_for_us: int
+    status: RunStatus
+    """``RUNNING`` (start it now), ``SCHEDULED`` (queued: start it when a run of its job
+    started in the same pass finishes), ``MISSED`` or ``SKIPPED``."""
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class FirePlan:
+    runs: list[PlannedRun] = field(default_factory=list)
+    next_fire_us: int | None = None
+    next_run_us: int | None = None
+    pause_reason: str | None = None
+    """Set when the job's fires cannot be planned at all: pause it, saying this (the other
+    fields are then empty)."""
+
+
+class ClaimPolicy(Protocol):
+    """What ``Store.claim_due`` asks about each piece of due work, inside its transaction. Pure
+    decisions over a job, a clock reading and its ``Slots``: the store applies them."""
+
+    def plan_due(self, job: JobRecord, now_us: int, slots: Slots) -> FirePlan:
+        """The fate of every fire of ``job`` due at ``now_us`` and the job's next fire."""
+        ...
+
+    def admit_queued(self, run: QueuedRun, job: JobRecord, now_us: int, slots: Slots) -> PlannedRun:
+        """Of a queued run that is due: start it (``RUNNING``), let it wait for a slot
+        (``SCHEDULED``) or record it too late (``MISSED``, with the reason)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,12 +141,15 @@ class Verdict:
     """Failed fires in a row that trip the breaker; None: it is off."""
     probe: bool
     """The fire was the probe of a job the breaker paused."""
+    decided_us: int
+    """When the fire ended: the time of the pause or resume this verdict may cause."""
     next_probe_us: int | None
     """If the breaker opens (again): when the next probe fires; None: the job stays paused."""
     resume: tuple[int | None, int | None]
     """If the probe succeeded: the job's next (fire, due) times."""
-    what: str
-    """The run and its error, for the pause reason."""
+    pause_reason: str | None
+    """Of a failed fire: why its job is paused, should this verdict trip the breaker (or keep a
+    probed job paused)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,19 +273,19 @@ class Store(ABC):
         now_us: int,
         limit: int,
         node_id: str,
-        plan: PlanFn,
+        policy: ClaimPolicy,
         *,
         ahead_us: int = 0,
         finished: Sequence[FinishedRun] = (),
     ) -> Claim:
         """Claim work due by ``now_us + ahead_us`` in one transaction.
 
-        First it starts queued ``scheduled`` runs due by ``now_us`` that have a free slot (a
-        non-manual one later than its job's ``misfire_grace_time`` is recorded ``missed``).
-        Then, for each job due (``next_run_us <= now_us + ahead_us``, oldest first), it calls
-        ``plan`` with ``now_us``, the job's runs in flight before and started in this pass,
-        inserts the planned runs (queued ones as ``scheduled``) and advances the job, all in the
-        same transaction, so a fire becomes a run row exactly once. At most ``limit`` runs start.
+        First it asks ``policy.admit_queued`` about each queued ``scheduled`` run due by
+        ``now_us`` and starts it, leaves it waiting or records it ``missed``, as told. Then, for
+        each job due (``next_run_us <= now_us + ahead_us``, oldest first), it asks
+        ``policy.plan_due``, inserts the planned runs (queued ones as ``scheduled``) and
+        advances the job, or pauses it if the plan says so, all in the same transaction, so a
+        fire becomes a run row exactly once. At most ``limit`` runs start.
         Claiming ahead lets one pass take a stretch of fires, each then called at its
         ``StartedRun.due_us``. ``finished`` outcomes are recorded first, as ``finish_runs``
         would: in the same transaction, so the counts the claim sees are current.
@@ -238,10 +296,10 @@ class Store(ABC):
         """Record the outcome of runs in one transaction. Fenced: a run that is no longer
         ``running`` under ``node_id`` (another node took it over) is left as it is. A run with
         ``retry_due_us`` gets its next attempt queued, due then, in the same transaction, and a
-        ``verdict`` moves its job's circuit breaker: counts the failure and pauses the job when
-        the count reaches the limit, resets the count on success, resumes the job or keeps it
-        paused after a probe. Return the runs whose failure paused their job, with the reason
-        (run id -> reason)."""
+        ``verdict`` moves its job's circuit breaker as it says: counts the failure and pauses the
+        job when the count reaches the limit, resets the count on success, resumes the job or
+        keeps it paused after a probe, with the verdict's reason and times. Return the runs
+        whose failure paused their job, with the reason (run id -> reason)."""
 
     @abstractmethod
     async def interrupt_running(self, node_id: str | None, *, retries: int) -> int:

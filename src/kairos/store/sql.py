@@ -42,14 +42,15 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from kairos.errors import Conflict, JobExists, JobNotFound, RunNotFound, StoreUnavailable
 from kairos.identity import Actor
 from kairos.models import JobRecord, JobSpec, JobState, RunRecord, RunStatus
-from kairos.policies import too_late
 from kairos.store.accounts import SqlAccounts, audit_row, write_audit
 from kairos.store.base import (
     Claim,
+    ClaimPolicy,
     FinishedRun,
     JobQuery,
     NodeInfo,
-    PlanFn,
+    QueuedRun,
+    Slots,
     StartedRun,
     Store,
     Verdict,
@@ -486,14 +487,14 @@ class SqlStore(SqlAccounts, Store):
         now_us: int,
         limit: int,
         node_id: str,
-        plan: PlanFn,
+        policy: ClaimPolicy,
         *,
         ahead_us: int = 0,
         finished: Sequence[FinishedRun] = (),
     ) -> Claim:
         def tx(conn: Connection) -> Claim:
             paused = self._finish(conn, node_id, finished) if finished else {}
-            claim = self._claim(now_us, ahead_us, limit, node_id, plan, conn)
+            claim = self._claim(now_us, ahead_us, limit, node_id, policy, conn)
             claim.paused.update(paused)
             return claim
 
@@ -505,12 +506,12 @@ class SqlStore(SqlAccounts, Store):
         ahead_us: int,
         limit: int,
         node_id: str,
-        plan: PlanFn,
+        policy: ClaimPolicy,
         conn: Connection,
     ) -> Claim:
         # Queued runs (run now, retries) first: they are older work, and a fire claimed ahead
         # must not hold the slot a queued run of its job is waiting for.
-        started, waiting, missed = self._start_pending(conn, now_us, limit, node_id)
+        started, waiting, missed = self._start_pending(conn, now_us, limit, node_id, policy)
         queued_started = Counter(run.job.id for run in started)
         budget = limit - len(started)
         due = self._due_jobs.execute(conn, {"due_by": now_us + ahead_us, "limit": limit})
@@ -522,18 +523,13 @@ class SqlStore(SqlAccounts, Store):
         moves: list[dict[str, Any]] = []
         recorded: Counter[RunStatus] = Counter({RunStatus.MISSED: missed} if missed else {})
         for job in claimed:
-            try:
-                fire_plan = plan(
-                    job, now_us, running.get(job.id, 0), budget, queued_started.get(job.id, 0)
-                )
-            except (ArithmeticError, ValueError) as exc:
-                # A schedule at the edge of the calendar (stored before dates were range
-                # checked) would fail every claim while it is due: its job is paused instead,
-                # saying why.
-                reason = f"paused: its next fire cannot be computed ({exc})"
+            slots = Slots(running.get(job.id, 0), queued_started.get(job.id, 0), budget)
+            fire_plan = policy.plan_due(job, now_us, slots)
+            if fire_plan.pause_reason is not None:
                 unplanned = jobs.c.paused.is_(False)
+                reason = fire_plan.pause_reason
                 self._set_paused(
-                    conn, job.id, True, unplanned, pause_reason=reason, next_run_us=None
+                    conn, job.id, True, unplanned, now_us, pause_reason=reason, next_run_us=None
                 )
                 continue
             for planned in fire_plan.runs:
@@ -618,19 +614,19 @@ class SqlStore(SqlAccounts, Store):
         return paused
 
     def _judge(self, conn: Connection, job_id: str, verdict: Verdict) -> str | None:
-        """Move a job's circuit breaker on the verdict of one of its fires; return the pause
-        reason if this verdict tripped it."""
+        """Apply the verdict of one of a job's fires to its circuit breaker, with the times and
+        reason it gives; return the pause reason if this verdict tripped it."""
         broken = jobs.c.pause_reason.is_not(None)
+        at_us = verdict.decided_us
         if verdict.probe and not verdict.failed:
             fire_us, run_us = verdict.resume
             values = {"failures": 0, "pause_reason": None, "next_fire_us": fire_us}
-            self._set_paused(conn, job_id, False, broken, next_run_us=run_us, **values)
+            self._set_paused(conn, job_id, False, broken, at_us, next_run_us=run_us, **values)
             return None
         if verdict.probe:
-            reason = f"the circuit breaker's probe failed: {verdict.what}"
             due = {"next_fire_us": verdict.next_probe_us, "next_run_us": verdict.next_probe_us}
             query = update(jobs).where(jobs.c.id == job_id, broken)
-            if conn.execute(query.values(pause_reason=reason, **due)).rowcount:
+            if conn.execute(query.values(pause_reason=verdict.pause_reason, **due)).rowcount:
                 self._notify(conn, verdict.next_probe_us, job_id)
             return None
         if not verdict.failed:
@@ -639,16 +635,13 @@ class SqlStore(SqlAccounts, Store):
         count = conn.execute(_COUNT_FAILURE, {"b_id": job_id}).scalar()
         if verdict.limit is None or count is None or count < verdict.limit:
             return None
-        reason = (
-            f"paused by the circuit breaker after {count} failed fires in a row; "
-            f"the last: {verdict.what}"
-        )
-        probe = verdict.next_probe_us
+        reason, probe = verdict.pause_reason, verdict.next_probe_us
         paused = self._set_paused(
             conn,
             job_id,
             True,
             jobs.c.paused.is_(False),
+            at_us,
             pause_reason=reason,
             next_fire_us=probe,
             next_run_us=probe,
@@ -661,9 +654,10 @@ class SqlStore(SqlAccounts, Store):
         job_id: str,
         paused: bool,
         condition: ColumnElement[bool],
+        now_us: int,
         **values: Any,
     ) -> bool:
-        """Pause or resume a job from within the store (its spec says so too), if
+        """Pause or resume a job from within the store (its spec says so too) at ``now_us``, if
         ``condition`` holds (return whether it did); other replicas hear of it as of any
         change."""
         # Locked (on PostgreSQL) until the job is written back: a change made meanwhile (a PUT)
@@ -676,7 +670,6 @@ class SqlStore(SqlAccounts, Store):
         if row is None:
             return False
         spec = JobSpec.from_stored(row.spec).model_copy(update={"paused": paused})
-        now_us = time.time_ns() // 1000
         updated_us = max(row.updated_us + 1, now_us)
         conn.execute(
             update(jobs)
@@ -705,29 +698,32 @@ class SqlStore(SqlAccounts, Store):
         return started
 
     def _start_pending(
-        self, conn: Connection, now_us: int, budget: int, node_id: str
+        self, conn: Connection, now_us: int, budget: int, node_id: str, policy: ClaimPolicy
     ) -> tuple[list[StartedRun], bool, int]:
-        """Start queued runs that are due, and say whether some must wait for a run of their job
-        to finish first (``max_instances``): queued runs wait for a slot, they are not skipped.
-        The third value: how many were too late and recorded ``missed``."""
+        """Start the queued runs that are due as ``policy`` admits them, and say whether some
+        wait for a run of their job to finish first. The third value: how many were too late
+        and recorded ``missed``."""
         rows = self._due_pending.execute(conn, {"due_by": now_us, "limit": budget})
         split = len(_PENDING_RUN_COLUMNS)
         pending = [(row[:split], self._due_job(row[split:])) for row in rows]
         running = self._running_counts(conn, list({job.id for _, job in pending}), node_id)
+        begun: Counter[str] = Counter()
         started: list[StartedRun] = []
         updates: list[dict[str, Any]] = []
         waiting = False
         missed: list[dict[str, Any]] = []
         for (run_id, scheduled_for_us, due_us, attempt, manual), job in pending:
-            late = too_late(job.spec, now_us - due_us)
-            if late is not None and not manual:
-                missed.append({"b_id": run_id, "b_finished": now_us, "b_error": late})
+            # SQLite's driver gives ``manual`` as 0 or 1.
+            queued = QueuedRun(run_id, scheduled_for_us, due_us, attempt, bool(manual))
+            slots = Slots(running.get(job.id, 0), begun[job.id], budget - len(started))
+            admitted = policy.admit_queued(queued, job, now_us, slots)
+            if admitted.status is RunStatus.MISSED:
+                missed.append({"b_id": run_id, "b_finished": now_us, "b_error": admitted.error})
                 continue
-            count = running.get(job.id, 0)
-            if count >= job.spec.max_instances:
+            if admitted.status is not RunStatus.RUNNING:
                 waiting = True
                 continue
-            running[job.id] = count + 1
+            begun[job.id] += 1
             updates.append({"b_id": run_id, "b_node": node_id, "b_started": now_us})
             run = RunRecord(
                 run_id,
@@ -735,7 +731,7 @@ class SqlStore(SqlAccounts, Store):
                 scheduled_for_us,
                 attempt,
                 RunStatus.RUNNING,
-                manual=bool(manual),  # SQLite's driver gives 0 or 1
+                manual=queued.manual,
                 node_id=node_id,
                 started_us=now_us,
             )

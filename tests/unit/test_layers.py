@@ -1,0 +1,74 @@
+"""Layers import one way (errors, models -> triggers, executors, store -> engine -> adapters):
+read from the source, so an upward import fails here before it makes a cycle."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import kairos
+
+PACKAGE = Path(kairos.__file__).parent
+
+ABOVE_THE_STORE = (
+    "kairos.engine",
+    "kairos.policies",
+    "kairos.api",
+    "kairos.web",
+    "kairos.auth",
+    "kairos.metrics",
+    "kairos.cli",
+    "kairos.cli_accounts",
+    "kairos.cli_client",
+    "kairos.cli_common",
+    "kairos.__main__",
+)
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> set[str]:
+    """Every module ``path`` imports, anywhere in it (in functions too), relative ones
+    resolved."""
+    here = module_name(path).split(".")
+    package = here if path.name == "__init__.py" else here[:-1]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def within(module: str, layers: tuple[str, ...]) -> bool:
+    return any(module == layer or module.startswith(f"{layer}.") for layer in layers)
+
+
+def upward(package: str, above: tuple[str, ...]) -> dict[str, list[str]]:
+    """Of the modules under ``package``, those that import something in ``above``."""
+    wrong: dict[str, list[str]] = {}
+    for path in sorted((PACKAGE.parent / package.replace(".", "/")).rglob("*.py")):
+        hits = sorted(m for m in imports(path) if within(m, above))
+        if hits:
+            wrong[module_name(path)] = hits
+    return wrong
+
+
+def test_the_store_imports_nothing_above_itself() -> None:
+    assert upward("kairos.store", ABOVE_THE_STORE) == {}
+
+
+def test_the_check_sees_imports_of_every_kind() -> None:
+    base = imports(PACKAGE / "store" / "base.py")
+    assert {"kairos.models", "kairos.models.JobRecord", "abc"} <= base
+    sql = imports(PACKAGE / "store" / "sql.py")
+    assert "kairos.store.base.ClaimPolicy" in sql
+    # The engine does import the store: the same check, turned round, finds it.
+    assert "kairos.engine.policies" in upward("kairos.engine", ("kairos.store",))
