@@ -162,10 +162,10 @@ class Scheduler:
             if interrupted:
                 log.warning("%d runs left running by a previous process: interrupted", interrupted)
         await self.store.watch(self._on_change)
+        await self.membership.start(stack)
         stack.push_async_callback(self._executor.close)
         await self._executor.start()
         await self._notifier.start(stack)
-        await self.membership.start(stack)
         await self._dispatcher.start(stack)
         await self.retention.start(stack)
 
