@@ -12,10 +12,8 @@ from typing import Any
 import pytest
 
 from kairos.engine import Scheduler
-from kairos.executors.http import HttpExecutor
 from kairos.models import JobRecord, JobSpec, RunRecord, RunStatus
 from kairos.settings import Settings
-from kairos.store import store_for_url
 from tests.support.target import Delivery, RecordingTarget
 
 
@@ -27,8 +25,7 @@ async def target() -> AsyncIterator[RecordingTarget]:
 
 def make_scheduler(tmp_path: Path, **settings: Any) -> Scheduler:
     config = Settings(database_url=f"sqlite:///{tmp_path}/k.db", shutdown_grace=0.5, **settings)
-    executor = HttpExecutor.from_settings(config)
-    return Scheduler(store_for_url(config.database_url), executor, config)
+    return Scheduler.from_settings(config)
 
 
 @pytest.fixture

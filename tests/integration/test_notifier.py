@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -44,20 +45,19 @@ def signed_correctly(delivery: Delivery, secret: str) -> bool:
     return hmac.compare_digest(delivery.headers["X-Kairos-Signature"], f"sha256={expected}")
 
 
-async def started(notifier: Notifier) -> Notifier:
-    await notifier.start()
-    return notifier
+@asynccontextmanager
+async def running(notifier: Notifier) -> AsyncIterator[Notifier]:
+    async with AsyncExitStack() as stack:
+        await notifier.start(stack)
+        yield notifier
 
 
 async def test_an_event_is_posted_as_signed_json(receiver: RecordingTarget) -> None:
     hook = {"url": receiver.url("/hook"), "secret": "s3cret"}
-    notifier = await started(Notifier(OutboundGuard(block_private=False)))
-    try:
+    async with running(Notifier(OutboundGuard(block_private=False))) as notifier:
         run = {"id": 7, "attempt": 1, "error": "HTTP 503"}
         notifier.notify(Event("failure", job(on_failure=hook), run, "HTTP 503"))
         [delivery] = await receiver.wait_for(1)
-    finally:
-        await notifier.close()
     assert delivery.method == "POST"
     assert delivery.headers["X-Kairos-Event"] == "failure"
     assert signed_correctly(delivery, "s3cret")
@@ -77,13 +77,10 @@ async def test_a_failed_delivery_is_retried_and_the_server_hook_is_told_too(
     notifier = Notifier(
         OutboundGuard(block_private=False), on_pause=server, retry_delays_s=(0.01,) * 3
     )
-    await notifier.start()
-    try:
+    async with running(notifier):
         notifier.notify(Event("pause", job(on_pause=own.model_dump(mode="json")), {}, "tripped"))
         await receiver.wait_for(lambda d: len([x for x in d if x.path == "/own"]) == 3)
         await receiver.wait_for(lambda d: any(x.path == "/server" for x in d))
-    finally:
-        await notifier.close()
     own_deliveries = [d for d in receiver.deliveries if d.path == "/own"]
     assert (
         len({d.headers["X-Kairos-Delivery"] for d in own_deliveries}) == 1
@@ -114,13 +111,10 @@ async def test_a_redirect_is_a_failed_delivery_never_followed(
         location = quote(f"http://{redirect_host}:{second.port}/stolen")
         hook = {"url": f"http://localhost:{receiver.port}/hook?status=302&location={location}"}
         guard = OutboundGuard(block_private=True, allow=["localhost"])
-        notifier = await started(Notifier(guard, retry_delays_s=(0.01,)))
-        try:
+        async with running(Notifier(guard, retry_delays_s=(0.01,))) as notifier:
             with caplog.at_level(logging.WARNING, "kairos.notifier"):
                 notifier.notify(Event("failure", job(on_failure=hook), {}, "HTTP 500"))
                 line = await undelivered(caplog)
-        finally:
-            await notifier.close()
         assert second.deliveries == []
     assert [d.path for d in receiver.deliveries] == ["/hook"]  # not retried either
     assert line.endswith("not delivered: HTTP 302 (redirects are not followed)")
@@ -131,13 +125,10 @@ async def test_a_webhook_to_a_blocked_address_is_refused_without_connecting(
     receiver: RecordingTarget, caplog: pytest.LogCaptureFixture, host: str
 ) -> None:
     hook = {"url": f"http://{host}:{receiver.port}/hook"}
-    notifier = await started(Notifier(OutboundGuard(block_private=True)))
-    try:
+    async with running(Notifier(OutboundGuard(block_private=True))) as notifier:
         with caplog.at_level(logging.WARNING, "kairos.notifier"):
             notifier.notify(Event("failure", job(on_failure=hook), {}, "HTTP 500"))
             line = await undelivered(caplog)
-    finally:
-        await notifier.close()
     assert receiver.deliveries == []  # 127.0.0.1 was listening: the guard stopped the call
     assert "not delivered: refused: " in line
     assert "is a private or loopback address" in line
@@ -182,16 +173,13 @@ async def test_an_undelivered_webhook_is_logged_without_its_urls_password(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="kairos.notifier")
     url = receiver.url("/hook?status=400").replace("http://", "http://ops:h00kpw@")
-    notifier = await started(Notifier(OutboundGuard(block_private=False)))
-    try:
+    async with running(Notifier(OutboundGuard(block_private=False))) as notifier:
         notifier.notify(Event("failure", job(on_failure={"url": url}), {}, "HTTP 500"))
         [delivery] = await receiver.wait_for(1)
         deadline = time.monotonic() + 10
         while "not delivered" not in caplog.text:
             assert time.monotonic() < deadline, "the failed delivery was not logged"
             await asyncio.sleep(0.01)
-    finally:
-        await notifier.close()
     assert delivery.headers["Authorization"].startswith("Basic ")  # the password was sent
     [line] = [r.getMessage() for r in caplog.records if "not delivered" in r.getMessage()]
     assert "ops:***@127.0.0.1" in line

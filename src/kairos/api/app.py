@@ -18,10 +18,8 @@ from kairos.auth import Accounts, Authenticator
 from kairos.clock import Clock, SystemClock
 from kairos.engine import Scheduler
 from kairos.errors import KairosError
-from kairos.executors import executor_for
 from kairos.metrics import build_registry
 from kairos.settings import Settings
-from kairos.store import store_for_url
 
 __all__ = ["create_app"]
 
@@ -30,24 +28,28 @@ StartupHook = Callable[[FastAPI, str | None], None]
 
 
 def create_app(
-    settings: Settings, *, clock: Clock | None = None, on_started: StartupHook | None = None
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    on_started: StartupHook | None = None,
+    scheduler: Scheduler | None = None,
 ) -> FastAPI:
+    """The API and web UI over ``scheduler`` (default: the one ``settings`` describe), which
+    the app's lifespan starts and stops."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = store_for_url(settings.database_url)
-        scheduler = Scheduler(store, executor_for(settings), settings, clock=clock)
-        await scheduler.start()
-        try:
+        engine = scheduler or Scheduler.from_settings(settings, clock=clock)
+        async with engine:
             now = clock or SystemClock()
+            store = engine.store
             app.state.authenticator, generated = await Authenticator.load(store, settings, now)
             app.state.accounts = Accounts(store, now)
-            app.state.scheduler = scheduler
-            app.state.metrics, app.state.collector = build_registry(scheduler)
+            app.state.scheduler = engine
+            app.state.metrics, app.state.collector = build_registry(engine)
             if on_started is not None:
                 on_started(app, generated)
             yield
-        finally:
-            await scheduler.stop()
 
     app = FastAPI(
         title="Kairos",

@@ -12,15 +12,18 @@ import logging
 import random
 import sys
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import replace
 from typing import TypeVar
 
 from kairos.clock import Clock
 from kairos.engine import policies
 from kairos.engine.aftermath import Aftermath
-from kairos.engine.hosts import HostGates, HostLimits, NoSlot, Signal
+from kairos.engine.hosts import NoSlot, Signal
 from kairos.engine.notifier import Event
+from kairos.engine.options import EngineOptions
 from kairos.engine.policies import Planner
+from kairos.engine.tasks import cancelled
 from kairos.engine.telemetry import Telemetry
 from kairos.errors import StoreUnavailable
 from kairos.executors.base import Call, Executor, Outcome
@@ -62,32 +65,27 @@ class Dispatcher:
         planner: Planner,
         clock: Clock,
         node_id: str,
-        max_concurrent: int,
-        claim_batch: int,
-        claim_ahead_s: float,
-        max_poll_s: float,
-        interrupted_retries: int,
+        options: EngineOptions,
         on_fire_end: Callable[[str, JobSpec], None] = lambda job_id, spec: None,
         notify: Callable[[Event], None] = lambda event: None,
         telemetry: Telemetry | None = None,
-        hosts: HostGates | None = None,
-        default_timeout_s: float = 30.0,
     ) -> None:
         self._store = store
         self._executor = executor
         self._planner = planner
         self._clock = clock
         self._node_id = node_id
-        self._max_concurrent = max_concurrent
-        self._claim_batch = claim_batch
-        self._ahead_us = int(claim_ahead_s * 1_000_000)
+        self._max_concurrent = options.max_concurrent
+        self._claim_batch = options.claim_batch
+        self._ahead_us = int(options.claim_ahead_s * 1_000_000)
         self._lead_us = int(self._ahead_us * _WAKE_LEAD)
-        self._max_poll_s = max_poll_s
-        self._interrupted_retries = interrupted_retries
+        self._max_poll_s = options.max_poll_s
+        self._interrupted_retries = options.interrupted_retries
+        self._grace_s = options.shutdown_grace_s
         self._aftermath = Aftermath(planner, notify=notify, on_fire_end=on_fire_end)
         self.telemetry = telemetry or Telemetry()
-        self.hosts = hosts or HostGates(HostLimits(max_concurrency=max_concurrent))
-        self._default_timeout_s = default_timeout_s
+        self.hosts = options.host_gates()
+        self._default_timeout_s = options.default_timeout_s
         self._parked = 0
         """Runs waiting for a slot at their host, or to try connecting again."""
         self._wake = asyncio.Event()
@@ -136,26 +134,23 @@ class Dispatcher:
         """Write the outcomes recorded so far now, without waiting for the next batch."""
         await self._flush()
 
-    def start(self) -> None:
+    async def start(self, stack: AsyncExitStack) -> None:
+        """Claim and call until ``stack`` closes; then stop as ``_stop`` says."""
         self._loop_task = asyncio.create_task(self._loop(), name="kairos-dispatch")
         self._flush_task = asyncio.create_task(self._flush_loop(), name="kairos-record")
+        stack.push_async_callback(self._stop)
 
-    async def stop(self, grace_s: float) -> None:
-        """Stop claiming, give running calls ``grace_s`` to finish, record what finished.
-        Calls still running after the grace are cancelled and recorded as interrupted."""
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+    async def _stop(self) -> None:
+        """Stop claiming, give running calls the shutdown grace to finish, record what
+        finished. Calls still running after the grace are cancelled and recorded as
+        interrupted."""
+        await cancelled(self._loop_task)
         if self._in_flight:
-            _, pending = await asyncio.wait(set(self._in_flight), timeout=grace_s)
+            _, pending = await asyncio.wait(set(self._in_flight), timeout=self._grace_s)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        if self._flush_task is not None:
-            self._flush_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flush_task
+        await cancelled(self._flush_task)
         await self._flush()
         await self._store.interrupt_running(self._node_id, retries=self._interrupted_retries)
 

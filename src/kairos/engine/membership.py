@@ -7,7 +7,9 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 
+from kairos.engine.tasks import in_background
 from kairos.errors import StoreUnavailable
 from kairos.store import Store
 
@@ -45,22 +47,19 @@ class Membership:
         self._on_takeover = on_takeover
         self._on_store_error = on_store_error
         self._last_beat = 0.0
-        self._task: asyncio.Task[None] | None = None
 
     @property
     def healthy(self) -> bool:
         """True while this node's last heartbeat is recent enough that others see it alive."""
         return time.monotonic() - self._last_beat < self._lease_s
 
-    async def start(self) -> None:
+    async def start(self, stack: AsyncExitStack) -> None:
+        """Join the cluster (one beat now), beat until ``stack`` closes, then leave it."""
         await self._beat()
-        self._task = asyncio.create_task(self._loop(), name="kairos-membership")
+        stack.push_async_callback(self._leave)
+        in_background(stack, self._loop(), name="kairos-membership")
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    async def _leave(self) -> None:
         with contextlib.suppress(StoreUnavailable):
             await self._store.deregister_node(self._node_id)
 

@@ -12,12 +12,12 @@ delivery): one could lead around the outbound guard. With a secret, the receiver
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import logging
 import time
 import uuid
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ import orjson
 
 from kairos import __version__
 from kairos.clock import from_us
+from kairos.engine.tasks import in_background
 from kairos.executors.guard import GuardedResolver, OutboundGuard, OutboundRefused
 from kairos.models import JobRecord, Webhook
 
@@ -65,23 +66,14 @@ class Notifier:
             _QUEUE_SIZE
         )
         self._session: aiohttp.ClientSession | None = None
-        self._workers: list[asyncio.Task[None]] = []
 
-    async def start(self) -> None:
+    async def start(self, stack: AsyncExitStack) -> None:
+        """Deliver in the background until ``stack`` closes (events still queued are dropped)."""
         connector = aiohttp.TCPConnector(limit=_WORKERS, resolver=GuardedResolver(self._guard))
-        self._session = aiohttp.ClientSession(connector=connector, timeout=_TIMEOUT)
-        self._workers = [
-            asyncio.create_task(self._work(), name=f"kairos-notify-{i}") for i in range(_WORKERS)
-        ]
-
-    async def close(self) -> None:
-        for worker in self._workers:
-            worker.cancel()
-        for worker in self._workers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
-        if self._session is not None:
-            await self._session.close()
+        session = aiohttp.ClientSession(connector=connector, timeout=_TIMEOUT)
+        self._session = await stack.enter_async_context(session)
+        for i in range(_WORKERS):
+            in_background(stack, self._work(), name=f"kairos-notify-{i}")
 
     def notify(self, event: Event) -> None:
         """Queue the event for the job's webhook and the server's; never waits."""

@@ -18,13 +18,14 @@ chunks alongside.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections import deque
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 
 from kairos.clock import Clock
+from kairos.engine.tasks import in_background
 from kairos.errors import StoreUnavailable
 from kairos.models import JobSpec
 from kairos.store import Store
@@ -73,7 +74,6 @@ class Retention:
         self._pending: deque[tuple[str, int, int | None]] = deque()
         self._queued: set[str] = set()
         self._next_id = 0
-        self._task: asyncio.Task[None] | None = None
 
     def finished(self, job_id: str, spec: JobSpec) -> None:
         """A fire of the job ended: maybe put the job on the trim list (see the module doc)."""
@@ -88,14 +88,9 @@ class Retention:
         self._queued.add(job_id)
         self._pending.append((job_id, keep, age_us))
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="kairos-retention")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    async def start(self, stack: AsyncExitStack) -> None:
+        """Sweep in the background until ``stack`` closes."""
+        in_background(stack, self._loop(), name="kairos-retention")
 
     async def sweep(self) -> tuple[int, bool]:
         """One chunk of each sweep: return how many runs were deleted and whether more work

@@ -11,9 +11,10 @@ import logging
 import socket
 import uuid
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
@@ -21,15 +22,16 @@ from pydantic import ValidationError
 from kairos import triggers
 from kairos.clock import Clock, SystemClock, from_us
 from kairos.engine.dispatcher import Dispatcher
-from kairos.engine.hosts import HostGates, HostLimits, HostState
+from kairos.engine.hosts import HostState
 from kairos.engine.membership import Membership
 from kairos.engine.notifier import Notifier
+from kairos.engine.options import EngineOptions
 from kairos.engine.policies import Planner
 from kairos.engine.retention import Retention
 from kairos.engine.telemetry import Telemetry
 from kairos.errors import InvalidField, JobNotFound
+from kairos.executors import executor_for
 from kairos.executors.base import Executor
-from kairos.executors.guard import OutboundGuard
 from kairos.identity import Actor
 from kairos.models import (
     LAST_YEAR,
@@ -41,7 +43,7 @@ from kairos.models import (
     TriggerSpec,
 )
 from kairos.settings import Settings
-from kairos.store import JobQuery, Store
+from kairos.store import JobQuery, Store, store_for_url
 
 __all__ = ["Scheduler"]
 
@@ -62,7 +64,7 @@ class Scheduler:
         self,
         store: Store,
         executor: Executor,
-        settings: Settings,
+        options: EngineOptions | None = None,
         *,
         clock: Clock | None = None,
         node_id: str | None = None,
@@ -70,21 +72,20 @@ class Scheduler:
         self.store = store
         self.node_id = node_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self._executor = executor
-        self._settings = settings
+        self._options = options = options or EngineOptions()
         self._clock = clock or SystemClock()
         self._planner = Planner()
+        self._running: AsyncExitStack | None = None
         self.telemetry = Telemetry()
         self._notifier = Notifier(
-            OutboundGuard.from_settings(settings),
-            on_failure=settings.webhook("failure"),
-            on_pause=settings.webhook("pause"),
+            options.guard(), on_failure=options.on_failure, on_pause=options.on_pause
         )
         self.retention = Retention(
             store,
             self._clock,
-            keep_per_job=settings.runs_keep_per_job,
-            max_age_s=settings.runs_max_age,
-            audit_max_age_s=settings.audit_max_age,
+            keep_per_job=options.runs_keep_per_job,
+            max_age_s=options.runs_max_age_s,
+            audit_max_age_s=options.audit_max_age_s,
             on_store_error=self.telemetry.store_error,
         )
         self._dispatcher = Dispatcher(
@@ -93,56 +94,84 @@ class Scheduler:
             planner=self._planner,
             clock=self._clock,
             node_id=self.node_id,
-            max_concurrent=settings.max_concurrent_runs,
-            claim_batch=settings.claim_batch_size,
-            claim_ahead_s=settings.claim_ahead,
-            max_poll_s=settings.max_poll_interval,
-            interrupted_retries=settings.interrupted_retries,
+            options=options,
             on_fire_end=self.retention.finished,
             notify=self._notifier.notify,
             telemetry=self.telemetry,
-            hosts=_host_gates(settings),
-            default_timeout_s=settings.default_http_timeout,
         )
         self.membership = Membership(
             store,
             node_id=self.node_id,
             hostname=socket.gethostname(),
-            lease_s=settings.node_lease,
-            heartbeat_s=settings.heartbeat_interval,
-            retries=settings.interrupted_retries,
+            lease_s=options.node_lease_s,
+            heartbeat_s=options.heartbeat_s,
+            retries=options.interrupted_retries,
             on_takeover=self._dispatcher.wake,
             on_store_error=self.telemetry.store_error,
+        )
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        store: Store | None = None,
+        executor: Executor | None = None,
+        clock: Clock | None = None,
+    ) -> Scheduler:
+        """The scheduler ``settings`` describe, on the store and executor they name unless
+        others are given."""
+        return cls(
+            store or store_for_url(settings.database_url),
+            executor or executor_for(settings),
+            EngineOptions.from_settings(settings),
+            clock=clock,
         )
 
     # Lifecycle ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the store (migrating it), recover from a crash, start calling targets."""
+        """Open the store (migrating it), recover from a crash, start calling targets. When
+        a part fails to start, the parts started before it are stopped again, and the error
+        is raised."""
+        async with AsyncExitStack() as stack:
+            await self._start(stack)
+            self._running = stack.pop_all()
+
+    async def stop(self) -> None:
+        """Stop every part, in the reverse order of their start (no-op when not started)."""
+        running, self._running = self._running, None
+        if running is not None:
+            await running.aclose()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def _start(self, stack: AsyncExitStack) -> None:
+        # Closing is registered before opening: an open or a start that fails halfway still
+        # releases what it opened (threads, connections, worker processes).
+        stack.push_async_callback(self.store.close)
         await self.store.open()
         if self.store.single_process:
-            retries = self._settings.interrupted_retries
+            retries = self._options.interrupted_retries
             interrupted = await self.store.interrupt_running(None, retries=retries)
             if interrupted:
                 log.warning("%d runs left running by a previous process: interrupted", interrupted)
         await self.store.watch(self._on_change)
-        await self.membership.start()
+        await self.membership.start(stack)
+        stack.push_async_callback(self._executor.close)
         await self._executor.start()
-        await self._notifier.start()
-        self._dispatcher.start()
-        self.retention.start()
-
-    async def stop(self) -> None:
-        await self.retention.stop()
-        await self._dispatcher.stop(self._settings.shutdown_grace)
-        await self.membership.stop()
-        await self._notifier.close()
-        await self._executor.close()
-        await self.store.close()
+        await self._notifier.start(stack)
+        await self._dispatcher.start(stack)
+        await self.retention.start(stack)
 
     @property
     def node_lease_s(self) -> float:
-        return self._settings.node_lease
+        return self._options.node_lease_s
 
     @property
     def runs_in_flight(self) -> int:
@@ -295,7 +324,7 @@ class Scheduler:
         """Validate a spec's trigger and compute its first fire; raise ``InvalidField``. A spec
         that leaves the circuit breaker out gets the server's default."""
         if "max_consecutive_failures" not in spec.model_fields_set:
-            limit = self._settings.max_consecutive_failures
+            limit = self._options.max_consecutive_failures
             spec = spec.model_copy(update={"max_consecutive_failures": limit})
         trigger = triggers.build(spec.trigger, spec.zone)
         now_us = self._clock.now_us()
@@ -347,12 +376,3 @@ class Scheduler:
         if job_id is not None:
             self._dispatcher.revoke(job_id)
         self._dispatcher.wake(due_us)
-
-
-def _host_gates(settings: Settings) -> HostGates:
-    most = settings.host_max_concurrency
-    overrides = {
-        key: HostLimits(spec.max_concurrency or most, spec.max_per_second, spec.adaptive)
-        for key, spec in settings.host_limits.items()
-    }
-    return HostGates(HostLimits(most), overrides)
