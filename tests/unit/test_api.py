@@ -396,7 +396,7 @@ def test_run_now_answers_202_with_the_run(client: TestClient) -> None:
 def test_ids_and_cursors_beyond_64_bits_are_rejected_not_a_500(
     client: TestClient, path: str, key: str
 ) -> None:
-    from kairos.api.schemas import encode_cursor
+    from kairos.pagination import encode_cursor
 
     client.put("/jobs/x", json=cron_job())
     cursor = encode_cursor(f"{key}/x" if "next_run" in path else key)

@@ -26,10 +26,10 @@ from kairos.engine.membership import Membership
 from kairos.engine.notifier import Notifier
 from kairos.engine.retention import Retention
 from kairos.engine.telemetry import Telemetry
-from kairos.errors import InvalidField, JobNotFound
+from kairos.errors import InvalidField, JobNotFound, StoreUnavailable
 from kairos.executors.base import Executor
 from kairos.executors.guard import OutboundGuard
-from kairos.identity import Actor
+from kairos.identity import Actor, AuditRecord
 from kairos.models import (
     LAST_YEAR,
     JobRecord,
@@ -39,9 +39,10 @@ from kairos.models import (
     RunStatus,
     TriggerSpec,
 )
+from kairos.pagination import Page, id_cursor, job_cursor, job_key, page_of
 from kairos.policies import Planner
 from kairos.settings import Settings
-from kairos.store import JobQuery, Store
+from kairos.store import JobQuery, NodeInfo, Store
 
 __all__ = ["Scheduler"]
 
@@ -267,6 +268,49 @@ class Scheduler:
         return await self.store.list_runs(
             job_id=job_id, status=status, before_id=before_id, limit=limit
         )
+
+    # Pages, the cluster, the audit log: what the adapters read -----------------------------
+
+    async def job_page(self, query: JobQuery, limit: int, cursor: str | None) -> Page[JobRecord]:
+        """Up to ``limit`` jobs of ``query`` after ``cursor`` (the ``next_cursor`` of the page
+        before, with the same query); ``InvalidField`` on ``cursor`` if it is not one of ours."""
+        after = job_cursor(cursor, by_next_run=query.by_next_run)
+        jobs = await self.list_jobs(replace(query, after=after), limit + 1)
+        return page_of(jobs, limit, lambda job: job_key(job, query.by_next_run))
+
+    async def run_page(
+        self, *, job_id: str | None, status: RunStatus | None, cursor: str | None, limit: int
+    ) -> Page[RunRecord]:
+        """Runs newest first, as ``list_runs``, paged as ``job_page``."""
+        runs = await self.list_runs(
+            job_id=job_id, status=status, before_id=id_cursor(cursor), limit=limit + 1
+        )
+        return page_of(runs, limit, lambda run: run.id)
+
+    async def audit_page(
+        self, *, target: str | None, actor: str | None, cursor: str | None, limit: int
+    ) -> Page[AuditRecord]:
+        """Changes newest first, optionally to one target or by one actor, paged as
+        ``job_page``."""
+        records = await self.store.list_audit(
+            target=target, actor=actor, before_id=id_cursor(cursor), limit=limit + 1
+        )
+        return page_of(records, limit, lambda record: record.id)
+
+    async def list_nodes(self) -> list[NodeInfo]:
+        """The live nodes sharing the store, this one included."""
+        return await self.store.list_nodes()
+
+    async def unready(self) -> str | None:
+        """Why this node cannot do its work now, or None when it can: the store must take a
+        write (probed at most once a second) and the node's heartbeat must be current."""
+        try:
+            await self.store.check_writable()
+        except StoreUnavailable as exc:
+            return exc.detail
+        if not self.membership.healthy:
+            return "this node's heartbeat is overdue; other nodes may take its runs over"
+        return None
 
     # Previews ----------------------------------------------------------------------------------
 
