@@ -1,9 +1,8 @@
 """Pages of jobs, runs and audit records, and the opaque cursors that say where the next begins.
 
-Shared by every adapter (the HTTP API and the web UI page alike) and used by the ``Scheduler``
-facade, which answers a ``Page``: a cursor is the base64 of the last item's key, so a client
-cannot mistake it for an offset, and a cursor that is not one of ours is an ``InvalidField`` on
-``cursor``.
+The ``Scheduler`` facade answers a ``Page``, so the HTTP API and the web UI page alike without
+knowing each other. A cursor is the base64 of the last item's key, so a client cannot mistake it
+for an offset; a cursor that is not one of ours is an ``InvalidField`` on ``cursor``.
 """
 
 from __future__ import annotations
