@@ -14,6 +14,7 @@ import pytest
 from kairos.engine import Scheduler
 from kairos.models import JobRecord, JobSpec, RunRecord, RunStatus
 from kairos.settings import Settings
+from kairos.store import Store, store_for_url
 from tests.support.target import Delivery, RecordingTarget
 
 
@@ -23,14 +24,25 @@ async def target() -> AsyncIterator[RecordingTarget]:
         yield server
 
 
-def make_scheduler(tmp_path: Path, **settings: Any) -> Scheduler:
+def make_store(tmp_path: Path) -> Store:
+    """The store of ``make_scheduler(tmp_path)``, for a test that reads or writes behind the
+    facade's back: pass it to ``make_scheduler``, which opens and closes it."""
+    return store_for_url(f"sqlite:///{tmp_path}/k.db")
+
+
+def make_scheduler(tmp_path: Path, store: Store | None = None, **settings: Any) -> Scheduler:
     config = Settings(database_url=f"sqlite:///{tmp_path}/k.db", shutdown_grace=0.5, **settings)
-    return Scheduler.from_settings(config)
+    return Scheduler.from_settings(config, store=store)
 
 
 @pytest.fixture
-async def scheduler(tmp_path: Path) -> AsyncIterator[Scheduler]:
-    engine = make_scheduler(tmp_path)
+def store(tmp_path: Path) -> Store:
+    return make_store(tmp_path)
+
+
+@pytest.fixture
+async def scheduler(tmp_path: Path, store: Store) -> AsyncIterator[Scheduler]:
+    engine = make_scheduler(tmp_path, store)
     await engine.start()
     yield engine
     await engine.stop()
@@ -89,9 +101,9 @@ async def test_a_date_job_fires_once_and_its_run_is_recorded(
 
 
 async def test_a_fault_while_claiming_is_logged_and_the_schedule_goes_on(
-    scheduler: Scheduler, target: RecordingTarget, caplog: pytest.LogCaptureFixture
+    scheduler: Scheduler, store: Store, target: RecordingTarget, caplog: pytest.LogCaptureFixture
 ) -> None:
-    claim_due = scheduler.store.claim_due
+    claim_due = store.claim_due
     faults = [RuntimeError("a fault in planning")]
 
     async def faulty(*args: Any, **kwargs: Any) -> Any:
@@ -99,7 +111,7 @@ async def test_a_fault_while_claiming_is_logged_and_the_schedule_goes_on(
             raise faults.pop()
         return await claim_due(*args, **kwargs)
 
-    scheduler.store.claim_due = faulty  # type: ignore[method-assign]
+    store.claim_due = faulty  # type: ignore[method-assign]
     scheduler._dispatcher.wake()
     await scheduler.put_job("after", spec(target.url("/after"), soon(0.1)))
     await wait_runs(scheduler, "after", lambda runs: [r.status for r in runs] == ["succeeded"])
@@ -108,7 +120,7 @@ async def test_a_fault_while_claiming_is_logged_and_the_schedule_goes_on(
 
 
 async def test_a_job_whose_next_fire_cannot_be_computed_is_paused_saying_why(
-    scheduler: Scheduler, target: RecordingTarget
+    scheduler: Scheduler, store: Store, target: RecordingTarget
 ) -> None:
     """Only possible for a job stored before trigger dates were range checked."""
     from sqlalchemy import update
@@ -125,7 +137,7 @@ async def test_a_job_whose_next_fire_cannot_be_computed_is_paused_saying_why(
         .where(jobs.c.id == "edge")
         .values(next_fire_us=to_us(last_minute), next_run_us=to_us(datetime.now(UTC)))
     )
-    await scheduler.store._write(lambda conn: conn.execute(change))  # type: ignore[attr-defined]
+    await store._write(lambda conn: conn.execute(change))  # type: ignore[attr-defined]
     await scheduler.put_job("fine", spec(target.url("/fine"), soon(0.1)))
     await wait_runs(scheduler, "fine", lambda runs: [r.status for r in runs] == ["succeeded"])
     edge = await wait_job(scheduler, "edge", lambda job: job.pause_reason is not None)
@@ -240,7 +252,8 @@ async def test_fires_claimed_ahead_are_called_at_their_due_time_not_before(
 async def test_a_change_revokes_a_fire_claimed_ahead_before_it_is_called(
     tmp_path: Path, target: RecordingTarget, change: str
 ) -> None:
-    engine = make_scheduler(tmp_path, claim_ahead=1.0)
+    store = make_store(tmp_path)
+    engine = make_scheduler(tmp_path, store, claim_ahead=1.0)
     await engine.start()
     try:
         job = await engine.create_job("j", spec(target.url("/old"), soon(0.8)))
@@ -251,7 +264,7 @@ async def test_a_change_revokes_a_fire_claimed_ahead_before_it_is_called(
             await engine.delete_job("j")
         else:
             await engine.put_job("j", spec(target.url("/new"), {"type": "interval", "hours": 1}))
-        run = await settled_run(engine)
+        run = await settled_run(store)
     finally:
         await engine.stop()
     assert (run.status, run.error) == (
@@ -265,12 +278,12 @@ async def test_a_change_revokes_a_fire_claimed_ahead_before_it_is_called(
     assert at(target, "/old") == []
 
 
-async def settled_run(engine: Scheduler) -> RunRecord:
+async def settled_run(store: Store) -> RunRecord:
     """Job j's one run once it is no longer running, read from the store (the API answers 404
     for a deleted job)."""
     async with asyncio.timeout(10):
         while True:
-            [run] = await engine.store.list_runs(job_id="j", status=None, before_id=None, limit=9)
+            [run] = await store.list_runs(job_id="j", status=None, before_id=None, limit=9)
             if run.status is not RunStatus.RUNNING:
                 return run
             await asyncio.sleep(0.02)

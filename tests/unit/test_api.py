@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from kairos.api import create_app
 from kairos.settings import Settings
+from tests.support.behind import write_behind
 
 TOKEN = "test-token"
 TARGET = "http://127.0.0.1:9/hook"
@@ -267,27 +269,29 @@ def test_invalid_job_is_422_naming_the_field_and_keeps_the_old_job(
 
 
 def test_a_stored_job_stays_readable_under_checks_added_since_it_was_written(
-    client: TestClient,
+    tmp_path: Path,
 ) -> None:
     from sqlalchemy import update
 
     from kairos.store.schema import jobs
 
-    assert client.put("/jobs/old", json=cron_job()).status_code == 201
-    deep = json.loads("[" * 150 + "]" * 150)
-    stored = {"trigger": {"type": "date", "run_date": "1900-01-01T00:00:00Z"}}
-    stored |= {"target": {"url": TARGET, "body": deep}, "paused": True}
-    store = client.app.state.scheduler.store  # type: ignore[attr-defined]
-    change = update(jobs).where(jobs.c.id == "old").values(spec=json.dumps(stored))
-    client.portal.call(store._write, lambda conn: conn.execute(change))  # type: ignore[union-attr]
-    job = client.get("/jobs/old")
-    assert job.status_code == 200
-    assert job.json()["trigger"]["run_date"].startswith("1900-01-01")
-    assert client.get("/jobs").status_code == 200
-    # Changing it applies today's checks, naming the field.
-    changed = client.patch("/jobs/old", json={"description": "x"})
-    assert changed.status_code == 422
-    assert "run_date" in changed.text
+    url = f"sqlite:///{tmp_path}/kairos.db"  # a file, so the old version's write can reach it
+    app = create_app(Settings(database_url=url, admin_token=TOKEN))
+    with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        assert client.put("/jobs/old", json=cron_job()).status_code == 201
+        deep = json.loads("[" * 150 + "]" * 150)
+        stored = {"trigger": {"type": "date", "run_date": "1900-01-01T00:00:00Z"}}
+        stored |= {"target": {"url": TARGET, "body": deep}, "paused": True}
+        change = update(jobs).where(jobs.c.id == "old").values(spec=json.dumps(stored))
+        write_behind(url, change)
+        job = client.get("/jobs/old")
+        assert job.status_code == 200
+        assert job.json()["trigger"]["run_date"].startswith("1900-01-01")
+        assert client.get("/jobs").status_code == 200
+        # Changing it applies today's checks, naming the field.
+        changed = client.patch("/jobs/old", json={"description": "x"})
+        assert changed.status_code == 422
+        assert "run_date" in changed.text
 
 
 def test_batch_creates_and_replaces_in_one_call(client: TestClient) -> None:
@@ -396,7 +400,7 @@ def test_run_now_answers_202_with_the_run(client: TestClient) -> None:
 def test_ids_and_cursors_beyond_64_bits_are_rejected_not_a_500(
     client: TestClient, path: str, key: str
 ) -> None:
-    from kairos.api.schemas import encode_cursor
+    from kairos.pagination import encode_cursor
 
     client.put("/jobs/x", json=cron_job())
     cursor = encode_cursor(f"{key}/x" if "next_run" in path else key)

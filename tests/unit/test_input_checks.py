@@ -17,6 +17,7 @@ from kairos.errors import InvalidField
 from kairos.identity import Scope
 from kairos.models import MAX_BODY_BYTES
 from kairos.settings import Settings
+from tests.support.behind import write_behind
 
 TOKEN = "test-token"
 TARGET = "http://127.0.0.1:9/hook"
@@ -171,16 +172,15 @@ def test_last_and_nth_days_are_previewed_and_described(client: TestClient) -> No
     assert error_of(refused)["loc"] == ["body", "trigger", "expression"]
 
 
-def test_a_stored_crontab_without_words_still_lists(client: TestClient) -> None:
+def test_a_stored_crontab_without_words_still_lists(client: TestClient, tmp_path: Path) -> None:
     from sqlalchemy import update
 
     from kairos.store.schema import jobs
 
     assert client.put("/jobs/odd", json=cron_job(paused=True)).status_code == 201
     stored = cron_job("0 0 * * 5#x", paused=True)
-    store = client.app.state.scheduler.store  # type: ignore[attr-defined]
     change = update(jobs).where(jobs.c.id == "odd").values(spec=json.dumps(stored))
-    client.portal.call(store._write, lambda conn: conn.execute(change))  # type: ignore[union-attr]
+    write_behind(f"sqlite:///{tmp_path}/kairos.db", change)
     assert client.get("/jobs").json()["items"][0]["trigger"]["expression"] == "0 0 * * 5#x"
     client.post("/ui/login", data={"token": TOKEN})
     page = client.get("/ui/jobs")

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
 from kairos.clock import from_us
-from kairos.errors import InvalidField
 from kairos.models import (
     HistoryPolicy,
     HttpTarget,
@@ -29,7 +26,6 @@ from kairos.models import (
 
 __all__ = [
     "MAX_BATCH",
-    "MAX_ID",
     "JobBatchIn",
     "JobBatchOut",
     "JobCreate",
@@ -41,11 +37,6 @@ __all__ = [
     "RunPage",
     "TaskIn",
     "TaskOut",
-    "decode_cursor",
-    "encode_cursor",
-    "encode_job_cursor",
-    "id_cursor",
-    "job_cursor",
     "job_out",
     "run_out",
 ]
@@ -210,59 +201,6 @@ def run_out(run: RunRecord) -> RunOut:
         response_excerpt=run.response_excerpt,
         due_at=_utc(run.due_us),
     )
-
-
-def encode_cursor(value: str | int) -> str:
-    return base64.urlsafe_b64encode(str(value).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> str | None:
-    """The key a cursor carries; ``InvalidField`` on ``cursor`` if it is not one of ours."""
-    if cursor is None:
-        return None
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        key = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        key = ""
-    if not key:
-        raise InvalidField(["cursor"], "not a cursor this API returned", source="query")
-    return key
-
-
-def id_cursor(cursor: str | None) -> int | None:
-    """The row id a cursor of runs or audit records carries; ``InvalidField`` on ``cursor`` if
-    it is not one of ours."""
-    key = decode_cursor(cursor)
-    if key is None:
-        return None
-    if not _is_id(key):
-        raise InvalidField(["cursor"], "not a cursor this API returned", source="query")
-    return int(key)
-
-
-def _is_id(text: str) -> bool:
-    """Decimal digits of a 64-bit key (a database would overflow on a longer number)."""
-    return text.isascii() and text.isdigit() and int(text) <= MAX_ID
-
-
-MAX_ID = 2**63 - 1
-
-
-def encode_job_cursor(job: JobRecord, by_next_run: bool) -> str:
-    """Where a page of jobs ended: its last job's id, and its next run if ordered by it."""
-    return encode_cursor(f"{job.next_run_us or '-'}/{job.id}" if by_next_run else job.id)
-
-
-def job_cursor(cursor: str | None, *, by_next_run: bool) -> tuple[int | None, str] | None:
-    """The ``JobQuery.after`` a cursor from ``encode_job_cursor`` carries."""
-    key = decode_cursor(cursor)
-    if key is None or not by_next_run:
-        return None if key is None else (None, key)
-    due, _, job_id = key.partition("/")
-    if not job_id or not (due == "-" or _is_id(due)):
-        raise InvalidField(["cursor"], "not a cursor of this order (sort)", source="query")
-    return (None if due == "-" else int(due)), job_id
 
 
 def _local(us: int | None, zone: ZoneInfo) -> datetime | None:

@@ -29,10 +29,10 @@ from kairos.engine.options import EngineOptions
 from kairos.engine.policies import Planner
 from kairos.engine.retention import Retention
 from kairos.engine.telemetry import Telemetry
-from kairos.errors import InvalidField, JobNotFound
+from kairos.errors import InvalidField, JobNotFound, StoreUnavailable
 from kairos.executors import executor_for
 from kairos.executors.base import Executor
-from kairos.identity import Actor
+from kairos.identity import Actor, AuditRecord
 from kairos.models import (
     LAST_YEAR,
     JobRecord,
@@ -42,8 +42,9 @@ from kairos.models import (
     RunStatus,
     TriggerSpec,
 )
+from kairos.pagination import Page, id_cursor, job_cursor, job_key, page_of
 from kairos.settings import Settings
-from kairos.store import JobQuery, Store, store_for_url
+from kairos.store import JobQuery, NodeInfo, Store, store_for_url
 
 __all__ = ["Scheduler"]
 
@@ -69,7 +70,7 @@ class Scheduler:
         clock: Clock | None = None,
         node_id: str | None = None,
     ) -> None:
-        self.store = store
+        self._store = store
         self.node_id = node_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self._executor = executor
         self._options = options = options or EngineOptions()
@@ -154,20 +155,26 @@ class Scheduler:
     async def _start(self, stack: AsyncExitStack) -> None:
         # Closing is registered before opening: an open or a start that fails halfway still
         # releases what it opened (threads, connections, worker processes).
-        stack.push_async_callback(self.store.close)
-        await self.store.open()
-        if self.store.single_process:
+        stack.push_async_callback(self._store.close)
+        await self._store.open()
+        if self._store.single_process:
             retries = self._options.interrupted_retries
-            interrupted = await self.store.interrupt_running(None, retries=retries)
+            interrupted = await self._store.interrupt_running(None, retries=retries)
             if interrupted:
                 log.warning("%d runs left running by a previous process: interrupted", interrupted)
-        await self.store.watch(self._on_change)
+        await self._store.watch(self._on_change)
         await self.membership.start(stack)
         stack.push_async_callback(self._executor.close)
         await self._executor.start()
         await self._notifier.start(stack)
         await self._dispatcher.start(stack)
         await self.retention.start(stack)
+
+    @property
+    def store(self) -> Store:
+        """The store, for the code that composes an application around this scheduler: sign-in
+        and accounts keep their records in it. Routes and pages go through the methods below."""
+        return self._store
 
     @property
     def node_lease_s(self) -> float:
@@ -193,7 +200,7 @@ class Scheduler:
 
         Every change takes ``actor``: who makes it, for the audit log (see ``Actor.name``)."""
         job = self._schedule(job_id, spec.keeping_secrets(None), created_us=None)
-        await self.store.insert_job(job, by=Actor(actor, job.updated_us))
+        await self._store.insert_job(job, by=Actor(actor, job.updated_us))
         await self._changed(job)
         return job
 
@@ -204,7 +211,7 @@ class Scheduler:
         The replacement's schedule starts afresh from now; runs already started go on."""
         spec = await self._keep_secrets(job_id, spec)
         job = self._schedule(job_id, spec, created_us=None)
-        stored = await self.store.upsert_jobs([job], by=Actor(actor, job.updated_us))
+        stored = await self._store.upsert_jobs([job], by=Actor(actor, job.updated_us))
         await self._changed(job)
         return replace(job, created_us=stored[job_id]), stored[job_id] == job.created_us
 
@@ -220,7 +227,7 @@ class Scheduler:
                 records.append(self._schedule(job_id, spec, created_us=None))
             except InvalidField as exc:
                 raise InvalidField(["jobs", index, *exc.loc], exc.message) from None
-        stored = await self.store.upsert_jobs(records, by=self._actor(actor))
+        stored = await self._store.upsert_jobs(records, by=self._actor(actor))
         await self._changed(*records)
         return sum(1 for job in records if stored[job.id] == job.created_us)
 
@@ -228,7 +235,7 @@ class Scheduler:
         self, job_id: str, changes: dict[str, Any], *, actor: str = SYSTEM
     ) -> JobRecord:
         """Replace the named top-level fields of a job's spec; the others stay as they are."""
-        current = await self.store.get_job(job_id)
+        current = await self._store.get_job(job_id)
         merged = current.spec.model_dump(mode="json") | changes
         try:
             spec = JobSpec.model_validate(merged)
@@ -241,7 +248,7 @@ class Scheduler:
 
     async def pause_job(self, job_id: str, *, actor: str = SYSTEM) -> JobRecord:
         """Pause; a job the circuit breaker paused becomes paused for good (no more probes)."""
-        current = await self.store.get_job(job_id)
+        current = await self._store.get_job(job_id)
         if current.spec.paused and current.pause_reason is None:
             return current
         paused = current.spec.model_copy(update={"paused": True})
@@ -249,7 +256,7 @@ class Scheduler:
 
     async def resume_job(self, job_id: str, *, actor: str = SYSTEM) -> JobRecord:
         """Unpause; the schedule continues from now (fires missed while paused are not run)."""
-        current = await self.store.get_job(job_id)
+        current = await self._store.get_job(job_id)
         if not current.spec.paused:
             return current
         resumed = current.spec.model_copy(update={"paused": False})
@@ -259,29 +266,29 @@ class Scheduler:
         self, job_id: str, *, purge_runs: bool = False, actor: str = SYSTEM
     ) -> None:
         """Delete the job; its run history stays unless ``purge_runs``."""
-        await self.store.delete_job(job_id, purge_runs=purge_runs, by=self._actor(actor))
+        await self._store.delete_job(job_id, purge_runs=purge_runs, by=self._actor(actor))
         await self._revoke(job_id)
 
     async def get_job(self, job_id: str) -> JobRecord:
-        return await self.store.get_job(job_id)
+        return await self._store.get_job(job_id)
 
     async def list_jobs(self, query: JobQuery, limit: int) -> list[JobRecord]:
-        return await self.store.list_jobs(query, limit)
+        return await self._store.list_jobs(query, limit)
 
     async def count_jobs(self) -> dict[JobState, int]:
-        return await self.store.count_jobs()
+        return await self._store.count_jobs()
 
     # Runs --------------------------------------------------------------------------------------
 
     async def run_now(self, job_id: str, *, actor: str = SYSTEM) -> RunRecord:
         """Queue one run outside the schedule; it starts as soon as capacity allows."""
         by = self._actor(actor)
-        run = await self.store.add_manual_run(job_id, by.at_us, by=by)
+        run = await self._store.add_manual_run(job_id, by.at_us, by=by)
         self._dispatcher.wake()
         return run
 
     async def get_run(self, run_id: int) -> RunRecord:
-        return await self.store.get_run(run_id)
+        return await self._store.get_run(run_id)
 
     async def list_runs(
         self,
@@ -292,10 +299,53 @@ class Scheduler:
         limit: int = 50,
     ) -> list[RunRecord]:
         if job_id is not None:
-            await self.store.get_job(job_id)  # 404 for an unknown job, not an empty page
-        return await self.store.list_runs(
+            await self._store.get_job(job_id)  # 404 for an unknown job, not an empty page
+        return await self._store.list_runs(
             job_id=job_id, status=status, before_id=before_id, limit=limit
         )
+
+    # Pages, the cluster, the audit log: what the adapters read -----------------------------
+
+    async def job_page(self, query: JobQuery, limit: int, cursor: str | None) -> Page[JobRecord]:
+        """Up to ``limit`` jobs of ``query`` after ``cursor`` (the ``next_cursor`` of the page
+        before, with the same query); ``InvalidField`` on ``cursor`` if it is not one of ours."""
+        after = job_cursor(cursor, by_next_run=query.by_next_run)
+        jobs = await self.list_jobs(replace(query, after=after), limit + 1)
+        return page_of(jobs, limit, lambda job: job_key(job, query.by_next_run))
+
+    async def run_page(
+        self, *, job_id: str | None, status: RunStatus | None, cursor: str | None, limit: int
+    ) -> Page[RunRecord]:
+        """Runs newest first, as ``list_runs``, paged as ``job_page``."""
+        runs = await self.list_runs(
+            job_id=job_id, status=status, before_id=id_cursor(cursor), limit=limit + 1
+        )
+        return page_of(runs, limit, lambda run: run.id)
+
+    async def audit_page(
+        self, *, target: str | None, actor: str | None, cursor: str | None, limit: int
+    ) -> Page[AuditRecord]:
+        """Changes newest first, optionally to one target or by one actor, paged as
+        ``job_page``."""
+        records = await self._store.list_audit(
+            target=target, actor=actor, before_id=id_cursor(cursor), limit=limit + 1
+        )
+        return page_of(records, limit, lambda record: record.id)
+
+    async def list_nodes(self) -> list[NodeInfo]:
+        """The live nodes sharing the store, this one included."""
+        return await self._store.list_nodes()
+
+    async def unready(self) -> str | None:
+        """Why this node cannot do its work now, or None when it can: the store must take a
+        write (probed at most once a second) and the node's heartbeat must be current."""
+        try:
+            await self._store.check_writable()
+        except StoreUnavailable as exc:
+            return exc.detail
+        if not self.membership.healthy:
+            return "this node's heartbeat is overdue; other nodes may take its runs over"
+        return None
 
     # Previews ----------------------------------------------------------------------------------
 
@@ -315,7 +365,7 @@ class Scheduler:
         if not spec.sends_masks:
             return spec  # the usual case: no read
         try:
-            current = await self.store.get_job(job_id)
+            current = await self._store.get_job(job_id)
         except JobNotFound:
             return spec.keeping_secrets(None)
         return spec.keeping_secrets(current.spec)
@@ -347,7 +397,7 @@ class Scheduler:
         job = self._schedule(current.id, spec, created_us=current.created_us)
         if job.updated_us <= current.updated_us:  # keep versions strictly increasing
             job = replace(job, updated_us=current.updated_us + 1)
-        await self.store.update_job(
+        await self._store.update_job(
             job,
             expected_updated_us=current.updated_us,
             by=Actor(actor, job.updated_us),

@@ -13,7 +13,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import TypeAdapter, ValidationError
 
 from kairos import triggers
-from kairos.api.schemas import encode_job_cursor, job_cursor
 from kairos.engine import Scheduler
 from kairos.errors import InvalidField, JobExists, JobNotFound
 from kairos.identity import Scope
@@ -27,7 +26,7 @@ from kairos.models import (
     TriggerSpec,
     parse_zone,
 )
-from kairos.store import JobQuery
+from kairos.pagination import job_query
 from kairos.triggers.describe import describe
 from kairos.web.chart import runs_chart
 from kairos.web.forms import UNITS, FieldError, JobForm, form_field
@@ -71,17 +70,10 @@ async def jobs(
             raise InvalidField(["q"], "ids hold only letters, digits and _ . : -")
         if tag and not re.match(TAG_PATTERN, tag):
             raise InvalidField(["tag"], "tags hold only letters, digits and _ . : -")
-        query = JobQuery(
-            prefix=q or None,
-            state=JobState(state) if state else None,
-            tag=tag or None,
-            by_next_run=sort == "next_run",
-            after=job_cursor(cursor, by_next_run=sort == "next_run"),
-        )
-        found = await _scheduler(request).list_jobs(query, PAGE + 1)
-        if len(found) > PAGE:
-            found = found[:PAGE]
-            next_cursor = encode_job_cursor(found[-1], query.by_next_run)
+        chosen = JobState(state) if state else None
+        query = job_query(prefix=q or None, state=chosen, tag=tag or None, sort=sort)
+        listed = await _scheduler(request).job_page(query, PAGE, cursor)
+        found, next_cursor = listed.items, listed.next_cursor
     except (ValueError, InvalidField) as exc:
         error = exc.message if isinstance(exc, InvalidField) else "Not a state."
     context = {

@@ -8,12 +8,12 @@ from urllib.parse import urlparse
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from kairos.api.schemas import encode_cursor, id_cursor
 from kairos.auth import Authenticator
 from kairos.engine import Scheduler
 from kairos.errors import InvalidField, JobNotFound, KairosError, TooManyAttempts, Unauthorized
 from kairos.identity import Scope
 from kairos.models import RunStatus
+from kairos.pagination import id_cursor
 from kairos.web.render import page
 from kairos.web.session import ViewerDep, check_origin, end_session, start_session
 
@@ -77,25 +77,19 @@ async def runs(
     context = {"job_id": job_id, "status": status, "statuses": [s.value for s in RunStatus]}
     try:
         chosen = RunStatus(status) if status else None
-        found = await scheduler.list_runs(
-            job_id=job_id or None,
-            status=chosen,
-            before_id=_before(cursor),
-            limit=PAGE + 1,
+        found = await scheduler.run_page(
+            job_id=job_id or None, status=chosen, cursor=_ours(cursor), limit=PAGE
         )
     except (ValueError, KairosError) as exc:
         message = f"No job {job_id!r}." if isinstance(exc, JobNotFound) else _message(exc)
         return page(request, "runs.html", who, 400, runs=[], error=message, **context)
-    more = len(found) > PAGE
-    found = found[:PAGE]
-    next_cursor = encode_cursor(found[-1].id) if more else None
     return page(
         request,
         "runs.html",
         who,
-        runs=found,
+        runs=found.items,
         show_job=True,
-        next_cursor=next_cursor,
+        next_cursor=found.next_cursor,
         section="Runs",
         error=None,
         **context,
@@ -106,7 +100,7 @@ async def runs(
 async def cluster(request: Request, who: ViewerDep) -> Response:
     who.need(Scope.ADMIN)
     scheduler: Scheduler = request.app.state.scheduler
-    nodes = await scheduler.store.list_nodes()
+    nodes = await scheduler.list_nodes()
     return page(
         request,
         "cluster.html",
@@ -128,22 +122,17 @@ async def audit(
 ) -> Response:
     who.need(Scope.ADMIN)
     scheduler: Scheduler = request.app.state.scheduler
-    records = await scheduler.store.list_audit(
-        target=target or None,
-        actor=actor or None,
-        before_id=_before(cursor),
-        limit=PAGE + 1,
+    records = await scheduler.audit_page(
+        target=target or None, actor=actor or None, cursor=_ours(cursor), limit=PAGE
     )
-    more = len(records) > PAGE
-    records = records[:PAGE]
     return page(
         request,
         "audit.html",
         who,
-        records=records,
+        records=records.items,
         target=target,
         actor=actor,
-        next_cursor=encode_cursor(records[-1].id) if more else None,
+        next_cursor=records.next_cursor,
         section="Audit log",
     )
 
@@ -162,9 +151,10 @@ def _message(exc: Exception) -> str:
     return exc.detail if isinstance(exc, KairosError) else str(exc)
 
 
-def _before(cursor: str | None) -> int | None:
+def _ours(cursor: str | None) -> str | None:
     """Where a page of runs or audit records starts; a cursor that is not ours: the newest."""
     try:
-        return id_cursor(cursor)
+        id_cursor(cursor)
     except InvalidField:
         return None
+    return cursor

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from kairos.api.deps import SchedulerDep, allowed
-from kairos.api.schemas import encode_cursor, id_cursor
 from kairos.clock import from_us
 from kairos.identity import Scope
 
@@ -43,14 +42,7 @@ async def list_audit(
     ] = None,
     actor: Annotated[str | None, Query(description="Only changes by this actor")] = None,
 ) -> AuditPage:
-    records = await scheduler.store.list_audit(
-        target=target,
-        actor=actor,
-        before_id=id_cursor(cursor),
-        limit=limit + 1,
-    )
-    more = len(records) > limit
-    records = records[:limit]
+    page = await scheduler.audit_page(target=target, actor=actor, cursor=cursor, limit=limit)
     return AuditPage(
         items=[
             AuditOut(
@@ -61,7 +53,7 @@ async def list_audit(
                 target=r.target,
                 detail=None if r.detail is None else json.loads(r.detail),
             )
-            for r in records
+            for r in page.items
         ],
-        next_cursor=encode_cursor(records[-1].id) if more else None,
+        next_cursor=page.next_cursor,
     )

@@ -32,7 +32,7 @@ class ClusterOut(BaseModel):
 @router.get("/cluster")
 async def cluster(scheduler: SchedulerDep) -> ClusterOut:
     """Every live node; a node silent for longer than ``node_lease_s`` is taken over."""
-    nodes = await scheduler.store.list_nodes()
+    nodes = await scheduler.list_nodes()
     return ClusterOut(
         node_id=scheduler.node_id,
         node_lease_s=scheduler.node_lease_s,

@@ -20,8 +20,6 @@ from kairos.api.schemas import (
     JobPage,
     RunOut,
     RunPage,
-    encode_job_cursor,
-    job_cursor,
     job_out,
     run_out,
 )
@@ -36,7 +34,7 @@ from kairos.models import (
     RunStatus,
     reachable_id,
 )
-from kairos.store import JobQuery
+from kairos.pagination import job_query
 
 __all__ = ["router"]
 
@@ -121,21 +119,9 @@ async def list_jobs(
     """Jobs by id, or by next run (soonest first, jobs without one last), optionally only those
     whose id starts with ``q``, in one state, or with one tag. Pass ``next_cursor`` back as
     ``cursor`` (with the same filters) for the next page."""
-    query = JobQuery(
-        prefix=q,
-        state=state,
-        tag=tag,
-        by_next_run=sort == "next_run",
-        after=job_cursor(cursor, by_next_run=sort == "next_run"),
-    )
-    jobs = await scheduler.list_jobs(query, limit + 1)
-    more = len(jobs) > limit
-    jobs = jobs[:limit]
-    last = jobs[-1] if more else None
-    return JobPage(
-        items=[job_out(job) for job in jobs],
-        next_cursor=None if last is None else encode_job_cursor(last, query.by_next_run),
-    )
+    query = job_query(prefix=q, state=state, tag=tag, sort=sort)
+    page = await scheduler.job_page(query, limit, cursor)
+    return JobPage(items=[job_out(job) for job in page.items], next_cursor=page.next_cursor)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)

@@ -7,7 +7,6 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kairos.api.deps import SchedulerDep
-from kairos.errors import StoreUnavailable
 
 __all__ = ["router"]
 
@@ -26,13 +25,9 @@ async def healthz() -> dict[str, str]:
 async def readyz(scheduler: SchedulerDep) -> Response:
     """200 when the store can be written (a probe at most once a second) and this node's
     heartbeat is current; 503 otherwise, with the reason."""
-    try:
-        await scheduler.store.check_writable()
-    except StoreUnavailable as exc:
-        return JSONResponse({"status": "unavailable", "detail": exc.detail}, status_code=503)
-    if not scheduler.membership.healthy:
-        detail = "this node's heartbeat is overdue; other nodes may take its runs over"
-        return JSONResponse({"status": "unavailable", "detail": detail}, status_code=503)
+    reason = await scheduler.unready()
+    if reason is not None:
+        return JSONResponse({"status": "unavailable", "detail": reason}, status_code=503)
     return JSONResponse({"status": "ready", "node_id": scheduler.node_id})
 
 

@@ -7,10 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from kairos.api.deps import SchedulerDep, allowed
-from kairos.api.schemas import MAX_ID, RunOut, RunPage, encode_cursor, id_cursor, run_out
+from kairos.api.schemas import RunOut, RunPage, run_out
 from kairos.engine import Scheduler
 from kairos.identity import Scope
 from kairos.models import RunStatus
+from kairos.pagination import MAX_ID
 
 __all__ = ["router", "run_page"]
 
@@ -41,12 +42,5 @@ async def run_page(
     cursor: str | None,
     limit: int,
 ) -> RunPage:
-    runs = await scheduler.list_runs(
-        job_id=job_id, status=status, before_id=id_cursor(cursor), limit=limit + 1
-    )
-    more = len(runs) > limit
-    runs = runs[:limit]
-    return RunPage(
-        items=[run_out(run) for run in runs],
-        next_cursor=encode_cursor(runs[-1].id) if more else None,
-    )
+    page = await scheduler.run_page(job_id=job_id, status=status, cursor=cursor, limit=limit)
+    return RunPage(items=[run_out(run) for run in page.items], next_cursor=page.next_cursor)
