@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
 from kairos.errors import StoreUnavailable
 from kairos.store.sql import SqlStore
+from kairos.store.sql.dialect import SqlDialect
 
 __all__ = ["SQLiteStore"]
 
@@ -29,6 +31,7 @@ class SQLiteStore(SqlStore):
     """
 
     single_process = True
+    _dialect = SqlDialect(sqlite.insert)
 
     def __init__(self, url: str) -> None:
         parsed = make_url(url)

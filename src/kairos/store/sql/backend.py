@@ -10,16 +10,21 @@ from sqlalchemy import Connection, Select, Table
 
 from kairos.models import JobRecord
 from kairos.store.driver import DriverStatement
+from kairos.store.sql.dialect import SqlDialect
 
 __all__ = ["Backend"]
 
 
 class Backend(Protocol):
+    _dialect: SqlDialect
     _due_jobs: DriverStatement
     _due_pending: DriverStatement
     _insert_claimed_runs: DriverStatement
     _upsert_jobs: Any
     _upsert_job: DriverStatement
+    _insert_runs: Any
+    """Runs, skipping those the ledger holds already."""
+    _count_failure: Any
 
     def _lock_due(self, query: Select[Any], of: Table) -> Select[Any]: ...
 
@@ -34,7 +39,3 @@ class Backend(Protocol):
     def _db_now_us(self, conn: Connection) -> int: ...
 
     def _due_job(self, row: Sequence[Any]) -> JobRecord: ...
-
-    def _dialect_insert(self, table: Table) -> Any: ...
-
-    def _insert_ignoring_duplicates(self) -> Any: ...

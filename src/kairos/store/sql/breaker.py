@@ -9,23 +9,23 @@ from sqlalchemy import ColumnElement, Connection, bindparam, select, update
 
 from kairos.identity import Actor
 from kairos.models import JobSpec
-from kairos.store.accounts import audit_row, write_audit
 from kairos.store.base import Verdict
 from kairos.store.schema import jobs
+from kairos.store.sql.accounts import audit_row, write_audit
 from kairos.store.sql.backend import Backend
 from kairos.store.sql.rows import MOVE_JOBS
 
-__all__ = ["judge", "rearm_probes", "set_paused"]
+__all__ = ["COUNT_FAILURE", "judge", "rearm_probes", "set_paused"]
 
 _BREAKER = "circuit-breaker"
 _RESET_FAILURES = (
     update(jobs).where(jobs.c.id == bindparam("b_id"), jobs.c.failures != 0).values(failures=0)
 )
-_COUNT_FAILURE = (
+# Returning the new count: the store builds that once (``Backend._count_failure``).
+COUNT_FAILURE = (
     update(jobs)
     .where(jobs.c.id == bindparam("b_id"), jobs.c.paused.is_(False))
     .values(failures=jobs.c.failures + 1)
-    .returning(jobs.c.failures)
 )
 
 
@@ -48,7 +48,7 @@ def judge(conn: Connection, db: Backend, job_id: str, verdict: Verdict) -> str |
     if not verdict.failed:
         conn.execute(_RESET_FAILURES, {"b_id": job_id})
         return None
-    count = conn.execute(_COUNT_FAILURE, {"b_id": job_id}).scalar()
+    count = conn.execute(db._count_failure, {"b_id": job_id}).scalar()
     if verdict.limit is None or count is None or count < verdict.limit:
         return None
     reason, probe = verdict.pause_reason, verdict.next_probe_us

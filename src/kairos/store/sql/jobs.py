@@ -11,10 +11,10 @@ from sqlalchemy import ColumnElement, Connection, Select, bindparam, func, inser
 from kairos.errors import Conflict, JobNotFound
 from kairos.identity import Actor
 from kairos.models import JobRecord, JobState, RunStatus
-from kairos.store.accounts import audit_row, write_audit
 from kairos.store.base import JobQuery
 from kairos.store.driver import DriverStatement
 from kairos.store.schema import IS_QUEUED, job_tags, jobs, runs
+from kairos.store.sql.accounts import audit_row, write_audit
 from kairos.store.sql.backend import Backend
 from kairos.store.sql.rows import FINAL, JOB_COLUMNS, job_from_row, job_values
 

@@ -12,11 +12,11 @@ from sqlalchemy import ColumnElement, Connection, bindparam, func, select, true,
 from kairos.errors import JobNotFound
 from kairos.identity import Actor
 from kairos.models import JobRecord, RunRecord, RunStatus
-from kairos.store.accounts import audit_row, write_audit
 from kairos.store.base import Claim, ClaimPolicy, FinishedRun, QueuedRun, Slots, StartedRun
 from kairos.store.driver import DriverStatement
 from kairos.store.schema import IS_QUEUED, IS_RUNNING, jobs, runs
 from kairos.store.sql import breaker
+from kairos.store.sql.accounts import audit_row, write_audit
 from kairos.store.sql.backend import Backend
 from kairos.store.sql.rows import MOVE_JOBS, run_values
 
@@ -24,6 +24,7 @@ __all__ = [
     "NEXT_RUN_DUE",
     "PENDING_RUN_COLUMNS",
     "RUNNING_COUNTS",
+    "RUN_KEY",
     "add_manual_run",
     "claim",
     "finish",
@@ -32,6 +33,16 @@ __all__ = [
 ]
 
 _INTERRUPTED = "the node running it stopped before the call finished"
+# What ``interrupt`` reads of the runs it interrupts, to queue their retries.
+_INTERRUPTED_COLUMNS = (
+    runs.c.id,
+    runs.c.job_id,
+    runs.c.scheduled_for_us,
+    runs.c.attempt,
+    runs.c.manual,
+)
+# The ledger's key: one run per fire and attempt.
+RUN_KEY = ("job_id", "scheduled_for_us", "attempt")
 # A queued run's own columns in the claim's read of pending runs, in the order ``_start_pending``
 # unpacks them; its job's follow.
 PENDING_RUN_COLUMNS = (
@@ -110,7 +121,7 @@ def add_manual_run(
         raise JobNotFound(job_id)
     at = scheduled_for_us
     while True:  # two manual runs in one microsecond: the ledger key needs distinct times
-        query = db._insert_ignoring_duplicates().returning(runs.c.id)
+        query = db._dialect.returning(db._insert_runs, runs.c.id)
         values = run_values(job_id, at, RunStatus.SCHEDULED, manual=True)
         run_id = conn.execute(query.values(values)).scalar()
         if run_id is not None:
@@ -298,7 +309,7 @@ def finish(
         if by_id[r.id].retry_due_us is not None
     ]
     if retries:
-        conn.execute(db._insert_ignoring_duplicates(), retries)
+        conn.execute(db._insert_runs, retries)
         db._notify(conn, min(row["due_us"] for row in retries))
     paused = {}
     for r in held:
@@ -323,12 +334,12 @@ def interrupt(
     return how many there were."""
     # One statement: a run its node finishes meanwhile is no longer ``running`` when this
     # reaches it (PostgreSQL checks the row again after waiting for its lock).
-    victims = conn.execute(
+    stop = (
         update(runs)
         .where(IS_RUNNING, condition)
         .values(status=RunStatus.INTERRUPTED.value, finished_us=now_us, error=_INTERRUPTED)
-        .returning(runs.c.id, runs.c.job_id, runs.c.scheduled_for_us, runs.c.attempt, runs.c.manual)
-    ).all()
+    )
+    victims = conn.execute(db._dialect.returning(stop, *_INTERRUPTED_COLUMNS)).all()
     if not victims:
         return 0
     alive = set(
@@ -340,7 +351,7 @@ def interrupt(
         if v.attempt <= retries and v.job_id in alive
     ]
     if retried:
-        conn.execute(db._insert_ignoring_duplicates(), retried)
+        conn.execute(db._insert_runs, retried)
         db._notify(conn, None)
     given_up = {v.job_id for v in victims if v.attempt > retries and v.job_id in alive}
     if given_up:

@@ -18,10 +18,9 @@ META_VALUE = select(meta.c.value).where(meta.c.key == bindparam("b_key"))
 def heartbeat(conn: Connection, *, db: Backend, node_id: str, hostname: str) -> None:
     now_us = db._db_now_us(conn)
     values = {"id": node_id, "hostname": hostname, "started_us": now_us}
-    add = db._dialect_insert(nodes).values(heartbeat_us=now_us, **values)
     # Registers the node, or again after another node took it for dead and forgot it.
-    beat = add.on_conflict_do_update(index_elements=["id"], set_={"heartbeat_us": now_us})
-    conn.execute(beat)
+    beat = db._dialect.upsert(nodes, ["id"], replace=["heartbeat_us"])
+    conn.execute(beat.values(heartbeat_us=now_us, **values))
 
 
 def deregister(conn: Connection, *, node_id: str) -> None:
@@ -64,7 +63,7 @@ def set_meta_if_absent(conn: Connection, *, db: Backend, key: str, value: str) -
     """``Store.set_meta_if_absent``: the value kept."""
     # One statement, so that replicas starting together on a new database agree: the first
     # insert wins and the others, waiting for it, insert nothing and read what it wrote.
-    add = db._dialect_insert(meta).values(key=key, value=value)
-    conn.execute(add.on_conflict_do_nothing(index_elements=["key"]))
+    add = db._dialect.insert_ignoring_duplicates(meta, ["key"])
+    conn.execute(add.values(key=key, value=value))
     kept: str = conn.execute(META_VALUE, {"b_key": key}).scalar_one()
     return kept

@@ -21,19 +21,19 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, Select, Table, bindparam, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from kairos.errors import JobExists, JobNotFound, RunNotFound, StoreUnavailable
 from kairos.identity import Actor
 from kairos.models import JobRecord, JobSpec, JobState, RunRecord, RunStatus
-from kairos.store.accounts import SqlAccounts
 from kairos.store.base import Claim, ClaimPolicy, FinishedRun, JobQuery, NodeInfo, Store
 from kairos.store.driver import DriverStatement
 from kairos.store.schema import IS_QUEUED, jobs, meta, runs
+from kairos.store.sql import breaker, ledger, nodes, retention
 from kairos.store.sql import jobs as job_tx
-from kairos.store.sql import ledger, nodes, retention
+from kairos.store.sql.accounts import SqlAccounts
 from kairos.store.sql.connections import SqlConnections, one_line
+from kairos.store.sql.dialect import SqlDialect
 from kairos.store.sql.rows import JOB_COLUMNS, job_from_row, run_from_row
 
 __all__ = ["SqlStore"]
@@ -56,6 +56,9 @@ class SqlStore(SqlConnections, SqlAccounts, Store):
     """A store on one SQLAlchemy engine for writes and one for reads (they may be the same);
     see ``SqlConnections`` for the ``inline`` engines."""
 
+    _dialect: SqlDialect
+    """The backend's: how its database spells the statements that differ."""
+
     def __init__(
         self, writer: Engine, reader: Engine, inline: tuple[Engine, Engine] | None = None
     ) -> None:
@@ -64,18 +67,21 @@ class SqlStore(SqlConnections, SqlAccounts, Store):
         self._probing = asyncio.Lock()
         self._next_probe = 0.0
         self._probe_failure: str | None = None
-        add = self._dialect_insert(jobs)
+        dialect = self._dialect
         # Atomic even when two nodes create one new id at once. Built once: it is on the hot path.
-        self._upsert_jobs = add.on_conflict_do_update(
-            index_elements=["id"],
-            set_={name: add.excluded[name] for name in job_tx.REPLACED_ON_UPSERT},
-        ).returning(jobs.c.id, jobs.c.created_us)
+        self._upsert_jobs = dialect.returning(
+            dialect.upsert(jobs, ["id"], replace=job_tx.REPLACED_ON_UPSERT),
+            jobs.c.id,
+            jobs.c.created_us,
+        )
         self._upsert_job = DriverStatement(self._upsert_jobs)
+        self._insert_runs = dialect.insert_ignoring_duplicates(runs, ledger.RUN_KEY)
         self._insert_claimed_runs = DriverStatement(
-            self._insert_ignoring_duplicates().returning(
-                runs.c.id, runs.c.job_id, runs.c.scheduled_for_us, runs.c.status
+            dialect.returning(
+                self._insert_runs, runs.c.id, runs.c.job_id, runs.c.scheduled_for_us, runs.c.status
             )
         )
+        self._count_failure = dialect.returning(breaker.COUNT_FAILURE, jobs.c.failures)
         self._due_jobs = DriverStatement(
             self._lock_due(
                 select(*JOB_COLUMNS)
@@ -124,15 +130,6 @@ class SqlStore(SqlConnections, SqlAccounts, Store):
     def _before_migrations(self, conn: Connection) -> None:
         """Serialise concurrent migrations where several processes may start at once."""
 
-    def _dialect_insert(self, table: Table) -> Any:
-        module = postgresql if self._writer.dialect.name == "postgresql" else sqlite
-        return module.insert(table)
-
-    def _insert_ignoring_duplicates(self) -> Any:
-        return self._dialect_insert(runs).on_conflict_do_nothing(
-            index_elements=["job_id", "scheduled_for_us", "attempt"]
-        )
-
     def _due_job(self, row: Sequence[Any]) -> JobRecord:
         """``job_from_row`` with the parsed spec cached by its text (specs are immutable): a job
         that fires every second is claimed every second, and jobs made from one template share
@@ -177,10 +174,8 @@ class SqlStore(SqlConnections, SqlAccounts, Store):
 
     async def _probe(self) -> str | None:
         """Why the store cannot be written now (None: it can)."""
-        stamp = self._dialect_insert(meta).values(key=_PROBE_KEY, value=str(time.time_ns()))
-        stamp = stamp.on_conflict_do_update(
-            index_elements=["key"], set_={"value": stamp.excluded.value}
-        )
+        stamp = self._dialect.upsert(meta, ["key"], replace=["value"])
+        stamp = stamp.values(key=_PROBE_KEY, value=str(time.time_ns()))
 
         def tx(conn: Connection) -> None:
             room = conn.begin_nested()
