@@ -103,7 +103,8 @@ def _configure(engine: Engine, *, immediate: bool, on_loop: bool = False) -> Non
         cursor.close()
 
     # The dialect's own hook, not a "begin" event: any engine event sends every statement
-    # through SQLAlchemy's event dispatch, a third of a short transaction's time.
+    # through SQLAlchemy's event dispatch, a large part of a short transaction's time (the
+    # figure is in bench/RESULTS.md: here it would go stale).
     begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
     engine.dialect.do_begin = lambda dbapi_connection: dbapi_connection.execute(begin)  # type: ignore[method-assign]
 
