@@ -114,14 +114,15 @@ async def test_the_dispatchers_queries_read_the_partial_indexes(fresh_url: str) 
     """A planner only picks a partial index when the query's own text implies its predicate:
     a bound ``status`` would read the whole history in a generic plan."""
     from kairos.store import sql
+    from kairos.store.sql import ledger
 
     store = store_for_url(fresh_url)
     await store.open()
     await store.close()
     assert isinstance(store, sql.SqlStore)
     statements = {
-        "ix_kairos_runs_queued_due_us": [store._due_pending.statement, sql._NEXT_RUN_DUE],
-        "ix_kairos_runs_running_job_id": [sql._RUNNING_COUNTS],
+        "ix_kairos_runs_queued_due_us": [store._due_pending.statement, ledger.NEXT_RUN_DUE],
+        "ix_kairos_runs_running_job_id": [ledger.RUNNING_COUNTS],
     }
     values = {"due_by": 1, "limit": 5, "now": 1, "ids": ["a", "b"]}
     engine, _ = _connect(fresh_url)
@@ -140,12 +141,13 @@ async def test_a_search_by_id_prefix_reads_a_range_of_the_primary_key(fresh_url:
 
     from kairos.store import JobQuery, sql
     from kairos.store.schema import jobs
+    from kairos.store.sql.jobs import job_filter
 
     store = store_for_url(fresh_url)
     await store.open()
     await store.close()
     assert isinstance(store, sql.SqlStore)
-    conditions = store._job_filter(JobQuery(prefix="etl."))
+    conditions = job_filter(JobQuery(prefix="etl."))
     query = select(jobs.c.id).where(*conditions).order_by(jobs.c.id).limit(100)
     engine, postgres = _connect(fresh_url)
     with engine.connect() as conn:

@@ -2,9 +2,9 @@
 psycopg's), its rows plain tuples.
 
 SQLAlchemy's execution path (compiled-cache lookup, parameter processing, result objects)
-costs several times what SQLite takes to run a short statement: for one job's ``PUT``, three
-quarters of its write transaction; on a local PostgreSQL, a fifth of the server's time in a
-``PUT`` (a round trip there takes 0.1 ms). The few statements every fire and job change runs
+costs several times what SQLite takes to run a short statement, and a large part of a ``PUT``
+on PostgreSQL too (the figures are in bench/RESULTS.md, which measures them: here they would
+go stale). The few statements every fire and job change runs
 are compiled once per set of parameters and handed to the driver directly, in the transaction
 SQLAlchemy opened, their errors raised as SQLAlchemy's. Other drivers run them through
 SQLAlchemy as usual.

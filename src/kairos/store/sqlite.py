@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
 from kairos.errors import StoreUnavailable
 from kairos.store.sql import SqlStore
+from kairos.store.sql.dialect import SqlDialect
 
 __all__ = ["SQLiteStore"]
 
@@ -29,6 +31,7 @@ class SQLiteStore(SqlStore):
     """
 
     single_process = True
+    _dialect = SqlDialect(sqlite.insert)
 
     def __init__(self, url: str) -> None:
         parsed = make_url(url)
@@ -100,7 +103,8 @@ def _configure(engine: Engine, *, immediate: bool, on_loop: bool = False) -> Non
         cursor.close()
 
     # The dialect's own hook, not a "begin" event: any engine event sends every statement
-    # through SQLAlchemy's event dispatch, a third of a short transaction's time.
+    # through SQLAlchemy's event dispatch, a large part of a short transaction's time (the
+    # figure is in bench/RESULTS.md: here it would go stale).
     begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
     engine.dialect.do_begin = lambda dbapi_connection: dbapi_connection.execute(begin)  # type: ignore[method-assign]
 

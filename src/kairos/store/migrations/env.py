@@ -1,4 +1,5 @@
-"""Alembic environment: runs on the connection Kairos hands it (see ``kairos.store.migrate``)."""
+"""Alembic environment: runs on the connection Kairos hands it (see ``_migrate`` in
+``kairos.store.sql.store``)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Row, Select, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Row, Select, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from kairos.errors import ApiKeyNotFound, UserExists, UserNotFound
@@ -22,6 +22,7 @@ from kairos.identity import (
 )
 from kairos.store.driver import DriverStatement
 from kairos.store.schema import api_keys, audit, user_generations, users
+from kairos.store.sql.dialect import SqlDialect
 
 __all__ = ["SqlAccounts", "audit_row", "write_audit"]
 
@@ -62,8 +63,7 @@ class SqlAccounts:
     async def _read(self, fn: Callable[[Connection], T], *, short: bool = False) -> T:
         raise NotImplementedError
 
-    def _dialect_insert(self, table: Table) -> Any:
-        raise NotImplementedError
+    _dialect: SqlDialect
 
     async def _row_by_key(self, query: Select[Any], **key: Any) -> Row[Any] | None:
         """The one row ``query`` finds by its key: a short read (see ``SqlStore``)."""
@@ -104,7 +104,8 @@ class SqlAccounts:
         def tx(conn: Connection) -> UserRecord:
             generation = self._next_generation(conn, name)
             query = update(users).where(users.c.name == name).values(generation=generation)
-            row = conn.execute(query.values(values).returning(*users.c)).first()
+            query = self._dialect.returning(query.values(values), *users.c)
+            row = conn.execute(query).first()
             if row is None:
                 raise UserNotFound(name)  # rolls the new generation back with it
             user = _user(row)
@@ -116,11 +117,13 @@ class SqlAccounts:
     def _next_generation(self, conn: Connection, name: str) -> int:
         """The generation after the last ``name`` was ever given. Two changes of one name wait
         for each other here (on PostgreSQL for the row's lock): neither gets the other's."""
-        add = self._dialect_insert(user_generations).values(name=name, generation=1)
-        bump = add.on_conflict_do_update(
-            index_elements=["name"], set_={"generation": user_generations.c.generation + 1}
+        bump = self._dialect.upsert(
+            user_generations, ["name"], set_={"generation": user_generations.c.generation + 1}
         )
-        generation: int = conn.execute(bump.returning(user_generations.c.generation)).scalar_one()
+        bump = self._dialect.returning(
+            bump.values(name=name, generation=1), user_generations.c.generation
+        )
+        generation: int = conn.execute(bump).scalar_one()
         return generation
 
     async def get_user(self, name: str) -> UserRecord | None:

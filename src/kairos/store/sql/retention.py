@@ -1,0 +1,62 @@
+"""Run history purges: each job's own limits, and the age limit of jobs without one."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, bindparam, exists, func, select
+
+from kairos.store.schema import jobs, runs
+from kairos.store.sql.rows import FINAL
+
+__all__ = ["purge_aged_runs", "purge_runs"]
+
+# The id of a job's newest run beyond the ``keep`` it keeps: it and older finished ones go.
+# Read from the (job_id, id) index alone.
+_KEEP_BOUNDARY = (
+    select(runs.c.id)
+    .where(runs.c.job_id == bindparam("b_job"))
+    .order_by(runs.c.id.desc())
+    .offset(bindparam("b_keep"))
+    .limit(1)
+    .scalar_subquery()
+)
+_TRIM_JOB_RUNS = runs.delete().where(
+    runs.c.job_id == bindparam("b_job"), runs.c.id <= _KEEP_BOUNDARY, FINAL
+)
+_AGE_JOB_RUNS = runs.delete().where(
+    runs.c.job_id == bindparam("b_job"), runs.c.finished_us < bindparam("b_older")
+)
+_PURGE_AGED_RUNS = runs.delete().where(
+    runs.c.id.in_(
+        select(runs.c.id)
+        .where(
+            runs.c.id.between(bindparam("b_first"), bindparam("b_last")),
+            runs.c.finished_us < bindparam("b_older"),
+            ~exists().where(jobs.c.id == runs.c.job_id, jobs.c.history_max_age_us.is_not(None)),
+        )
+        .order_by(runs.c.id)
+        .limit(bindparam("b_limit"))
+    )
+)
+
+
+def purge_runs(conn: Connection, *, limits: Sequence[tuple[str, int, int | None]]) -> int:
+    """``Store.purge_runs``: how many runs went."""
+    deleted = 0
+    for job_id, keep, older_than_us in limits:
+        trim = {"b_job": job_id, "b_keep": keep}
+        deleted += conn.execute(_TRIM_JOB_RUNS, trim).rowcount
+        if older_than_us is not None:
+            age = {"b_job": job_id, "b_older": older_than_us}
+            deleted += conn.execute(_AGE_JOB_RUNS, age).rowcount
+    return deleted
+
+
+def purge_aged_runs(
+    conn: Connection, *, first_id: int, last_id: int, older_than_us: int, limit: int
+) -> tuple[int, int | None]:
+    """``Store.purge_aged_runs``."""
+    params = {"b_first": first_id, "b_last": last_id, "b_older": older_than_us, "b_limit": limit}
+    deleted = conn.execute(_PURGE_AGED_RUNS, params).rowcount
+    return deleted, conn.execute(select(func.max(runs.c.id))).scalar()
