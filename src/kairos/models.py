@@ -21,14 +21,20 @@ from pydantic import (
     AnyHttpUrl,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     SerializerFunctionWrapHandler,
     StringConstraints,
+    Tag,
+    ValidationError,
     ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     field_validator,
     model_serializer,
     model_validator,
 )
+from pydantic_core import InitErrorDetails
 
 from kairos.errors import InvalidField
 from kairos.masking import SECRET_MASK, kept_password, masked_url, same_origin
@@ -307,10 +313,12 @@ class HttpTarget(_Spec):
         shown = {k: SECRET_MASK if k.lower() in secret else v for k, v in self.headers.items()}
         return self.model_copy(update={"headers": shown, "url": masked_url(self.url)})
 
-    def keeping_secrets(self, stored: HttpTarget | None) -> HttpTarget:
+    def keeping_secrets(self, stored: TargetSpec | None) -> HttpTarget:
         """This target with each secret sent as ``"***"`` given its value in ``stored`` (the
         target it replaces). ``InvalidField`` naming the field if there is none to keep, or if
         the target moves to another origin: a kept secret only goes where it was given for."""
+        if not isinstance(stored, HttpTarget):
+            stored = None  # another kind of target keeps no secret for this one
         secret = self.secret_names()
         masks = [k for k, v in self.headers.items() if v == SECRET_MASK and k.lower() in secret]
         kept = {}
@@ -352,8 +360,43 @@ def _check_json(body: dict[str, Any] | list[Any]) -> None:
     raise ValueError(f"nested deeper than {_MAX_BODY_DEPTH} levels")
 
 
-# One kind of target today; ``type`` may be omitted and defaults to "http".
-TargetSpec = HttpTarget
+def _target_type(target: Any) -> str:
+    """The ``type`` of a target, as JSON or as a model; "http" when it is left out."""
+    kind = (
+        target.get("type", "http") if isinstance(target, dict) else getattr(target, "type", "http")
+    )
+    return str(kind)
+
+
+def _errors_at_their_fields(target: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """Validate ``target``, its errors named as a client wrote them: ``target.url``, not
+    pydantic's ``target.http.url`` (which names the union member), and an unknown ``type``
+    as ``target.type``."""
+    try:
+        return handler(target)
+    except ValidationError as exc:
+        tag = (_target_type(target),)
+        errors: list[InitErrorDetails] = []
+        for error in exc.errors(include_url=False):
+            kind, loc, value, ctx = error["type"], error["loc"], error["input"], error.get("ctx")
+            if kind == "union_tag_invalid":
+                kind, loc, value = "literal_error", ("type",), target["type"]
+                ctx = {"expected": ctx and ctx["expected_tags"]}
+            elif loc[:1] == tag:
+                loc = loc[1:]
+            details: InitErrorDetails = {"type": kind, "loc": loc, "input": value}
+            if ctx:
+                details["ctx"] = ctx
+            errors.append(details)
+        raise ValidationError.from_exception_data(exc.title, errors) from None
+
+
+TargetSpec = Annotated[
+    Annotated[HttpTarget, Tag("http")],
+    Discriminator(_target_type),
+    WrapValidator(_errors_at_their_fields),
+]
+"""What a job calls, told apart by ``type``; "http" (``HttpTarget``) may be left out."""
 
 
 class RetryPolicy(_Spec):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from kairos.models import HttpTarget
+from kairos.models import TargetSpec
 
 __all__ = ["Call", "Executor", "Outcome"]
 
@@ -18,7 +18,7 @@ class Call:
     run_id: int
     scheduled_for_us: int
     attempt: int
-    target: HttpTarget
+    target: TargetSpec
     timeout_s: float | None = None
     """Cuts the target's own timeout (the fire's deadline is near); None: the target's."""
 
