@@ -1,4 +1,5 @@
-"""The shapes of jobs, triggers, targets and runs, as clients send and read them.
+"""The shapes of jobs, triggers, targets and runs, as clients send and read them (the targets
+themselves are in ``kairos.targets``, and named here too).
 
 Specs are data: a stored job is its validated JSON spec plus bookkeeping columns; the behaviour
 (fire-time math, calling the target) lives in ``triggers`` and ``executors``.
@@ -7,9 +8,6 @@ Specs are data: a stored job is its validated JSON spec plus bookkeeping columns
 from __future__ import annotations
 
 import enum
-import json
-import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,8 +17,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     AfterValidator,
     AnyHttpUrl,
-    BaseModel,
-    ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
     StringConstraints,
@@ -32,6 +28,8 @@ from pydantic import (
 
 from kairos.errors import InvalidField
 from kairos.masking import SECRET_MASK, kept_password, masked_url, same_origin
+from kairos.specs import STORED, Spec, stored
+from kairos.targets import MAX_BODY_BYTES, HttpMethod, HttpTarget, TargetSpec
 
 __all__ = [
     "FIRST_YEAR",
@@ -78,36 +76,22 @@ JobId = Annotated[str, StringConstraints(pattern=JOB_ID_PATTERN), AfterValidator
 
 CRON_FIELDS = ("year", "month", "day", "week", "day_of_week", "hour", "minute", "second")
 
-HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-
-
-class _Spec(BaseModel):
-    # No NaN or infinity: they are not JSON, and no duration or limit means them.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
 
 def _in_range(value: datetime, info: ValidationInfo) -> datetime:
     """A trigger's date between 1970 and 2999: the schedule's arithmetic (a day before, a
     second after) must stay within the dates Python can represent."""
-    if not FIRST_YEAR <= value.year <= LAST_YEAR and not _stored(info):
+    if not FIRST_YEAR <= value.year <= LAST_YEAR and not stored(info):
         raise ValueError(f"must be between the years {FIRST_YEAR} and {LAST_YEAR}")
     return value
 
 
 FIRST_YEAR, LAST_YEAR = 1970, 2999
-_STORED = {"stored": True}
-
-
-def _stored(info: ValidationInfo) -> bool:
-    """Validating a spec the store kept (``JobSpec.from_stored``): checks added to the API
-    since it was written do not apply to it."""
-    return bool(info.context and info.context.get("stored"))
 
 
 _Date = Annotated[datetime, AfterValidator(_in_range)]
 
 
-class _TriggerSpec(_Spec):
+class _TriggerSpec(Spec):
     @model_serializer(mode="wrap")
     def _without_nulls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # Unset optional trigger fields read as noise in responses and stored specs.
@@ -194,33 +178,7 @@ TriggerSpec = Annotated[
 ]
 
 
-_ALWAYS_SECRET = frozenset({"authorization", "proxy-authorization"})
-# What the JSON encoder that sends bodies takes: a signed or an unsigned 64-bit integer.
-_INT_MIN, _UINT_MAX = -(2**63), 2**64 - 1
-_MAX_BODY_DEPTH = 128
-MAX_BODY_BYTES = 262_144
-"""The largest target body, serialized (a string as UTF-8, an object or array as compact JSON)."""
-# RFC 9110's token: what a header name may be made of.
-_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-# Control characters other than a tab end or corrupt the header line they are sent in.
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-# Hop-by-hop headers and those the HTTP client computes from the request itself: set by hand
-# they contradict the framing the client sends (Transfer-Encoding beside Content-Length).
-_FRAMING_HEADERS = frozenset(
-    {
-        "connection",
-        "content-length",
-        "host",
-        "keep-alive",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
-
-
-class HostLimitSpec(_Spec):
+class HostLimitSpec(Spec):
     """The politeness limits of one target host (``KAIROS_HOST_LIMITS``)."""
 
     max_concurrency: int | None = Field(default=None, ge=1, le=100_000)
@@ -230,133 +188,7 @@ class HostLimitSpec(_Spec):
     """False: ``max_concurrency`` from the first call on, never lowered."""
 
 
-class HttpTarget(_Spec):
-    type: Literal["http"] = "http"
-    url: AnyHttpUrl
-    """A password in it (``https://user:password@host/``) is a secret, like a secret header."""
-    method: HttpMethod = "POST"
-    headers: dict[str, str] = Field(default_factory=dict)
-    secret_headers: list[str] = Field(default_factory=list)
-    """Headers whose values are secrets (``Authorization`` and ``Proxy-Authorization`` always
-    are): the API never returns them but as ``"***"``, and Kairos never logs them."""
-    body: str | dict[str, Any] | list[Any] | None = None
-    """A string is sent as is; an object or array as JSON (``Content-Type: application/json``)."""
-    timeout: float | None = Field(default=None, gt=0, le=86_400)
-    """Seconds for the whole call; ``null`` means the server's ``KAIROS_DEFAULT_HTTP_TIMEOUT``."""
-    max_concurrency: int | None = Field(default=None, ge=1, le=100_000)
-    """This job's calls start only while fewer calls than this are in flight to its host."""
-    max_per_second: float | None = Field(default=None, gt=0, le=100_000)
-    """This job's calls start at most this often to its host (calls a second)."""
-
-    @property
-    def host_key(self) -> str:
-        """``host:port``: calls to one key share its politeness limits."""
-        return f"{self.url.host}:{self.url.port}"
-
-    @field_validator("headers")
-    @classmethod
-    def _header_syntax(cls, headers: dict[str, str], info: ValidationInfo) -> dict[str, str]:
-        if _stored(info):
-            return headers
-        for name, value in headers.items():
-            if not _HEADER_NAME.fullmatch(name):
-                raise ValueError(f"invalid header name {name!r}")
-            if _CONTROL.search(value):
-                raise ValueError(f"header {name!r} must not hold control characters or line breaks")
-            if name.lower().startswith("x-kairos-"):
-                raise ValueError(f"header {name!r}: X-Kairos-* headers are set by Kairos")
-            if name.lower() in _FRAMING_HEADERS:
-                raise ValueError(f"header {name!r} is set by the HTTP client: leave it out")
-        return headers
-
-    @field_validator("body")
-    @classmethod
-    def _json_body(cls, body: Any, info: ValidationInfo) -> Any:
-        if body is None or _stored(info):
-            return body
-        if not isinstance(body, str):
-            _check_json(body)
-        text = body if isinstance(body, str) else json.dumps(body, separators=(",", ":"))
-        if len(text.encode()) > MAX_BODY_BYTES:
-            raise ValueError(f"must be at most {MAX_BODY_BYTES} bytes once serialized")
-        return body
-
-    @model_validator(mode="after")
-    def _secrets_are_headers(self) -> HttpTarget:
-        present = {name.lower() for name in self.headers}
-        for name in self.secret_headers:
-            if name.lower() not in present:
-                raise ValueError(f"secret_headers names {name!r}, which is not in headers")
-        return self
-
-    def secret_names(self) -> set[str]:
-        """The secret headers present, lower-cased."""
-        present = {name.lower() for name in self.headers}
-        return present & (_ALWAYS_SECRET | {name.lower() for name in self.secret_headers})
-
-    @property
-    def sends_masks(self) -> bool:
-        """Some value is ``"***"``: the target means to keep a stored secret."""
-        return self.url.password == SECRET_MASK or SECRET_MASK in self.headers.values()
-
-    def masked(self) -> HttpTarget:
-        """This target with every secret (header value, URL password) shown as ``"***"``."""
-        secret = self.secret_names()
-        if not secret and self.url.password is None:
-            return self
-        shown = {k: SECRET_MASK if k.lower() in secret else v for k, v in self.headers.items()}
-        return self.model_copy(update={"headers": shown, "url": masked_url(self.url)})
-
-    def keeping_secrets(self, stored: HttpTarget | None) -> HttpTarget:
-        """This target with each secret sent as ``"***"`` given its value in ``stored`` (the
-        target it replaces). ``InvalidField`` naming the field if there is none to keep, or if
-        the target moves to another origin: a kept secret only goes where it was given for."""
-        secret = self.secret_names()
-        masks = [k for k, v in self.headers.items() if v == SECRET_MASK and k.lower() in secret]
-        kept = {}
-        if stored is not None:
-            was_secret = stored.secret_names()
-            kept = {k.lower(): v for k, v in stored.headers.items() if k.lower() in was_secret}
-        headers = dict(self.headers)
-        for name in masks:
-            if stored is None or name.lower() not in kept:
-                raise InvalidField(
-                    ["headers"],
-                    f"{name!r} is {SECRET_MASK!r}, which keeps the value stored for it, "
-                    "but there is none: send the value itself",
-                )
-            same_origin(["headers"], self.url, stored.url)
-            headers[name] = kept[name.lower()]
-        url = kept_password(self.url, None if stored is None else stored.url)
-        return self.model_copy(update={"headers": headers, "url": url})
-
-
-def _check_json(body: dict[str, Any] | list[Any]) -> None:
-    """``ValueError`` unless the body can be stored and sent as JSON: nested deeper than JSON
-    encoders go it would be accepted here and then fail to be written; NaN or infinity would be
-    sent as null, and an integer beyond 64 bits could not be sent at all."""
-    level: list[Any] = [body]
-    for _ in range(_MAX_BODY_DEPTH):
-        if any(isinstance(item, float) and not math.isfinite(item) for item in level):
-            raise ValueError("NaN and infinity are not JSON numbers")
-        if any(isinstance(item, int) and not _INT_MIN <= item <= _UINT_MAX for item in level):
-            raise ValueError(f"integers must lie between {_INT_MIN} and {_UINT_MAX}")
-        level = [
-            child
-            for item in level
-            if isinstance(item, dict | list)
-            for child in (item.values() if isinstance(item, dict) else item)
-        ]
-        if not level:
-            return
-    raise ValueError(f"nested deeper than {_MAX_BODY_DEPTH} levels")
-
-
-# One kind of target today; ``type`` may be omitted and defaults to "http".
-TargetSpec = HttpTarget
-
-
-class RetryPolicy(_Spec):
+class RetryPolicy(Spec):
     """How a failed fire is tried again: each attempt is a run of its own, with its number, and
     only failures that may pass on another try are retried (see ``Outcome.retryable``)."""
 
@@ -378,7 +210,7 @@ class RetryPolicy(_Spec):
         return self
 
 
-class Webhook(_Spec):
+class Webhook(Spec):
     """Where Kairos tells of an event (a failed fire, a pause): a JSON ``POST``, signed with
     ``secret`` (HMAC-SHA256) when there is one."""
 
@@ -412,7 +244,7 @@ class Webhook(_Spec):
         return self.model_copy(update={"secret": secret, "url": url})
 
 
-class HistoryPolicy(_Spec):
+class HistoryPolicy(Spec):
     """How much of a job's run history is kept; a field left ``null`` takes the server's
     ``KAIROS_RUNS_KEEP_PER_JOB`` / ``KAIROS_RUNS_MAX_AGE``."""
 
@@ -422,7 +254,7 @@ class HistoryPolicy(_Spec):
     """Finished runs older than this many seconds are deleted."""
 
 
-class JobSpec(_Spec):
+class JobSpec(Spec):
     """Everything a client sets on a job; ``PUT /jobs/{id}`` replaces all of it."""
 
     trigger: TriggerSpec
@@ -478,7 +310,7 @@ class JobSpec(_Spec):
         """A spec from its JSON as the store kept it. Checks added to the API since it was
         written (date ranges, body depth) are not applied: an upgrade never makes a stored job
         unreadable; changing such a job applies them."""
-        return cls.model_validate_json(text, context=_STORED)
+        return cls.model_validate_json(text, context=STORED)
 
     def masked(self) -> JobSpec:
         """This spec as the API shows it: every secret as ``"***"`` (itself if it has none)."""
@@ -512,7 +344,7 @@ class JobSpec(_Spec):
         return self.model_copy(update=changes)
 
 
-_S = TypeVar("_S", bound=_Spec)
+_S = TypeVar("_S", bound=Spec)
 
 
 def _within(field: str, keep: Callable[[_S | None], _S], stored: _S | None) -> _S:

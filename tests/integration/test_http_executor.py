@@ -63,7 +63,7 @@ async def test_json_call_carries_the_kairos_headers(
     outcome = await executor.execute(
         call(target.url("/hook"), body={"a": 1}, headers={"Authorization": "Bearer x"})
     )
-    assert outcome == Outcome(True, http_status=200, response_excerpt="ok")
+    assert outcome == Outcome(True, code=200, detail="ok")
     [delivery] = target.deliveries
     assert delivery.method == "POST"
     assert json.loads(delivery.body) == {"a": 1}
@@ -102,16 +102,17 @@ async def test_server_error_is_a_failed_run_with_its_status(
     outcome = await executor.execute(call(target.url("/x?status=503")))
     assert outcome == Outcome(
         False,
-        http_status=503,
+        code=503,
         error="HTTP 503 Service Unavailable",
-        response_excerpt="ok",
+        detail="ok",
         retryable=True,
+        overloaded=True,
     )
 
 
 async def test_redirects_are_not_followed(executor: Executor, target: RecordingTarget) -> None:
     outcome = await executor.execute(call(target.url("/x?status=302")))
-    assert (outcome.succeeded, outcome.http_status, outcome.retryable) == (False, 302, False)
+    assert (outcome.succeeded, outcome.code, outcome.retryable) == (False, 302, False)
     assert len(target.deliveries) == 1
 
 
@@ -146,7 +147,7 @@ async def test_a_huge_body_is_cut_to_the_excerpt_without_reading_it_all(
     size = 100 * 1024 * 1024
     outcome = await executor.execute(call(target.url(f"/big?size={size}")))
     assert outcome.succeeded
-    assert outcome.response_excerpt == "x" * 1024
+    assert outcome.detail == "x" * 1024
     assert target.bytes_sent < size
 
 
@@ -170,7 +171,7 @@ async def test_many_concurrent_calls_each_arrive_once(
             for i, status in enumerate(statuses)
         )
     )
-    assert [o.http_status for o in outcomes] == statuses
+    assert [o.code for o in outcomes] == statuses
     assert [o.succeeded for o in outcomes] == [s < 300 for s in statuses]
     run_ids = sorted(int(d.headers["X-Kairos-Run-Id"]) for d in target.deliveries)
     assert run_ids == list(range(500))
@@ -210,7 +211,8 @@ async def test_which_statuses_are_worth_another_try(
     executor: Executor, target: RecordingTarget, status: int, retryable: bool
 ) -> None:
     outcome = await executor.execute(call(target.url(f"/x?status={status}")))
-    assert (outcome.http_status, outcome.retryable) == (status, retryable)
+    assert (outcome.code, outcome.retryable) == (status, retryable)
+    assert outcome.overloaded == (status == 429)
 
 
 async def test_retry_after_is_read_in_seconds_or_as_a_date(

@@ -49,7 +49,7 @@ class Aftermath:
                 "attempt": run.attempt,
                 "manual": run.manual,
                 "status": RunStatus.FAILED.value,
-                "http_status": outcome.http_status,
+                "http_status": outcome.code,
                 "error": outcome.error,
             }
             self._notify(Event("failure", started.job, info, outcome.error or "failed"))

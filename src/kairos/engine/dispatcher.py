@@ -251,9 +251,9 @@ class Dispatcher:
                 status,
                 started_us,
                 finished_us,
-                outcome.http_status,
+                outcome.code,
                 outcome.error,
-                outcome.response_excerpt,
+                outcome.detail,
                 retry_due_us,
                 verdict,
             )
@@ -441,7 +441,7 @@ def _signal(outcome: Outcome) -> int:
     """What an outcome says of its host's load (a slow answer is judged by ``HostGates``)."""
     if not outcome.sent:
         return Signal.OVERLOAD if outcome.retryable else Signal.NEUTRAL
-    if outcome.http_status in (429, 503):
+    if outcome.overloaded:
         return Signal.OVERLOAD
     return Signal.OK
 

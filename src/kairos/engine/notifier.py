@@ -21,13 +21,13 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import orjson
 
 from kairos import __version__
 from kairos.clock import from_us
 from kairos.engine.tasks import in_background
-from kairos.executors.guard import GuardedResolver, OutboundGuard, OutboundRefused
+from kairos.executors.guard import OutboundGuard
+from kairos.executors.webhooks import WebhookSender
 from kairos.models import JobRecord, Webhook
 
 __all__ = ["Event", "Notifier"]
@@ -36,8 +36,6 @@ log = logging.getLogger("kairos.notifier")
 
 _QUEUE_SIZE = 10_000
 _WORKERS = 4
-_TIMEOUT = aiohttp.ClientTimeout(total=10)
-_RETRY_STATUSES = frozenset({408, 429, *range(500, 600)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,19 +57,17 @@ class Notifier:
         on_pause: Webhook | None = None,
         retry_delays_s: tuple[float, ...] = (1.0, 4.0, 15.0),
     ) -> None:
-        self._guard = guard
+        self._sender = WebhookSender(guard, max_connections=_WORKERS)
         self._server_hooks = {"failure": on_failure, "pause": on_pause}
         self._delays = retry_delays_s
         self._queue: asyncio.Queue[tuple[Webhook, bytes, str, dict[str, Any]]] = asyncio.Queue(
             _QUEUE_SIZE
         )
-        self._session: aiohttp.ClientSession | None = None
 
     async def start(self, stack: AsyncExitStack) -> None:
         """Deliver in the background until ``stack`` closes (events still queued are dropped)."""
-        connector = aiohttp.TCPConnector(limit=_WORKERS, resolver=GuardedResolver(self._guard))
-        session = aiohttp.ClientSession(connector=connector, timeout=_TIMEOUT)
-        self._session = await stack.enter_async_context(session)
+        stack.push_async_callback(self._sender.close)
+        await self._sender.start()
         for i in range(_WORKERS):
             in_background(stack, self._work(), name=f"kairos-notify-{i}")
 
@@ -115,35 +111,19 @@ class Notifier:
                 self._queue.task_done()
 
     async def _deliver(self, hook: Webhook, body: bytes, kind: str, fields: dict[str, Any]) -> None:
-        assert self._session is not None
         delivery = str(uuid.uuid4())
         for attempt in range(len(self._delays) + 1):
             if attempt:
                 await asyncio.sleep(self._delays[attempt - 1])
-            headers = _headers(hook, body, kind, delivery)
-            try:
-                self._guard.check_literal(hook.url.host or "")
-                async with self._session.post(
-                    str(hook.url), data=body, headers=headers, allow_redirects=False
-                ) as answer:
-                    if 200 <= answer.status < 300:
-                        return
-                    problem = f"HTTP {answer.status}"
-                    if 300 <= answer.status < 400:
-                        problem += " (redirects are not followed)"
-                    if answer.status not in _RETRY_STATUSES:
-                        break
-            except OutboundRefused as exc:
-                problem = f"refused: {exc}"
+            outcome = await self._sender.send(hook.url, body, _headers(hook, body, kind, delivery))
+            if outcome.succeeded:
+                return
+            if not outcome.retryable:
                 break
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                refused = getattr(exc, "os_error", None)
-                if isinstance(refused, OutboundRefused):
-                    problem = f"refused: {refused}"
-                    break
-                problem = f"{type(exc).__name__}: {exc}"
         shown = hook.masked().url  # never a password in the log
-        log.warning("notification %s to %s not delivered: %s", kind, shown, problem, extra=fields)
+        log.warning(
+            "notification %s to %s not delivered: %s", kind, shown, outcome.error, extra=fields
+        )
 
 
 def _headers(hook: Webhook, body: bytes, kind: str, delivery: str) -> dict[str, str]:

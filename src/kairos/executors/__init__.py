@@ -6,13 +6,26 @@ import os
 
 from kairos.executors.base import Call, Executor, Outcome
 from kairos.executors.http import HttpExecutor
+from kairos.executors.router import ExecutorRouter
 from kairos.executors.workers import WorkerPoolExecutor
 from kairos.settings import Settings
 
-__all__ = ["Call", "Executor", "Outcome", "default_http_workers", "executor_for"]
+__all__ = [
+    "Call",
+    "Executor",
+    "ExecutorRouter",
+    "Outcome",
+    "default_http_workers",
+    "executor_for",
+]
 
 
-def executor_for(settings: Settings) -> Executor:
+def executor_for(settings: Settings) -> ExecutorRouter:
+    """The executor of every kind of target, chosen by the target's ``type``."""
+    return ExecutorRouter({"http": _http_executor(settings)})
+
+
+def _http_executor(settings: Settings) -> Executor:
     """In-process HTTP calls (``KAIROS_HTTP_WORKERS`` 0 or unset), or worker processes."""
     if settings.http_workers:
         return WorkerPoolExecutor(settings.http_workers, HttpExecutor.options(settings))

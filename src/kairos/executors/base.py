@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from kairos.models import HttpTarget
+from kairos.models import TargetSpec
 
 __all__ = ["Call", "Executor", "Outcome"]
 
@@ -18,19 +18,24 @@ class Call:
     run_id: int
     scheduled_for_us: int
     attempt: int
-    target: HttpTarget
+    target: TargetSpec
     timeout_s: float | None = None
     """Cuts the target's own timeout (the fire's deadline is near); None: the target's."""
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What came of a call. ``error`` says why a call failed, in words a person can act on."""
+    """What came of a call, whatever the kind of target. ``error`` says why a call failed, in
+    words a person can act on."""
 
     succeeded: bool
-    http_status: int | None = None
+    code: int | None = None
+    """The target's own answer code: the HTTP status for HTTP targets (the run's
+    ``http_status``); None for a target that has none, or when there was no answer."""
     error: str | None = None
-    response_excerpt: str | None = None
+    detail: str | None = None
+    """The start of what the target answered (an HTTP response's body), for the run's
+    ``response_excerpt``."""
     retryable: bool = False
     """The failure may pass on another try (a timeout, a lost connection, a 5xx or 429)."""
     retry_after_s: float | None = None
@@ -38,6 +43,8 @@ class Outcome:
     sent: bool = True
     """False when the call failed before any byte of the request left (the connection was
     refused or timed out, the name did not resolve): the target cannot have seen it."""
+    overloaded: bool = False
+    """The target said it is overloaded (HTTP 429 or 503): calls to its host slow down."""
 
 
 class Executor(Protocol):

@@ -25,6 +25,7 @@ from kairos.settings import Settings
 __all__ = ["HttpExecutor", "Request"]
 
 _USER_AGENT = f"kairos/{__version__}"
+_OVERLOADED = frozenset({429, 503})
 
 
 class Request(NamedTuple):
@@ -160,14 +161,15 @@ class HttpExecutor:
         except ValueError as exc:
             return Outcome(False, error=_described(exc, request.url))
         if 200 <= status < 300:
-            return Outcome(True, http_status=status, response_excerpt=excerpt)
+            return Outcome(True, code=status, detail=excerpt)
         return Outcome(
             False,
-            http_status=status,
+            code=status,
             error=f"HTTP {status} {reason}".strip(),
-            response_excerpt=excerpt,
+            detail=excerpt,
             retryable=status in self._retry_statuses,
             retry_after_s=retry_after,
+            overloaded=status in _OVERLOADED,
         )
 
     async def _excerpt(self, response: aiohttp.ClientResponse) -> str | None:

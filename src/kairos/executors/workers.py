@@ -227,18 +227,19 @@ def _outcome_message(call_id: int, outcome: Outcome) -> tuple[Any, ...]:
     return (
         call_id,
         o.succeeded,
-        o.http_status,
+        o.code,
         o.error,
-        o.response_excerpt,
+        o.detail,
         o.retryable,
         o.retry_after_s,
         o.sent,
+        o.overloaded,
     )
 
 
 def _outcome(message: tuple[Any, ...]) -> Outcome:
-    _, succeeded, http_status, error, excerpt, retryable, retry_after_s, sent = message
-    return Outcome(succeeded, http_status, error, excerpt, retryable, retry_after_s, sent)
+    _, succeeded, code, error, detail, retryable, retry_after_s, sent, overloaded = message
+    return Outcome(succeeded, code, error, detail, retryable, retry_after_s, sent, overloaded)
 
 
 # The worker process ------------------------------------------------------------------------------

@@ -1,0 +1,223 @@
+"""What a job calls: its target, one model per kind, told apart by ``type``.
+
+A target is data, like the rest of a spec; calling it is the work of the executor of its kind
+(``kairos.executors``). Each kind says which of its values are secrets: masked as ``"***"`` in
+what the API shows, and kept from the stored target when sent back so.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AnyHttpUrl,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails
+
+from kairos.errors import InvalidField
+from kairos.masking import SECRET_MASK, kept_password, masked_url, same_origin
+from kairos.specs import Spec, stored
+
+__all__ = ["MAX_BODY_BYTES", "HttpMethod", "HttpTarget", "TargetSpec"]
+
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+_ALWAYS_SECRET = frozenset({"authorization", "proxy-authorization"})
+# What the JSON encoder that sends bodies takes: a signed or an unsigned 64-bit integer.
+_INT_MIN, _UINT_MAX = -(2**63), 2**64 - 1
+_MAX_BODY_DEPTH = 128
+MAX_BODY_BYTES = 262_144
+"""The largest target body, serialized (a string as UTF-8, an object or array as compact JSON)."""
+# RFC 9110's token: what a header name may be made of.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Control characters other than a tab end or corrupt the header line they are sent in.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Hop-by-hop headers and those the HTTP client computes from the request itself: set by hand
+# they contradict the framing the client sends (Transfer-Encoding beside Content-Length).
+_FRAMING_HEADERS = frozenset(
+    {
+        "connection",
+        "content-length",
+        "host",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+
+class HttpTarget(Spec):
+    type: Literal["http"] = "http"
+    url: AnyHttpUrl
+    """A password in it (``https://user:password@host/``) is a secret, like a secret header."""
+    method: HttpMethod = "POST"
+    headers: dict[str, str] = Field(default_factory=dict)
+    secret_headers: list[str] = Field(default_factory=list)
+    """Headers whose values are secrets (``Authorization`` and ``Proxy-Authorization`` always
+    are): the API never returns them but as ``"***"``, and Kairos never logs them."""
+    body: str | dict[str, Any] | list[Any] | None = None
+    """A string is sent as is; an object or array as JSON (``Content-Type: application/json``)."""
+    timeout: float | None = Field(default=None, gt=0, le=86_400)
+    """Seconds for the whole call; ``null`` means the server's ``KAIROS_DEFAULT_HTTP_TIMEOUT``."""
+    max_concurrency: int | None = Field(default=None, ge=1, le=100_000)
+    """This job's calls start only while fewer calls than this are in flight to its host."""
+    max_per_second: float | None = Field(default=None, gt=0, le=100_000)
+    """This job's calls start at most this often to its host (calls a second)."""
+
+    @property
+    def host_key(self) -> str:
+        """``host:port``: calls to one key share its politeness limits."""
+        return f"{self.url.host}:{self.url.port}"
+
+    @field_validator("headers")
+    @classmethod
+    def _header_syntax(cls, headers: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        if stored(info):
+            return headers
+        for name, value in headers.items():
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"invalid header name {name!r}")
+            if _CONTROL.search(value):
+                raise ValueError(f"header {name!r} must not hold control characters or line breaks")
+            if name.lower().startswith("x-kairos-"):
+                raise ValueError(f"header {name!r}: X-Kairos-* headers are set by Kairos")
+            if name.lower() in _FRAMING_HEADERS:
+                raise ValueError(f"header {name!r} is set by the HTTP client: leave it out")
+        return headers
+
+    @field_validator("body")
+    @classmethod
+    def _json_body(cls, body: Any, info: ValidationInfo) -> Any:
+        if body is None or stored(info):
+            return body
+        if not isinstance(body, str):
+            _check_json(body)
+        text = body if isinstance(body, str) else json.dumps(body, separators=(",", ":"))
+        if len(text.encode()) > MAX_BODY_BYTES:
+            raise ValueError(f"must be at most {MAX_BODY_BYTES} bytes once serialized")
+        return body
+
+    @model_validator(mode="after")
+    def _secrets_are_headers(self) -> HttpTarget:
+        present = {name.lower() for name in self.headers}
+        for name in self.secret_headers:
+            if name.lower() not in present:
+                raise ValueError(f"secret_headers names {name!r}, which is not in headers")
+        return self
+
+    def secret_names(self) -> set[str]:
+        """The secret headers present, lower-cased."""
+        present = {name.lower() for name in self.headers}
+        return present & (_ALWAYS_SECRET | {name.lower() for name in self.secret_headers})
+
+    @property
+    def sends_masks(self) -> bool:
+        """Some value is ``"***"``: the target means to keep a stored secret."""
+        return self.url.password == SECRET_MASK or SECRET_MASK in self.headers.values()
+
+    def masked(self) -> HttpTarget:
+        """This target with every secret (header value, URL password) shown as ``"***"``."""
+        secret = self.secret_names()
+        if not secret and self.url.password is None:
+            return self
+        shown = {k: SECRET_MASK if k.lower() in secret else v for k, v in self.headers.items()}
+        return self.model_copy(update={"headers": shown, "url": masked_url(self.url)})
+
+    def keeping_secrets(self, stored: TargetSpec | None) -> HttpTarget:
+        """This target with each secret sent as ``"***"`` given its value in ``stored`` (the
+        target it replaces). ``InvalidField`` naming the field if there is none to keep, or if
+        the target moves to another origin: a kept secret only goes where it was given for."""
+        if not isinstance(stored, HttpTarget):
+            stored = None  # another kind of target keeps no secret for this one
+        secret = self.secret_names()
+        masks = [k for k, v in self.headers.items() if v == SECRET_MASK and k.lower() in secret]
+        kept = {}
+        if stored is not None:
+            was_secret = stored.secret_names()
+            kept = {k.lower(): v for k, v in stored.headers.items() if k.lower() in was_secret}
+        headers = dict(self.headers)
+        for name in masks:
+            if stored is None or name.lower() not in kept:
+                raise InvalidField(
+                    ["headers"],
+                    f"{name!r} is {SECRET_MASK!r}, which keeps the value stored for it, "
+                    "but there is none: send the value itself",
+                )
+            same_origin(["headers"], self.url, stored.url)
+            headers[name] = kept[name.lower()]
+        url = kept_password(self.url, None if stored is None else stored.url)
+        return self.model_copy(update={"headers": headers, "url": url})
+
+
+def _check_json(body: dict[str, Any] | list[Any]) -> None:
+    """``ValueError`` unless the body can be stored and sent as JSON: nested deeper than JSON
+    encoders go it would be accepted here and then fail to be written; NaN or infinity would be
+    sent as null, and an integer beyond 64 bits could not be sent at all."""
+    level: list[Any] = [body]
+    for _ in range(_MAX_BODY_DEPTH):
+        if any(isinstance(item, float) and not math.isfinite(item) for item in level):
+            raise ValueError("NaN and infinity are not JSON numbers")
+        if any(isinstance(item, int) and not _INT_MIN <= item <= _UINT_MAX for item in level):
+            raise ValueError(f"integers must lie between {_INT_MIN} and {_UINT_MAX}")
+        level = [
+            child
+            for item in level
+            if isinstance(item, dict | list)
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+        if not level:
+            return
+    raise ValueError(f"nested deeper than {_MAX_BODY_DEPTH} levels")
+
+
+def _target_type(target: Any) -> str:
+    """The ``type`` of a target, as JSON or as a model; "http" when it is left out."""
+    kind = (
+        target.get("type", "http") if isinstance(target, dict) else getattr(target, "type", "http")
+    )
+    return str(kind)
+
+
+def _errors_at_their_fields(target: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """Validate ``target``, its errors named as a client wrote them: ``target.url``, not
+    pydantic's ``target.http.url`` (which names the union member), and an unknown ``type``
+    as ``target.type``."""
+    try:
+        return handler(target)
+    except ValidationError as exc:
+        tag = (_target_type(target),)
+        errors: list[InitErrorDetails] = []
+        for error in exc.errors(include_url=False):
+            kind, loc, value, ctx = error["type"], error["loc"], error["input"], error.get("ctx")
+            if kind == "union_tag_invalid":
+                kind, loc, value = "literal_error", ("type",), target["type"]
+                ctx = {"expected": ctx and ctx["expected_tags"]}
+            elif loc[:1] == tag:
+                loc = loc[1:]
+            details: InitErrorDetails = {"type": kind, "loc": loc, "input": value}
+            if ctx:
+                details["ctx"] = ctx
+            errors.append(details)
+        raise ValidationError.from_exception_data(exc.title, errors) from None
+
+
+TargetSpec = Annotated[
+    Annotated[HttpTarget, Tag("http")],
+    Discriminator(_target_type),
+    WrapValidator(_errors_at_their_fields),
+]
+"""What a job calls, told apart by ``type``; "http" (``HttpTarget``) may be left out."""

@@ -1,0 +1,57 @@
+"""Targets are told apart by ``type``, and their errors are named as a client wrote them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from kairos.errors import InvalidField
+from kairos.models import HttpTarget, JobSpec
+
+TRIGGER = {"type": "interval", "seconds": 60}
+
+
+def spec(target: Any) -> JobSpec:
+    return JobSpec.model_validate({"trigger": TRIGGER, "target": target})
+
+
+def errors(target: Any) -> list[tuple[tuple[str | int, ...], str]]:
+    with pytest.raises(ValidationError) as caught:
+        spec(target)
+    return [(error["loc"], error["msg"]) for error in caught.value.errors()]
+
+
+def test_a_target_without_a_type_is_http() -> None:
+    assert isinstance(spec({"url": "http://example.com/"}).target, HttpTarget)
+    stored = spec({"url": "http://example.com/"}).model_dump_json()
+    assert JobSpec.from_stored(stored).target.type == "http"
+
+
+def test_an_unknown_type_is_named_at_target_type() -> None:
+    assert errors({"type": "ftp", "url": "http://example.com/"}) == [
+        (("target", "type"), "Input should be 'http'")
+    ]
+
+
+def test_errors_inside_a_target_name_its_field_not_its_kind() -> None:
+    assert errors({"type": "http", "url": "ftp://x", "method": "FETCH"}) == [
+        (("target", "url"), "URL scheme should be 'http' or 'https'"),
+        (
+            ("target", "method"),
+            "Input should be 'GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD' or 'OPTIONS'",
+        ),
+    ]
+    assert errors("http://example.com/") == [
+        (("target",), "Input should be a valid dictionary or instance of HttpTarget")
+    ]
+
+
+def test_the_target_keeps_its_masked_secrets_from_the_stored_one() -> None:
+    masked = spec({"url": "http://example.com/", "headers": {"Authorization": "***"}})
+    stored = spec({"url": "http://example.com/", "headers": {"Authorization": "Bearer s"}})
+    assert masked.keeping_secrets(stored).target.headers == {"Authorization": "Bearer s"}
+    with pytest.raises(InvalidField) as caught:
+        masked.keeping_secrets(None)
+    assert tuple(caught.value.loc) == ("target", "headers")
