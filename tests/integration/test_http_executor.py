@@ -22,7 +22,7 @@ from kairos.executors.http import HttpExecutor, _described
 from kairos.executors.workers import WorkerPoolExecutor
 from kairos.models import HttpTarget
 from kairos.settings import Settings
-from tests.support.target import RecordingTarget
+from tests.support.target import RecordingTarget, ThreadedTarget
 
 SCHEDULED_US = 1_795_000_000_123_456
 
@@ -243,3 +243,13 @@ def test_an_error_that_quotes_the_url_never_shows_its_password() -> None:
     error = _described(aiohttp.InvalidURL(url), url)
     assert error == "InvalidURL: http://ops:***@127.0.0.1:9/x"
     assert "s@cret" not in _described(ValueError("bad password s@cret"), url)
+
+
+async def test_an_answer_says_whether_the_target_closes_its_connections(
+    executor: Executor, target: RecordingTarget
+) -> None:
+    kept = await executor.execute(call(target.url("/kept")))
+    with ThreadedTarget() as threaded:  # HTTP/1.0: one call per connection
+        closed = await executor.execute(call(threaded.url("/closed")))
+    assert (kept.succeeded, kept.closed) == (True, False)
+    assert (closed.succeeded, closed.closed) == (True, True)

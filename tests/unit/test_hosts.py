@@ -167,3 +167,8 @@ async def test_overrides_apply_by_host_and_port_or_by_host() -> None:
     assert gates_.host("target:80").limit == 3
     assert gates_.host("target:8080").limit == INITIAL_LIMIT
     assert gates_.host("other:443").limit == 5
+
+
+async def test_a_host_that_closes_its_connections_skips_slow_start() -> None:
+    gates_, clock = gates()
+    assert await burst(gates_, clock, 4 + 5 + 6 + 7, signal=Signal.OK_CLOSING) == [4, 5, 6, 7]

@@ -443,7 +443,7 @@ def _signal(outcome: Outcome) -> int:
         return Signal.OVERLOAD if outcome.retryable else Signal.NEUTRAL
     if outcome.overloaded:
         return Signal.OVERLOAD
-    return Signal.OK
+    return Signal.OK_CLOSING if outcome.closed else Signal.OK
 
 
 def _seconds_until(end_us: int | None, now_us: int) -> float | None:

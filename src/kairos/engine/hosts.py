@@ -63,6 +63,11 @@ class Signal:
     """Refused, timed out on connect, 429/503, or far slower than lately."""
     NEUTRAL = 2
     """Says nothing of load (the call was refused by our own guard, or cancelled)."""
+    OK_CLOSING = 3
+    """Answered promptly, then closed the connection: every call to such a host is a new TCP
+    handshake, and a burst of handshakes is what overflows a small server's accept queue
+    (long before its answers slow down), so its limit skips slow start and grows by one a
+    round."""
 
 
 class _Fastest:
@@ -139,6 +144,9 @@ class HostState:
         self.last_used_s = now_s
         if signal == Signal.NEUTRAL:
             return
+        if signal == Signal.OK_CLOSING:
+            self._threshold = min(self._threshold, self.limit)
+            signal = Signal.OK
         if signal == Signal.OK:  # only answers tell how fast the host answers
             fastest = self._fastest.pop(path, None) or _Fastest(now_s)
             self._fastest[path] = fastest  # the newest last: the oldest is forgotten first

@@ -45,6 +45,9 @@ class Outcome:
     refused or timed out, the name did not resolve): the target cannot have seen it."""
     overloaded: bool = False
     """The target said it is overloaded (HTTP 429 or 503): calls to its host slow down."""
+    closed: bool = False
+    """The target closed the connection after answering (HTTP/1.0, ``Connection: close``): each
+    call to it costs a new TCP handshake."""
 
 
 class Executor(Protocol):

@@ -7,6 +7,7 @@ local target at about 3,200 calls/s, where httpx's async client timed out at 1,0
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -14,6 +15,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiohttp
 import orjson
+from aiohttp import HttpVersion, HttpVersion11
 
 from kairos import __version__
 from kairos.clock import from_us
@@ -131,6 +133,7 @@ class HttpExecutor:
                 excerpt = await self._excerpt(response)
                 status = response.status
                 reason = response.reason or ""
+                closed = _closes(response.version, response.headers)
                 if not 200 <= status < 300:
                     retry_after = _retry_after(response.headers.get("Retry-After"))
                 if response.content.at_eof():
@@ -161,7 +164,7 @@ class HttpExecutor:
         except ValueError as exc:
             return Outcome(False, error=_described(exc, request.url))
         if 200 <= status < 300:
-            return Outcome(True, code=status, detail=excerpt)
+            return Outcome(True, code=status, detail=excerpt, closed=closed)
         return Outcome(
             False,
             code=status,
@@ -170,6 +173,7 @@ class HttpExecutor:
             retryable=status in self._retry_statuses,
             retry_after_s=retry_after,
             overloaded=status in _OVERLOADED,
+            closed=closed,
         )
 
     async def _excerpt(self, response: aiohttp.ClientResponse) -> str | None:
@@ -196,6 +200,12 @@ class HttpExecutor:
             timeout = aiohttp.ClientTimeout(total=seconds, sock_connect=connect_s)
             self._timeouts[seconds] = timeout
         return timeout
+
+
+def _closes(version: HttpVersion | None, headers: Mapping[str, str]) -> bool:
+    """Whether the target closes the connection after this answer."""
+    old = version is not None and version < HttpVersion11
+    return old or headers.get("Connection", "").lower() == "close"
 
 
 def _described(exc: Exception, url: str) -> str:

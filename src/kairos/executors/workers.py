@@ -234,12 +234,15 @@ def _outcome_message(call_id: int, outcome: Outcome) -> tuple[Any, ...]:
         o.retry_after_s,
         o.sent,
         o.overloaded,
+        o.closed,
     )
 
 
 def _outcome(message: tuple[Any, ...]) -> Outcome:
-    _, succeeded, code, error, detail, retryable, retry_after_s, sent, overloaded = message
-    return Outcome(succeeded, code, error, detail, retryable, retry_after_s, sent, overloaded)
+    _, succeeded, code, error, detail, retryable, retry_after_s, sent, overloaded, closed = message
+    return Outcome(
+        succeeded, code, error, detail, retryable, retry_after_s, sent, overloaded, closed
+    )
 
 
 # The worker process ------------------------------------------------------------------------------
