@@ -55,15 +55,9 @@ async def chunks(jobs: int = 1_000, per_job: int = 1_000) -> Chunks:
             trim = await timed(
                 store.purge_runs([(f"j{i}", over, None) for i in range(size, 2 * size)])
             )
-            middle = jobs * per_job // 2
-            window = retention._IDS_PER_WINDOW
-            quiet = await timed(
-                store.purge_aged_runs(middle, middle + window - 1, 0, retention._ROWS_PER_CHUNK)
-            )
+            quiet = await timed(store.purge_expired_runs(0, retention._ROWS_PER_CHUNK))
             full = await timed(
-                store.purge_aged_runs(
-                    middle, middle + window - 1, NOW + jobs * per_job, retention._ROWS_PER_CHUNK
-                )
+                store.purge_expired_runs(NOW + jobs * per_job, retention._ROWS_PER_CHUNK)
             )
         finally:
             await store.close()

@@ -9,6 +9,7 @@ import pytest
 from kairos.engine.retention import Retention
 from kairos.models import HistoryPolicy, JobRecord, JobSpec, RunStatus
 from kairos.store import FinishedRun, FirePlan, Slots, Store, store_for_url
+from kairos.store.sql import SqlStore
 from tests.support.policies import PlanPolicy
 
 NOW = 1_800_000_000_000_000
@@ -87,9 +88,9 @@ async def test_the_age_sweep_takes_a_window_of_ids_at_a_time_and_comes_round(
     store: Store,
 ) -> None:
     await add_history(store, "a", 10)  # run ids 1 to 10
-    retention = Retention(
-        store, FixedClock(NOW + 2 * DAY), keep_per_job=1000, max_age_s=86_400, ids_per_window=4
-    )
+    assert isinstance(store, SqlStore)
+    store.purge_window_ids = 4
+    retention = Retention(store, FixedClock(NOW + 2 * DAY), keep_per_job=1000, max_age_s=86_400)
     swept = [await retention.sweep() for _ in range(3)]  # ids 0-3, 4-7, 8-11
     assert swept == [(3, False), (4, False), (3, False)]
     await add_history(store, "b", 2)  # the sweep has come round to id 0: it finds them

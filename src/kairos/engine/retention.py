@@ -6,10 +6,10 @@ Two sweeps, each bounded per tick so the database never sees one long delete:
   finished runs. Rather than count every job's runs, each finished fire of a job puts the job on
   the trim list with probability ``10 / max_runs``, so a job holds about 10 % more runs than it
   keeps at most, and no per-job state is held in memory however many jobs there are;
-- by age: a window of run ids at a time, from the oldest to the newest and round again, deletes
-  finished runs older than ``KAIROS_RUNS_MAX_AGE`` (runs of jobs with their own limit are left
-  to the first sweep): one window a second, more while windows come back full, and less often,
-  down to one every ``_IDLE_MAX_S``, while they find nothing to delete.
+- by age: ``Store.purge_expired_runs`` deletes a bounded batch of finished runs older than
+  ``KAIROS_RUNS_MAX_AGE`` (runs of jobs with their own limit are left to the first sweep): one
+  batch a second, more while batches come back full, and less often, down to one every
+  ``_IDLE_MAX_S``, while they find nothing to delete.
 
 The audit log is kept by age alone (``KAIROS_AUDIT_MAX_AGE``), its oldest records deleted in
 chunks alongside.
@@ -44,7 +44,6 @@ _IDLE_MAX_S = 10.0
 _BUSY_PAUSE_S = 0.02
 _JOBS_PER_CHUNK = 4
 _ROWS_PER_CHUNK = 250
-_IDS_PER_WINDOW = 10_000
 _PENDING_CAP = 50_000
 # Runs over the limit a job may hold before it is trimmed, as a fraction of its limit.
 _SLACK = 0.1
@@ -60,7 +59,6 @@ class Retention:
         max_age_s: float,
         audit_max_age_s: float = 365 * 86_400,
         random_fn: Callable[[], float] = random.random,
-        ids_per_window: int = _IDS_PER_WINDOW,
         on_store_error: Callable[[str], None] = lambda operation: None,
     ) -> None:
         self._store = store
@@ -69,11 +67,9 @@ class Retention:
         self._max_age_us = int(max_age_s * 1_000_000)
         self._audit_max_age_us = int(audit_max_age_s * 1_000_000)
         self._random = random_fn
-        self._ids_per_window = ids_per_window
         self._on_store_error = on_store_error
         self._pending: deque[tuple[str, int, int | None]] = deque()
         self._queued: set[str] = set()
-        self._next_id = 0
 
     def finished(self, job_id: str, spec: JobSpec) -> None:
         """A fire of the job ended: maybe put the job on the trim list (see the module doc)."""
@@ -102,16 +98,9 @@ class Retention:
         trimmed = await self._store.purge_runs(
             [(job_id, keep, None if age is None else now_us - age) for job_id, keep, age in chunk]
         )
-        first = self._next_id
-        last = first + self._ids_per_window - 1
-        aged, highest = await self._store.purge_aged_runs(
-            first, last, now_us - self._max_age_us, _ROWS_PER_CHUNK
-        )
-        window_done = aged < _ROWS_PER_CHUNK
-        if window_done:
-            self._next_id = 0 if highest is None or last >= highest else last + 1
+        aged = await self._store.purge_expired_runs(now_us - self._max_age_us, _ROWS_PER_CHUNK)
         audited = await self._store.purge_audit(now_us - self._audit_max_age_us, _ROWS_PER_CHUNK)
-        more = bool(self._pending) or not window_done or audited == _ROWS_PER_CHUNK
+        more = bool(self._pending) or aged == _ROWS_PER_CHUNK or audited == _ROWS_PER_CHUNK
         return trimmed + aged, more
 
     async def _loop(self) -> None:

@@ -6,15 +6,20 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from kairos.store.base import (
+    AccountStore,
+    AuditLog,
     ChangeFn,
     Claim,
     ClaimPolicy,
     FinishedRun,
     FirePlan,
     JobQuery,
+    JobStore,
     NodeInfo,
+    NodeRegistry,
     PlannedRun,
     QueuedRun,
+    RunLedger,
     Slots,
     StartedRun,
     Store,
@@ -22,15 +27,20 @@ from kairos.store.base import (
 )
 
 __all__ = [
+    "AccountStore",
+    "AuditLog",
     "ChangeFn",
     "Claim",
     "ClaimPolicy",
     "FinishedRun",
     "FirePlan",
     "JobQuery",
+    "JobStore",
     "NodeInfo",
+    "NodeRegistry",
     "PlannedRun",
     "QueuedRun",
+    "RunLedger",
     "Slots",
     "StartedRun",
     "Store",

@@ -1,6 +1,9 @@
 """The store seam: where jobs, the run ledger and metadata live.
 
-Every method is a single transaction: it either happens whole or not at all.
+``Store`` is composed of one interface per role (jobs, the run ledger, nodes, accounts, the
+audit log), so that each can be read, implemented and tested on its own. Every method is a single
+transaction: it either happens whole or not at all. A store decides nothing about scheduling: the
+engine's decisions come in as values (``ClaimPolicy``, ``Verdict``) it applies atomically.
 """
 
 from __future__ import annotations
@@ -14,15 +17,20 @@ from kairos.identity import Actor, ApiKeyRecord, AuditRecord, Scope, UserRecord
 from kairos.models import JobRecord, JobState, RunRecord, RunStatus
 
 __all__ = [
+    "AccountStore",
+    "AuditLog",
     "ChangeFn",
     "Claim",
     "ClaimPolicy",
     "FinishedRun",
     "FirePlan",
     "JobQuery",
+    "JobStore",
     "NodeInfo",
+    "NodeRegistry",
     "PlannedRun",
     "QueuedRun",
+    "RunLedger",
     "Slots",
     "StartedRun",
     "Store",
@@ -178,37 +186,9 @@ class NodeInfo:
     """Runs the node holds (``running`` rows with its id)."""
 
 
-class Store(ABC):
-    """Persistence for jobs and runs. Implementations must be safe to share between tasks."""
-
-    single_process: bool = False
-    """True where only one Kairos process may use the database (SQLite): whatever it finds
-    ``running`` at start was left by a dead process."""
-
-    @abstractmethod
-    async def open(self) -> None:
-        """Connect and bring the schema up to date (runs migrations). Raise
-        ``StoreUnavailable`` with one line that names the database, says what is wrong with it
-        and what to do."""
-
-    @abstractmethod
-    async def close(self) -> None: ...
-
-    async def watch(self, on_change: ChangeFn) -> None:
-        """Call ``on_change(due_us, job_id)`` when another process changes work: work falls due
-        at ``due_us`` (None: look now), and job ``job_id`` (if not None) was changed or deleted,
-        so its fires claimed ahead must not be called. A hint only, possibly late or lost:
-        callers still poll. Single-process stores have no other process to hear from."""
-        return None
-
-    @abstractmethod
-    async def check_writable(self) -> None:
-        """Return if the store can be written now: a write that needs fresh space (as new runs
-        do) can be made, and a short one committed. Raise ``StoreUnavailable`` saying why not
-        (unreachable, full, corrupt, read-only). Probes at most once a second: callers at a
-        higher rate share the last answer."""
-
-    # Jobs --------------------------------------------------------------------------------------
+class JobStore(ABC):
+    """Jobs: their specs, states and next fires. Every change to a job is one transaction with
+    its audit record."""
 
     @abstractmethod
     async def insert_job(self, job: JobRecord, *, by: Actor | None = None) -> None:
@@ -259,7 +239,9 @@ class Store(ABC):
         or with ``purge_runs`` goes too (runs still in flight are left to finish). Raise
         ``JobNotFound`` for an unknown id."""
 
-    # Runs --------------------------------------------------------------------------------------
+
+class RunLedger(ABC):
+    """The run ledger: every fire as a run row, claimed exactly once, and its outcome."""
 
     @abstractmethod
     async def add_manual_run(
@@ -308,21 +290,38 @@ class Store(ABC):
         still exists. Return how many were interrupted."""
 
     @abstractmethod
+    async def get_run(self, run_id: int) -> RunRecord:
+        """Raise ``RunNotFound`` for an unknown id."""
+
+    @abstractmethod
+    async def list_runs(
+        self,
+        *,
+        job_id: str | None,
+        status: RunStatus | None,
+        before_id: int | None,
+        limit: int,
+    ) -> list[RunRecord]:
+        """Runs newest first (by id), optionally of one job or status, starting before
+        ``before_id``."""
+
+    @abstractmethod
     async def purge_runs(self, jobs: Sequence[tuple[str, int, int | None]]) -> int:
         """For each ``(job_id, keep, older_than_us)``, delete the job's finished runs older
         than its newest ``keep`` runs, and (unless None) those finished before
         ``older_than_us``. Return how many went."""
 
     @abstractmethod
-    async def purge_aged_runs(
-        self, first_id: int, last_id: int, older_than_us: int, limit: int
-    ) -> tuple[int, int | None]:
-        """Delete up to ``limit`` runs with ids from ``first_id`` to ``last_id`` that finished
-        before ``older_than_us``, but not those of jobs with their own age limit. Return how
-        many went, and the highest run id there is (None: no runs), for a sweep to know where
-        to stop."""
+    async def purge_expired_runs(self, older_than_us: int, limit: int) -> int:
+        """Delete up to ``limit`` runs that finished before ``older_than_us``, but not those of
+        jobs with their own age limit (``purge_runs`` applies theirs); return how many went.
+        A store may go through its runs in parts, each call bounded in work however many runs
+        there are: a call that deletes fewer than ``limit`` may leave expired runs for the next
+        calls, which reach every one of them."""
 
-    # Nodes -------------------------------------------------------------------------------------
+
+class NodeRegistry(ABC):
+    """The nodes sharing the store: their heartbeats, and the takeover of those gone silent."""
 
     @abstractmethod
     async def heartbeat(self, node_id: str, hostname: str) -> None:
@@ -340,32 +339,9 @@ class Store(ABC):
     @abstractmethod
     async def list_nodes(self) -> list[NodeInfo]: ...
 
-    @abstractmethod
-    async def get_run(self, run_id: int) -> RunRecord:
-        """Raise ``RunNotFound`` for an unknown id."""
 
-    @abstractmethod
-    async def list_runs(
-        self,
-        *,
-        job_id: str | None,
-        status: RunStatus | None,
-        before_id: int | None,
-        limit: int,
-    ) -> list[RunRecord]:
-        """Runs newest first (by id), optionally of one job or status, starting before
-        ``before_id``."""
-
-    # Metadata ----------------------------------------------------------------------------------
-
-    @abstractmethod
-    async def get_meta(self, key: str) -> str | None: ...
-
-    @abstractmethod
-    async def set_meta_if_absent(self, key: str, value: str) -> str:
-        """Store ``value`` under ``key`` unless a value is there; return the value kept."""
-
-    # Users, API keys and the audit log ---------------------------------------------------------
+class AccountStore(ABC):
+    """Users and API keys; every change is one transaction with its audit record."""
 
     @abstractmethod
     async def add_user(
@@ -415,6 +391,10 @@ class Store(ABC):
         """Revoke a key as of ``by.at_us`` (a revoked key stays revoked as it was); raise
         ``ApiKeyNotFound``. Return the key as it is now."""
 
+
+class AuditLog(ABC):
+    """Who changed what: written by the other roles' changes, read and aged out here."""
+
     @abstractmethod
     async def list_audit(
         self,
@@ -430,3 +410,43 @@ class Store(ABC):
     async def purge_audit(self, older_than_us: int, limit: int) -> int:
         """Of the ``limit`` oldest audit records (by id), delete those made before
         ``older_than_us``; return how many went."""
+
+
+class Store(JobStore, RunLedger, NodeRegistry, AccountStore, AuditLog):
+    """Persistence for everything Kairos keeps: the roles above over one database, plus its
+    lifecycle, the change feed between processes and a little metadata. Implementations must be
+    safe to share between tasks."""
+
+    single_process: bool = False
+    """True where only one Kairos process may use the database (SQLite): whatever it finds
+    ``running`` at start was left by a dead process."""
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect and bring the schema up to date (runs migrations). Raise
+        ``StoreUnavailable`` with one line that names the database, says what is wrong with it
+        and what to do."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    async def watch(self, on_change: ChangeFn) -> None:
+        """Call ``on_change(due_us, job_id)`` when another process changes work: work falls due
+        at ``due_us`` (None: look now), and job ``job_id`` (if not None) was changed or deleted,
+        so its fires claimed ahead must not be called. A hint only, possibly late or lost:
+        callers still poll. Single-process stores have no other process to hear from."""
+        return None
+
+    @abstractmethod
+    async def check_writable(self) -> None:
+        """Return if the store can be written now: a write that needs fresh space (as new runs
+        do) can be made, and a short one committed. Raise ``StoreUnavailable`` saying why not
+        (unreachable, full, corrupt, read-only). Probes at most once a second: callers at a
+        higher rate share the last answer."""
+
+    @abstractmethod
+    async def get_meta(self, key: str) -> str | None: ...
+
+    @abstractmethod
+    async def set_meta_if_absent(self, key: str, value: str) -> str:
+        """Store ``value`` under ``key`` unless a value is there; return the value kept."""

@@ -58,6 +58,8 @@ class SqlStore(SqlConnections, SqlAccounts, Store):
 
     _dialect: SqlDialect
     """The backend's: how its database spells the statements that differ."""
+    purge_window_ids = 10_000
+    """How many run ids one ``purge_expired_runs`` reads through at most."""
 
     def __init__(
         self, writer: Engine, reader: Engine, inline: tuple[Engine, Engine] | None = None
@@ -67,6 +69,7 @@ class SqlStore(SqlConnections, SqlAccounts, Store):
         self._probing = asyncio.Lock()
         self._next_probe = 0.0
         self._probe_failure: str | None = None
+        self._purge_next_id = 0
         dialect = self._dialect
         # Atomic even when two nodes create one new id at once. Built once: it is on the hot path.
         self._upsert_jobs = dialect.returning(
@@ -317,17 +320,22 @@ class SqlStore(SqlConnections, SqlAccounts, Store):
     async def purge_runs(self, jobs: Sequence[tuple[str, int, int | None]]) -> int:
         return await self._write(partial(retention.purge_runs, limits=jobs)) if jobs else 0
 
-    async def purge_aged_runs(
-        self, first_id: int, last_id: int, older_than_us: int, limit: int
-    ) -> tuple[int, int | None]:
+    async def purge_expired_runs(self, older_than_us: int, limit: int) -> int:
+        # One window of run ids a call, from the oldest to the newest and round again: each
+        # delete reads a bounded stretch of the primary key, however many runs there are.
+        first = self._purge_next_id
+        last = first + self.purge_window_ids - 1
         tx = partial(
             retention.purge_aged_runs,
-            first_id=first_id,
-            last_id=last_id,
+            first_id=first,
+            last_id=last,
             older_than_us=older_than_us,
             limit=limit,
         )
-        return await self._write(tx)
+        deleted, highest = await self._write(tx)
+        if deleted < limit:
+            self._purge_next_id = 0 if highest is None or last >= highest else last + 1
+        return deleted
 
     # Nodes and metadata ------------------------------------------------------------------------
 
