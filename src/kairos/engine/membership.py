@@ -54,8 +54,10 @@ class Membership:
         return time.monotonic() - self._last_beat < self._lease_s
 
     async def start(self, stack: AsyncExitStack) -> None:
-        """Join the cluster (one beat now), beat until ``stack`` closes, then leave it."""
+        """Join the cluster (one beat now, and the runs of nodes found dead taken over), beat
+        until ``stack`` closes, then leave it."""
         await self._beat()
+        await self._take_over()
         stack.push_async_callback(self._leave)
         in_background(stack, self._loop(), name="kairos-membership")
 

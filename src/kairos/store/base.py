@@ -418,8 +418,12 @@ class Store(JobStore, RunLedger, NodeRegistry, AccountStore, AuditLog):
     safe to share between tasks."""
 
     single_process: bool = False
-    """True where only one Kairos process may use the database (SQLite): whatever it finds
-    ``running`` at start was left by a dead process."""
+    """True where only one Kairos process may use the database (one in memory): whatever it
+    finds ``running`` at start was left by a dead process."""
+
+    announces_changes: bool = True
+    """False where ``watch`` hears nothing from the other processes sharing the database (a
+    SQLite file): they learn of a change when they next claim work."""
 
     @abstractmethod
     async def open(self) -> None:

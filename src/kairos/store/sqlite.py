@@ -8,12 +8,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
 from kairos.errors import StoreUnavailable
+from kairos.store.liveness import NodeLocks
 from kairos.store.sql import SqlStore
 from kairos.store.sql.dialect import SqlDialect
 
@@ -27,16 +28,25 @@ class SQLiteStore(SqlStore):
     committed transaction (``synchronous=NORMAL`` trades durability only on power loss).
 
     ``sqlite://`` or ``sqlite:///:memory:`` keeps everything in memory, for tests and trials.
-    One process per database: SQLite cannot host a cluster.
+
+    A file may be shared by several processes on one machine (the workers of one web server):
+    every write takes the database's one write lock (``BEGIN IMMEDIATE``), so a fire is claimed
+    by one of them only. Each node holds a lock file beside the database (``NodeLocks``), so
+    the runs of a process that dies are taken over as soon as a live one looks, with no lease to
+    wait for. SQLite tells no other process of a change, so the others learn of it when they
+    next claim: a change made within the claim-ahead window (``KAIROS_CLAIM_AHEAD``, 50 ms)
+    before a fire may not stop that fire in another process.
     """
 
-    single_process = True
     _dialect = SqlDialect(sqlite.insert)
+    announces_changes = False
 
     def __init__(self, url: str) -> None:
         parsed = make_url(url)
         self._path: Path | None = None
+        self._locks: NodeLocks | None = None
         if parsed.database in (None, "", ":memory:"):
+            self.single_process = True
             engine = create_engine(
                 "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
             )
@@ -44,6 +54,7 @@ class SQLiteStore(SqlStore):
             super().__init__(engine, engine, inline=(engine, engine))
             return
         self._path = Path(parsed.database).expanduser().absolute()
+        self._locks = NodeLocks(self._path.with_name(f"{self._path.name}-nodes"))
         args = {"check_same_thread": False, "timeout": 30}
         writer = create_engine(parsed, pool_size=1, max_overflow=0, connect_args=args)
         reader = create_engine(parsed, pool_size=4, max_overflow=4, connect_args=args)
@@ -68,6 +79,34 @@ class SQLiteStore(SqlStore):
                     " for the database"
                 ) from exc
         await super().open()
+
+    async def close(self) -> None:
+        await super().close()
+        if self._locks is not None:
+            self._locks.close()
+
+    async def heartbeat(self, node_id: str, hostname: str) -> None:
+        # The lock comes first: a node is never seen beating without it.
+        if self._locks is not None:
+            self._locks.hold(node_id)
+        await super().heartbeat(node_id, hostname)
+
+    async def deregister_node(self, node_id: str) -> None:
+        await super().deregister_node(node_id)
+        if self._locks is not None:
+            self._locks.release(node_id)
+
+    async def take_over(self, lease_us: int, *, retries: int) -> list[str]:
+        dead = await super().take_over(lease_us, retries=retries)
+        if self._locks is not None:
+            self._locks.forget(dead)
+        return dead
+
+    def _gone(self, conn: Connection, node_ids: set[str]) -> set[str]:
+        return set() if self._locks is None else self._locks.gone(node_ids)
+
+    def _crashed(self, conn: Connection, node_ids: set[str], me: str) -> set[str]:
+        return self._gone(conn, node_ids)
 
     def _cannot_open(self, error: BaseException | None) -> str:
         where = "in memory" if self._path is None else str(self._path)

@@ -32,6 +32,8 @@ def take_over(conn: Connection, *, db: Backend, lease_us: int, retries: int) -> 
     now_us = db._db_now_us(conn)
     stale = select(nodes.c.id).where(nodes.c.heartbeat_us < now_us - lease_us)
     dead = list(conn.execute(db._lock_due(stale, nodes)).scalars())
+    living = set(conn.execute(select(nodes.c.id).where(nodes.c.id.not_in(dead))).scalars())
+    dead += sorted(db._gone(conn, living))
     # Runs of nodes with no row at all (forgotten) are orphans: take them too.
     known = select(nodes.c.id).where(nodes.c.id.not_in(dead))
     ledger.interrupt(conn, db, runs.c.node_id.not_in(known), now_us, retries)

@@ -126,6 +126,12 @@ class SqlStore(SqlConnections, SqlAccounts, Store):
         A backend that cannot tell knows none."""
         return set()
 
+    def _gone(self, conn: Connection, node_ids: set[str]) -> set[str]:
+        """Those of ``node_ids`` whose process certainly died (the backend can tell, as with a
+        lock only the process held and nothing else drops): their runs are taken over at once,
+        before their lease runs out. A backend that cannot be sure knows none."""
+        return set()
+
     def _db_now_us(self, conn: Connection) -> int:
         """The time by the database's clock, so that every node measures leases alike."""
         return time.time_ns() // 1000
