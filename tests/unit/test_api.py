@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from kairos.api import create_app
 from kairos.settings import Settings
@@ -36,10 +37,17 @@ def cron_job(expression: str = "0 2 * * *", **extra: Any) -> dict[str, Any]:
 # Operations ----------------------------------------------------------------------------------
 
 
-def test_metrics_are_prometheus_text(client: TestClient) -> None:
+def test_metrics_are_prometheus_text_counting_jobs_by_state(client: TestClient) -> None:
+    client.put("/jobs/on", json=cron_job())
+    client.put("/jobs/off", json=cron_job(paused=True))
     response = client.get("/metrics")
-    assert response.headers["content-type"].startswith("text/plain")
-    assert "kairos_runs_in_flight" in response.text
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    families = {family.name: family for family in text_string_to_metric_families(response.text)}
+    assert families["kairos_runs_in_flight"].type == "gauge"
+    assert [sample.value for sample in families["kairos_runs_in_flight"].samples] == [0]
+    assert families["kairos_fires"].type == "counter"
+    jobs = {s.labels["state"]: s.value for s in families["kairos_jobs"].samples}
+    assert (jobs["scheduled"], jobs["paused"]) == (1, 1)
 
 
 # The seed's endpoints, kept exactly --------------------------------------------------------------
