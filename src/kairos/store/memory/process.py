@@ -51,7 +51,8 @@ class ProcessBinding:
             server, workers = found
             raise StoreUnavailable(
                 f"{_ONE_PROCESS}, and {server} runs {workers} worker processes here, each of"
-                f" which would have jobs of its own: run a single worker, or {_INSTEAD}"
+                f" which would have jobs of its own: run a single worker, or use postgresql://...,"
+                " which several processes share"
             )
         self._opened = True
 
