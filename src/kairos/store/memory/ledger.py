@@ -82,7 +82,6 @@ def claim(
                 recorded[planned.status] += 1
             run = _planned_run(t, job, planned, now_us, node_id)
             if run is not None and run.status is RunStatus.RUNNING:
-                assert run.started_us is not None
                 started.append(StartedRun(run, job, _due_of(job, planned.scheduled_for_us)))
         next_fire_us, next_run_us = fire_plan.next_fire_us, fire_plan.next_run_us
         check_int64(next_fire_us, next_run_us)
