@@ -28,7 +28,7 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         await _empty(url)
         return url
     if request.param == "memory":
-        return "sqlite://"
+        return "memory://"
     return f"sqlite:///{tmp_path}/kairos.db"
 
 

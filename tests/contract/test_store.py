@@ -255,6 +255,26 @@ async def test_concurrent_claims_never_duplicate_a_fire(store: Store) -> None:
     assert len(set(started)) == 50
 
 
+async def test_a_claim_that_fails_half_way_changes_nothing(store: Store) -> None:
+    await store.insert_job(record("a", NOW))
+    await store.insert_job(record("b", NOW + 1))
+    [first] = (await store.claim_due(NOW, 1, "n", every_minute)).started
+
+    def plan_then_fail(job: JobRecord, now_us: int, slots: Slots) -> FirePlan:
+        if job.id == "b":
+            raise RuntimeError("a plan that cannot be made")
+        return plan_every_minute(job, now_us, slots)
+
+    done = FinishedRun(first.run.id, RunStatus.SUCCEEDED, NOW, NOW + 1)
+    with pytest.raises(RuntimeError):
+        await store.claim_due(NOW + 60 * S, 10, "n", PlanPolicy(plan_then_fail), finished=[done])
+    # Neither the outcome, nor job "a"'s fire planned before "b" failed, nor its move, stayed.
+    assert (await store.get_run(first.run.id)).status is RunStatus.RUNNING
+    assert (await store.get_job("a")).next_run_us == NOW + 60 * S
+    assert (await store.get_job("b")).next_run_us == NOW + 1
+    assert len(await store.list_runs(job_id=None, status=None, before_id=None, limit=9)) == 1
+
+
 async def test_finish_records_the_outcome(store: Store) -> None:
     await store.insert_job(record("a", NOW))
     run = (await store.claim_due(NOW, 1, "n", every_minute)).started[0].run

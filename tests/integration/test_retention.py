@@ -9,6 +9,7 @@ import pytest
 from kairos.engine.retention import Retention
 from kairos.models import HistoryPolicy, JobRecord, JobSpec, RunStatus
 from kairos.store import FinishedRun, FirePlan, Slots, Store, store_for_url
+from kairos.store.memory import MemoryStore
 from kairos.store.sql import SqlStore
 from tests.support.policies import PlanPolicy
 
@@ -35,12 +36,23 @@ def plan_nothing(job: JobRecord, now_us: int, slots: Slots) -> FirePlan:
 start_all = PlanPolicy(plan_nothing)
 
 
+async def opened(url: str) -> AsyncIterator[Store]:
+    store = store_for_url(url)
+    await store.open()
+    yield store
+    await store.close()
+
+
 @pytest.fixture
 async def store() -> AsyncIterator[Store]:
-    opened = store_for_url("sqlite://")
-    await opened.open()
-    yield opened
-    await opened.close()
+    async for one in opened("memory://"):
+        yield one
+
+
+@pytest.fixture
+async def sqlite_store() -> AsyncIterator[Store]:
+    async for one in opened("sqlite://"):
+        yield one
 
 
 async def add_history(store: Store, job_id: str, count: int, spec: JobSpec = SPEC) -> None:
@@ -85,8 +97,9 @@ async def test_a_fire_draws_its_job_with_probability_ten_over_its_limit(store: S
 
 
 async def test_the_age_sweep_takes_a_window_of_ids_at_a_time_and_comes_round(
-    store: Store,
+    sqlite_store: Store,
 ) -> None:
+    store = sqlite_store
     await add_history(store, "a", 10)  # run ids 1 to 10
     assert isinstance(store, SqlStore)
     store.purge_window_ids = 4
@@ -95,6 +108,20 @@ async def test_the_age_sweep_takes_a_window_of_ids_at_a_time_and_comes_round(
     assert swept == [(3, False), (4, False), (3, False)]
     await add_history(store, "b", 2)  # the sweep has come round to id 0: it finds them
     assert sum([(await retention.sweep())[0] for _ in range(4)]) == 2
+    assert await kept(store, "a") + await kept(store, "b") == 0
+
+
+async def test_the_memory_stores_age_sweep_reads_a_stretch_of_runs_at_a_time_and_comes_round(
+    store: Store,
+) -> None:
+    await add_history(store, "a", 10)
+    assert isinstance(store, MemoryStore)
+    store.purge_window_runs = 4
+    retention = Retention(store, FixedClock(NOW + 2 * DAY), keep_per_job=1000, max_age_s=86_400)
+    swept = [await retention.sweep() for _ in range(3)]  # runs 1-4, 5-8, 9-10
+    assert swept == [(4, False), (4, False), (2, False)]
+    await add_history(store, "b", 2)  # the sweep has come round to the oldest: it finds them
+    assert sum([(await retention.sweep())[0] for _ in range(2)]) == 2
     assert await kept(store, "a") + await kept(store, "b") == 0
 
 

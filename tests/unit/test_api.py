@@ -22,7 +22,7 @@ TARGET = "http://127.0.0.1:9/hook"
 
 @pytest.fixture
 def client() -> Iterator[TestClient]:
-    app = create_app(Settings(database_url="sqlite://", admin_token=TOKEN))
+    app = create_app(Settings(database_url="memory://", admin_token=TOKEN))
     with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as test_client:
         yield test_client
 
@@ -542,7 +542,7 @@ def test_a_retry_policy_gets_its_defaults_and_round_trips(client: TestClient) ->
 
 
 def test_the_breaker_default_comes_from_the_server_unless_the_job_says() -> None:
-    settings = Settings(database_url="sqlite://", admin_token=TOKEN, max_consecutive_failures=5)
+    settings = Settings(database_url="memory://", admin_token=TOKEN, max_consecutive_failures=5)
     headers = {"Authorization": f"Bearer {TOKEN}"}
     with TestClient(create_app(settings), headers=headers) as client:
         job = client.put("/jobs/d", json=cron_job()).json()

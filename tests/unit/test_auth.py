@@ -72,7 +72,7 @@ class World:
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
-    settings = Settings(database_url="sqlite://", admin_token=ADMIN, jwt_secret=JWT_SECRET)
+    settings = Settings(database_url="memory://", admin_token=ADMIN, jwt_secret=JWT_SECRET)
     with TestClient(create_app(settings)) as client:
         yield World(client)
 
@@ -80,7 +80,7 @@ def world() -> Iterator[World]:
 @pytest.fixture
 def fresh() -> Iterator[TestClient]:
     """A server of its own, for tests that change who exists or count sign-in failures."""
-    settings = Settings(database_url="sqlite://", admin_token=ADMIN, jwt_secret=JWT_SECRET)
+    settings = Settings(database_url="memory://", admin_token=ADMIN, jwt_secret=JWT_SECRET)
     with TestClient(create_app(settings)) as client:
         yield client
 

@@ -11,6 +11,7 @@ from kairos.engine import EngineOptions, Scheduler
 from kairos.engine.hosts import HostLimits
 from kairos.models import HostLimitSpec, Webhook
 from kairos.settings import Settings
+from kairos.store.memory import MemoryStore
 from kairos.store.sqlite import SQLiteStore
 
 
@@ -98,3 +99,5 @@ def test_from_settings_builds_the_store_the_url_names_and_applies_the_options() 
     scheduler = Scheduler.from_settings(Settings(database_url="sqlite://", node_lease=7))
     assert isinstance(scheduler.store, SQLiteStore)
     assert scheduler.node_lease_s == 7
+    in_memory = Scheduler.from_settings(Settings(database_url="memory://"))
+    assert isinstance(in_memory.store, MemoryStore)

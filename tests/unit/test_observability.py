@@ -68,7 +68,7 @@ def test_json_lines_carry_the_run_as_keys() -> None:
 def test_the_grafana_dashboard_asks_only_for_metrics_kairos_exports() -> None:
     dashboard = (Path(__file__).parents[2] / "deploy" / "grafana-dashboard.json").read_text()
     asked = set(re.findall(r"kairos_[a-z_]+", dashboard))
-    settings = Settings(database_url="sqlite://", admin_token="t")
+    settings = Settings(database_url="memory://", admin_token="t")
     with TestClient(create_app(settings)) as client:
         exported = set(re.findall(r"^# TYPE (\w+)", client.get("/metrics").text, re.MULTILINE))
     suffixes = re.compile(r"_(bucket|sum|count|total)$")

@@ -23,7 +23,7 @@ API = {"Authorization": f"Bearer {ADMIN}"}
 
 @pytest.fixture
 def client() -> Iterator[TestClient]:
-    app = create_app(Settings(database_url="sqlite://", admin_token=ADMIN))
+    app = create_app(Settings(database_url="memory://", admin_token=ADMIN))
     with TestClient(app, follow_redirects=False) as test_client:
         yield test_client
 

@@ -50,7 +50,14 @@ __all__ = [
 
 
 def store_for_url(url: str) -> Store:
-    """The store for a SQLAlchemy-style URL; raise ``ValueError`` naming what is wrong."""
+    """The store for a SQLAlchemy-style URL, or ``memory://``; raise ``ValueError`` naming what
+    is wrong."""
+    if url.split(":", 1)[0].lower() == "memory":
+        if url.lower() != "memory://":
+            raise ValueError(f"the memory store takes no path or options: {url!r} (try memory://)")
+        from kairos.store.memory import MemoryStore
+
+        return MemoryStore()
     try:
         backend = make_url(url).get_backend_name()
     except ArgumentError:
@@ -63,4 +70,6 @@ def store_for_url(url: str) -> Store:
         from kairos.store.postgres import PostgresStore
 
         return PostgresStore(url)
-    raise ValueError(f"unsupported database {backend!r} in {url!r}; supported: sqlite, postgresql")
+    raise ValueError(
+        f"unsupported database {backend!r} in {url!r}; supported: sqlite, postgresql, memory"
+    )
