@@ -28,7 +28,7 @@ from kairos.engine.telemetry import Telemetry
 from kairos.errors import StoreUnavailable
 from kairos.executors.base import Call, Executor, Outcome
 from kairos.logs import run_fields
-from kairos.models import JobSpec, RunStatus
+from kairos.models import HttpTarget, JobSpec, RunStatus
 from kairos.store import FinishedRun, StartedRun, Store
 
 __all__ = ["Dispatcher"]
@@ -269,43 +269,47 @@ class Dispatcher:
             )
 
     async def _call(self, started: StartedRun) -> tuple[Outcome, int] | None:
-        """Call the run's target once it has a slot at its host; try again while the call
-        never left (the target cannot have seen it), until the fire's misfire grace or deadline
-        is spent. Return the outcome and when the call began, or None when the run was
-        recorded without a call (no slot in time, or its deadline passed)."""
+        """Call the run's target once it has a slot at its host (an HTTP target's: only
+        those have a host to be polite to); try again while the call never left (the target
+        cannot have seen it), until the fire's misfire grace or deadline is spent. Return the
+        outcome and when the call began, or None when the run was recorded without a call (no
+        slot in time, or its deadline passed)."""
         run, spec = started.run, started.job.spec
         target = spec.target
-        key = target.host_key
+        host = target if isinstance(target, HttpTarget) else None
         give_up_us = self._give_up_us(started)
         connects = 0
         while True:
-            try:
-                slot_s = await self._parked_while(
-                    self.hosts.acquire(
-                        key,
-                        max_concurrency=target.max_concurrency,
-                        max_per_second=target.max_per_second,
-                        timeout_s=_seconds_until(give_up_us, self._clock.now_us()),
+            slot_s = 0.0
+            if host is not None:
+                try:
+                    slot_s = await self._parked_while(
+                        self.hosts.acquire(
+                            host.host_key,
+                            max_concurrency=host.max_concurrency,
+                            max_per_second=host.max_per_second,
+                            timeout_s=_seconds_until(give_up_us, self._clock.now_us()),
+                        )
                     )
-                )
-            except NoSlot:
-                self._not_called(started, RunStatus.MISSED, self._no_slot(key, spec))
-                return None
+                except NoSlot:
+                    self._not_called(started, RunStatus.MISSED, self._no_slot(host.host_key))
+                    return None
             started_us = self._clock.now_us()
             if not connects:
                 self.telemetry.started((started_us - started.due_us) / 1_000_000)
             time_left = policies.time_left_s(spec, run.scheduled_for_us, started_us)
             if time_left is not None and time_left <= 0:
-                self.hosts.release(key, slot_s, Signal.NEUTRAL)
+                if host is not None:
+                    self.hosts.release(host.host_key, slot_s, Signal.NEUTRAL)
                 error = f"the fire's deadline ({spec.deadline:g} s) passed before this attempt"
                 self._not_called(started, RunStatus.FAILED, error, failed=True)
                 return None
-            outcome = await self._call_once(started, time_left, key, slot_s)
-            if outcome.sent or not outcome.retryable:
+            outcome = await self._call_once(started, time_left, host, slot_s)
+            if outcome.sent or not outcome.retryable or host is None:
                 return outcome, started_us
             connects += 1
-            self.hosts.host(key).connect_retries += 1
-            self.hosts.host(key).last_error = outcome.error
+            self.hosts.host(host.host_key).connect_retries += 1
+            self.hosts.host(host.host_key).last_error = outcome.error
             delay_s = min(_CONNECT_RETRY_LONGEST_S, _CONNECT_RETRY_FIRST_S * 2 ** (connects - 1))
             delay_s *= random.uniform(0.5, 1.5)
             now_us = self._clock.now_us()
@@ -316,7 +320,7 @@ class Dispatcher:
             await self._parked_while(asyncio.sleep(delay_s))
 
     async def _call_once(
-        self, started: StartedRun, time_left: float | None, key: str, slot_s: float
+        self, started: StartedRun, time_left: float | None, host: HttpTarget | None, slot_s: float
     ) -> Outcome:
         run, job = started.run, started.job
         call = Call(job.id, run.id, run.scheduled_for_us, run.attempt, job.spec.target, time_left)
@@ -329,7 +333,8 @@ class Dispatcher:
         else:
             signal = _signal(outcome)
         finally:
-            self.hosts.release(key, slot_s, signal, job.spec.target.url.path or "")
+            if host is not None:
+                self.hosts.release(host.host_key, slot_s, signal, host.url.path or "")
         return outcome
 
     async def _parked_while(self, waiting: Awaitable[_T]) -> _T:
@@ -355,7 +360,7 @@ class Dispatcher:
             ends.append(started.due_us + int(timeout_s * 1_000_000))
         return min(ends)
 
-    def _no_slot(self, key: str, spec: JobSpec) -> str:
+    def _no_slot(self, key: str) -> str:
         host = self.hosts.host(key)
         return (
             f"not called: {key} had no free slot in time ({host.in_flight} calls in flight, "
