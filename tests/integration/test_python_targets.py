@@ -290,6 +290,9 @@ def test_the_api_takes_python_targets_and_shows_them_back(tmp_path: Path, tasks:
         assert put.status_code in (200, 201), put.text
         assert client.get("/jobs/sum").json()["target"] == {**target, "type": "python"}
         assert client.get("/jobs").json()["items"][0]["target"]["task"] == "add"
+        shown = client.get("/jobs/sum").json()
+        again = {"trigger": shown["trigger"], "target": shown["target"]}
+        assert client.put("/jobs/sum", json=again).status_code == 200  # the target round-trips
         bad = client.put(
             "/jobs/bad", json={"trigger": never, "target": {**target, "kwargs": {"b": "x"}}}
         )

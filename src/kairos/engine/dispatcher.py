@@ -277,39 +277,29 @@ class Dispatcher:
         run, spec = started.run, started.job.spec
         target = spec.target
         host = target if isinstance(target, HttpTarget) else None
+        key = "" if host is None else host.host_key
         give_up_us = self._give_up_us(started)
         connects = 0
         while True:
-            slot_s = 0.0
-            if host is not None:
-                try:
-                    slot_s = await self._parked_while(
-                        self.hosts.acquire(
-                            host.host_key,
-                            max_concurrency=host.max_concurrency,
-                            max_per_second=host.max_per_second,
-                            timeout_s=_seconds_until(give_up_us, self._clock.now_us()),
-                        )
-                    )
-                except NoSlot:
-                    self._not_called(started, RunStatus.MISSED, self._no_slot(host.host_key))
-                    return None
+            slot_s = await self._host_slot(started, host, key, give_up_us)
+            if slot_s is None:
+                return None
             started_us = self._clock.now_us()
             if not connects:
                 self.telemetry.started((started_us - started.due_us) / 1_000_000)
             time_left = policies.time_left_s(spec, run.scheduled_for_us, started_us)
             if time_left is not None and time_left <= 0:
                 if host is not None:
-                    self.hosts.release(host.host_key, slot_s, Signal.NEUTRAL)
+                    self.hosts.release(key, slot_s, Signal.NEUTRAL)
                 error = f"the fire's deadline ({spec.deadline:g} s) passed before this attempt"
                 self._not_called(started, RunStatus.FAILED, error, failed=True)
                 return None
-            outcome = await self._call_once(started, time_left, host, slot_s)
+            outcome = await self._call_once(started, time_left, host, key, slot_s)
             if outcome.sent or not outcome.retryable or host is None:
                 return outcome, started_us
             connects += 1
-            self.hosts.host(host.host_key).connect_retries += 1
-            self.hosts.host(host.host_key).last_error = outcome.error
+            self.hosts.host(key).connect_retries += 1
+            self.hosts.host(key).last_error = outcome.error
             delay_s = min(_CONNECT_RETRY_LONGEST_S, _CONNECT_RETRY_FIRST_S * 2 ** (connects - 1))
             delay_s *= random.uniform(0.5, 1.5)
             now_us = self._clock.now_us()
@@ -319,8 +309,34 @@ class Dispatcher:
                 return replace(outcome, error=error), started_us
             await self._parked_while(asyncio.sleep(delay_s))
 
+    async def _host_slot(
+        self, started: StartedRun, host: HttpTarget | None, key: str, give_up_us: int | None
+    ) -> float | None:
+        """Take a slot at the host of an HTTP target; return when the call may start
+        (``monotonic``; 0 for a target without a host), or None when no slot came free in time
+        and the run was recorded as missed."""
+        if host is None:
+            return 0.0
+        try:
+            return await self._parked_while(
+                self.hosts.acquire(
+                    key,
+                    max_concurrency=host.max_concurrency,
+                    max_per_second=host.max_per_second,
+                    timeout_s=_seconds_until(give_up_us, self._clock.now_us()),
+                )
+            )
+        except NoSlot:
+            self._not_called(started, RunStatus.MISSED, self._no_slot(key))
+            return None
+
     async def _call_once(
-        self, started: StartedRun, time_left: float | None, host: HttpTarget | None, slot_s: float
+        self,
+        started: StartedRun,
+        time_left: float | None,
+        host: HttpTarget | None,
+        key: str,
+        slot_s: float,
     ) -> Outcome:
         run, job = started.run, started.job
         call = Call(job.id, run.id, run.scheduled_for_us, run.attempt, job.spec.target, time_left)
@@ -334,7 +350,7 @@ class Dispatcher:
             signal = _signal(outcome)
         finally:
             if host is not None:
-                self.hosts.release(host.host_key, slot_s, signal, host.url.path or "")
+                self.hosts.release(key, slot_s, signal, host.url.path or "")
         return outcome
 
     async def _parked_while(self, waiting: Awaitable[_T]) -> _T:
