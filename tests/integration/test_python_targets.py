@@ -17,7 +17,9 @@ from fastapi.testclient import TestClient
 from kairos.api import create_app
 from kairos.engine import Scheduler
 from kairos.errors import InvalidField
-from kairos.models import JobSpec, RunRecord, RunStatus
+from kairos.executors.base import Call
+from kairos.executors.python import PythonExecutor
+from kairos.models import JobSpec, PythonTarget, RunRecord, RunStatus
 from kairos.settings import Settings
 from kairos.tasks import RunContext, TaskRegistry
 from tests.integration.test_engine import done, soon, wait_job, wait_runs
@@ -52,6 +54,10 @@ class Tasks:
         @register()
         def explode(why: str) -> None:
             raise ValueError(f"cannot go on: {why}")
+
+        @register()
+        async def sour() -> None:
+            raise KeyError("missing")
 
         @register()
         def flaky(failures: int, ctx: RunContext) -> str:
@@ -103,6 +109,12 @@ def spec(task: str, *args: Any, trigger: Any = None, **extra: Any) -> JobSpec:
     return JobSpec.model_validate({"trigger": trigger or soon(0.1), "target": target, **extra})
 
 
+def call(task: str, *args: Any, kwargs: dict[str, Any] | None = None) -> Call:
+    """A call of ``task`` outside any scheduler, as the dispatcher would make it."""
+    target = PythonTarget(type="python", task=task, args=list(args), kwargs=kwargs or {})
+    return Call("job", 1, 0, 1, target)
+
+
 async def one_run(scheduler: Scheduler, job_id: str) -> RunRecord:
     runs = await wait_runs(scheduler, job_id, lambda r: len(r) == 1 and done(r))
     return runs[0]
@@ -147,7 +159,36 @@ async def test_an_exception_fails_the_run_with_its_type_message_and_traceback(
     assert trace.startswith("Traceback (most recent call last):")
     assert "in explode" in trace
     assert 'raise ValueError(f"cannot go on: {why}")' in trace
-    assert "kairos/executors" not in trace  # the function's own frames only
+    # The function's own frames only: none of Kairos's, asyncio's or the thread pool's.
+    assert trace.splitlines()[1].endswith("in explode")
+    assert "kairos/" not in trace
+    assert "asyncio" not in trace
+    assert "concurrent" not in trace
+
+
+async def test_an_async_functions_exception_is_recorded_from_its_own_frames(
+    scheduler: Scheduler,
+) -> None:
+    await scheduler.create_job("sour", spec("sour"))
+    run = await one_run(scheduler, "sour")
+    assert (run.status, run.error) == (RunStatus.FAILED, "KeyError: 'missing'")
+    trace = run.response_excerpt or ""
+    assert trace.splitlines()[1].endswith("in sour")
+    assert "kairos/" not in trace
+
+
+async def test_results_and_tracebacks_are_cut_to_the_excerpt_size(tasks: Tasks) -> None:
+    executor = PythonExecutor(tasks.registry, 1, result_excerpt_bytes=10)
+    await executor.start()
+    try:
+        kept = await executor.execute(call("greet", kwargs={"name": "ééééé"}))
+        failed = await executor.execute(call("explode", "x" * 100))
+    finally:
+        await executor.close()
+    # '"hello éééééé!"' cut at 10 bytes: never inside a character.
+    assert kept.detail == '"hello é'
+    assert failed.error == f"ValueError: cannot go on: {'x' * 100}"
+    assert failed.detail == "x" * 9 + "\n"  # the traceback's end
 
 
 async def test_a_failed_call_is_retried_and_each_attempt_knows_its_number(

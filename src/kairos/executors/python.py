@@ -13,7 +13,7 @@ import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 
-from pydantic_core import PydanticSerializationError, to_json
+from pydantic_core import to_json
 
 from kairos.clock import from_us
 from kairos.errors import InvalidField
@@ -104,7 +104,7 @@ class PythonExecutor:
             return None
         try:
             data = to_json(result)
-        except PydanticSerializationError:
+        except ValueError:  # not serializable (PydanticSerializationError), or circular
             return None
         return data[: self._excerpt_bytes].decode("utf-8", errors="ignore")
 
@@ -138,10 +138,15 @@ def _error(exc: BaseException) -> str:
 
 
 def _theirs(trace: TracebackType | None) -> TracebackType | None:
-    """``trace`` without its first frames, which are this module's and the registry's."""
-    while trace is not None and trace.tb_frame.f_globals.get("__name__") in _OURS:
+    """``trace`` from the task's own frames on: after the frame that called the function (the
+    frames before it are Kairos's, asyncio's and the thread pool's), or all of it if there
+    is none."""
+    start = trace
+    while trace is not None:
+        if trace.tb_frame.f_code in _CALL_SITES:
+            return trace.tb_next
         trace = trace.tb_next
-    return trace
+    return start
 
 
-_OURS = frozenset({__name__, "kairos.tasks"})
+_CALL_SITES = frozenset({BoundCall.__call__.__code__, _awaited.__code__})
