@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -189,6 +190,17 @@ async def test_results_and_tracebacks_are_cut_to_the_excerpt_size(tasks: Tasks) 
     assert kept.detail == '"hello é'
     assert failed.error == f"ValueError: cannot go on: {'x' * 100}"
     assert failed.detail == "x" * 9 + "\n"  # the traceback's end
+
+
+async def test_a_function_that_exits_fails_its_run_and_nothing_else(tasks: Tasks) -> None:
+    tasks.registry.register("quit", sys.exit)
+    executor = PythonExecutor(tasks.registry, 1)
+    await executor.start()
+    try:
+        outcome = await executor.execute(call("quit", 3))
+    finally:
+        await executor.close()
+    assert (outcome.succeeded, outcome.error) == (False, "SystemExit: 3")
 
 
 async def test_a_failed_call_is_retried_and_each_attempt_knows_its_number(

@@ -70,7 +70,7 @@ class PythonExecutor:
                 result = await self._threaded(bound, timeout_s)
         except _TimedOut as exc:
             return Outcome(False, error=str(exc), retryable=True)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a task's sys.exit() must not end the engine
             return Outcome(False, error=_error(exc), detail=self._trace(exc), retryable=True)
         return Outcome(True, detail=self._excerpt(result))
 
