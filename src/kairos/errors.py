@@ -14,6 +14,7 @@ __all__ = [
     "Conflict",
     "Forbidden",
     "InvalidField",
+    "InvalidTask",
     "JobExists",
     "JobNotFound",
     "KairosError",
@@ -57,6 +58,16 @@ class InvalidField(KairosError):
 
     def body(self) -> Any:
         return [{"loc": [self.source, *self.loc], "msg": self.message, "type": "value_error"}]
+
+
+class InvalidTask(KairosError):
+    """A function that cannot be registered as a task under the name given: the name is not a
+    task name, is taken by another function, or the function's signature cannot be checked.
+    Raised where an application registers its tasks, never for a request."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"task {name!r}: {message}")
+        self.name = name
 
 
 class NotFound(KairosError):

@@ -11,6 +11,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -29,7 +30,7 @@ from pydantic import (
 from kairos.errors import InvalidField
 from kairos.masking import SECRET_MASK, kept_password, masked_url, same_origin
 from kairos.specs import STORED, Spec, stored
-from kairos.targets import MAX_BODY_BYTES, HttpMethod, HttpTarget, TargetSpec
+from kairos.targets import MAX_BODY_BYTES, HttpMethod, HttpTarget, PythonTarget, TargetSpec
 
 __all__ = [
     "FIRST_YEAR",
@@ -49,6 +50,7 @@ __all__ = [
     "JobRecord",
     "JobSpec",
     "JobState",
+    "PythonTarget",
     "RetryPolicy",
     "RunRecord",
     "RunStatus",
@@ -335,22 +337,25 @@ class JobSpec(Spec):
         would send the stored secret to another origin (see ``HttpTarget.keeping_secrets``)."""
         if not self.sends_masks:
             return self  # the usual case
-        target = _within("target", self.target.keeping_secrets, stored.target if stored else None)
+        kept_target = partial(self.target.keeping_secrets, stored.target if stored else None)
+        target = _within("target", kept_target)
         changes: dict[str, Any] = {"target": target}
         for name in _WEBHOOKS:
             hook = getattr(self, name)
             if hook is not None and hook.sends_masks:
-                changes[name] = _within(name, hook.keeping_secrets, getattr(stored, name, None))
+                changes[name] = _within(
+                    name, partial(hook.keeping_secrets, getattr(stored, name, None))
+                )
         return self.model_copy(update=changes)
 
 
-_S = TypeVar("_S", bound=Spec)
+_T = TypeVar("_T")
 
 
-def _within(field: str, keep: Callable[[_S | None], _S], stored: _S | None) -> _S:
-    """``keep(stored)``, its ``InvalidField`` named within ``field``."""
+def _within(field: str, keep: Callable[[], _T]) -> _T:
+    """``keep()``, its ``InvalidField`` named within ``field``."""
     try:
-        return keep(stored)
+        return keep()
     except InvalidField as exc:
         raise InvalidField([field, *exc.loc], exc.message) from None
 

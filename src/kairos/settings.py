@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     scheduler's process keeps its core for the schedule. Unset: ``kairos serve`` starts two
     where it may use two cores or more (``executors.default_http_workers``); an application
     that builds the API itself starts none."""
+    task_threads: int = Field(default=8, ge=1, le=1024)
+    """Threads that run python targets' plain (not ``async``) functions at once; a function
+    past its timeout keeps its thread until it returns."""
     retry_statuses: Annotated[frozenset[int], NoDecode] = frozenset({429, *range(500, 600)})
     """HTTP statuses after which a job with a ``retry`` policy tries again, as a list of codes and
     ranges: ``429,500-599``. Timeouts and lost connections are always worth another try."""

@@ -13,6 +13,7 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AnyHttpUrl,
     Discriminator,
     Field,
@@ -30,7 +31,15 @@ from kairos.errors import InvalidField
 from kairos.masking import SECRET_MASK, kept_password, masked_url, same_origin
 from kairos.specs import Spec, stored
 
-__all__ = ["MAX_BODY_BYTES", "HttpMethod", "HttpTarget", "TargetSpec"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "TASK_NAME_PATTERN",
+    "HttpMethod",
+    "HttpTarget",
+    "PythonTarget",
+    "TargetSpec",
+    "check_task_name",
+]
 
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
@@ -40,6 +49,9 @@ _INT_MIN, _UINT_MAX = -(2**63), 2**64 - 1
 _MAX_BODY_DEPTH = 128
 MAX_BODY_BYTES = 262_144
 """The largest target body, serialized (a string as UTF-8, an object or array as compact JSON)."""
+TASK_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$"
+"""What a task's name may be: a Python identifier, dotted or namespaced (``reports.daily``)."""
+_TASK_NAME = re.compile(TASK_NAME_PATTERN)
 # RFC 9110's token: what a header name may be made of.
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Control characters other than a tab end or corrupt the header line they are sent in.
@@ -58,6 +70,16 @@ _FRAMING_HEADERS = frozenset(
         "upgrade",
     }
 )
+
+
+def check_task_name(name: str) -> str:
+    """``name`` if it may name a task, else ``ValueError`` saying what a name may be."""
+    if not _TASK_NAME.fullmatch(name):
+        raise ValueError(
+            f"{name[:140]!r} is not a task name: letters, digits and _ . : - (a letter or _ "
+            "first), at most 128 characters"
+        )
+    return name
 
 
 class HttpTarget(Spec):
@@ -163,6 +185,83 @@ class HttpTarget(Spec):
         return self.model_copy(update={"headers": headers, "url": url})
 
 
+class PythonTarget(Spec):
+    """A function of the application that embeds Kairos, registered under ``task`` in its
+    ``kairos.tasks.TaskRegistry`` and called with ``args`` and ``kwargs``: JSON values, checked
+    against the function's signature where the registry is known."""
+
+    type: Literal["python"]
+    task: Annotated[str, AfterValidator(check_task_name)]
+    args: list[Any] = Field(default_factory=list)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    timeout: float | None = Field(default=None, gt=0, le=86_400)
+    """Seconds the function may run; ``null`` means ``KAIROS_DEFAULT_HTTP_TIMEOUT``, as for an
+    HTTP target."""
+
+    @model_validator(mode="after")
+    def _json_arguments(self, info: ValidationInfo) -> PythonTarget:
+        if stored(info):
+            return self
+        errors: list[InitErrorDetails] = []
+        for field, values in (("args", self.args), ("kwargs", self.kwargs)):
+            problem = _not_json(values)
+            if problem is not None:
+                where, message = problem
+                errors.append(_error((field, *where), values, message))
+        if not errors and _json_size([self.args, self.kwargs]) > MAX_BODY_BYTES:
+            message = f"args and kwargs must be at most {MAX_BODY_BYTES} bytes as JSON"
+            errors.append(_error(("args",), self.args, message))
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        return self
+
+    @property
+    def sends_masks(self) -> bool:
+        """Never: a function's arguments hold no secrets Kairos keeps from view."""
+        return False
+
+    def masked(self) -> PythonTarget:
+        return self
+
+    def keeping_secrets(self, stored: TargetSpec | None) -> PythonTarget:
+        return self
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":")).encode())
+
+
+def _error(loc: tuple[str | int, ...], value: Any, message: str) -> InitErrorDetails:
+    return {"type": "value_error", "loc": loc, "input": value, "ctx": {"error": message}}
+
+
+def _not_json(value: Any) -> tuple[tuple[str | int, ...], str] | None:
+    """Where in ``value`` (a path of keys and indexes) something is not JSON, and what, or None
+    when all of it is: objects with string keys, arrays, strings, finite numbers within 64
+    bits, booleans and null, nested at most ``_MAX_BODY_DEPTH`` levels."""
+    level: list[tuple[tuple[str | int, ...], Any]] = [((), value)]
+    for _ in range(_MAX_BODY_DEPTH):
+        deeper: list[tuple[tuple[str | int, ...], Any]] = []
+        for path, item in level:
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    if not isinstance(key, str):
+                        return path, f"object keys must be strings, not {type(key).__name__}"
+                    deeper.append(((*path, key), child))
+            elif isinstance(item, list):
+                deeper.extend(((*path, index), child) for index, child in enumerate(item))
+            elif isinstance(item, float) and not math.isfinite(item):
+                return path, "NaN and infinity are not JSON numbers"
+            elif isinstance(item, int) and not _INT_MIN <= item <= _UINT_MAX:
+                return path, f"integers must lie between {_INT_MIN} and {_UINT_MAX}"
+            elif item is not None and not isinstance(item, str | int | float):
+                return path, f"a {type(item).__name__} is not a JSON value"
+        if not deeper:
+            return None
+        level = deeper
+    return (), f"nested deeper than {_MAX_BODY_DEPTH} levels"
+
+
 def _check_json(body: dict[str, Any] | list[Any]) -> None:
     """``ValueError`` unless the body can be stored and sent as JSON: nested deeper than JSON
     encoders go it would be accepted here and then fail to be written; NaN or infinity would be
@@ -205,7 +304,8 @@ def _errors_at_their_fields(target: Any, handler: ValidatorFunctionWrapHandler) 
             kind, loc, value, ctx = error["type"], error["loc"], error["input"], error.get("ctx")
             if kind == "union_tag_invalid":
                 kind, loc, value = "literal_error", ("type",), target["type"]
-                ctx = {"expected": ctx and ctx["expected_tags"]}
+                first, _, last = str(ctx and ctx["expected_tags"]).rpartition(", ")
+                ctx = {"expected": f"{first} or {last}" if first else last}
             elif loc[:1] == tag:
                 loc = loc[1:]
             details: InitErrorDetails = {"type": kind, "loc": loc, "input": value}
@@ -216,8 +316,9 @@ def _errors_at_their_fields(target: Any, handler: ValidatorFunctionWrapHandler) 
 
 
 TargetSpec = Annotated[
-    Annotated[HttpTarget, Tag("http")],
+    Annotated[HttpTarget, Tag("http")] | Annotated[PythonTarget, Tag("python")],
     Discriminator(_target_type),
     WrapValidator(_errors_at_their_fields),
 ]
-"""What a job calls, told apart by ``type``; "http" (``HttpTarget``) may be left out."""
+"""What a job calls, told apart by ``type``: "http" (``HttpTarget``, which may be left out) or
+"python" (``PythonTarget``)."""

@@ -9,6 +9,7 @@ from typing import get_args
 from kairos.executors import ExecutorRouter, executor_for
 from kairos.executors.base import Call, Outcome
 from kairos.executors.http import HttpExecutor
+from kairos.executors.python import PythonExecutor
 from kairos.models import HttpTarget, TargetSpec
 from kairos.settings import Settings
 
@@ -59,7 +60,8 @@ def target_types() -> set[str]:
 
 
 def test_the_server_has_an_executor_for_every_target_type() -> None:
-    assert target_types() == {"http"}
+    assert target_types() == {"http", "python"}
     router = executor_for(Settings(http_workers=0))
     assert set(router.executors) == target_types()
     assert isinstance(router.executors["http"], HttpExecutor)
+    assert isinstance(router.executors["python"], PythonExecutor)

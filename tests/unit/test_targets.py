@@ -31,7 +31,7 @@ def test_a_target_without_a_type_is_http() -> None:
 
 def test_an_unknown_type_is_named_at_target_type() -> None:
     assert errors({"type": "ftp", "url": "http://example.com/"}) == [
-        (("target", "type"), "Input should be 'http'")
+        (("target", "type"), "Input should be 'http' or 'python'")
     ]
 
 

@@ -265,3 +265,19 @@ def test_the_form_reads_back_every_trigger_kind() -> None:
     )
     fancy = trigger(type="cron", hour="*/2", jitter=5)  # the simple fields cannot show it
     assert fancy == {"type": "cron", "hour": "*/2", "jitter": 5.0}
+
+
+def test_a_python_target_job_is_shown_and_its_form_replaces_it_with_an_http_target(
+    client: TestClient,
+) -> None:
+    csrf = sign_in(client)
+    target = {"type": "python", "task": "crawl", "args": ["example.com"]}
+    job = {"trigger": {"type": "cron", "expression": "0 2 * * *"}, "target": target}
+    assert client.put("/jobs/nightly", json=job, headers=API).status_code == 201
+    assert "task crawl" in client.get("/ui/jobs/nightly").text
+    edit = client.get("/ui/jobs/nightly/edit")
+    assert edit.status_code == 200
+    assert JobForm.from_spec("nightly", JobSpec.model_validate(job)).url == ""
+    assert client.post("/ui/jobs/nightly/edit", data=form(csrf)).status_code == 303
+    shown = client.get("/jobs/nightly", headers=API).json()["target"]
+    assert (shown["type"], shown["url"]) == ("http", TARGET)

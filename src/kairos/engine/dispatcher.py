@@ -28,7 +28,7 @@ from kairos.engine.telemetry import Telemetry
 from kairos.errors import StoreUnavailable
 from kairos.executors.base import Call, Executor, Outcome
 from kairos.logs import run_fields
-from kairos.models import JobSpec, RunStatus
+from kairos.models import HttpTarget, JobSpec, RunStatus
 from kairos.store import FinishedRun, StartedRun, Store
 
 __all__ = ["Dispatcher"]
@@ -269,39 +269,33 @@ class Dispatcher:
             )
 
     async def _call(self, started: StartedRun) -> tuple[Outcome, int] | None:
-        """Call the run's target once it has a slot at its host; try again while the call
-        never left (the target cannot have seen it), until the fire's misfire grace or deadline
-        is spent. Return the outcome and when the call began, or None when the run was
-        recorded without a call (no slot in time, or its deadline passed)."""
+        """Call the run's target once it has a slot at its host (an HTTP target's: only
+        those have a host to be polite to); try again while the call never left (the target
+        cannot have seen it), until the fire's misfire grace or deadline is spent. Return the
+        outcome and when the call began, or None when the run was recorded without a call (no
+        slot in time, or its deadline passed)."""
         run, spec = started.run, started.job.spec
         target = spec.target
-        key = target.host_key
+        host = target if isinstance(target, HttpTarget) else None
+        key = "" if host is None else host.host_key
         give_up_us = self._give_up_us(started)
         connects = 0
         while True:
-            try:
-                slot_s = await self._parked_while(
-                    self.hosts.acquire(
-                        key,
-                        max_concurrency=target.max_concurrency,
-                        max_per_second=target.max_per_second,
-                        timeout_s=_seconds_until(give_up_us, self._clock.now_us()),
-                    )
-                )
-            except NoSlot:
-                self._not_called(started, RunStatus.MISSED, self._no_slot(key, spec))
+            slot_s = await self._host_slot(started, host, key, give_up_us)
+            if slot_s is None:
                 return None
             started_us = self._clock.now_us()
             if not connects:
                 self.telemetry.started((started_us - started.due_us) / 1_000_000)
             time_left = policies.time_left_s(spec, run.scheduled_for_us, started_us)
             if time_left is not None and time_left <= 0:
-                self.hosts.release(key, slot_s, Signal.NEUTRAL)
+                if host is not None:
+                    self.hosts.release(key, slot_s, Signal.NEUTRAL)
                 error = f"the fire's deadline ({spec.deadline:g} s) passed before this attempt"
                 self._not_called(started, RunStatus.FAILED, error, failed=True)
                 return None
-            outcome = await self._call_once(started, time_left, key, slot_s)
-            if outcome.sent or not outcome.retryable:
+            outcome = await self._call_once(started, time_left, host, key, slot_s)
+            if outcome.sent or not outcome.retryable or host is None:
                 return outcome, started_us
             connects += 1
             self.hosts.host(key).connect_retries += 1
@@ -315,8 +309,34 @@ class Dispatcher:
                 return replace(outcome, error=error), started_us
             await self._parked_while(asyncio.sleep(delay_s))
 
+    async def _host_slot(
+        self, started: StartedRun, host: HttpTarget | None, key: str, give_up_us: int | None
+    ) -> float | None:
+        """Take a slot at the host of an HTTP target; return when the call may start
+        (``monotonic``; 0 for a target without a host), or None when no slot came free in time
+        and the run was recorded as missed."""
+        if host is None:
+            return 0.0
+        try:
+            return await self._parked_while(
+                self.hosts.acquire(
+                    key,
+                    max_concurrency=host.max_concurrency,
+                    max_per_second=host.max_per_second,
+                    timeout_s=_seconds_until(give_up_us, self._clock.now_us()),
+                )
+            )
+        except NoSlot:
+            self._not_called(started, RunStatus.MISSED, self._no_slot(key))
+            return None
+
     async def _call_once(
-        self, started: StartedRun, time_left: float | None, key: str, slot_s: float
+        self,
+        started: StartedRun,
+        time_left: float | None,
+        host: HttpTarget | None,
+        key: str,
+        slot_s: float,
     ) -> Outcome:
         run, job = started.run, started.job
         call = Call(job.id, run.id, run.scheduled_for_us, run.attempt, job.spec.target, time_left)
@@ -329,7 +349,8 @@ class Dispatcher:
         else:
             signal = _signal(outcome)
         finally:
-            self.hosts.release(key, slot_s, signal, job.spec.target.url.path or "")
+            if host is not None:
+                self.hosts.release(key, slot_s, signal, host.url.path or "")
         return outcome
 
     async def _parked_while(self, waiting: Awaitable[_T]) -> _T:
@@ -355,7 +376,7 @@ class Dispatcher:
             ends.append(started.due_us + int(timeout_s * 1_000_000))
         return min(ends)
 
-    def _no_slot(self, key: str, spec: JobSpec) -> str:
+    def _no_slot(self, key: str) -> str:
         host = self.hosts.host(key)
         return (
             f"not called: {key} had no free slot in time ({host.in_flight} calls in flight, "

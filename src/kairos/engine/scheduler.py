@@ -38,6 +38,7 @@ from kairos.models import (
     JobRecord,
     JobSpec,
     JobState,
+    PythonTarget,
     RunRecord,
     RunStatus,
     TriggerSpec,
@@ -45,6 +46,7 @@ from kairos.models import (
 from kairos.pagination import Page, id_cursor, job_cursor, job_key, page_of
 from kairos.settings import Settings
 from kairos.store import JobQuery, NodeInfo, Store, store_for_url
+from kairos.tasks import TaskRegistry
 
 __all__ = ["Scheduler"]
 
@@ -69,8 +71,13 @@ class Scheduler:
         *,
         clock: Clock | None = None,
         node_id: str | None = None,
+        tasks: TaskRegistry | None = None,
     ) -> None:
+        """``tasks``: the functions python targets may name here. With it, a job put here
+        must name one of them, with arguments that fit; without it, any task name is
+        accepted (another node may know it), and its calls here fail."""
         self._store = store
+        self._tasks = tasks
         self.node_id = node_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self._executor = executor
         self._options = options = options or EngineOptions()
@@ -119,14 +126,16 @@ class Scheduler:
         store: Store | None = None,
         executor: Executor | None = None,
         clock: Clock | None = None,
+        tasks: TaskRegistry | None = None,
     ) -> Scheduler:
         """The scheduler ``settings`` describe, on the store and executor they name unless
-        others are given."""
+        others are given; python targets call the functions of ``tasks``."""
         return cls(
             store or store_for_url(settings.database_url),
-            executor or executor_for(settings),
+            executor or executor_for(settings, tasks),
             EngineOptions.from_settings(settings),
             clock=clock,
+            tasks=tasks,
         )
 
     # Lifecycle ---------------------------------------------------------------------------------
@@ -199,6 +208,7 @@ class Scheduler:
         """Add a new job; raise ``JobExists`` if the id is taken.
 
         Every change takes ``actor``: who makes it, for the audit log (see ``Actor.name``)."""
+        self._check_target(spec)
         job = self._schedule(job_id, spec.keeping_secrets(None), created_us=None)
         await self._store.insert_job(job, by=Actor(actor, job.updated_us))
         await self._changed(job)
@@ -209,6 +219,7 @@ class Scheduler:
     ) -> tuple[JobRecord, bool]:
         """Create the job or completely replace it. Return it and whether it was created.
         The replacement's schedule starts afresh from now; runs already started go on."""
+        self._check_target(spec)
         spec = await self._keep_secrets(job_id, spec)
         job = self._schedule(job_id, spec, created_us=None)
         stored = await self._store.upsert_jobs([job], by=Actor(actor, job.updated_us))
@@ -223,6 +234,7 @@ class Scheduler:
             if index and index % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # let due fires and other requests through meanwhile
             try:
+                self._check_target(spec)
                 spec = await self._keep_secrets(job_id, spec)
                 records.append(self._schedule(job_id, spec, created_us=None))
             except InvalidField as exc:
@@ -242,6 +254,8 @@ class Scheduler:
         except ValidationError as exc:
             first = exc.errors()[0]
             raise InvalidField([str(p) for p in first["loc"]], first["msg"]) from None
+        if "target" in changes:
+            self._check_target(spec)
         return await self._update(
             current, spec.keeping_secrets(current.spec), actor=actor, action="job.update"
         )
@@ -359,6 +373,12 @@ class Scheduler:
         return [first.astimezone(zone), *triggers.preview(trigger, first, count - 1)]
 
     # Internals ---------------------------------------------------------------------------------
+
+    def _check_target(self, spec: JobSpec) -> None:
+        """``InvalidField`` if the spec's python target names a task unknown here, or
+        arguments that do not fit it; nothing on a node without a task registry."""
+        if self._tasks is not None and isinstance(spec.target, PythonTarget):
+            self._tasks.check(spec.target)
 
     async def _keep_secrets(self, job_id: str, spec: JobSpec) -> JobSpec:
         """``spec`` with secrets sent as ``"***"`` given their stored values."""

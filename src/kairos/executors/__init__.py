@@ -6,9 +6,11 @@ import os
 
 from kairos.executors.base import Call, Executor, Outcome
 from kairos.executors.http import HttpExecutor
+from kairos.executors.python import PythonExecutor
 from kairos.executors.router import ExecutorRouter
 from kairos.executors.workers import WorkerPoolExecutor
 from kairos.settings import Settings
+from kairos.tasks import TaskRegistry
 
 __all__ = [
     "Call",
@@ -20,9 +22,16 @@ __all__ = [
 ]
 
 
-def executor_for(settings: Settings) -> ExecutorRouter:
-    """The executor of every kind of target, chosen by the target's ``type``."""
-    return ExecutorRouter({"http": _http_executor(settings)})
+def executor_for(settings: Settings, tasks: TaskRegistry | None = None) -> ExecutorRouter:
+    """The executor of every kind of target, chosen by the target's ``type``. Python targets
+    call the functions of ``tasks``; without it, each fails as a task unknown here."""
+    python = PythonExecutor(
+        tasks or TaskRegistry(),
+        settings.task_threads,
+        default_timeout_s=settings.default_http_timeout,
+        result_excerpt_bytes=settings.response_excerpt_bytes,
+    )
+    return ExecutorRouter({"http": _http_executor(settings), "python": python})
 
 
 def _http_executor(settings: Settings) -> Executor:

@@ -22,6 +22,7 @@ from kairos.clock import from_us
 from kairos.executors.base import Call, Outcome
 from kairos.executors.guard import GuardedResolver, OutboundGuard, OutboundRefused
 from kairos.masking import SECRET_MASK
+from kairos.models import HttpTarget
 from kairos.settings import Settings
 
 __all__ = ["HttpExecutor", "Request"]
@@ -44,6 +45,8 @@ class Request(NamedTuple):
     def of(cls, call: Call, default_timeout_s: float) -> Request | Outcome:
         """The request making ``call``, or the failed outcome of a call that cannot be made."""
         target = call.target
+        if not isinstance(target, HttpTarget):
+            return Outcome(False, error=f"not an HTTP target: {target.type}", sent=False)
         timeout_s = target.timeout or default_timeout_s
         if call.timeout_s is not None:
             timeout_s = min(timeout_s, call.timeout_s)
@@ -52,7 +55,7 @@ class Request(NamedTuple):
         except TypeError as exc:  # stored before bodies were checked: an integer beyond 64 bits
             return Outcome(False, error=f"the body cannot be sent as JSON: {exc}", sent=False)
         url = target.url
-        return cls(target.method, str(url), url.host or "", _headers(call), body, timeout_s)
+        return cls(target.method, str(url), url.host or "", _headers(call, target), body, timeout_s)
 
 
 class HttpExecutor:
@@ -239,8 +242,7 @@ def _iso(epoch_us: int) -> str:
     return from_us(epoch_us).isoformat()
 
 
-def _headers(call: Call) -> dict[str, str]:
-    target = call.target
+def _headers(call: Call, target: HttpTarget) -> dict[str, str]:
     scheduled = _iso(call.scheduled_for_us)
     headers = {
         "User-Agent": _USER_AGENT,

@@ -13,7 +13,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from kairos.models import CronTriggerSpec, DateTriggerSpec, IntervalTriggerSpec, JobSpec
+from kairos.models import (
+    CronTriggerSpec,
+    DateTriggerSpec,
+    HttpTarget,
+    IntervalTriggerSpec,
+    JobSpec,
+)
 
 __all__ = ["FieldError", "JobForm", "form_field"]
 
@@ -76,13 +82,15 @@ class JobForm:
     def from_spec(cls, job_id: str, spec: JobSpec) -> JobForm:
         shown = spec.masked()
         target = shown.target
+        # The form edits HTTP targets only: another kind shows empty, and saving replaces it.
+        http = target if isinstance(target, HttpTarget) else None
         form = cls(
             id=job_id,
             timezone=shown.timezone,
-            url=str(target.url),
-            method=target.method,
-            headers="\n".join(f"{k}: {v}" for k, v in target.headers.items()),
-            body=_body_text(target.body),
+            url="" if http is None else str(http.url),
+            method="POST" if http is None else http.method,
+            headers="" if http is None else "\n".join(f"{k}: {v}" for k, v in http.headers.items()),
+            body="" if http is None else _body_text(http.body),
             timeout=_number(target.timeout),
             max_instances=str(shown.max_instances),
             misfire_grace_time=_number(shown.misfire_grace_time),
@@ -110,6 +118,8 @@ class JobForm:
         kept = dict(self.extra)
         kept.pop("paused", None)
         target = dict(kept.get("target") or {})
+        if target.get("type", "http") != "http":
+            target = {}
         target.update(
             type="http",
             url=self.url,
