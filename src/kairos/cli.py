@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gc
 import json
+import os
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -19,7 +21,7 @@ from kairos import __version__, logs, triggers
 from kairos.cli_accounts import keys_app, users_app
 from kairos.cli_client import ApiClient, ApiError
 from kairos.cli_common import fail, on_store, out, print_json, seconds
-from kairos.errors import InvalidField
+from kairos.errors import InvalidField, KairosError
 from kairos.models import CronTriggerSpec, parse_zone
 from kairos.settings import Settings
 from kairos.store import Store
@@ -47,12 +49,29 @@ def main() -> None:
 # Server ------------------------------------------------------------------------------------------
 
 
+def _import_tasks(modules: tuple[str, ...]) -> None:
+    """Import the task modules now, so that one that cannot be is told in one line; from the
+    working directory too, as ``python -m`` and uvicorn would."""
+    from kairos.tasks import TaskRegistry
+
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        TaskRegistry.from_modules(modules)
+    except KairosError as exc:
+        fail(str(exc), code=2)
+
+
 @app.command("serve")
 def _serve(
     host: Annotated[str | None, typer.Option(help="Bind address [KAIROS_HOST]")] = None,
     port: Annotated[int | None, typer.Option(help="Port [KAIROS_PORT]")] = None,
     db: Annotated[str | None, typer.Option(help="Database URL [KAIROS_DATABASE_URL]")] = None,
     log_level: Annotated[str | None, typer.Option(help="Log level [KAIROS_LOG_LEVEL]")] = None,
+    tasks: Annotated[
+        str | None,
+        typer.Option(help="Modules with python tasks, comma-separated [KAIROS_TASKS]"),
+    ] = None,
 ) -> None:
     """Start the API and the scheduler in one process."""
     import uvicorn
@@ -61,13 +80,21 @@ def _serve(
     from kairos.api.server import ConnectionLimits, GuardedHttpProtocol, QuietServer, connection_cap
     from kairos.executors import default_http_workers
 
-    flags: dict[str, Any] = {"host": host, "port": port, "database_url": db, "log_level": log_level}
+    flags: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "database_url": db,
+        "log_level": log_level,
+        "tasks": tasks,
+    }
     try:
         settings = Settings(**{k: v for k, v in flags.items() if v is not None})
         if settings.http_workers is None:
             settings = settings.model_copy(update={"http_workers": default_http_workers()})
     except (ValidationError, ValueError) as exc:
         fail(_first_line(exc), code=2)
+    if settings.tasks:
+        _import_tasks(settings.tasks)
     # Opened (and migrated) once before serving, so that a database that cannot be used is told
     # in one line here instead of in a failed server start's traceback.
     on_store(settings.database_url, _nothing)

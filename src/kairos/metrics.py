@@ -36,6 +36,7 @@ class SchedulerCollector(Collector):
     def __init__(self, scheduler: Scheduler) -> None:
         self._scheduler = scheduler
         self._job_counts: dict[JobState, int] = {}
+        self._missing_tasks: dict[str, int] = {}
         self._counted_at = float("-inf")
 
     async def refresh(self) -> None:
@@ -45,6 +46,7 @@ class SchedulerCollector(Collector):
             return
         try:
             self._job_counts = await self._scheduler.count_jobs()
+            self._missing_tasks = await self._scheduler.jobs_missing_a_task()
         except StoreUnavailable:
             self._scheduler.telemetry.store_error("metrics")
             return
@@ -114,6 +116,16 @@ class SchedulerCollector(Collector):
         for state, count in self._job_counts.items():
             jobs.add_metric([node, state.value], count)
         yield jobs
+
+        missing = GaugeMetricFamily(
+            "kairos_jobs_missing_task",
+            "Jobs whose python task no live node has registered: their fires wait for one"
+            f" (counted at most every {JOB_COUNT_TTL_S:g} s)",
+            labels=["node", "task"],
+        )
+        for task, count in sorted(self._missing_tasks.items()):
+            missing.add_metric([node, task], count)
+        yield missing
 
     def _hosts(self, node: str) -> Iterator[Metric]:
         """Politeness per target host: one series per host this process called lately."""

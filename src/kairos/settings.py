@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     scheduler's process keeps its core for the schedule. Unset: ``kairos serve`` starts two
     where it may use two cores or more (``executors.default_http_workers``); an application
     that builds the API itself starts none."""
+    tasks: Annotated[tuple[str, ...], NoDecode] = ()
+    """Modules to import at start whose task registries (a ``Kairos`` object, or a
+    ``TaskRegistry``, at their top level) give this node its python tasks; comma-separated."""
     task_threads: int = Field(default=8, ge=1, le=1024)
     """Threads that run python targets' plain (not ``async``) functions at once; a function
     past its timeout keeps its thread until it returns."""
@@ -106,7 +109,7 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     """``json``: one JSON object per line, for log collectors."""
 
-    @field_validator("allowed_networks", mode="before")
+    @field_validator("allowed_networks", "tasks", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

@@ -105,6 +105,11 @@ class HttpTarget(Spec):
         """``host:port``: calls to one key share its politeness limits."""
         return f"{self.url.host}:{self.url.port}"
 
+    @property
+    def task_needed(self) -> str | None:
+        """Any node can call a URL."""
+        return None
+
     @field_validator("headers")
     @classmethod
     def _header_syntax(cls, headers: dict[str, str], info: ValidationInfo) -> dict[str, str]:
@@ -214,6 +219,11 @@ class PythonTarget(Spec):
         if errors:
             raise ValidationError.from_exception_data(type(self).__name__, errors)
         return self
+
+    @property
+    def task_needed(self) -> str | None:
+        """Only a node that registered the task can call it: the others leave its fires."""
+        return self.task
 
     @property
     def sends_masks(self) -> bool:

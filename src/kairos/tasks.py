@@ -11,8 +11,9 @@ passes who is calling (the job, the run, the fire's time, the attempt) there.
 
 from __future__ import annotations
 
+import importlib
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -211,6 +212,35 @@ class TaskRegistry:
     def names(self) -> frozenset[str]:
         return frozenset(self._tasks)
 
+    def include(self, other: TaskRegistry) -> None:
+        """Register every task of ``other`` here too (``InvalidTask`` on a name clash)."""
+        for task in other._tasks.values():
+            self.register(task.name, task.function)
+
+    @classmethod
+    def from_modules(cls, modules: Iterable[str]) -> TaskRegistry:
+        """The tasks that the modules named register: each is imported, and every registry
+        it holds at its top level (a ``TaskRegistry``, or an object whose ``tasks`` is one,
+        such as a ``Kairos``) is taken. ``InvalidTask`` names a module that cannot be
+        imported or holds no registry, and a task name two modules give different
+        functions."""
+        registry = cls()
+        for name in modules:
+            try:
+                module = importlib.import_module(name)
+            except Exception as exc:
+                raise InvalidTask(name, f"cannot import the module: {exc!r}") from None
+            found = [r for r in map(_registry_of, vars(module).values()) if r is not None]
+            if not found:
+                raise InvalidTask(
+                    name,
+                    "the module holds no task registry at its top level (a Kairos object or a"
+                    " kairos.tasks.TaskRegistry whose functions are its tasks)",
+                )
+            for other in found:
+                registry.include(other)
+        return registry
+
     def get(self, name: str) -> Task | None:
         return self._tasks.get(name)
 
@@ -231,6 +261,13 @@ class TaskRegistry:
         known = sorted(self._tasks)
         shown = ", ".join(known[:_NAMES_SHOWN]) + (", ..." if len(known) > _NAMES_SHOWN else "")
         return f"no task {name!r} is registered (registered: {shown or 'none'})"
+
+
+def _registry_of(value: object) -> TaskRegistry | None:
+    if isinstance(value, TaskRegistry):
+        return value
+    tasks = getattr(value, "tasks", None) if not isinstance(value, type) else None
+    return tasks if isinstance(tasks, TaskRegistry) else None
 
 
 def _parameter(task: str, parameter: inspect.Parameter) -> _Parameter:

@@ -124,7 +124,7 @@ async def test_the_dispatchers_queries_read_the_partial_indexes(fresh_url: str) 
         "ix_kairos_runs_queued_due_us": [store._due_pending.statement, ledger.NEXT_RUN_DUE],
         "ix_kairos_runs_running_job_id": [ledger.RUNNING_COUNTS],
     }
-    values = {"due_by": 1, "limit": 5, "now": 1, "ids": ["a", "b"]}
+    values = {"due_by": 1, "limit": 5, "now": 1, "ids": ["a", "b"], "node": "n"}
     engine, _ = _connect(fresh_url)
     with engine.connect() as conn:
         for index, queries in statements.items():

@@ -321,16 +321,22 @@ async def test_a_node_with_a_registry_refuses_unknown_tasks_and_misfit_arguments
     assert (await scheduler.patch_job("p", {"description": "kept"})).spec.description == "kept"
 
 
-async def test_a_node_without_a_registry_accepts_any_task_and_fails_its_calls(
-    tmp_path: Path,
+async def test_a_job_whose_task_no_node_has_waits_due_until_a_node_with_it_joins(
+    tmp_path: Path, tasks: Tasks
 ) -> None:
-    async with make_scheduler(tmp_path, None) as scheduler:
-        await scheduler.create_job("elsewhere", spec("crawl", "example.com"))
-        run = await one_run(scheduler, "elsewhere")
-    assert run.status is RunStatus.FAILED
-    assert run.error == (
-        "not called: target.task: no task 'crawl' is registered (registered: none)"
-    )
+    async with make_scheduler(tmp_path, None, heartbeat_interval=0.05) as plain:
+        # A node with no registry takes any task name: another node may have it.
+        job = await plain.create_job("sum", spec("add", 2, 3))
+        assert plain.missing_task(job) == "add"
+        assert await plain.jobs_missing_a_task() == {"add": 1}
+        async with make_scheduler(tmp_path, tasks.registry, heartbeat_interval=0.05) as worker:
+            run = await one_run(plain, "sum")
+            assert (run.status, run.node_id) == (RunStatus.SUCCEEDED, worker.node_id)
+            assert run.scheduled_for_us == job.next_fire_us  # the fire waited, due
+            await plain.membership.beat()  # what its next heartbeat would do
+            assert plain.missing_task(job) is None
+            assert worker.missing_task(job) is None
+            assert await plain.jobs_missing_a_task() == {}
 
 
 def test_the_api_takes_python_targets_and_shows_them_back(tmp_path: Path, tasks: Tasks) -> None:

@@ -37,6 +37,7 @@ class Membership:
         retries: int,
         on_takeover: Callable[[], None],
         on_store_error: Callable[[str], None] = lambda operation: None,
+        tasks: Callable[[], frozenset[str]] = frozenset,
     ) -> None:
         self._store = store
         self._node_id = node_id
@@ -46,7 +47,10 @@ class Membership:
         self._retries = retries
         self._on_takeover = on_takeover
         self._on_store_error = on_store_error
+        self._tasks = tasks
         self._last_beat = 0.0
+        self.tasks_served: frozenset[str] = frozenset()
+        """The python tasks some live node has registered, as of this node's last beat."""
 
     @property
     def healthy(self) -> bool:
@@ -75,9 +79,15 @@ class Membership:
                 self._on_store_error("heartbeat")
                 log.warning("heartbeat failed, the store is unavailable: %s", exc)
 
+    async def beat(self) -> None:
+        """Beat now, outside the heartbeat's own rhythm."""
+        await self._beat()
+
     async def _beat(self) -> None:
-        await self._store.heartbeat(self._node_id, self._hostname)
+        await self._store.heartbeat(self._node_id, self._hostname, self._tasks())
         self._last_beat = time.monotonic()
+        nodes = await self._store.list_nodes()
+        self.tasks_served = frozenset().union(*(node.tasks for node in nodes))
 
     async def _take_over(self) -> None:
         lease_us = int(self._lease_s * 1_000_000)

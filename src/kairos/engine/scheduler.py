@@ -116,6 +116,7 @@ class Scheduler:
             retries=options.interrupted_retries,
             on_takeover=self._dispatcher.wake,
             on_store_error=self.telemetry.store_error,
+            tasks=tasks.names if tasks is not None else frozenset,
         )
 
     @classmethod
@@ -129,7 +130,13 @@ class Scheduler:
         tasks: TaskRegistry | None = None,
     ) -> Scheduler:
         """The scheduler ``settings`` describe, on the store and executor they name unless
-        others are given; python targets call the functions of ``tasks``."""
+        others are given; python targets call the functions of ``tasks``, and of the modules
+        ``settings.tasks`` names."""
+        if settings.tasks:
+            loaded = TaskRegistry.from_modules(settings.tasks)
+            if tasks is not None:
+                loaded.include(tasks)
+            tasks = loaded
         return cls(
             store or store_for_url(settings.database_url),
             executor or executor_for(settings, tasks),
@@ -345,6 +352,19 @@ class Scheduler:
             target=target, actor=actor, before_id=id_cursor(cursor), limit=limit + 1
         )
         return page_of(records, limit, lambda record: record.id)
+
+    def missing_task(self, job: JobRecord) -> str | None:
+        """The python task ``job`` needs that no live node has registered, as of this node's
+        last heartbeat: its fires stay due until a node with the task joins. None when any
+        node can call the job, or some live node has its task."""
+        needed = job.spec.target.task_needed
+        return None if needed is None or needed in self.membership.tasks_served else needed
+
+    async def jobs_missing_a_task(self) -> dict[str, int]:
+        """Per python task that no live node has, how many jobs need it (reads every job)."""
+        served = self.membership.tasks_served
+        counts = await self._store.count_jobs_by_task()
+        return {task: n for task, n in counts.items() if task not in served}
 
     async def list_nodes(self) -> list[NodeInfo]:
         """The live nodes sharing the store, this one included."""

@@ -184,6 +184,8 @@ class NodeInfo:
     """How long ago, by the database's clock, the node last said it was alive."""
     running: int
     """Runs the node holds (``running`` rows with its id)."""
+    tasks: frozenset[str] = frozenset()
+    """The python tasks the node has registered."""
 
 
 class JobStore(ABC):
@@ -232,6 +234,11 @@ class JobStore(ABC):
         """How many jobs there are in each state (reads every job: not for hot paths)."""
 
     @abstractmethod
+    async def count_jobs_by_task(self) -> dict[str, int]:
+        """How many jobs need each python task (``JobSpec.target.task_needed``); tasks no job
+        needs are left out (reads every job: not for hot paths)."""
+
+    @abstractmethod
     async def delete_job(
         self, job_id: str, *, purge_runs: bool = False, by: Actor | None = None
     ) -> None:
@@ -268,6 +275,8 @@ class RunLedger(ABC):
         ``policy.plan_due``, inserts the planned runs (queued ones as ``scheduled``) and
         advances the job, or pauses it if the plan says so, all in the same transaction, so a
         fire becomes a run row exactly once. At most ``limit`` runs start.
+        Only work ``node_id`` can call is claimed (see ``heartbeat``): a job needing a task
+        the node lacks stays due for another node.
         Claiming ahead lets one pass take a stretch of fires, each then called at its
         ``StartedRun.due_us``. ``finished`` outcomes are recorded first, as ``finish_runs``
         would: in the same transaction, so the counts the claim sees are current.
@@ -324,8 +333,12 @@ class NodeRegistry(ABC):
     """The nodes sharing the store: their heartbeats, and the takeover of those gone silent."""
 
     @abstractmethod
-    async def heartbeat(self, node_id: str, hostname: str) -> None:
-        """Say the node is alive now (registering it if it is not known)."""
+    async def heartbeat(
+        self, node_id: str, hostname: str, tasks: frozenset[str] = frozenset()
+    ) -> None:
+        """Say the node is alive now (registering it if it is not known), with the python
+        tasks it has registered: from then on ``claim_due`` gives it the fires of jobs needing
+        one of them (``JobSpec.target.task_needed``), and none of jobs needing another."""
 
     @abstractmethod
     async def deregister_node(self, node_id: str) -> None: ...

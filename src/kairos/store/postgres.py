@@ -109,10 +109,12 @@ class PostgresStore(SqlStore):
         params = {"ns": _LIVENESS_LOCKS, "ids": list(node_ids), "since": held[1], "me": me}
         return set(conn.execute(_CRASHED, params).scalars())
 
-    async def heartbeat(self, node_id: str, hostname: str) -> None:
+    async def heartbeat(
+        self, node_id: str, hostname: str, tasks: frozenset[str] = frozenset()
+    ) -> None:
         # The lock comes first: a node is never seen beating without it.
         await asyncio.to_thread(self._hold_liveness_lock, node_id)
-        await super().heartbeat(node_id, hostname)
+        await super().heartbeat(node_id, hostname, tasks)
 
     async def deregister_node(self, node_id: str) -> None:
         await super().deregister_node(node_id)

@@ -14,10 +14,14 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     literal_column,
+    or_,
+    select,
 )
 
 __all__ = [
+    "CAN_CALL",
     "IS_QUEUED",
     "IS_RUNNING",
     "api_keys",
@@ -26,6 +30,7 @@ __all__ = [
     "jobs",
     "meta",
     "metadata",
+    "node_tasks",
     "nodes",
     "runs",
     "user_generations",
@@ -56,6 +61,9 @@ jobs = Table(
     Column("pause_reason", Text, nullable=True),
     # A job's own run-history age limit (its spec's history.max_age); NULL: the server's.
     Column("history_max_age_us", BigInteger, nullable=True),
+    # The task a node must have registered to call the job's target (a python target's); NULL:
+    # any node can.
+    Column("task", String(128), nullable=True),
     # The dispatcher's only scan: due jobs by due time. Paused and finished jobs hold NULL here,
     # but for a job the breaker paused, which holds the time of its probe fire.
     Index("ix_kairos_jobs_next_run_us", "next_run_us"),
@@ -129,6 +137,20 @@ nodes = Table(
     Column("started_us", BigInteger, nullable=False),
     Column("heartbeat_us", BigInteger, nullable=False),
 )
+
+# The python tasks each live node has registered: it claims the fires of jobs needing one of them.
+node_tasks = Table(
+    "kairos_node_tasks",
+    metadata,
+    Column("node_id", String(64), primary_key=True),
+    Column("task", String(128), primary_key=True),
+)
+
+CAN_CALL = or_(
+    jobs.c.task.is_(None),
+    jobs.c.task.in_(select(node_tasks.c.task).where(node_tasks.c.node_id == bindparam("node"))),
+)
+"""The job's target can be called by node ``:node``: it needs no task, or one the node has."""
 
 # People who sign in with a password (``POST /auth/token``). ``generation`` goes up with each
 # password or scope change; a token names the generation it was issued for.

@@ -85,11 +85,13 @@ class SQLiteStore(SqlStore):
         if self._locks is not None:
             self._locks.close()
 
-    async def heartbeat(self, node_id: str, hostname: str) -> None:
+    async def heartbeat(
+        self, node_id: str, hostname: str, tasks: frozenset[str] = frozenset()
+    ) -> None:
         # The lock comes first: a node is never seen beating without it.
         if self._locks is not None:
             self._locks.hold(node_id)
-        await super().heartbeat(node_id, hostname)
+        await super().heartbeat(node_id, hostname, tasks)
 
     async def deregister_node(self, node_id: str) -> None:
         await super().deregister_node(node_id)

@@ -94,6 +94,11 @@ def count_jobs(t: Tables) -> dict[JobState, int]:
     return {state: counted[state] for state in JobState}
 
 
+def count_jobs_by_task(t: Tables) -> dict[str, int]:
+    needed = (job.spec.target.task_needed for job in t.jobs.values())
+    return dict(Counter(task for task in needed if task is not None))
+
+
 def _ordered(t: Tables, query: JobQuery) -> Iterator[JobRecord]:
     """The jobs in ``query``'s order from its cursor on, not yet filtered by state or prefix."""
     after_us, after_id = query.after or (None, None)

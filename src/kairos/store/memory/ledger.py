@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice, takewhile
 
 from kairos.errors import JobNotFound
@@ -54,13 +54,15 @@ def claim(
 ) -> Claim:
     """``Store.claim_due``: record ``finished`` first, then claim."""
     paused = finish(t, node_id, finished) if finished else {}
+    node = t.nodes.get(node_id)
+    tasks = node.tasks if node is not None else frozenset()
     # Queued runs (run now, retries) first: they are older work, and a fire claimed ahead
     # must not hold the slot a queued run of its job is waiting for.
-    started, waiting, missed = _start_pending(t, now_us, limit, node_id, policy)
+    started, waiting, missed = _start_pending(t, now_us, limit, node_id, tasks, policy)
     queued_started = Counter(run.job.id for run in started)
     budget = limit - len(started)
     due_by = now_us + ahead_us
-    due = [t.jobs[job_id] for _, job_id in _due_keys(t, due_by, limit)]
+    due = _due_jobs(t, due_by, limit, tasks)
     recorded: Counter[RunStatus] = Counter({RunStatus.MISSED: missed} if missed else {})
     for job in due:
         # In flight "before this pass": not the queued runs it has just started.
@@ -88,14 +90,24 @@ def claim(
         moved = dataclasses.replace(job, next_fire_us=next_fire_us, next_run_us=next_run_us)
         t.put_job(moved)
     exhausted = len(due) >= limit or len(started) >= limit
-    next_due = None if exhausted else _next_due(t, now_us)
+    next_due = None if exhausted else _next_due(t, now_us, tasks)
     return Claim(started, recorded, exhausted, next_due, waiting, paused)
 
 
-def _due_keys(t: Tables, due_by: int, limit: int) -> list[tuple[int, str]]:
-    """The first ``limit`` jobs due by ``due_by``, oldest first."""
+def _due_jobs(t: Tables, due_by: int, limit: int, tasks: frozenset[str]) -> list[JobRecord]:
+    """The first ``limit`` jobs due by ``due_by`` that a node with ``tasks`` can call, oldest
+    first."""
     due = takewhile(lambda key: key[0] <= due_by, t.due.ascending())
-    return list(islice(due, limit)) if limit > 0 else []
+    jobs = (t.jobs[job_id] for _, job_id in due)
+    return list(islice(_callable(jobs, tasks), limit)) if limit > 0 else []
+
+
+def _callable(jobs: Iterable[JobRecord], tasks: frozenset[str]) -> Iterator[JobRecord]:
+    """Those of ``jobs`` whose target needs no task, or one of ``tasks``."""
+    for job in jobs:
+        needed = job.spec.target.task_needed
+        if needed is None or needed in tasks:
+            yield job
 
 
 def _planned_run(
@@ -119,7 +131,7 @@ def _planned_run(
 
 
 def _start_pending(
-    t: Tables, now_us: int, budget: int, node_id: str, policy: ClaimPolicy
+    t: Tables, now_us: int, budget: int, node_id: str, tasks: frozenset[str], policy: ClaimPolicy
 ) -> tuple[list[StartedRun], bool, int]:
     """Start the queued runs that are due as ``policy`` admits them, and say whether some
     wait for a run of their job to finish first. The third value: how many were too late
@@ -130,7 +142,7 @@ def _start_pending(
             break
         run = t.runs[run_id]
         job = t.jobs.get(run.job_id)
-        if job is not None:
+        if job is not None and any(_callable([job], tasks)):
             pending.append((run, job))
     running = {job.id: t.running_by_job.get(job.id, 0) for _, job in pending}
     begun: Counter[str] = Counter()
@@ -227,12 +239,19 @@ def _due_of(job: JobRecord, scheduled_for_us: int) -> int:
     return scheduled_for_us
 
 
-def _next_due(t: Tables, now_us: int) -> int | None:
-    """The next job or queued run to fall due. Queued runs due by now are waiting for a slot
-    (see ``Claim.waiting_for_slot``), not for a time."""
-    first_job = t.due.first()
-    later_run = next(t.queued.ascending((now_us, 2**63), inclusive=False), None)
-    candidates = [key[0] for key in (first_job, later_run) if key is not None]
+def _next_due(t: Tables, now_us: int, tasks: frozenset[str]) -> int | None:
+    """The next job or queued run that a node with ``tasks`` can call to fall due. Queued runs
+    due by now are waiting for a slot (see ``Claim.waiting_for_slot``), not for a time."""
+    jobs = (t.jobs[job_id] for _, job_id in t.due.ascending())
+    first_job = next(_callable(jobs, tasks), None)
+    later = t.queued.ascending((now_us, 2**63), inclusive=False)
+    runs = ((due_us, t.jobs.get(t.runs[run_id].job_id)) for due_us, run_id in later)
+    later_run = next(
+        (due_us for due_us, job in runs if job is not None and any(_callable([job], tasks))),
+        None,
+    )
+    job_due = None if first_job is None else first_job.next_run_us
+    candidates = [at for at in (job_due, later_run) if at is not None]
     return min(candidates) if candidates else None
 
 

@@ -114,6 +114,10 @@ class MemoryStore(Store):
         with self._reading() as t:
             return jobs.count_jobs(t)
 
+    async def count_jobs_by_task(self) -> dict[str, int]:
+        with self._reading() as t:
+            return jobs.count_jobs_by_task(t)
+
     async def delete_job(
         self, job_id: str, *, purge_runs: bool = False, by: Actor | None = None
     ) -> None:
@@ -204,14 +208,17 @@ class MemoryStore(Store):
 
     # Nodes -------------------------------------------------------------------------------------
 
-    async def heartbeat(self, node_id: str, hostname: str) -> None:
+    async def heartbeat(
+        self, node_id: str, hostname: str, tasks: frozenset[str] = frozenset()
+    ) -> None:
         def change(t: Tables) -> None:
             now_us = _now_us()
             known = t.nodes.get(node_id)
             if known is None:
-                t.put(t.nodes, node_id, NodeRow(hostname, now_us, now_us))
+                t.put(t.nodes, node_id, NodeRow(hostname, now_us, now_us, tasks))
             else:
-                t.put(t.nodes, node_id, NodeRow(known.hostname, known.started_us, now_us))
+                beat = NodeRow(known.hostname, known.started_us, now_us, tasks)
+                t.put(t.nodes, node_id, beat)
 
         self._write(change)
 
@@ -241,6 +248,7 @@ class MemoryStore(Store):
                     row.started_us,
                     now_us - row.heartbeat_us,
                     len(t.running_by_node.get(node_id, ())),
+                    row.tasks,
                 )
                 for node_id, row in sorted(t.nodes.items())
             ]

@@ -41,6 +41,7 @@ class NodeRow:
     hostname: str
     started_us: int
     heartbeat_us: int
+    tasks: frozenset[str] = frozenset()
 
 
 class Tables:

@@ -50,6 +50,9 @@ _FINISHED = jobs.c.next_run_us.is_(None)
 COUNT_JOBS = select(jobs.c.paused, _TRIPPED, _FINISHED, func.count()).group_by(
     jobs.c.paused, _TRIPPED, _FINISHED
 )
+COUNT_BY_TASK = (
+    select(jobs.c.task, func.count()).where(jobs.c.task.is_not(None)).group_by(jobs.c.task)
+)
 # The columns an upsert overwrites in a job that exists.
 REPLACED_ON_UPSERT = (
     "spec",
@@ -60,6 +63,7 @@ REPLACED_ON_UPSERT = (
     "failures",
     "pause_reason",
     "history_max_age_us",
+    "task",
 )
 
 

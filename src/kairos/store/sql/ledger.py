@@ -14,7 +14,7 @@ from kairos.identity import Actor
 from kairos.models import JobRecord, RunRecord, RunStatus
 from kairos.store.base import Claim, ClaimPolicy, FinishedRun, QueuedRun, Slots, StartedRun
 from kairos.store.driver import DriverStatement
-from kairos.store.schema import IS_QUEUED, IS_RUNNING, jobs, runs
+from kairos.store.schema import CAN_CALL, IS_QUEUED, IS_RUNNING, jobs, runs
 from kairos.store.sql import breaker
 from kairos.store.sql.accounts import audit_row, write_audit
 from kairos.store.sql.backend import Backend
@@ -110,8 +110,12 @@ RUNNING_COUNTS = (
     .where(IS_RUNNING, runs.c.job_id.in_(bindparam("ids", expanding=True)))
     .group_by(runs.c.job_id, runs.c.node_id)
 )
-_NEXT_JOB_DUE = select(func.min(jobs.c.next_run_us))
-NEXT_RUN_DUE = select(func.min(runs.c.due_us)).where(IS_QUEUED, runs.c.due_us > bindparam("now"))
+_NEXT_JOB_DUE = select(func.min(jobs.c.next_run_us)).where(CAN_CALL)
+NEXT_RUN_DUE = (
+    select(func.min(runs.c.due_us))
+    .join(jobs, jobs.c.id == runs.c.job_id)
+    .where(IS_QUEUED, runs.c.due_us > bindparam("now"), CAN_CALL)
+)
 
 
 def add_manual_run(
@@ -164,7 +168,8 @@ def _claim(
     started, waiting, missed = _start_pending(conn, db, now_us, limit, node_id, policy)
     queued_started = Counter(run.job.id for run in started)
     budget = limit - len(started)
-    due = db._due_jobs.execute(conn, {"due_by": now_us + ahead_us, "limit": limit})
+    due_by = now_us + ahead_us
+    due = db._due_jobs.execute(conn, {"due_by": due_by, "limit": limit, "node": node_id})
     claimed = [db._due_job(row) for row in due]
     running = _running_counts(conn, db, [job.id for job in claimed], node_id)
     for job_id, n in queued_started.items():
@@ -204,7 +209,7 @@ def _claim(
         started,
         recorded,
         exhausted,
-        None if exhausted else _next_due(conn, now_us),
+        None if exhausted else _next_due(conn, now_us, node_id),
         waiting,
     )
 
@@ -246,7 +251,7 @@ def _start_pending(
     """Start the queued runs that are due as ``policy`` admits them, and say whether some
     wait for a run of their job to finish first. The third value: how many were too late
     and recorded ``missed``."""
-    rows = db._due_pending.execute(conn, {"due_by": now_us, "limit": budget})
+    rows = db._due_pending.execute(conn, {"due_by": now_us, "limit": budget, "node": node_id})
     split = len(PENDING_RUN_COLUMNS)
     pending = [(row[:split], db._due_job(row[split:])) for row in rows]
     running = _running_counts(conn, db, list({job.id for _, job in pending}), node_id)
@@ -383,10 +388,10 @@ def _due_of(job: JobRecord, scheduled_for_us: int) -> int:
     return scheduled_for_us
 
 
-def _next_due(conn: Connection, now_us: int) -> int | None:
-    """The next job or queued run to fall due. Queued runs due by now are waiting for a slot
-    (see ``Claim.waiting_for_slot``), not for a time."""
-    job_due = conn.execute(_NEXT_JOB_DUE).scalar()
-    run_due = conn.execute(NEXT_RUN_DUE, {"now": now_us}).scalar()
+def _next_due(conn: Connection, now_us: int, node_id: str) -> int | None:
+    """The next job or queued run that ``node_id`` can call to fall due. Queued runs due by
+    now are waiting for a slot (see ``Claim.waiting_for_slot``), not for a time."""
+    job_due = conn.execute(_NEXT_JOB_DUE, {"node": node_id}).scalar()
+    run_due = conn.execute(NEXT_RUN_DUE, {"now": now_us, "node": node_id}).scalar()
     candidates = [t for t in (job_due, run_due) if t is not None]
     return min(candidates) if candidates else None

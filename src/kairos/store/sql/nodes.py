@@ -3,28 +3,37 @@ store's metadata."""
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import Connection, bindparam, func, insert, select
 
 from kairos.store.base import NodeInfo
-from kairos.store.schema import IS_RUNNING, meta, nodes, runs
+from kairos.store.schema import IS_RUNNING, meta, node_tasks, nodes, runs
 from kairos.store.sql import ledger
 from kairos.store.sql.backend import Backend
 
 __all__ = ["META_VALUE", "deregister", "heartbeat", "list_nodes", "set_meta_if_absent", "take_over"]
 
 META_VALUE = select(meta.c.value).where(meta.c.key == bindparam("b_key"))
+_TASKS_OF = select(node_tasks.c.task).where(node_tasks.c.node_id == bindparam("b_node"))
 
 
-def heartbeat(conn: Connection, *, db: Backend, node_id: str, hostname: str) -> None:
+def heartbeat(
+    conn: Connection, *, db: Backend, node_id: str, hostname: str, tasks: frozenset[str]
+) -> None:
     now_us = db._db_now_us(conn)
     values = {"id": node_id, "hostname": hostname, "started_us": now_us}
     # Registers the node, or again after another node took it for dead and forgot it.
     beat = db._dialect.upsert(nodes, ["id"], replace=["heartbeat_us"])
     conn.execute(beat.values(heartbeat_us=now_us, **values))
+    listed = set(conn.execute(_TASKS_OF, {"b_node": node_id}).scalars())
+    if listed != tasks:
+        conn.execute(node_tasks.delete().where(node_tasks.c.node_id == node_id))
+        if tasks:
+            conn.execute(insert(node_tasks), [{"node_id": node_id, "task": t} for t in tasks])
 
 
 def deregister(conn: Connection, *, node_id: str) -> None:
     conn.execute(nodes.delete().where(nodes.c.id == node_id))
+    conn.execute(node_tasks.delete().where(node_tasks.c.node_id == node_id))
 
 
 def take_over(conn: Connection, *, db: Backend, lease_us: int, retries: int) -> list[str]:
@@ -39,6 +48,7 @@ def take_over(conn: Connection, *, db: Backend, lease_us: int, retries: int) -> 
     ledger.interrupt(conn, db, runs.c.node_id.not_in(known), now_us, retries)
     if dead:
         conn.execute(nodes.delete().where(nodes.c.id.in_(dead)))
+        conn.execute(node_tasks.delete().where(node_tasks.c.node_id.in_(dead)))
     return dead
 
 
@@ -55,8 +65,18 @@ def list_nodes(conn: Connection, *, db: Backend) -> list[NodeInfo]:
         .outerjoin(held, held.c.node_id == nodes.c.id)
         .order_by(nodes.c.id)
     ).all()
+    tasks: dict[str, set[str]] = {}
+    for node_id, task in conn.execute(select(node_tasks.c.node_id, node_tasks.c.task)):
+        tasks.setdefault(node_id, set()).add(task)
     return [
-        NodeInfo(r.id, r.hostname, r.started_us, now_us - r.heartbeat_us, r.running or 0)
+        NodeInfo(
+            r.id,
+            r.hostname,
+            r.started_us,
+            now_us - r.heartbeat_us,
+            r.running or 0,
+            frozenset(tasks.get(r.id, ())),
+        )
         for r in rows
     ]
 

@@ -53,6 +53,7 @@ def job_values(job: JobRecord) -> dict[str, Any]:
         "failures": job.failures,
         "pause_reason": job.pause_reason,
         "history_max_age_us": _max_age_us(job.spec),
+        "task": job.spec.target.task_needed,
     }
 
 

@@ -28,7 +28,7 @@ from kairos.identity import Actor
 from kairos.models import JobRecord, JobSpec, JobState, RunRecord, RunStatus
 from kairos.store.base import Claim, ClaimPolicy, FinishedRun, JobQuery, NodeInfo, Store
 from kairos.store.driver import DriverStatement
-from kairos.store.schema import IS_QUEUED, jobs, meta, runs
+from kairos.store.schema import CAN_CALL, IS_QUEUED, jobs, meta, runs
 from kairos.store.sql import breaker, ledger, nodes, retention
 from kairos.store.sql import jobs as job_tx
 from kairos.store.sql.accounts import SqlAccounts
@@ -88,7 +88,7 @@ class SqlStore(SqlConnections, SqlAccounts, Store):
         self._due_jobs = DriverStatement(
             self._lock_due(
                 select(*JOB_COLUMNS)
-                .where(jobs.c.next_run_us <= bindparam("due_by"))
+                .where(jobs.c.next_run_us <= bindparam("due_by"), CAN_CALL)
                 .order_by(jobs.c.next_run_us)
                 .limit(bindparam("limit")),
                 jobs,
@@ -98,7 +98,7 @@ class SqlStore(SqlConnections, SqlAccounts, Store):
             self._lock_due(
                 select(*ledger.PENDING_RUN_COLUMNS, *JOB_COLUMNS)
                 .join(jobs, jobs.c.id == runs.c.job_id)
-                .where(IS_QUEUED, runs.c.due_us <= bindparam("due_by"))
+                .where(IS_QUEUED, runs.c.due_us <= bindparam("due_by"), CAN_CALL)
                 .order_by(runs.c.due_us)
                 .limit(bindparam("limit")),
                 runs,
@@ -248,6 +248,10 @@ class SqlStore(SqlConnections, SqlAccounts, Store):
         rows = await self._read(lambda conn: conn.execute(job_tx.COUNT_JOBS).all())
         return job_tx.counts(rows)
 
+    async def count_jobs_by_task(self) -> dict[str, int]:
+        rows = await self._read(lambda conn: conn.execute(job_tx.COUNT_BY_TASK).all())
+        return {task: n for task, n in rows}
+
     async def delete_job(
         self, job_id: str, *, purge_runs: bool = False, by: Actor | None = None
     ) -> None:
@@ -345,8 +349,11 @@ class SqlStore(SqlConnections, SqlAccounts, Store):
 
     # Nodes and metadata ------------------------------------------------------------------------
 
-    async def heartbeat(self, node_id: str, hostname: str) -> None:
-        await self._write(partial(nodes.heartbeat, db=self, node_id=node_id, hostname=hostname))
+    async def heartbeat(
+        self, node_id: str, hostname: str, tasks: frozenset[str] = frozenset()
+    ) -> None:
+        beat = partial(nodes.heartbeat, db=self, node_id=node_id, hostname=hostname, tasks=tasks)
+        await self._write(beat)
 
     async def deregister_node(self, node_id: str) -> None:
         await self._write(partial(nodes.deregister, node_id=node_id))
