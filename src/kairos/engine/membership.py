@@ -37,7 +37,10 @@ class Membership:
         retries: int,
         on_takeover: Callable[[], None],
         on_store_error: Callable[[str], None] = lambda operation: None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``monotonic``: seconds from a clock that never goes back, to age this node's last
+        beat by (a wall clock set back would make an overdue beat look recent)."""
         self._store = store
         self._node_id = node_id
         self._hostname = hostname
@@ -46,12 +49,15 @@ class Membership:
         self._retries = retries
         self._on_takeover = on_takeover
         self._on_store_error = on_store_error
-        self._last_beat = 0.0
+        self._monotonic = monotonic
+        self._last_beat: float | None = None
 
     @property
     def healthy(self) -> bool:
         """True while this node's last heartbeat is recent enough that others see it alive."""
-        return time.monotonic() - self._last_beat < self._lease_s
+        if self._last_beat is None:
+            return False
+        return self._monotonic() - self._last_beat < self._lease_s
 
     async def start(self, stack: AsyncExitStack) -> None:
         """Join the cluster (one beat now, and the runs of nodes found dead taken over), beat
@@ -77,7 +83,7 @@ class Membership:
 
     async def _beat(self) -> None:
         await self._store.heartbeat(self._node_id, self._hostname)
-        self._last_beat = time.monotonic()
+        self._last_beat = self._monotonic()
 
     async def _take_over(self) -> None:
         lease_us = int(self._lease_s * 1_000_000)
