@@ -38,7 +38,10 @@ class Membership:
         on_takeover: Callable[[], None],
         on_store_error: Callable[[str], None] = lambda operation: None,
         tasks: Callable[[], frozenset[str]] = frozenset,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``monotonic``: seconds from a clock that never goes back, to age this node's last
+        beat by (a wall clock set back would make an overdue beat look recent)."""
         self._store = store
         self._node_id = node_id
         self._hostname = hostname
@@ -48,14 +51,17 @@ class Membership:
         self._on_takeover = on_takeover
         self._on_store_error = on_store_error
         self._tasks = tasks
-        self._last_beat = 0.0
+        self._monotonic = monotonic
+        self._last_beat: float | None = None
         self.tasks_served: frozenset[str] = frozenset()
         """The python tasks some live node has registered, as of this node's last beat."""
 
     @property
     def healthy(self) -> bool:
         """True while this node's last heartbeat is recent enough that others see it alive."""
-        return time.monotonic() - self._last_beat < self._lease_s
+        if self._last_beat is None:
+            return False
+        return self._monotonic() - self._last_beat < self._lease_s
 
     async def start(self, stack: AsyncExitStack) -> None:
         """Join the cluster (one beat now, and the runs of nodes found dead taken over), beat
@@ -85,7 +91,7 @@ class Membership:
 
     async def _beat(self) -> None:
         await self._store.heartbeat(self._node_id, self._hostname, self._tasks())
-        self._last_beat = time.monotonic()
+        self._last_beat = self._monotonic()
         nodes = await self._store.list_nodes()
         self.tasks_served = frozenset().union(*(node.tasks for node in nodes))
 

@@ -9,13 +9,13 @@ as in ``store/sql``: ``jobs``, ``ledger``, ``breaker``, ``retention``, ``account
 from __future__ import annotations
 
 import threading
-import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import islice
 from typing import TypeVar
 
+from kairos.clock import Clock, SystemClock
 from kairos.errors import JobNotFound, RunNotFound
 from kairos.identity import Actor, ApiKeyRecord, AuditRecord, Scope, UserRecord
 from kairos.models import JobRecord, JobState, RunRecord, RunStatus
@@ -38,7 +38,10 @@ class MemoryStore(Store):
     purge_window_runs = 10_000
     """How many runs one ``purge_expired_runs`` reads through at most."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None) -> None:
+        """``clock``: the store's own clock, as the SQL stores read their database's, for
+        heartbeats, leases and interrupted runs (the engine's claims bring their own time)."""
+        self._clock = clock or SystemClock()
         self._tables = Tables()
         self._lock = threading.Lock()
         self._binding = ProcessBinding()
@@ -153,7 +156,7 @@ class MemoryStore(Store):
                 held = [run_id for ids in t.running_by_node.values() for run_id in ids]
             else:
                 held = list(t.running_by_node.get(node_id, ()))
-            return ledger.interrupt(t, held, _now_us(), retries)
+            return ledger.interrupt(t, held, self._clock.now_us(), retries)
 
         return self._write(change)
 
@@ -212,7 +215,7 @@ class MemoryStore(Store):
         self, node_id: str, hostname: str, tasks: frozenset[str] = frozenset()
     ) -> None:
         def change(t: Tables) -> None:
-            now_us = _now_us()
+            now_us = self._clock.now_us()
             known = t.nodes.get(node_id)
             if known is None:
                 t.put(t.nodes, node_id, NodeRow(hostname, now_us, now_us, tasks))
@@ -227,7 +230,7 @@ class MemoryStore(Store):
 
     async def take_over(self, lease_us: int, *, retries: int) -> list[str]:
         def change(t: Tables) -> list[str]:
-            now_us = _now_us()
+            now_us = self._clock.now_us()
             dead = [id_ for id_, row in t.nodes.items() if row.heartbeat_us < now_us - lease_us]
             for node_id in dead:
                 t.drop(t.nodes, node_id)
@@ -240,7 +243,7 @@ class MemoryStore(Store):
 
     async def list_nodes(self) -> list[NodeInfo]:
         with self._reading() as t:
-            now_us = _now_us()
+            now_us = self._clock.now_us()
             return [
                 NodeInfo(
                     node_id,
@@ -313,8 +316,3 @@ class MemoryStore(Store):
 
     async def purge_audit(self, older_than_us: int, limit: int) -> int:
         return self._write(lambda t: accounts.purge_audit(t, older_than_us, limit))
-
-
-def _now_us() -> int:
-    """The store's clock, as the SQL stores read their database's: for heartbeats and leases."""
-    return time.time_ns() // 1000
