@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response, status
-from fastapi.routing import APIRoute
 from pydantic import AfterValidator, TypeAdapter
 
 from kairos.api.deps import JobsWriter, SchedulerDep, allowed, authorize
 from kairos.api.routes.runs import run_page
+from kairos.api.routing import Handler, KairosRoute
 from kairos.api.schemas import (
     JobBatchIn,
     JobBatchOut,
@@ -23,7 +22,7 @@ from kairos.api.schemas import (
     job_out,
     run_out,
 )
-from kairos.engine import Scheduler
+from kairos.context import context_of
 from kairos.errors import InvalidField
 from kairos.identity import Scope
 from kairos.models import (
@@ -38,7 +37,7 @@ from kairos.pagination import job_query
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(route_class=KairosRoute, prefix="/jobs", tags=["jobs"])
 _READ = [allowed(Scope.JOBS_READ)]
 
 JobId = Annotated[str, Path(description="The job's id")]
@@ -50,20 +49,21 @@ NewJobId = Annotated[
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
-class _PutJobRoute(APIRoute):
+class _PutJobRoute(KairosRoute):
     """``PUT /jobs/{id}``, the call a deployment makes for every job it defines, answered
     without FastAPI's dependency and response-model machinery when the request is well formed:
     that machinery was half the route's time. Anything else (no bearer token, another content
-    type, an invalid id, JSON or spec) goes to the FastAPI handler of ``put_job``, so errors are
-    worded as on every other route; the OpenAPI document comes from ``put_job`` too."""
+    type, an invalid id, JSON or spec, the embedding app's own authentication) goes to the
+    FastAPI handler of ``put_job``, so errors are worded as on every other route; the OpenAPI
+    document comes from ``put_job`` too."""
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        standard = super().get_route_handler()
+    def endpoint_handler(self) -> Handler:
+        standard = super().endpoint_handler()
 
         async def handle(request: Request) -> Response:
             scheme, _, token = request.headers.get("authorization", "").partition(" ")
             json_body = request.headers.get("content-type") == "application/json"
-            if scheme.lower() != "bearer" or not token or not json_body:
+            if scheme.lower() != "bearer" or not token or not json_body or _host_auth(self):
                 return await standard(request)
             who = await authorize(request, token, _WRITES)  # first, as on the standard path
             try:
@@ -71,7 +71,7 @@ class _PutJobRoute(APIRoute):
                 spec = JobSpec.model_validate(json.loads(await request.body()))
             except Exception:  # invalid JSON, id or spec, or JSON nested too deep to read
                 return await standard(request)  # words the error (the body is cached)
-            scheduler: Scheduler = request.app.state.scheduler
+            scheduler = context_of(request).scheduler
             job, created = await scheduler.put_job(job_id, spec, actor=who.name)
             return Response(
                 job_out(job).model_dump_json(),
@@ -80,6 +80,10 @@ class _PutJobRoute(APIRoute):
             )
 
         return handle
+
+
+def _host_auth(route: KairosRoute) -> bool:
+    return route.binding is not None and route.binding.host_auth
 
 
 _WRITES = [Scope.JOBS_WRITE.value]

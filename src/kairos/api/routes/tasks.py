@@ -5,12 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from kairos.api.deps import JobsWriter, SchedulerDep
+from kairos.api.routing import KairosRoute
 from kairos.api.schemas import TaskIn, TaskOut, job_out
 from kairos.errors import InvalidField, JobNotFound, NotFound
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/tasks", tags=["tasks"])
+router = APIRouter(route_class=KairosRoute, prefix="/tasks", tags=["tasks"])
 
 
 @router.post("")
