@@ -18,7 +18,7 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.types import ASGIApp
 
 from kairos.api.deps import HostAuth
-from kairos.api.router import build_router
+from kairos.api.router import build_router, build_routers
 from kairos.api.schemas import JobOut, JobPage, RunOut, RunPage, job_out, run_out
 from kairos.auth import Accounts, Authenticator
 from kairos.clock import Clock, SystemClock
@@ -141,8 +141,20 @@ class Kairos:
         every route but ``/healthz``, ``/readyz`` and ``/metrics``.
 
         One router per Kairos, included once: a second one would serve every route twice and
-        give the app's OpenAPI document two operations of each id. Asking again is a
-        ``LifecycleError``."""
+        give the app's OpenAPI document two operations of each id. Asking again (here or in
+        ``routers``) is a ``LifecycleError``."""
+        self._claim_router()
+        return build_router(self._binding, auth_dependency=auth)
+
+    def routers(self, *, auth: HostAuth | None = None) -> list[APIRouter]:
+        """The routes of ``router``, as one router per resource, each to include on its own
+        (as ``kairos serve`` does): FastAPI matches an included router's routes twice, once
+        to choose it and once to serve, so a request then pays only for its own resource's
+        routes twice. Otherwise as ``router``, in place of it."""
+        self._claim_router()
+        return build_routers(self._binding, auth_dependency=auth)
+
+    def _claim_router(self) -> None:
         if self._router_made:
             raise LifecycleError(
                 "Kairos.router() was already called for this Kairos: include its one router "
@@ -150,7 +162,6 @@ class Kairos:
                 "operation ids)"
             )
         self._router_made = True
-        return build_router(self._binding, auth_dependency=auth)
 
     def ui(self) -> ASGIApp:
         """The web UI, for ``app.mount(prefix, kairos.ui())`` at any prefix; people sign in

@@ -175,6 +175,8 @@ def test_asking_for_a_second_router_is_a_clear_error(db: str) -> None:
     kairos.router()
     with pytest.raises(LifecycleError, match=r"router\(\) was already called.*twice"):
         kairos.router()
+    with pytest.raises(LifecycleError, match=r"router\(\) was already called"):
+        kairos.routers()  # the same routes, one router per resource
 
 
 def test_a_url_and_settings_together_are_refused(db: str) -> None:

@@ -62,7 +62,8 @@ def create_app(
         max_bytes=settings.max_request_bytes,
         max_batch_bytes=settings.max_batch_bytes,
     )
-    app.include_router(kairos.router())
+    for router in kairos.routers():
+        app.include_router(router)
     app.add_api_route("/", _to_ui, include_in_schema=False)
     app.add_api_route("/ui", _ui_home, include_in_schema=False)
     app.mount("/ui", kairos.ui())
