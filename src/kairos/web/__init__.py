@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kairos.context import CONTEXT_KEY, Binding
-from kairos.errors import NotStarted
+from kairos.errors import KairosError, NotStarted
 from kairos.web import jobs, pages
 from kairos.web.render import STATIC_DIR, page
 from kairos.web.session import Forbidden, SignInNeeded, root_of
@@ -31,6 +31,7 @@ def ui_app(binding: Binding) -> ASGIApp:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(SignInNeeded, _sign_in)
     app.add_exception_handler(Forbidden, _forbidden)
+    app.add_exception_handler(KairosError, _failed)
     return _Bound(app, binding)
 
 
@@ -66,3 +67,9 @@ async def _sign_in(request: Request, exc: Exception) -> Response:
 async def _forbidden(request: Request, exc: Exception) -> HTMLResponse:
     assert isinstance(exc, Forbidden)
     return page(request, "message.html", None, 403, heading="Not allowed", message=exc.message)
+
+
+async def _failed(request: Request, exc: Exception) -> HTMLResponse:
+    """What a page could not do (the database unreachable, say), said on a page."""
+    assert isinstance(exc, KairosError)
+    return page(request, "message.html", None, exc.status_code, heading="Error", message=str(exc))
