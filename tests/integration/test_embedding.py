@@ -98,6 +98,8 @@ async def test_a_jobs_whole_life_under_the_hosts_prefix(
         assert "kairos_" in (await api.get(f"{PREFIX}/metrics")).text
         # Kairos's routes are not at the host's root, and the host's own 404 stays its own.
         assert (await api.get("/jobs")).status_code == 404
+        paths = (await api.get("/openapi.json")).json()["paths"]
+        assert {"/hello", f"{PREFIX}/jobs/{{job_id}}", f"{PREFIX}/tasks"} <= paths.keys()
     assert events[-1] == "kairos stopped"
     with pytest.raises(NotStarted):
         kairos.scheduler  # noqa: B018  (the property is the check)
@@ -277,3 +279,27 @@ async def test_a_generated_admin_token_is_logged_once(
         caplog.clear()
         async with Kairos(db):
             assert not [r for r in caplog.records if r.name == "kairos"]
+
+
+@pytest.mark.parametrize(
+    ("asked", "sent_to"),
+    [
+        (f"{UI}/runs?status=failed", f"{UI}/runs?status=failed"),
+        ("/ui/jobs", f"{UI}/jobs"),  # kairos serve's UI path is not this one's
+        ("https://elsewhere.example/", f"{UI}/jobs"),
+    ],
+)
+async def test_signing_in_under_a_prefix_goes_only_to_that_ui(
+    db: str, asked: str, sent_to: str
+) -> None:
+    async with Kairos(settings=Settings(database_url=db, admin_token=TOKEN)) as kairos:
+        app = FastAPI()
+        app.mount(UI, kairos.ui())
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://host") as client:
+            signed_in = await client.post(f"{UI}/login", data={"token": TOKEN, "next": asked})
+            assert signed_in.status_code == 303
+            assert signed_in.headers["location"] == sent_to
+            assert f"Path={UI};" in signed_in.headers["set-cookie"]
+            home = await client.get(f"{UI}/")
+            assert home.headers["location"] == f"{UI}/jobs"

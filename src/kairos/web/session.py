@@ -2,10 +2,9 @@
 
 The session is the bearer token itself (a user's access token, or an API key or the admin
 token given at sign-in), in an HttpOnly, SameSite=Strict cookie scoped to the UI's path (``/ui``
-under ``kairos serve``): scripts cannot
-read it and other sites cannot send it. Every form and htmx request also carries a CSRF token,
-an HMAC of the session under a key derived from the signing key, so every replica checks it
-alike without keeping sessions anywhere.
+under ``kairos serve``): scripts cannot read it and other sites cannot send it. Every form and
+htmx request also carries a CSRF token, an HMAC of the session under a key derived from the
+signing key, so every replica checks it alike without keeping sessions anywhere.
 """
 
 from __future__ import annotations
