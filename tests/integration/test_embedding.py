@@ -129,6 +129,15 @@ async def test_errors_are_rendered_without_the_hosts_handlers(db: str) -> None:
         assert not_a_number.status_code == 422
         assert "seconds" in not_a_number.text
 
+        not_text = await api.put(
+            f"{PREFIX}/jobs/surrogate",
+            content=b'{"trigger": {"type": "cron", "expression": "0 2 * * 0"}, '
+            b'"target": {"url": "http://x"}, "description": "a\\ud800"}',
+            headers={"content-type": "application/json"},
+        )
+        assert not_text.status_code == 422
+        assert not_text.json()["detail"][0]["loc"] == ["body", "description"]
+
         anonymous = await api.get(f"{PREFIX}/jobs", headers={"Authorization": ""})
         assert anonymous.status_code == 401
         assert anonymous.headers["www-authenticate"].startswith("Bearer")

@@ -1,6 +1,7 @@
-"""``KairosRoute``: every API route's class. It puts its Kairos's context in the request and
-renders Kairos's errors itself, so the routes answer alike in ``kairos serve`` and in an app
-that embeds them and registered no exception handler of its own.
+"""``KairosRoute``: every API route's class. It puts its Kairos's context in the request, refuses
+a JSON body that is not text (``kairos.api.text``), and renders Kairos's errors itself, so the
+routes answer alike in ``kairos serve`` and in an app that embeds them and registered no
+exception handler of its own.
 
 The route modules declare their routes once, at import; ``bind_routes`` gives one Kairos its
 own copies, whose class carries that Kairos's ``Binding``. The class, not an attribute of the
@@ -22,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
+from kairos.api.text import check_text, is_json
 from kairos.context import CONTEXT_KEY, Binding
 from kairos.errors import KairosError
 
@@ -41,6 +43,8 @@ class KairosRoute(APIRoute):
         async def handle(request: Request) -> Response:
             try:
                 request.scope[CONTEXT_KEY] = self._binding().require()
+                if is_json(request.headers.get("content-type")):
+                    check_text(await request.body())  # the route reads the body kept
                 return await endpoint(request)
             except KairosError as exc:
                 return render_error(exc)
