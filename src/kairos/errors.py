@@ -18,8 +18,10 @@ __all__ = [
     "JobExists",
     "JobNotFound",
     "KairosError",
+    "LifecycleError",
     "MissingScope",
     "NotFound",
+    "NotStarted",
     "RunNotFound",
     "StoreUnavailable",
     "TooManyAttempts",
@@ -154,3 +156,20 @@ class StoreUnavailable(KairosError):
     """The database cannot be reached; callers may retry later."""
 
     status_code = 503
+
+
+class LifecycleError(KairosError):
+    """An embedded ``Kairos`` used out of order: started while started, its router asked for
+    twice. A mistake in the code that embeds it, said when it happens."""
+
+
+class NotStarted(LifecycleError):
+    """A request or a call reached an embedded ``Kairos`` that is not running."""
+
+    status_code = 503
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Kairos is not started: pass kairos.lifespan to FastAPI(lifespan=...), enter it in "
+            "the app's own lifespan, or await kairos.start()"
+        )

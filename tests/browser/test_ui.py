@@ -3,12 +3,9 @@ sign in, create a job through the form, watch it fire, pause it, see the breaker
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,16 +14,7 @@ from tests.support.server import ADMIN_TOKEN, KairosProcess, TargetProcess, wait
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("KAIROS_TEST_CHROMIUM", "/usr/bin/chromium")
 PASSWORD = "a password for the browser"
-
-
-def _chromium() -> str:
-    if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-        pytest.skip(f"Chromium is not installed at {CHROMIUM}")
-    return CHROMIUM
 
 
 @pytest.fixture(scope="module")
@@ -50,16 +38,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KairosProcess]:
         )
         assert added.returncode == 0, added.stderr
         yield process
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

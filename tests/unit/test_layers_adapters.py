@@ -1,6 +1,7 @@
-"""The adapters are siblings over the ``Scheduler`` facade: the web UI never imports the HTTP API,
-the API imports the UI only where its app factory mounts it, and nothing outside the engine and
-the store reaches past the facade into ``scheduler.store``."""
+"""The adapters are siblings over the ``Scheduler`` facade: the web UI and the HTTP API never
+import each other (``kairos.library`` composes them), neither reads ``request.app.state`` (in an
+app that embeds Kairos, the app is not Kairos's), and nothing outside the engine and the store
+reaches past the facade into ``scheduler.store``."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import kairos
 
 PACKAGE = Path(kairos.__file__).parent
 APP_FACTORY = "kairos.api.app"
-"""The one module of the API that may import the UI: it mounts it."""
+"""``kairos serve``'s own app: it fills its ``state`` for the code that made it."""
 
 
 def _modules() -> Iterator[tuple[str, ast.Module]]:
@@ -38,6 +39,18 @@ def _imports(tree: ast.Module) -> set[str]:
 
 def _within(module: str, package: str) -> bool:
     return module == package or module.startswith(package + ".")
+
+
+def _app_state_reads(tree: ast.Module) -> list[int]:
+    """Lines that read ``<something>.app.state``."""
+    return [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr == "state"
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "app"
+    ]
 
 
 def _store_reaches(tree: ast.Module) -> list[int]:
@@ -68,12 +81,27 @@ def test_the_web_ui_does_not_import_the_api(name: str) -> None:
     assert upward == [], f"{name} imports {upward}"
 
 
-@pytest.mark.parametrize(
-    "name", [n for n in MODULES if _within(n, "kairos.api") and n != APP_FACTORY]
-)
+@pytest.mark.parametrize("name", [n for n in MODULES if _within(n, "kairos.api")])
 def test_the_api_does_not_import_the_web_ui(name: str) -> None:
     sideways = sorted(m for m in _imports(MODULES[name]) if _within(m, "kairos.web"))
     assert sideways == [], f"{name} imports {sideways}"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        n
+        for n in MODULES
+        if (_within(n, "kairos.api") or _within(n, "kairos.web")) and n != APP_FACTORY
+    ],
+)
+def test_routes_and_pages_do_not_read_the_apps_state(name: str) -> None:
+    assert _app_state_reads(MODULES[name]) == [], f"{name} reads request.app.state"
+
+
+def test_a_read_of_the_apps_state_is_seen() -> None:
+    source = "x = request.app.state.scheduler\ny = app.state\nz = request.state.x"
+    assert _app_state_reads(ast.parse(source)) == [1]
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import subprocess
+import sys
 from types import ModuleType
 
 import pytest
@@ -46,6 +48,19 @@ def test_all_lists_every_public_definition(name: str) -> None:
     assert _defined_here(module) <= set(exported), f"{name} hides public definitions"
 
 
-def test_the_package_exports_its_version() -> None:
-    assert kairos.__all__ == ["__version__"]
+def test_the_package_exports_its_version_and_the_library() -> None:
+    assert kairos.__all__ == ["Kairos", "RunContext", "__version__"]
     assert kairos.__version__
+    from kairos.library import Kairos
+    from kairos.tasks import RunContext
+
+    assert kairos.Kairos is Kairos
+    assert kairos.RunContext is RunContext
+
+
+def test_importing_the_package_alone_stays_light() -> None:
+    """The ``kairos`` command imports the package on every call; the library (FastAPI, the
+    engine) is imported when ``Kairos`` is first asked for."""
+    code = "import sys, kairos; print('kairos.library' in sys.modules, 'fastapi' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False"]

@@ -274,7 +274,12 @@ def test_a_python_target_job_is_shown_and_its_form_replaces_it_with_an_http_targ
     target = {"type": "python", "task": "crawl", "args": ["example.com"]}
     job = {"trigger": {"type": "cron", "expression": "0 2 * * *"}, "target": target}
     assert client.put("/jobs/nightly", json=job, headers=API).status_code == 201
-    assert "task crawl" in client.get("/ui/jobs/nightly").text
+    page = client.get("/ui/jobs/nightly").text
+    assert "task crawl" in page
+    # No node of this app has registered the task: the page says why the job does not fire.
+    assert "Waiting for a node:" in page
+    assert "no live node has registered the task <code>crawl</code>" in page
+    assert client.get("/jobs/nightly", headers=API).json()["waiting_for_task"] == "crawl"
     edit = client.get("/ui/jobs/nightly/edit")
     assert edit.status_code == 200
     assert JobForm.from_spec("nightly", JobSpec.model_validate(job)).url == ""

@@ -1,24 +1,18 @@
-"""The FastAPI application factory; the lifespan starts and stops every long-lived part."""
+"""The app ``kairos serve`` runs: an embedded ``Kairos`` in a FastAPI app of its own, with what
+only the standalone server has (request size limits, ``GET /`` to the UI, offline docs)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse, Response
 
-from kairos import __version__, web
+from kairos import __version__
 from kairos.api.body import BodyGuard
-from kairos.api.routes import audit, auth, cluster, jobs, ops, runs, targets, tasks, triggers
-from kairos.auth import Accounts, Authenticator
-from kairos.clock import Clock, SystemClock
+from kairos.clock import Clock
 from kairos.engine import Scheduler
-from kairos.errors import KairosError
-from kairos.metrics import build_registry
 from kairos.settings import Settings
 
 __all__ = ["create_app"]
@@ -34,21 +28,23 @@ def create_app(
     on_started: StartupHook | None = None,
     scheduler: Scheduler | None = None,
 ) -> FastAPI:
-    """The API and web UI over ``scheduler`` (default: the one ``settings`` describe), which
-    the app's lifespan starts and stops."""
+    """The API at ``/`` and the web UI at ``/ui`` over ``scheduler`` (default: the one
+    ``settings`` describe), which the app's lifespan starts and stops. Once started, the app's
+    ``state`` holds its ``scheduler`` and ``accounts`` for the code that made it."""
+    # Imported here: kairos.library is built on this package.
+    from kairos.library import Kairos
+
+    generated: list[str] = []
+    kairos = Kairos(
+        settings=settings, clock=clock, scheduler=scheduler, on_admin_token=generated.append
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = scheduler or Scheduler.from_settings(settings, clock=clock)
-        async with engine:
-            now = clock or SystemClock()
-            store = engine.store
-            app.state.authenticator, generated = await Authenticator.load(store, settings, now)
-            app.state.accounts = Accounts(store, now)
-            app.state.scheduler = engine
-            app.state.metrics, app.state.collector = build_registry(engine)
+        async with kairos.lifespan(app):
+            app.state.scheduler, app.state.accounts = kairos.scheduler, kairos.accounts
             if on_started is not None:
-                on_started(app, generated)
+                on_started(app, generated.pop() if generated else None)
             yield
 
     app = FastAPI(
@@ -66,30 +62,17 @@ def create_app(
         max_bytes=settings.max_request_bytes,
         max_batch_bytes=settings.max_batch_bytes,
     )
-    app.add_exception_handler(KairosError, _render_error)
-    app.add_exception_handler(RequestValidationError, _render_invalid)
-    # Routes are matched in order, and matching one costs a few microseconds: the most called
-    # (jobs, runs) go first. No two routers' paths overlap, so the order changes nothing else.
-    for module in (jobs, runs, ops, auth, tasks, triggers, cluster, targets, audit):
-        app.include_router(module.router)
-    web.install(app)
+    for router in kairos.routers():
+        app.include_router(router)
+    app.add_api_route("/", _to_ui, include_in_schema=False)
+    app.add_api_route("/ui", _ui_home, include_in_schema=False)
+    app.mount("/ui", kairos.ui())
     return app
 
 
-async def _render_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, KairosError)
-    return JSONResponse({"detail": exc.body()}, status_code=exc.status_code, headers=exc.headers())
+async def _to_ui() -> Response:
+    return RedirectResponse("/ui", status_code=307)
 
 
-async def _render_invalid(_request: Request, exc: Exception) -> JSONResponse:
-    """FastAPI's 422, except that an input holding NaN or infinity (which Python's JSON reader
-    takes and JSON cannot carry) is shown as text instead of failing the answer with a 500."""
-    assert isinstance(exc, RequestValidationError)
-    errors = jsonable_encoder(exc.errors())
-    for error in errors:
-        try:
-            json.dumps(error, allow_nan=False)
-        except ValueError:
-            error["input"] = str(error.get("input"))
-            error.pop("ctx", None)
-    return JSONResponse({"detail": errors}, status_code=422)
+async def _ui_home() -> Response:
+    return RedirectResponse("/ui/jobs", status_code=303)

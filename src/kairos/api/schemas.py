@@ -89,6 +89,11 @@ class JobOut(BaseModel):
     state: JobState = Field(
         description="scheduled, paused, tripped (paused by the circuit breaker) or finished"
     )
+    waiting_for_task: str | None = Field(
+        default=None,
+        description="the python task no live node has registered: the job's fires wait, due,"
+        " for a node that has it; null when some node can call the job",
+    )
     next_run_time: datetime | None = Field(description="in the job's time zone; null if none")
     created_at: datetime
     updated_at: datetime
@@ -164,11 +169,15 @@ class PreviewOut(BaseModel):
     fire_times: list[datetime]
 
 
-def job_out(job: JobRecord) -> JobOut:
+def job_out(job: JobRecord, served: frozenset[str] | None) -> JobOut:
+    """The job as the API shows it; ``served``: the python tasks live nodes have registered
+    (``Scheduler.tasks_served``), None where it does not matter."""
     spec = job.spec
     zone = spec.zone
+    needed = spec.target.task_needed
     return JobOut(
         id=job.id,
+        waiting_for_task=needed if served is not None and needed not in served else None,
         consecutive_failures=job.failures,
         pause_reason=job.pause_reason,
         state=job.state,

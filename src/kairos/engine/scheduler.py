@@ -73,9 +73,9 @@ class Scheduler:
         node_id: str | None = None,
         tasks: TaskRegistry | None = None,
     ) -> None:
-        """``tasks``: the functions python targets may name here. With it, a job put here
-        must name one of them, with arguments that fit; without it, any task name is
-        accepted (another node may know it), and its calls here fail."""
+        """``tasks``: the functions python targets may name here. While it holds any, a job
+        put here must name one of them, with arguments that fit; without any, every task name
+        is accepted (another node may have it), and such jobs are left to nodes that do."""
         self._store = store
         self._tasks = tasks
         self.node_id = node_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
@@ -353,6 +353,11 @@ class Scheduler:
         )
         return page_of(records, limit, lambda record: record.id)
 
+    @property
+    def tasks_served(self) -> frozenset[str]:
+        """The python tasks some live node has registered, as of this node's last heartbeat."""
+        return self.membership.tasks_served
+
     def missing_task(self, job: JobRecord) -> str | None:
         """The python task ``job`` needs that no live node has registered, as of this node's
         last heartbeat: its fires stay due until a node with the task joins. None when any
@@ -397,7 +402,13 @@ class Scheduler:
     def _check_target(self, spec: JobSpec) -> None:
         """``InvalidField`` if the spec's python target names a task unknown here, or
         arguments that do not fit it; nothing on a node without a task registry."""
-        if self._tasks is not None and isinstance(spec.target, PythonTarget):
+        # A node with no tasks at all (a plain ``kairos serve`` beside an application's
+        # workers) cannot know which tasks the others have.
+        if (
+            self._tasks is not None
+            and self._tasks.names()
+            and isinstance(spec.target, PythonTarget)
+        ):
             self._tasks.check(spec.target)
 
     async def _keep_secrets(self, job_id: str, spec: JobSpec) -> JobSpec:

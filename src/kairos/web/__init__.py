@@ -1,33 +1,60 @@
-"""The web UI at ``/ui``: server-rendered pages (Jinja2) made lively with htmx, served from the
-package so it works offline and behind a firewall."""
+"""The web UI: server-rendered pages (Jinja2) made lively with htmx, served from the package so
+it works offline and behind a firewall.
+
+``ui_app`` is an ASGI app of its own, mounted wherever its host likes (``kairos serve`` mounts it
+at ``/ui``): every link, form, redirect, asset and cookie path is made from the prefix it is
+mounted at (``root_path``), never written out.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from kairos.context import CONTEXT_KEY, Binding
+from kairos.errors import KairosError, NotStarted
 from kairos.web import jobs, pages
 from kairos.web.render import STATIC_DIR, page
-from kairos.web.session import Forbidden, SignInNeeded
+from kairos.web.session import Forbidden, SignInNeeded, root_of
 
-__all__ = ["install"]
+__all__ = ["ui_app"]
 
 
-def install(app: FastAPI) -> None:
-    """Mount the UI's pages, its static files and its error pages on ``app``."""
-    router = APIRouter(prefix="/ui", include_in_schema=False)
-    router.include_router(pages.router)
-    router.include_router(jobs.router)
-    app.include_router(router)
-    app.add_api_route("/ui", _home, include_in_schema=False)
-    app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
+def ui_app(binding: Binding) -> ASGIApp:
+    """The UI of the Kairos behind ``binding``: its pages, its static files, its error pages."""
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app.include_router(pages.router)
+    app.include_router(jobs.router)
+    app.add_api_route("/", _home, include_in_schema=False)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(SignInNeeded, _sign_in)
     app.add_exception_handler(Forbidden, _forbidden)
+    app.add_exception_handler(KairosError, _failed)
+    return _Bound(app, binding)
 
 
-async def _home() -> Response:
-    return RedirectResponse("/ui/jobs", status_code=303)
+class _Bound:
+    """Puts the context of its Kairos in every request (a 503 page while it is not running)."""
+
+    def __init__(self, app: ASGIApp, binding: Binding) -> None:
+        self._app = app
+        self._binding = binding
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            try:
+                scope[CONTEXT_KEY] = self._binding.require()
+            except NotStarted as exc:
+                response = PlainTextResponse(exc.detail, status_code=exc.status_code)
+                await response(scope, receive, send)
+                return
+        await self._app(scope, receive, send)
+
+
+async def _home(request: Request) -> Response:
+    return RedirectResponse(f"{root_of(request)}/jobs", status_code=303)
 
 
 async def _sign_in(request: Request, exc: Exception) -> Response:
@@ -40,3 +67,9 @@ async def _sign_in(request: Request, exc: Exception) -> Response:
 async def _forbidden(request: Request, exc: Exception) -> HTMLResponse:
     assert isinstance(exc, Forbidden)
     return page(request, "message.html", None, 403, heading="Not allowed", message=exc.message)
+
+
+async def _failed(request: Request, exc: Exception) -> HTMLResponse:
+    """What a page could not do (the database unreachable, say), said on a page."""
+    assert isinstance(exc, KairosError)
+    return page(request, "message.html", None, exc.status_code, heading="Error", message=str(exc))

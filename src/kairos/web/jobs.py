@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import TypeAdapter, ValidationError
 
 from kairos import triggers
+from kairos.context import context_of
 from kairos.engine import Scheduler
 from kairos.errors import InvalidField, JobExists, JobNotFound
 from kairos.identity import Scope
@@ -31,7 +32,7 @@ from kairos.triggers.describe import describe
 from kairos.web.chart import runs_chart
 from kairos.web.forms import UNITS, FieldError, JobForm, form_field
 from kairos.web.render import page
-from kairos.web.session import Viewer, ViewerDep
+from kairos.web.session import Viewer, ViewerDep, root_of
 
 __all__ = ["router"]
 
@@ -44,8 +45,7 @@ _JOB_ID = TypeAdapter[str](JobId)
 
 
 def _scheduler(request: Request) -> Scheduler:
-    scheduler: Scheduler = request.app.state.scheduler
-    return scheduler
+    return context_of(request).scheduler
 
 
 # The list ---------------------------------------------------------------------------------------
@@ -121,7 +121,7 @@ async def create_job(request: Request, who: ViewerDep) -> Response:
         errors = _errors(exc, form) | errors
     if errors:
         return _form_page(request, who, form, editing=False, errors=errors)
-    return RedirectResponse(_job_url(form.id), status_code=303)
+    return RedirectResponse(_job_url(request, form.id), status_code=303)
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
@@ -146,6 +146,7 @@ async def job_detail(request: Request, who: ViewerDep, job_id: str, note: str = 
         "job.html",
         who,
         job=job,
+        missing_task=_scheduler(request).missing_task(job),
         target=shown.target,
         words=describe(job.spec.trigger, zone),
         fires=fires,
@@ -184,7 +185,7 @@ async def save_job(request: Request, who: ViewerDep, job_id: str) -> Response:
             await scheduler.patch_job(job_id, changes, actor=who.principal.name)
     except (FieldError, ValidationError, InvalidField) as exc:
         return _form_page(request, who, form, editing=True, errors=_errors(exc, form))
-    return RedirectResponse(_job_url(job_id), status_code=303)
+    return RedirectResponse(_job_url(request, job_id), status_code=303)
 
 
 # Actions ----------------------------------------------------------------------------------------
@@ -210,7 +211,7 @@ async def act(request: Request, who: ViewerDep, job_id: str, action: str) -> Res
             await scheduler.delete_job(job_id, actor=actor)
             if request.headers.get("HX-Request"):
                 return HTMLResponse("")
-            return RedirectResponse("/ui/jobs", status_code=303)
+            return RedirectResponse(f"{root_of(request)}/jobs", status_code=303)
         else:
             return page(
                 request, "message.html", who, 404, heading="Not found", message="No such action."
@@ -220,7 +221,7 @@ async def act(request: Request, who: ViewerDep, job_id: str, action: str) -> Res
     if request.headers.get("HX-Request"):
         return page(request, "_job_row.html", who, job=job, note=note)
     suffix = f"?note={note}" if note else ""
-    return RedirectResponse(_job_url(job_id) + suffix, status_code=303)
+    return RedirectResponse(_job_url(request, job_id) + suffix, status_code=303)
 
 
 @router.post("/preview", response_class=HTMLResponse)
@@ -256,7 +257,8 @@ def _form_page(
     editing: bool,
     errors: dict[str, str] | None = None,
 ) -> Response:
-    action = _job_url(form.id) + "/edit" if editing else "/ui/new"
+    root = root_of(request)
+    action = _job_url(request, form.id) + "/edit" if editing else f"{root}/new"
     return page(
         request,
         "job_form.html",
@@ -266,7 +268,7 @@ def _form_page(
         editing=editing,
         errors=errors or {},
         action=action,
-        cancel=_job_url(form.id) if editing else "/ui/jobs",
+        cancel=_job_url(request, form.id) if editing else f"{root}/jobs",
         zones=_ZONES,
         units=list(UNITS),
         section="Jobs",
@@ -309,5 +311,5 @@ def _missing(request: Request, who: Viewer, job_id: str) -> Response:
     return page(request, "message.html", who, 404, heading="Job not found", message=message)
 
 
-def _job_url(job_id: str) -> str:
-    return "/ui/jobs/" + quote(job_id, safe="")
+def _job_url(request: Request, job_id: str) -> str:
+    return f"{root_of(request)}/jobs/" + quote(job_id, safe="")

@@ -8,14 +8,13 @@ from urllib.parse import urlparse
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from kairos.auth import Authenticator
-from kairos.engine import Scheduler
+from kairos.context import context_of
 from kairos.errors import InvalidField, JobNotFound, KairosError, TooManyAttempts, Unauthorized
 from kairos.identity import Scope
 from kairos.models import RunStatus
 from kairos.pagination import id_cursor
 from kairos.web.render import page
-from kairos.web.session import ViewerDep, check_origin, end_session, start_session
+from kairos.web.session import ViewerDep, check_origin, end_session, root_of, start_session
 
 __all__ = ["router"]
 
@@ -24,8 +23,8 @@ PAGE = 50
 
 
 @router.get("/login", response_class=HTMLResponse)
-async def login_form(request: Request, next: str = "/ui/jobs") -> Response:
-    return page(request, "login.html", None, next=_safe(next), username="", error=None)
+async def login_form(request: Request, next: str = "") -> Response:
+    return page(request, "login.html", None, next=_safe(request, next), username="", error=None)
 
 
 @router.post("/login", response_class=HTMLResponse)
@@ -34,11 +33,11 @@ async def login(
     username: Annotated[str, Form(max_length=64)] = "",
     password: Annotated[str, Form(max_length=1024)] = "",
     token: Annotated[str, Form(max_length=4096)] = "",
-    next: Annotated[str, Form()] = "/ui/jobs",
+    next: Annotated[str, Form()] = "",
 ) -> Response:
     """Password sign-in (as ``POST /auth/token``, slowed down alike), or a token pasted in."""
     check_origin(request)
-    authenticator: Authenticator = request.app.state.authenticator
+    authenticator = context_of(request).authenticator
     client = request.client.host if request.client else "unknown"
     max_age: int | None = None
     try:
@@ -50,17 +49,17 @@ async def login(
             session, max_age = issued.access_token, issued.expires_in
     except (Unauthorized, TooManyAttempts) as exc:
         status = exc.status_code
-        context = {"next": _safe(next), "username": username, "error": exc.detail}
+        context = {"next": _safe(request, next), "username": username, "error": exc.detail}
         return page(request, "login.html", None, status, **context)
-    response = RedirectResponse(_safe(next), status_code=303)
+    response = RedirectResponse(_safe(request, next), status_code=303)
     start_session(request, response, session, max_age)
     return response
 
 
 @router.post("/logout")
-async def logout(_viewer: ViewerDep) -> Response:
-    response = RedirectResponse("/ui/login", status_code=303)
-    end_session(response)
+async def logout(request: Request, _viewer: ViewerDep) -> Response:
+    response = RedirectResponse(f"{root_of(request)}/login", status_code=303)
+    end_session(request, response)
     return response
 
 
@@ -73,7 +72,7 @@ async def runs(
     cursor: str | None = None,
 ) -> Response:
     who.need(Scope.RUNS_READ)
-    scheduler: Scheduler = request.app.state.scheduler
+    scheduler = context_of(request).scheduler
     context = {"job_id": job_id, "status": status, "statuses": [s.value for s in RunStatus]}
     try:
         chosen = RunStatus(status) if status else None
@@ -99,7 +98,7 @@ async def runs(
 @router.get("/cluster", response_class=HTMLResponse)
 async def cluster(request: Request, who: ViewerDep) -> Response:
     who.need(Scope.ADMIN)
-    scheduler: Scheduler = request.app.state.scheduler
+    scheduler = context_of(request).scheduler
     nodes = await scheduler.list_nodes()
     return page(
         request,
@@ -121,7 +120,7 @@ async def audit(
     cursor: str | None = None,
 ) -> Response:
     who.need(Scope.ADMIN)
-    scheduler: Scheduler = request.app.state.scheduler
+    scheduler = context_of(request).scheduler
     records = await scheduler.audit_page(
         target=target or None, actor=actor or None, cursor=_ours(cursor), limit=PAGE
     )
@@ -137,11 +136,12 @@ async def audit(
     )
 
 
-def _safe(target: str) -> str:
+def _safe(request: Request, target: str) -> str:
     """Only a path of this UI: never an open redirect to another site."""
+    root = root_of(request)
     parsed = urlparse(target)
-    if parsed.scheme or parsed.netloc or not parsed.path.startswith("/ui/"):
-        return "/ui/jobs"
+    if parsed.scheme or parsed.netloc or not parsed.path.startswith(f"{root}/"):
+        return f"{root}/jobs"
     return target
 
 

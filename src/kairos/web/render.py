@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -10,12 +11,13 @@ from urllib.parse import urlencode
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
 
 from kairos import __version__
 from kairos.clock import from_us
 from kairos.models import JobRecord, RunRecord
 from kairos.triggers.describe import describe
-from kairos.web.session import Viewer
+from kairos.web.session import Viewer, root_of
 
 __all__ = ["STATIC_DIR", "page"]
 
@@ -47,11 +49,16 @@ def page(
     response: HTMLResponse = _templates.TemplateResponse(
         request,
         template,
-        {"viewer": viewer, "query": query, **context},
+        {"viewer": viewer, "query": query, "root": root_of(request), **context},
         status_code=status_code,
         headers=_SECURITY_HEADERS,
     )
     return response
+
+
+@pass_context
+def _static(context: Mapping[str, Any], name: str) -> str:
+    return f"{context['root']}/static/{name}?v={__version__}"
 
 
 def _iso(us: int | None) -> str:
@@ -79,7 +86,7 @@ def _pretty(detail: str) -> str:
 
 
 _templates.env.globals.update(
-    static=lambda name: f"/ui/static/{name}?v={__version__}",
+    static=_static,
     iso=_iso,
     describe=_describe,
     duration=_duration,

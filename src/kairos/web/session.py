@@ -1,10 +1,10 @@
 """Who is signed in to the web UI, and the checks every page and form goes through.
 
 The session is the bearer token itself (a user's access token, or an API key or the admin
-token given at sign-in), in an HttpOnly, SameSite=Strict cookie scoped to ``/ui``: scripts cannot
-read it and other sites cannot send it. Every form and htmx request also carries a CSRF token,
-an HMAC of the session under a key derived from the signing key, so every replica checks it
-alike without keeping sessions anywhere.
+token given at sign-in), in an HttpOnly, SameSite=Strict cookie scoped to the UI's path (``/ui``
+under ``kairos serve``): scripts cannot read it and other sites cannot send it. Every form and
+htmx request also carries a CSRF token, an HMAC of the session under a key derived from the
+signing key, so every replica checks it alike without keeping sessions anywhere.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlparse
 
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 
 from kairos.auth import Authenticator
+from kairos.context import context_of
 from kairos.errors import Unauthorized
 from kairos.identity import Principal, Scope
 
@@ -30,6 +32,7 @@ __all__ = [
     "check_origin",
     "csrf_token",
     "end_session",
+    "root_of",
     "start_session",
     "viewer",
 ]
@@ -81,7 +84,7 @@ async def viewer(request: Request) -> Viewer:
     token = request.cookies.get(COOKIE)
     if not token:
         raise SignInNeeded(_here(request))
-    authenticator: Authenticator = request.app.state.authenticator
+    authenticator = context_of(request).authenticator
     try:
         principal = await authenticator.authenticate(token)
     except Unauthorized:
@@ -126,18 +129,30 @@ def start_session(request: Request, response: Any, token: str, max_age_s: int | 
         COOKIE,
         token,
         max_age=max_age_s,
-        path="/ui",
+        path=_cookie_path(request),
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
     )
 
 
-def end_session(response: Any) -> None:
-    response.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="strict")
+def end_session(request: Request, response: Any) -> None:
+    response.delete_cookie(COOKIE, path=_cookie_path(request), httponly=True, samesite="strict")
+
+
+def root_of(request: HTTPConnection) -> str:
+    """The path the UI is mounted at (``/ui`` under ``kairos serve``), which every link of its
+    pages starts with."""
+    root: str = request.scope.get("root_path", "")
+    return root.rstrip("/")
+
+
+def _cookie_path(request: Request) -> str:
+    return root_of(request) or "/"
 
 
 def _here(request: Request) -> str:
     query = f"?{request.url.query}" if request.url.query else ""
-    target = request.url.path + query if request.method == "GET" else "/ui/jobs"
-    return f"/ui/login?next={quote(target, safe='')}"
+    root = root_of(request)
+    target = request.url.path + query if request.method == "GET" else f"{root}/jobs"
+    return f"{root}/login?next={quote(target, safe='')}"

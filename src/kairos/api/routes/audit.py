@@ -10,12 +10,13 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from kairos.api.deps import SchedulerDep, allowed
+from kairos.api.routing import KairosRoute
 from kairos.clock import from_us
 from kairos.identity import Scope
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["audit"], dependencies=[allowed(Scope.ADMIN)])
+router = APIRouter(route_class=KairosRoute, tags=["audit"], dependencies=[allowed(Scope.ADMIN)])
 
 
 class AuditOut(BaseModel):

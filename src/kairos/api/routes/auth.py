@@ -9,6 +9,7 @@ from fastapi import APIRouter, Form, Path, Request, status
 from pydantic import BaseModel, Field
 
 from kairos.api.deps import AccountsDep, AdminUser, AuthDep, Caller
+from kairos.api.routing import KairosRoute
 from kairos.auth import MAX_KEY_LIFETIME_S
 from kairos.clock import from_us
 from kairos.errors import InvalidField
@@ -16,7 +17,7 @@ from kairos.identity import ApiKeyRecord, Scope, parse_scopes, scope_text
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(route_class=KairosRoute, prefix="/auth", tags=["auth"])
 
 
 class TokenOut(BaseModel):

@@ -6,12 +6,13 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from kairos.api.deps import SchedulerDep, allowed
+from kairos.api.routing import KairosRoute
 from kairos.clock import from_us
 from kairos.identity import Scope
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["cluster"], dependencies=[allowed(Scope.ADMIN)])
+router = APIRouter(route_class=KairosRoute, tags=["cluster"], dependencies=[allowed(Scope.ADMIN)])
 
 
 class NodeOut(BaseModel):

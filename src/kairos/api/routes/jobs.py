@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response, status
-from fastapi.routing import APIRoute
 from pydantic import AfterValidator, TypeAdapter
 
 from kairos.api.deps import JobsWriter, SchedulerDep, allowed, authorize
 from kairos.api.routes.runs import run_page
+from kairos.api.routing import Handler, KairosRoute
 from kairos.api.schemas import (
     JobBatchIn,
     JobBatchOut,
@@ -23,7 +22,7 @@ from kairos.api.schemas import (
     job_out,
     run_out,
 )
-from kairos.engine import Scheduler
+from kairos.context import context_of
 from kairos.errors import InvalidField
 from kairos.identity import Scope
 from kairos.models import (
@@ -38,7 +37,7 @@ from kairos.pagination import job_query
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(route_class=KairosRoute, prefix="/jobs", tags=["jobs"])
 _READ = [allowed(Scope.JOBS_READ)]
 
 JobId = Annotated[str, Path(description="The job's id")]
@@ -50,20 +49,21 @@ NewJobId = Annotated[
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
-class _PutJobRoute(APIRoute):
+class _PutJobRoute(KairosRoute):
     """``PUT /jobs/{id}``, the call a deployment makes for every job it defines, answered
     without FastAPI's dependency and response-model machinery when the request is well formed:
     that machinery was half the route's time. Anything else (no bearer token, another content
-    type, an invalid id, JSON or spec) goes to the FastAPI handler of ``put_job``, so errors are
-    worded as on every other route; the OpenAPI document comes from ``put_job`` too."""
+    type, an invalid id, JSON or spec, the embedding app's own authentication) goes to the
+    FastAPI handler of ``put_job``, so errors are worded as on every other route; the OpenAPI
+    document comes from ``put_job`` too."""
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        standard = super().get_route_handler()
+    def endpoint_handler(self) -> Handler:
+        standard = super().endpoint_handler()
 
         async def handle(request: Request) -> Response:
             scheme, _, token = request.headers.get("authorization", "").partition(" ")
             json_body = request.headers.get("content-type") == "application/json"
-            if scheme.lower() != "bearer" or not token or not json_body:
+            if scheme.lower() != "bearer" or not token or not json_body or _host_auth(self):
                 return await standard(request)
             who = await authorize(request, token, _WRITES)  # first, as on the standard path
             try:
@@ -71,15 +71,19 @@ class _PutJobRoute(APIRoute):
                 spec = JobSpec.model_validate(json.loads(await request.body()))
             except Exception:  # invalid JSON, id or spec, or JSON nested too deep to read
                 return await standard(request)  # words the error (the body is cached)
-            scheduler: Scheduler = request.app.state.scheduler
+            scheduler = context_of(request).scheduler
             job, created = await scheduler.put_job(job_id, spec, actor=who.name)
             return Response(
-                job_out(job).model_dump_json(),
+                job_out(job, scheduler.tasks_served).model_dump_json(),
                 status_code=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
                 media_type="application/json",
             )
 
         return handle
+
+
+def _host_auth(route: KairosRoute) -> bool:
+    return route.binding is not None and route.binding.host_auth
 
 
 _WRITES = [Scope.JOBS_WRITE.value]
@@ -93,7 +97,7 @@ async def put_job(
     a run already started goes on. A rejected replacement leaves the old job untouched."""
     job, created = await scheduler.put_job(job_id, spec, actor=who.name)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    return job_out(job)
+    return job_out(job, scheduler.tasks_served)
 
 
 # Declared first: routes are tried in order, and this is the most called.
@@ -121,13 +125,17 @@ async def list_jobs(
     ``cursor`` (with the same filters) for the next page."""
     query = job_query(prefix=q, state=state, tag=tag, sort=sort)
     page = await scheduler.job_page(query, limit, cursor)
-    return JobPage(items=[job_out(job) for job in page.items], next_cursor=page.next_cursor)
+    return JobPage(
+        items=[job_out(job, scheduler.tasks_served) for job in page.items],
+        next_cursor=page.next_cursor,
+    )
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def create_job(scheduler: SchedulerDep, who: JobsWriter, body: JobCreate) -> JobOut:
     """Create a job; 409 if the id is taken (``PUT /jobs/{id}`` replaces instead)."""
-    return job_out(await scheduler.create_job(body.id, body.spec(), actor=who.name))
+    job = await scheduler.create_job(body.id, body.spec(), actor=who.name)
+    return job_out(job, scheduler.tasks_served)
 
 
 @router.post(":batch")
@@ -147,7 +155,7 @@ async def put_jobs(scheduler: SchedulerDep, who: JobsWriter, body: JobBatchIn) -
 
 @router.get("/{job_id}", dependencies=_READ)
 async def get_job(scheduler: SchedulerDep, job_id: JobId) -> JobOut:
-    return job_out(await scheduler.get_job(job_id))
+    return job_out(await scheduler.get_job(job_id), scheduler.tasks_served)
 
 
 @router.patch("/{job_id}")
@@ -161,7 +169,9 @@ async def patch_job(
     unknown = sorted(set(changes) - set(JobSpec.model_fields))
     if unknown:
         raise InvalidField([unknown[0]], f"not a field that can be changed: {unknown[0]!r}")
-    return job_out(await scheduler.patch_job(job_id, changes, actor=who.name))
+    return job_out(
+        await scheduler.patch_job(job_id, changes, actor=who.name), scheduler.tasks_served
+    )
 
 
 @router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -179,13 +189,13 @@ async def delete_job(
 
 @router.post("/{job_id}/pause")
 async def pause_job(scheduler: SchedulerDep, who: JobsWriter, job_id: JobId) -> JobOut:
-    return job_out(await scheduler.pause_job(job_id, actor=who.name))
+    return job_out(await scheduler.pause_job(job_id, actor=who.name), scheduler.tasks_served)
 
 
 @router.post("/{job_id}/resume")
 async def resume_job(scheduler: SchedulerDep, who: JobsWriter, job_id: JobId) -> JobOut:
     """Resume; the schedule continues from now and fires missed while paused are not run."""
-    return job_out(await scheduler.resume_job(job_id, actor=who.name))
+    return job_out(await scheduler.resume_job(job_id, actor=who.name), scheduler.tasks_served)
 
 
 @router.post("/{job_id}/run", status_code=status.HTTP_202_ACCEPTED)

@@ -7,10 +7,12 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kairos.api.deps import SchedulerDep
+from kairos.api.routing import KairosRoute
+from kairos.context import context_of
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(route_class=KairosRoute, tags=["operations"])
 
 
 @router.get("/healthz")
@@ -34,5 +36,6 @@ async def readyz(scheduler: SchedulerDep) -> Response:
 @router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(request: Request) -> Response:
     """Prometheus text format."""
-    await request.app.state.collector.refresh()
-    return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)
+    context = context_of(request)
+    await context.collector.refresh()
+    return Response(generate_latest(context.metrics), media_type=CONTENT_TYPE_LATEST)

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from kairos.api.deps import SchedulerDep, allowed
+from kairos.api.routing import KairosRoute
 from kairos.api.schemas import RunOut, RunPage, run_out
 from kairos.engine import Scheduler
 from kairos.identity import Scope
@@ -15,7 +16,9 @@ from kairos.pagination import MAX_ID
 
 __all__ = ["router", "run_page"]
 
-router = APIRouter(prefix="/runs", tags=["runs"], dependencies=[allowed(Scope.RUNS_READ)])
+router = APIRouter(
+    route_class=KairosRoute, prefix="/runs", tags=["runs"], dependencies=[allowed(Scope.RUNS_READ)]
+)
 
 
 @router.get("")

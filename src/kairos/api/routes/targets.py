@@ -6,11 +6,12 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from kairos.api.deps import SchedulerDep, allowed
+from kairos.api.routing import KairosRoute
 from kairos.identity import Scope
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["cluster"], dependencies=[allowed(Scope.ADMIN)])
+router = APIRouter(route_class=KairosRoute, tags=["cluster"], dependencies=[allowed(Scope.ADMIN)])
 
 
 class TargetHostOut(BaseModel):

@@ -5,12 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from kairos.api.deps import JobsWriter, SchedulerDep
+from kairos.api.routing import KairosRoute
 from kairos.api.schemas import TaskIn, TaskOut, job_out
 from kairos.errors import InvalidField, JobNotFound, NotFound
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/tasks", tags=["tasks"])
+router = APIRouter(route_class=KairosRoute, prefix="/tasks", tags=["tasks"])
 
 
 @router.post("")
@@ -22,7 +23,7 @@ async def put_task(scheduler: SchedulerDep, who: JobsWriter, task: TaskIn) -> Ta
         if exc.loc[:1] == ("trigger",):
             raise InvalidField(["crontab"], exc.message) from None
         raise
-    return TaskOut(job_id=job.id, created=created, next_run_time=job_out(job).next_run_time)
+    return TaskOut(job_id=job.id, created=created, next_run_time=job_out(job, None).next_run_time)
 
 
 @router.delete("/{task_id}")

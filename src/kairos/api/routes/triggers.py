@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from kairos.api.deps import SchedulerDep, allowed
+from kairos.api.routing import KairosRoute
 from kairos.api.schemas import PreviewIn, PreviewOut
 from kairos.identity import Scope
 from kairos.models import parse_zone
@@ -12,7 +13,12 @@ from kairos.triggers.describe import describe
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/triggers", tags=["triggers"], dependencies=[allowed(Scope.JOBS_READ)])
+router = APIRouter(
+    route_class=KairosRoute,
+    prefix="/triggers",
+    tags=["triggers"],
+    dependencies=[allowed(Scope.JOBS_READ)],
+)
 
 
 @router.post("/preview")

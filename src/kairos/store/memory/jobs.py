@@ -13,7 +13,15 @@ from kairos.models import JobRecord, JobState, RunStatus
 from kairos.store.base import JobQuery
 from kairos.store.memory.tables import Tables, check_int64
 
-__all__ = ["count_jobs", "delete_job", "insert_job", "list_jobs", "update_job", "upsert_jobs"]
+__all__ = [
+    "count_jobs",
+    "count_jobs_by_task",
+    "delete_job",
+    "insert_job",
+    "list_jobs",
+    "update_job",
+    "upsert_jobs",
+]
 
 _DELETED = "the job was deleted before this run started"
 # A batch this large is audited without each job's definition (only who created or replaced it).
