@@ -73,7 +73,9 @@ async def test_a_run_its_node_finishes_while_another_takes_it_over_keeps_its_out
     async with elsewhere(store_url) as node:
         finish = "UPDATE kairos_runs SET status = 'succeeded', finished_us = %s WHERE id = %s"
         await node.execute(finish, (NOW + S, run.id))
-        taking_over = asyncio.create_task(store.interrupt_running("n1", retries=1))
+        taking_over = asyncio.create_task(
+            store.interrupt_running("n1", retries=1, policy=every_minute)
+        )
         await until_waiting(store_url)
         await node.commit()
     assert await taking_over == 0
@@ -125,7 +127,9 @@ async def test_a_job_replaced_while_its_probe_is_interrupted_gets_no_probe(
     assert (await store.get_job("a")).next_run_us is None  # while its probe runs
     async with elsewhere(store_url) as putting:
         await replace_job_a(putting)
-        interrupting = asyncio.create_task(store.interrupt_running("n", retries=0))
+        interrupting = asyncio.create_task(
+            store.interrupt_running("n", retries=0, policy=every_minute)
+        )
         await until_waiting(store_url)
         await putting.commit()
     assert await interrupting == 1

@@ -343,7 +343,9 @@ async def test_a_fire_due_with_a_retry_queues_behind_it_instead_of_being_skipped
 ) -> None:
     await store.insert_job(record("a", NOW))
     cut = (await store.claim_due(NOW, 10, "n1", Planner())).started[0].run
-    await store.interrupt_running("n1", retries=1)  # retried as attempt 2, queued
+    await store.interrupt_running(
+        "n1", retries=1, policy=every_minute
+    )  # retried as attempt 2, queued
     claim = await store.claim_due(NOW + 60 * S, 10, "n2", Planner())
     assert [(s.run.scheduled_for_us, s.run.attempt) for s in claim.started] == [
         (cut.scheduled_for_us, 2)
@@ -375,7 +377,7 @@ async def test_a_failed_run_can_queue_its_next_attempt_due_later(store: Store) -
 async def test_a_retry_is_queued_only_by_the_node_still_holding_the_run(store: Store) -> None:
     await store.insert_job(record("a", NOW))
     run = (await store.claim_due(NOW, 10, "n1", every_minute)).started[0].run
-    await store.interrupt_running("n1", retries=0)
+    await store.interrupt_running("n1", retries=0, policy=every_minute)
     late = FinishedRun(run.id, RunStatus.FAILED, NOW, NOW + S, retry_due_us=NOW + 2 * S)
     await store.finish_runs("n1", [late])
     assert (
@@ -430,7 +432,7 @@ async def test_a_probe_cut_short_for_good_sets_the_next_probe(
     assert len(probe.started) == 1
     assert (await store.get_job("a")).next_run_us is None  # while its probe runs
     before_us = time.time_ns() // 1000
-    assert await store.interrupt_running("n", retries=0) == 1
+    assert await store.interrupt_running("n", retries=0, policy=every_minute) == 1
     job = await store.get_job("a")
     assert job.spec.paused is True
     assert job.pause_reason is not None
@@ -472,7 +474,7 @@ async def test_a_tripped_breaker_probes_then_resumes_on_success(store: Store) ->
 async def test_a_verdict_from_a_node_that_lost_its_run_is_ignored(store: Store) -> None:
     await store.insert_job(record("a", NOW))
     run = (await store.claim_due(NOW, 10, "n1", every_minute)).started[0].run
-    await store.interrupt_running("n1", retries=0)
+    await store.interrupt_running("n1", retries=0, policy=every_minute)
     late = FinishedRun(run.id, RunStatus.FAILED, NOW, NOW + S, verdict=failing(limit=1))
     await store.finish_runs("n1", [late])
     assert (await store.get_job("a")).failures == 0
@@ -552,8 +554,8 @@ async def test_interrupt_running_marks_only_unfinished_runs_and_retries(store: S
     await store.finish_runs(
         "n", [FinishedRun(started[0].run.id, RunStatus.SUCCEEDED, NOW, NOW + 1)]
     )
-    assert await store.interrupt_running("other-node", retries=1) == 0
-    assert await store.interrupt_running(None, retries=1) == 1
+    assert await store.interrupt_running("other-node", retries=1, policy=every_minute) == 0
+    assert await store.interrupt_running(None, retries=1, policy=every_minute) == 1
     runs = await store.list_runs(job_id=None, status=None, before_id=None, limit=10)
     by_attempt = {(r.job_id, r.attempt): r for r in runs}
     assert by_attempt[("a", 1)].status is RunStatus.SUCCEEDED
@@ -564,14 +566,14 @@ async def test_interrupt_running_marks_only_unfinished_runs_and_retries(store: S
     # The retry starts on the next claim; interrupted again, it has no attempt left.
     claim = await store.claim_due(NOW + 1, 10, "n", every_minute)
     assert [(s.run.job_id, s.run.attempt) for s in claim.started] == [("b", 2)]
-    assert await store.interrupt_running("n", retries=1) == 1
+    assert await store.interrupt_running("n", retries=1, policy=every_minute) == 1
     assert len(await store.list_runs(job_id="b", status=None, before_id=None, limit=10)) == 2
 
 
 async def test_a_finish_from_a_node_that_lost_its_run_is_ignored(store: Store) -> None:
     await store.insert_job(record("a", NOW))
     run = (await store.claim_due(NOW, 1, "n1", every_minute)).started[0].run
-    await store.interrupt_running("n1", retries=0)
+    await store.interrupt_running("n1", retries=0, policy=every_minute)
     await store.finish_runs("n1", [FinishedRun(run.id, RunStatus.SUCCEEDED, NOW, NOW + 9)])
     assert (await store.get_run(run.id)).status is RunStatus.INTERRUPTED
 
@@ -586,9 +588,11 @@ async def test_nodes_beat_and_dead_ones_are_taken_over_once(store: Store) -> Non
     assert nodes["doomed"].running == 1
     assert nodes["alive"].running == 0
     assert 0 <= nodes["alive"].heartbeat_age_us < 60 * S
-    assert await store.take_over(lease_us=60 * S, retries=1) == []
+    assert await store.take_over(lease_us=60 * S, retries=1, policy=every_minute) == []
     await asyncio.sleep(0.01)  # both heartbeats are now older than a 1 ms lease
-    taken = await asyncio.gather(*(store.take_over(lease_us=1000, retries=1) for _ in range(3)))
+    taken = await asyncio.gather(
+        *(store.take_over(lease_us=1000, retries=1, policy=every_minute) for _ in range(3))
+    )
     assert sorted(node for batch in taken for node in batch) == ["alive", "doomed"]
     assert (await store.get_run(run.id)).status is RunStatus.INTERRUPTED
     retried = await store.list_runs(job_id="a", status=RunStatus.SCHEDULED, before_id=None, limit=5)

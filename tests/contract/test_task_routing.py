@@ -64,7 +64,7 @@ async def test_nodes_list_their_tasks_and_forget_them_when_they_go(store: Store)
     assert {n.id: n.tasks for n in await store.list_nodes()} == {"worker": {"index"}}
     await store.insert_job(python_job("p"))
     await asyncio.sleep(0.01)
-    assert await store.take_over(lease_us=1000, retries=1) == ["worker"]
+    assert await store.take_over(lease_us=1000, retries=1, policy=every_minute) == ["worker"]
     await store.heartbeat("again", "host-d")
     # A node that lost its tasks' rows with its registration claims none of them.
     assert (await store.claim_due(NOW, 10, "worker", every_minute)).started == []

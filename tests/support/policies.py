@@ -22,5 +22,8 @@ class PlanPolicy:
     def plan_due(self, job: JobRecord, now_us: int, slots: Slots) -> FirePlan:
         return self._plan(job, now_us, slots)
 
+    def next_probe_us(self, job: JobRecord, now_us: int) -> int | None:
+        return self._planner.next_probe_us(job, now_us)
+
     def admit_queued(self, run: QueuedRun, job: JobRecord, now_us: int, slots: Slots) -> PlannedRun:
         return self._planner.admit_queued(run, job, now_us, slots)

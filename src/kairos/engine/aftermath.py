@@ -86,7 +86,6 @@ class Aftermath:
             job.failures == 0 if outcome.succeeded else spec.max_consecutive_failures is None
         ):
             return None
-        after = spec.auto_resume_after
         resume: tuple[int | None, int | None] = (None, None)
         if probe and outcome.succeeded:
             unpaused = spec.model_copy(update={"paused": False})
@@ -97,7 +96,7 @@ class Aftermath:
             limit=spec.max_consecutive_failures,
             probe=probe,
             decided_us=now_us,
-            next_probe_us=None if after is None else now_us + int(after * 1_000_000),
+            next_probe_us=self._planner.next_probe_us(job, now_us),
             resume=resume,
             pause_reason=None if outcome.succeeded else _pause_reason(started, outcome),
         )

@@ -152,7 +152,9 @@ class Dispatcher:
             await asyncio.gather(*pending, return_exceptions=True)
         await cancelled(self._flush_task)
         await self._flush()
-        await self._store.interrupt_running(self._node_id, retries=self._interrupted_retries)
+        await self._store.interrupt_running(
+            self._node_id, retries=self._interrupted_retries, policy=self._planner
+        )
 
     # The loop ----------------------------------------------------------------------------------
 

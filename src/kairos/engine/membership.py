@@ -9,9 +9,10 @@ import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 
+from kairos.engine.policies import Planner
 from kairos.engine.tasks import in_background
 from kairos.errors import StoreUnavailable
-from kairos.store import Store
+from kairos.store import ClaimPolicy, Store
 
 __all__ = ["Membership"]
 
@@ -38,6 +39,7 @@ class Membership:
         on_takeover: Callable[[], None],
         on_store_error: Callable[[str], None] = lambda operation: None,
         tasks: Callable[[], frozenset[str]] = frozenset,
+        policy: ClaimPolicy | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """``monotonic``: seconds from a clock that never goes back, to age this node's last
@@ -51,6 +53,7 @@ class Membership:
         self._on_takeover = on_takeover
         self._on_store_error = on_store_error
         self._tasks = tasks
+        self._policy = policy or Planner()
         self._monotonic = monotonic
         self._last_beat: float | None = None
         self.tasks_served: frozenset[str] = frozenset()
@@ -97,7 +100,7 @@ class Membership:
 
     async def _take_over(self) -> None:
         lease_us = int(self._lease_s * 1_000_000)
-        dead = await self._store.take_over(lease_us, retries=self._retries)
+        dead = await self._store.take_over(lease_us, retries=self._retries, policy=self._policy)
         if dead:
             log.warning("took over the runs of dead nodes: %s", ", ".join(dead))
             self._on_takeover()

@@ -66,6 +66,12 @@ class Planner:
                 self._triggers.popitem(last=False)
         return trigger
 
+    def next_probe_us(self, job: JobRecord, now_us: int) -> int | None:
+        """When the circuit breaker probes ``job`` next after a failure (or an interrupted
+        probe) at ``now_us``: ``auto_resume_after`` later; None without it."""
+        after = job.spec.auto_resume_after
+        return None if after is None else now_us + int(after * 1_000_000)
+
     def first_fire(self, spec: JobSpec, trigger: Trigger, now_us: int) -> tuple[int, int] | None:
         """(nominal, due) of the fire a job created or resumed at ``now_us`` waits for."""
         fire = trigger.first_fire(from_us(now_us))

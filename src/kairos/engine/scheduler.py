@@ -117,6 +117,7 @@ class Scheduler:
             on_takeover=self._dispatcher.wake,
             on_store_error=self.telemetry.store_error,
             tasks=tasks.names if tasks is not None else frozenset,
+            policy=self._planner,
         )
 
     @classmethod
@@ -175,7 +176,9 @@ class Scheduler:
         await self._store.open()
         if self._store.single_process:
             retries = self._options.interrupted_retries
-            interrupted = await self._store.interrupt_running(None, retries=retries)
+            interrupted = await self._store.interrupt_running(
+                None, retries=retries, policy=self._planner
+            )
             if interrupted:
                 log.warning("%d runs left running by a previous process: interrupted", interrupted)
         await self._store.watch(self._on_change)

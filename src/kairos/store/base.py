@@ -82,11 +82,18 @@ class FirePlan:
 
 
 class ClaimPolicy(Protocol):
-    """What ``Store.claim_due`` asks about each piece of due work, inside its transaction. Pure
-    decisions over a job, a clock reading and its ``Slots``: the store applies them."""
+    """What ``Store.claim_due`` asks about each piece of due work, and ``interrupt_running``
+    and ``take_over`` about a breaker's probe they interrupt for good, inside their
+    transactions. Pure decisions over a job, a clock reading and its ``Slots``: the store
+    applies them."""
 
     def plan_due(self, job: JobRecord, now_us: int, slots: Slots) -> FirePlan:
         """The fate of every fire of ``job`` due at ``now_us`` and the job's next fire."""
+        ...
+
+    def next_probe_us(self, job: JobRecord, now_us: int) -> int | None:
+        """When the circuit breaker next probes ``job``, which it paused and whose probe was
+        interrupted for good at ``now_us``; None: it stays paused until resumed by hand."""
         ...
 
     def admit_queued(self, run: QueuedRun, job: JobRecord, now_us: int, slots: Slots) -> PlannedRun:
@@ -293,10 +300,13 @@ class RunLedger(ABC):
         whose failure paused their job, with the reason (run id -> reason)."""
 
     @abstractmethod
-    async def interrupt_running(self, node_id: str | None, *, retries: int) -> int:
+    async def interrupt_running(
+        self, node_id: str | None, *, retries: int, policy: ClaimPolicy
+    ) -> int:
         """Mark ``running`` runs (of ``node_id``, or of every node if None) ``interrupted``,
         and queue attempt n+1 of each (same scheduled time) while n <= ``retries``, if its job
-        still exists. Return how many were interrupted."""
+        still exists. A job whose circuit breaker's probe is so interrupted for good gets its
+        next probe at ``policy.next_probe_us``. Return how many were interrupted."""
 
     @abstractmethod
     async def get_run(self, run_id: int) -> RunRecord:
@@ -344,7 +354,7 @@ class NodeRegistry(ABC):
     async def deregister_node(self, node_id: str) -> None: ...
 
     @abstractmethod
-    async def take_over(self, lease_us: int, *, retries: int) -> list[str]:
+    async def take_over(self, lease_us: int, *, retries: int, policy: ClaimPolicy) -> list[str]:
         """Declare nodes silent for longer than ``lease_us`` dead, interrupt the runs they held
         (retrying as ``interrupt_running`` does) and forget them. Return their ids. Safe to call
         from every node at once: each dead node is taken over by one."""

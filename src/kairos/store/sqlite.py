@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
 from kairos.errors import StoreUnavailable
+from kairos.store.base import ClaimPolicy
 from kairos.store.liveness import NodeLocks
 from kairos.store.sql import SqlStore
 from kairos.store.sql.dialect import SqlDialect
@@ -98,8 +99,8 @@ class SQLiteStore(SqlStore):
         if self._locks is not None:
             self._locks.release(node_id)
 
-    async def take_over(self, lease_us: int, *, retries: int) -> list[str]:
-        dead = await super().take_over(lease_us, retries=retries)
+    async def take_over(self, lease_us: int, *, retries: int, policy: ClaimPolicy) -> list[str]:
+        dead = await super().take_over(lease_us, retries=retries, policy=policy)
         if self._locks is not None:
             self._locks.forget(dead)
         return dead

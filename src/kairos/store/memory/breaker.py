@@ -9,7 +9,7 @@ from typing import Any
 
 from kairos.identity import Actor
 from kairos.models import JobRecord
-from kairos.store.base import Verdict
+from kairos.store.base import ClaimPolicy, Verdict
 from kairos.store.memory.tables import Tables
 
 __all__ = ["judge", "rearm_probes", "set_paused"]
@@ -81,16 +81,16 @@ def set_paused(
     return True
 
 
-def rearm_probes(t: Tables, job_ids: Iterable[str], now_us: int) -> None:
+def rearm_probes(t: Tables, job_ids: Iterable[str], now_us: int, policy: ClaimPolicy) -> None:
     """A probe of a job the circuit breaker paused was interrupted for good: its job has no
-    next fire, so it would stay paused until resumed by hand. Set the next probe."""
+    next fire, so it would stay paused until resumed by hand. Set the next probe where
+    ``policy`` gives one."""
     for job_id in job_ids:
         job = t.jobs.get(job_id)
         if job is None or not _tripped(job) or job.next_run_us is not None:
             continue
-        after = job.spec.auto_resume_after
-        if after is not None:
-            probe_us = now_us + int(after * 1_000_000)
+        probe_us = policy.next_probe_us(job, now_us)
+        if probe_us is not None:
             t.put_job(dataclasses.replace(job, next_fire_us=probe_us, next_run_us=probe_us))
 
 

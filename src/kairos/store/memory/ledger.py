@@ -203,7 +203,9 @@ def finish(t: Tables, node_id: str, finished: Sequence[FinishedRun]) -> dict[int
     return paused
 
 
-def interrupt(t: Tables, run_ids: Iterable[int], now_us: int, retries: int) -> int:
+def interrupt(
+    t: Tables, run_ids: Iterable[int], now_us: int, retries: int, policy: ClaimPolicy
+) -> int:
     """Mark the runs ``run_ids`` (running ones) interrupted and queue their retries; return how
     many there were."""
     victims = [t.runs[run_id] for run_id in sorted(run_ids)]
@@ -214,7 +216,8 @@ def interrupt(t: Tables, run_ids: Iterable[int], now_us: int, retries: int) -> i
     for run in alive:
         if run.attempt <= retries:
             _queue(t, run, run.scheduled_for_us)
-    breaker.rearm_probes(t, {run.job_id for run in alive if run.attempt > retries}, now_us)
+    given_up = {run.job_id for run in alive if run.attempt > retries}
+    breaker.rearm_probes(t, given_up, now_us, policy)
     return len(victims)
 
 

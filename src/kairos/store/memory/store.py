@@ -150,13 +150,15 @@ class MemoryStore(Store):
     async def finish_runs(self, node_id: str, finished: Sequence[FinishedRun]) -> dict[int, str]:
         return self._write(lambda t: ledger.finish(t, node_id, finished)) if finished else {}
 
-    async def interrupt_running(self, node_id: str | None, *, retries: int) -> int:
+    async def interrupt_running(
+        self, node_id: str | None, *, retries: int, policy: ClaimPolicy
+    ) -> int:
         def change(t: Tables) -> int:
             if node_id is None:
                 held = [run_id for ids in t.running_by_node.values() for run_id in ids]
             else:
                 held = list(t.running_by_node.get(node_id, ()))
-            return ledger.interrupt(t, held, self._clock.now_us(), retries)
+            return ledger.interrupt(t, held, self._clock.now_us(), retries, policy)
 
         return self._write(change)
 
@@ -228,7 +230,7 @@ class MemoryStore(Store):
     async def deregister_node(self, node_id: str) -> None:
         self._write(lambda t: t.drop(t.nodes, node_id))
 
-    async def take_over(self, lease_us: int, *, retries: int) -> list[str]:
+    async def take_over(self, lease_us: int, *, retries: int, policy: ClaimPolicy) -> list[str]:
         def change(t: Tables) -> list[str]:
             now_us = self._clock.now_us()
             dead = [id_ for id_, row in t.nodes.items() if row.heartbeat_us < now_us - lease_us]
@@ -236,7 +238,8 @@ class MemoryStore(Store):
                 t.drop(t.nodes, node_id)
             # Runs of nodes with no row at all (forgotten) are orphans: take them too.
             orphans = [ids for node, ids in t.running_by_node.items() if node not in t.nodes]
-            ledger.interrupt(t, [run_id for ids in orphans for run_id in ids], now_us, retries)
+            orphaned = [run_id for ids in orphans for run_id in ids]
+            ledger.interrupt(t, orphaned, now_us, retries, policy)
             return dead
 
         return self._write(change)

@@ -9,11 +9,11 @@ from sqlalchemy import ColumnElement, Connection, bindparam, select, update
 
 from kairos.identity import Actor
 from kairos.models import JobSpec
-from kairos.store.base import Verdict
+from kairos.store.base import ClaimPolicy, Verdict
 from kairos.store.schema import jobs
 from kairos.store.sql.accounts import audit_row, write_audit
 from kairos.store.sql.backend import Backend
-from kairos.store.sql.rows import MOVE_JOBS
+from kairos.store.sql.rows import JOB_COLUMNS, MOVE_JOBS
 
 __all__ = ["COUNT_FAILURE", "judge", "rearm_probes", "set_paused"]
 
@@ -100,11 +100,14 @@ def set_paused(
     return True
 
 
-def rearm_probes(conn: Connection, db: Backend, job_ids: set[str], now_us: int) -> None:
+def rearm_probes(
+    conn: Connection, db: Backend, job_ids: set[str], now_us: int, policy: ClaimPolicy
+) -> None:
     """A probe of a job the circuit breaker paused was interrupted for good: its job has no
-    next fire, so it would stay paused until resumed by hand. Set the next probe."""
+    next fire, so it would stay paused until resumed by hand. Set the next probe where
+    ``policy`` gives one."""
     tripped = conn.execute(
-        select(jobs.c.id, jobs.c.spec)
+        select(*JOB_COLUMNS)
         .where(
             jobs.c.id.in_(job_ids),
             jobs.c.pause_reason.is_not(None),
@@ -112,9 +115,9 @@ def rearm_probes(conn: Connection, db: Backend, job_ids: set[str], now_us: int) 
         )
         .with_for_update()  # a job replaced meanwhile must not get this probe
     ).all()
-    for job_id, spec_json in tripped:
-        after = JobSpec.from_stored(spec_json).auto_resume_after
-        if after is not None:
-            probe_us = now_us + int(after * 1_000_000)
-            MOVE_JOBS.execute(conn, {"b_id": job_id, "b_fire": probe_us, "b_run": probe_us})
-            db._notify(conn, probe_us, job_id)
+    for row in tripped:
+        job = db._due_job(row)
+        probe_us = policy.next_probe_us(job, now_us)
+        if probe_us is not None:
+            MOVE_JOBS.execute(conn, {"b_id": job.id, "b_fire": probe_us, "b_run": probe_us})
+            db._notify(conn, probe_us, job.id)

@@ -326,14 +326,21 @@ def finish(
     return paused
 
 
-def interrupt_running(conn: Connection, *, db: Backend, node_id: str | None, retries: int) -> int:
+def interrupt_running(
+    conn: Connection, *, db: Backend, node_id: str | None, retries: int, policy: ClaimPolicy
+) -> int:
     """``Store.interrupt_running``."""
     condition = runs.c.node_id == node_id if node_id is not None else true()
-    return interrupt(conn, db, condition, db._db_now_us(conn), retries)
+    return interrupt(conn, db, condition, db._db_now_us(conn), retries, policy)
 
 
 def interrupt(
-    conn: Connection, db: Backend, condition: ColumnElement[bool], now_us: int, retries: int
+    conn: Connection,
+    db: Backend,
+    condition: ColumnElement[bool],
+    now_us: int,
+    retries: int,
+    policy: ClaimPolicy,
 ) -> int:
     """Mark the running runs that meet ``condition`` interrupted and queue their retries;
     return how many there were."""
@@ -360,7 +367,7 @@ def interrupt(
         db._notify(conn, None)
     given_up = {v.job_id for v in victims if v.attempt > retries and v.job_id in alive}
     if given_up:
-        breaker.rearm_probes(conn, db, given_up, now_us)
+        breaker.rearm_probes(conn, db, given_up, now_us, policy)
     return len(victims)
 
 

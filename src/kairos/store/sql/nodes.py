@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, bindparam, func, insert, select
 
-from kairos.store.base import NodeInfo
+from kairos.store.base import ClaimPolicy, NodeInfo
 from kairos.store.schema import IS_RUNNING, meta, node_tasks, nodes, runs
 from kairos.store.sql import ledger
 from kairos.store.sql.backend import Backend
@@ -36,7 +36,9 @@ def deregister(conn: Connection, *, node_id: str) -> None:
     conn.execute(node_tasks.delete().where(node_tasks.c.node_id == node_id))
 
 
-def take_over(conn: Connection, *, db: Backend, lease_us: int, retries: int) -> list[str]:
+def take_over(
+    conn: Connection, *, db: Backend, lease_us: int, retries: int, policy: ClaimPolicy
+) -> list[str]:
     """``Store.take_over``: the nodes found dead."""
     now_us = db._db_now_us(conn)
     stale = select(nodes.c.id).where(nodes.c.heartbeat_us < now_us - lease_us)
@@ -45,7 +47,7 @@ def take_over(conn: Connection, *, db: Backend, lease_us: int, retries: int) -> 
     dead += sorted(db._gone(conn, living))
     # Runs of nodes with no row at all (forgotten) are orphans: take them too.
     known = select(nodes.c.id).where(nodes.c.id.not_in(dead))
-    ledger.interrupt(conn, db, runs.c.node_id.not_in(known), now_us, retries)
+    ledger.interrupt(conn, db, runs.c.node_id.not_in(known), now_us, retries, policy)
     if dead:
         conn.execute(nodes.delete().where(nodes.c.id.in_(dead)))
         conn.execute(node_tasks.delete().where(node_tasks.c.node_id.in_(dead)))

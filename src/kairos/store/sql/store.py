@@ -297,8 +297,12 @@ class SqlStore(SqlConnections, SqlAccounts, Store):
             partial(ledger.finish, db=self, node_id=node_id, finished=finished)
         )
 
-    async def interrupt_running(self, node_id: str | None, *, retries: int) -> int:
-        tx = partial(ledger.interrupt_running, db=self, node_id=node_id, retries=retries)
+    async def interrupt_running(
+        self, node_id: str | None, *, retries: int, policy: ClaimPolicy
+    ) -> int:
+        tx = partial(
+            ledger.interrupt_running, db=self, node_id=node_id, retries=retries, policy=policy
+        )
         return await self._write(tx)
 
     async def get_run(self, run_id: int) -> RunRecord:
@@ -358,10 +362,9 @@ class SqlStore(SqlConnections, SqlAccounts, Store):
     async def deregister_node(self, node_id: str) -> None:
         await self._write(partial(nodes.deregister, node_id=node_id))
 
-    async def take_over(self, lease_us: int, *, retries: int) -> list[str]:
-        return await self._write(
-            partial(nodes.take_over, db=self, lease_us=lease_us, retries=retries)
-        )
+    async def take_over(self, lease_us: int, *, retries: int, policy: ClaimPolicy) -> list[str]:
+        tx = partial(nodes.take_over, db=self, lease_us=lease_us, retries=retries, policy=policy)
+        return await self._write(tx)
 
     async def list_nodes(self) -> list[NodeInfo]:
         return await self._read(partial(nodes.list_nodes, db=self))
