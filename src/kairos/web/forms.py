@@ -222,7 +222,7 @@ class JobForm:
         self.trigger_json = json.dumps(trigger.model_dump(mode="json", exclude_none=True))
 
 
-def form_field(loc: Sequence[str | int], trigger_kind: str, target_kind: str = "http") -> str:
+def form_field(loc: Sequence[str | int], trigger_kind: str, target_kind: str) -> str:
     """The form field that a validation error's ``loc`` (in a job body) is about:
     ``target.kwargs.depth`` is about ``kwargs``, ``target.url`` about ``url``."""
     head = str(loc[0]) if loc else ""
