@@ -12,8 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from kairos.api import create_app
+from kairos.engine import Scheduler
 from kairos.models import JobSpec
 from kairos.settings import Settings
+from kairos.tasks import TaskRegistry
 from kairos.web.forms import JobForm
 
 ADMIN = "admin-token-for-the-web-tests"
@@ -267,11 +269,42 @@ def test_the_form_reads_back_every_trigger_kind() -> None:
     assert fancy == {"type": "cron", "hour": "*/2", "jitter": 5.0}
 
 
-def test_a_python_target_job_is_shown_and_its_form_replaces_it_with_an_http_target(
-    client: TestClient,
-) -> None:
+def python_form(csrf: str, **changes: str) -> dict[str, str]:
+    return (
+        form(
+            csrf,
+            target_kind="python",
+            task="crawl",
+            args='["example.com"]',
+            kwargs='{"depth": 2}',
+            timeout="30",
+        )
+        | changes
+    )
+
+
+def crawl(site: str, depth: int = 1) -> None:
+    """The task the node of ``client_with_tasks`` has registered."""
+
+
+@pytest.fixture
+def client_with_tasks() -> Iterator[TestClient]:
+    settings = Settings(database_url="memory://", admin_token=ADMIN)
+    tasks = TaskRegistry()
+    tasks.register("crawl", crawl)
+    tasks.register("reports.daily", crawl)
+    app = create_app(settings, scheduler=Scheduler.from_settings(settings, tasks=tasks))
+    with TestClient(app, follow_redirects=False) as test_client:
+        yield test_client
+
+
+def field_errors(page: str) -> dict[str, str]:
+    return dict(re.findall(r'<div class="error" id="([a-z_]+)-error">([^<]+)</div>', page))
+
+
+def test_a_python_target_job_is_shown_and_its_form_keeps_it_python(client: TestClient) -> None:
     csrf = sign_in(client)
-    target = {"type": "python", "task": "crawl", "args": ["example.com"]}
+    target = {"type": "python", "task": "crawl", "args": ["example.com"], "timeout": 30}
     job = {"trigger": {"type": "cron", "expression": "0 2 * * *"}, "target": target}
     assert client.put("/jobs/nightly", json=job, headers=API).status_code == 201
     page = client.get("/ui/jobs/nightly").text
@@ -280,9 +313,107 @@ def test_a_python_target_job_is_shown_and_its_form_replaces_it_with_an_http_targ
     assert "Waiting for a node:" in page
     assert "no live node has registered the task <code>crawl</code>" in page
     assert client.get("/jobs/nightly", headers=API).json()["waiting_for_task"] == "crawl"
-    edit = client.get("/ui/jobs/nightly/edit")
-    assert edit.status_code == 200
-    assert JobForm.from_spec("nightly", JobSpec.model_validate(job)).url == ""
+    edit = client.get("/ui/jobs/nightly/edit").text
+    assert re.search(r'id="target_kind_python"[^>]*checked', edit)
+    assert not re.search(r'id="target_kind_http"[^>]*checked', edit)
+    # This node has no tasks of its own: the task is typed, any name goes.
+    assert '<input id="task" name="task" type="text" value="crawl"' in edit
+    assert "&#34;example.com&#34;" in edit  # the args, as JSON
+    shown = JobForm.from_spec("nightly", JobSpec.model_validate(job))
+    assert (shown.target_kind, shown.task, shown.args, shown.kwargs, shown.timeout) == (
+        "python",
+        "crawl",
+        '["example.com"]',
+        "{}",
+        "30",
+    )
+    sent = python_form(csrf, task="crawl.deep", kwargs='{"depth": 3}', timeout="")
+    assert client.post("/ui/jobs/nightly/edit", data=sent).status_code == 303
+    after = client.get("/jobs/nightly", headers=API).json()["target"]
+    assert after == {
+        "type": "python",
+        "task": "crawl.deep",
+        "args": ["example.com"],
+        "kwargs": {"depth": 3},
+        "timeout": None,
+    }
     assert client.post("/ui/jobs/nightly/edit", data=form(csrf)).status_code == 303
-    shown = client.get("/jobs/nightly", headers=API).json()["target"]
-    assert (shown["type"], shown["url"]) == ("http", TARGET)
+    shown_http = client.get("/jobs/nightly", headers=API).json()["target"]
+    assert (shown_http["type"], shown_http["url"]) == ("http", TARGET)
+
+
+def test_the_form_offers_this_nodes_tasks_and_creates_a_python_job(
+    client_with_tasks: TestClient,
+) -> None:
+    csrf = sign_in(client_with_tasks)
+    new = client_with_tasks.get("/ui/new").text
+    offered = re.search(r'<select id="task" name="task"[^>]*>(.*?)</select>', new, re.S)
+    assert offered is not None
+    assert re.findall(r"<option[^>]*>([^<]+)</option>", offered[1]) == ["crawl", "reports.daily"]
+    created = client_with_tasks.post("/ui/new", data=python_form(csrf))
+    assert created.status_code == 303, created.text
+    assert created.headers["location"] == "/ui/jobs/nightly"
+    job = client_with_tasks.get("/jobs/nightly", headers=API).json()
+    assert job["target"] == {
+        "type": "python",
+        "task": "crawl",
+        "args": ["example.com"],
+        "kwargs": {"depth": 2},
+        "timeout": 30.0,
+    }
+    assert job["waiting_for_task"] is None
+    page = client_with_tasks.get("/ui/jobs/nightly").text
+    assert "task crawl" in page
+    assert "Waiting for a node:" not in page
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "says"),
+    [
+        ({"kwargs": "{depth: 2}"}, "kwargs", "not JSON"),
+        ({"kwargs": "[2]"}, "kwargs", "a JSON object"),
+        ({"args": '{"site": "example.com"}'}, "args", "a JSON array"),
+        ({"args": "[NaN]"}, "args", "NaN and infinity are not JSON numbers"),
+        ({"args": "[" * 100_000 + "]" * 100_000}, "args", "nested too deep"),
+        ({"kwargs": '{"depth": "deep"}'}, "kwargs", "valid integer"),
+        ({"kwargs": '{"width": 2}'}, "kwargs", "crawl has no such parameter"),
+        ({"args": '["example.com", 2, 3]'}, "args", "crawl takes at most 2 positional"),
+        ({"args": "[]", "kwargs": "{}"}, "kwargs", "missing: crawl requires it"),
+        ({"task": "nope"}, "task", "no task 'nope' is registered"),
+        ({"task": "9lives"}, "task", "is not a task name"),
+        ({"timeout": "-1"}, "timeout", "greater than 0"),
+        ({"target_kind": "ftp"}, "target_kind", "one of http, python"),
+    ],
+)
+def test_a_bad_python_target_is_named_at_its_field_not_a_500(
+    client_with_tasks: TestClient, changes: dict[str, str], field: str, says: str
+) -> None:
+    csrf = sign_in(client_with_tasks)
+    response = client_with_tasks.post("/ui/new", data=python_form(csrf, **changes))
+    assert response.status_code == 422
+    errors = field_errors(response.text)
+    assert field in errors, errors
+    assert says in errors[field].replace("&#39;", "'")
+    assert client_with_tasks.get("/jobs/nightly", headers=API).status_code == 404
+
+
+def test_an_edit_of_a_python_job_that_no_longer_fits_its_task_is_refused_at_the_field(
+    client_with_tasks: TestClient,
+) -> None:
+    csrf = sign_in(client_with_tasks)
+    assert client_with_tasks.post("/ui/new", data=python_form(csrf)).status_code == 303
+    edit = client_with_tasks.get("/ui/jobs/nightly/edit").text
+    assert re.search(r"<option selected>crawl</option>", edit)
+    assert "{&#34;depth&#34;: 2}" in edit
+    refused = client_with_tasks.post(
+        "/ui/jobs/nightly/edit", data=python_form(csrf, kwargs='{"depth": [1]}')
+    )
+    assert refused.status_code == 422
+    assert "valid integer" in field_errors(refused.text)["kwargs"]
+    assert "{&#34;depth&#34;: [1]}" in refused.text  # what was typed is kept
+    kept = client_with_tasks.get("/jobs/nightly", headers=API).json()["target"]
+    assert kept["kwargs"] == {"depth": 2}
+    moved = python_form(csrf, task="reports.daily", args='["example.org"]', kwargs="")
+    assert client_with_tasks.post("/ui/jobs/nightly/edit", data=moved).status_code == 303
+    after = client_with_tasks.get("/jobs/nightly", headers=API).json()["target"]
+    assert (after["task"], after["args"], after["kwargs"]) == ("reports.daily", ["example.org"], {})

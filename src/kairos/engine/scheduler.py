@@ -357,6 +357,12 @@ class Scheduler:
         return page_of(records, limit, lambda record: record.id)
 
     @property
+    def tasks_registered(self) -> frozenset[str]:
+        """The python tasks this node has registered. While there are any, a python target put
+        here must name one of them; without any, every task name is accepted."""
+        return frozenset() if self._tasks is None else self._tasks.names()
+
+    @property
     def tasks_served(self) -> frozenset[str]:
         """The python tasks some live node has registered, as of this node's last heartbeat."""
         return self.membership.tasks_served

@@ -1,7 +1,8 @@
 """The job form: a job's fields as a browser sends them, to and from a ``JobSpec``.
 
 The form covers what people set most (trigger, zone, target, concurrency, retries, breaker,
-tags); anything else a job has (a target's ``secret_headers``, a retry policy's delays, webhooks,
+tags). The target is an HTTP call or a python function (a task, its ``args`` and ``kwargs`` as
+JSON); anything else a job has (a target's ``secret_headers``, a retry policy's delays, webhooks,
 history) is kept as it was when the form is saved. A trigger the simple fields cannot show
 (APScheduler-style fields, start and end dates, jitter) is edited as JSON.
 """
@@ -20,11 +21,15 @@ from kairos.models import (
     IntervalTriggerSpec,
     JobSpec,
 )
+from kairos.targets import PythonTarget
 
 __all__ = ["FieldError", "JobForm", "form_field"]
 
 UNITS = {"seconds": 1, "minutes": 60, "hours": 3_600, "days": 86_400}
 TRIGGER_KINDS = ("cron", "interval", "date", "json")
+TARGET_KINDS = ("http", "python")
+_HTTP_FIELDS = ("url", "method", "headers", "body")
+_PYTHON_FIELDS = ("task", "args", "kwargs")
 _CHECKBOXES = ("coalesce", "paused")
 
 
@@ -47,10 +52,14 @@ class JobForm:
     run_date: str = ""
     trigger_json: str = ""
     timezone: str = "UTC"
+    target_kind: str = "http"
     url: str = ""
     method: str = "POST"
     headers: str = ""
     body: str = ""
+    task: str = ""
+    args: str = "[]"
+    kwargs: str = "{}"
     timeout: str = ""
     max_instances: str = "1"
     misfire_grace_time: str = "60"
@@ -82,15 +91,19 @@ class JobForm:
     def from_spec(cls, job_id: str, spec: JobSpec) -> JobForm:
         shown = spec.masked()
         target = shown.target
-        # The form edits HTTP targets only: another kind shows empty, and saving replaces it.
         http = target if isinstance(target, HttpTarget) else None
+        python = target if isinstance(target, PythonTarget) else None
         form = cls(
             id=job_id,
             timezone=shown.timezone,
+            target_kind=target.type,
             url="" if http is None else str(http.url),
             method="POST" if http is None else http.method,
             headers="" if http is None else "\n".join(f"{k}: {v}" for k, v in http.headers.items()),
             body="" if http is None else _body_text(http.body),
+            task="" if python is None else python.task,
+            args="[]" if python is None else json.dumps(python.args, ensure_ascii=False),
+            kwargs="{}" if python is None else json.dumps(python.kwargs, ensure_ascii=False),
             timeout=_number(target.timeout),
             max_instances=str(shown.max_instances),
             misfire_grace_time=_number(shown.misfire_grace_time),
@@ -117,17 +130,6 @@ class JobForm:
         form says); ``FieldError`` for a field that cannot be read at all."""
         kept = dict(self.extra)
         kept.pop("paused", None)
-        target = dict(kept.get("target") or {})
-        if target.get("type", "http") != "http":
-            target = {}
-        target.update(
-            type="http",
-            url=self.url,
-            method=self.method or "POST",
-            headers=_headers(self.headers),
-            body=_body(self.body),
-            timeout=_float(self.timeout, "timeout"),
-        )
         retry = kept.get("retry")
         attempts = _int(self.max_attempts, "max_attempts") or 1
         if retry or attempts > 1:
@@ -135,7 +137,7 @@ class JobForm:
         return kept | {
             "trigger": self.trigger(),
             "timezone": self.timezone or "UTC",
-            "target": target,
+            "target": self.target(kept.get("target") or {}),
             "max_instances": _int(self.max_instances, "max_instances") or 1,
             "misfire_grace_time": _float(self.misfire_grace_time, "misfire_grace_time"),
             "coalesce": self.coalesce,
@@ -147,6 +149,32 @@ class JobForm:
             "auto_resume_after": _float(self.auto_resume_after, "auto_resume_after"),
             "tags": [t.strip() for t in self.tags.replace(",", " ").split() if t.strip()],
             "description": self.description,
+        }
+
+    def target(self, kept: Mapping[str, Any]) -> dict[str, Any]:
+        """The target the form describes; of an HTTP target it replaces (``kept``), what the
+        form does not show (``secret_headers``, politeness limits) stays."""
+        timeout = _float(self.timeout, "timeout")
+        if self.target_kind == "python":
+            args = _json(self.args, "args", list, '["example.com", 2]')
+            kwargs = _json(self.kwargs, "kwargs", dict, '{"depth": 2}')
+            return {
+                "type": "python",
+                "task": self.task,
+                "args": args,
+                "kwargs": kwargs,
+                "timeout": timeout,
+            }
+        if self.target_kind != "http":
+            raise FieldError("target_kind", f"one of {', '.join(TARGET_KINDS)}")
+        target = dict(kept) if kept.get("type", "http") == "http" else {}
+        return target | {
+            "type": "http",
+            "url": self.url,
+            "method": self.method or "POST",
+            "headers": _headers(self.headers),
+            "body": _body(self.body),
+            "timeout": timeout,
         }
 
     def trigger(self) -> dict[str, Any]:
@@ -194,20 +222,39 @@ class JobForm:
         self.trigger_json = json.dumps(trigger.model_dump(mode="json", exclude_none=True))
 
 
-def form_field(loc: Sequence[str | int], trigger_kind: str) -> str:
-    """The form field that a validation error's ``loc`` (in a job body) is about."""
+def form_field(loc: Sequence[str | int], trigger_kind: str, target_kind: str) -> str:
+    """The form field that a validation error's ``loc`` (in a job body) is about:
+    ``target.kwargs.depth`` is about ``kwargs``, ``target.url`` about ``url``."""
     head = str(loc[0]) if loc else ""
     if head == "trigger":
         return {"cron": "expression", "interval": "every", "date": "run_date"}.get(
             trigger_kind, "trigger_json"
         )
     if head == "target":
-        inner = str(loc[1]) if len(loc) > 1 else "url"
-        return inner if inner in ("url", "method", "headers", "body", "timeout") else "url"
+        shown = _PYTHON_FIELDS if target_kind == "python" else _HTTP_FIELDS
+        inner = str(loc[1]) if len(loc) > 1 else ""
+        if inner == "type":
+            return "target_kind"
+        return inner if inner in (*shown, "timeout") else shown[0]
     if head == "retry":
         return "max_attempts"
     known = {item.name for item in fields(JobForm)}
     return head if head in known else "form"
+
+
+def _json(text: str, name: str, kind: type[list[Any]] | type[dict[str, Any]], example: str) -> Any:
+    """The JSON array or object a text area holds (empty: an empty one)."""
+    if not text:
+        return kind()
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise FieldError(name, f"not JSON: {exc}") from None
+    except RecursionError:
+        raise FieldError(name, "nested too deep") from None
+    if not isinstance(value, kind):
+        raise FieldError(name, f"a JSON {'array' if kind is list else 'object'}, like {example}")
+    return value
 
 
 def _headers(text: str) -> dict[str, str]:

@@ -259,6 +259,7 @@ def _form_page(
 ) -> Response:
     root = root_of(request)
     action = _job_url(request, form.id) + "/edit" if editing else f"{root}/new"
+    scheduler = _scheduler(request)
     return page(
         request,
         "job_form.html",
@@ -271,6 +272,8 @@ def _form_page(
         cancel=_job_url(request, form.id) if editing else f"{root}/jobs",
         zones=_ZONES,
         units=list(UNITS),
+        tasks=sorted(scheduler.tasks_registered),
+        served=sorted(scheduler.tasks_served),
         section="Jobs",
     )
 
@@ -282,12 +285,12 @@ def _errors(exc: Exception, form: JobForm) -> dict[str, str]:
     if isinstance(exc, JobExists):
         return {"id": "a job with this id exists already"}
     if isinstance(exc, InvalidField):
-        return {form_field(exc.loc, form.trigger_kind): exc.message}
+        return {form_field(exc.loc, form.trigger_kind, form.target_kind): exc.message}
     assert isinstance(exc, ValidationError)
     errors: dict[str, str] = {}
     for error in exc.errors():
         message = str(error["msg"]).removeprefix("Value error, ")
-        errors.setdefault(form_field(error["loc"], form.trigger_kind), message)
+        errors.setdefault(form_field(error["loc"], form.trigger_kind, form.target_kind), message)
     return errors
 
 
