@@ -18,9 +18,6 @@ ABOVE_THE_STORE = (
     "kairos.auth",
     "kairos.metrics",
     "kairos.cli",
-    "kairos.cli_accounts",
-    "kairos.cli_client",
-    "kairos.cli_common",
     "kairos.__main__",
 )
 

@@ -1,5 +1,5 @@
 """The ``kairos`` command: ``serve``, ``db upgrade``, offline ``preview``, ``users`` and ``keys``
-(see ``cli_accounts``), and a client for a running server (``jobs``, ``runs``)."""
+(see ``kairos.cli.accounts``), and a client for a running server (``jobs``, ``runs``)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 
 from kairos import __version__, logs, triggers
-from kairos.cli_accounts import keys_app, users_app
-from kairos.cli_client import ApiClient, ApiError
-from kairos.cli_common import fail, on_store, out, print_json, seconds
+from kairos.cli.accounts import keys_app, users_app
+from kairos.cli.client import ApiClient, ApiError
+from kairos.cli.common import fail, on_store, out, print_json, seconds
 from kairos.errors import InvalidField, KairosError
 from kairos.models import CronTriggerSpec, parse_zone
 from kairos.settings import Settings

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from kairos.auth import Accounts
-from kairos.cli_common import fail, on_store, out, print_json, seconds
+from kairos.cli.common import fail, on_store, out, print_json, seconds
 from kairos.clock import SystemClock, from_us
 from kairos.identity import ApiKeyRecord, Scope, UserRecord, parse_scopes, scope_text
 
