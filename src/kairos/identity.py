@@ -118,8 +118,8 @@ class AuditRecord:
     actor: str
     action: str
     """``job.create``, ``job.replace``, ``job.update``, ``job.pause``, ``job.resume``,
-    ``job.delete``, ``job.run``, ``key.create``, ``key.revoke``, ``user.add``,
-    ``user.remove``, ``user.passwd``."""
+    ``job.delete``, ``job.run``, ``jobs.apply`` (its target ``jobs``), ``key.create``,
+    ``key.revoke``, ``user.add``, ``user.remove``, ``user.passwd``."""
     target: str
     """The job id, key id or user name the change was made to."""
     detail: str | None = None

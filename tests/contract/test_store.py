@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy.exc import StatementError
 
 from kairos.engine.policies import Planner
 from kairos.errors import Conflict, JobExists, JobNotFound, RunNotFound
+from kairos.identity import Actor
 from kairos.models import HistoryPolicy, JobRecord, JobSpec, JobState, RunStatus
 from kairos.store import (
     FinishedRun,
@@ -710,3 +712,17 @@ async def test_nodes_with_skewed_clocks_never_duplicate_a_fire(store: Store) -> 
     on_time = await store.claim_due(NOW, 10, "true-clock", every_minute)
     started = [s.run.scheduled_for_us for c in (ahead, behind, on_time) for s in c.started]
     assert started == [NOW]
+
+
+async def test_apply_writes_upserts_and_deletes_together_with_one_audit_record(
+    store: Store,
+) -> None:
+    await store.insert_job(record("old"))
+    await store.insert_job(record("kept"))
+    by = Actor("ops", NOW)
+    summary: dict[str, object] = {"created": ["new"], "deleted": ["old", "gone"]}
+    await store.apply_jobs([record("new")], ["old", "gone"], by=by, summary=summary)
+    assert {job.id for job in await store.list_jobs(JobQuery(), 10)} == {"kept", "new"}
+    [entry] = await store.list_audit()
+    assert (entry.action, entry.actor, entry.target) == ("jobs.apply", "ops", "jobs")
+    assert json.loads(entry.detail or "null") == summary

@@ -5,7 +5,18 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from kairos.api.deps import HostAuth, host_auth
-from kairos.api.routes import audit, auth, cluster, jobs, ops, runs, targets, tasks, triggers
+from kairos.api.routes import (
+    apply,
+    audit,
+    auth,
+    cluster,
+    jobs,
+    ops,
+    runs,
+    targets,
+    tasks,
+    triggers,
+)
 from kairos.api.routing import bind_routes
 from kairos.context import Binding
 
@@ -13,7 +24,7 @@ __all__ = ["build_router", "build_routers"]
 
 # Routes are matched in order, and matching one costs a few microseconds: the most called
 # (jobs, runs) go first. No two routers' paths overlap, so the order changes nothing else.
-_MODULES = (jobs, runs, ops, auth, tasks, triggers, cluster, targets, audit)
+_MODULES = (jobs, runs, ops, auth, tasks, triggers, cluster, targets, audit, apply)
 _PROBES = (ops,)
 """Open to probes and scrapers: with the app's own authentication, the only routes that do
 not go through it."""

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
 from kairos.clock import from_us
+from kairos.errors import InvalidField
 from kairos.models import (
+    TAG_PATTERN,
     HistoryPolicy,
     HttpTarget,
     JobId,
@@ -26,6 +29,8 @@ from kairos.models import (
 
 __all__ = [
     "MAX_BATCH",
+    "JobApplyIn",
+    "JobApplyOut",
     "JobBatchIn",
     "JobBatchOut",
     "JobCreate",
@@ -59,6 +64,42 @@ class JobBatchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     jobs: list[JobCreate] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class JobApplyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[JobCreate] = Field(max_length=MAX_BATCH)
+    dry_run: bool = False
+    """Only compare: say what applying would do, and write nothing."""
+    prune: bool = False
+    """Also delete the jobs ``selector`` picks that no document names."""
+    selector: str | None = Field(default=None, examples=["tag=nightly"])
+    """``tag=T``: the jobs these documents own; required with ``prune``."""
+
+    def prune_tag(self) -> str | None:
+        """The tag of the jobs to prune (None: prune nothing); ``InvalidField`` for a selector
+        that is not ``tag=<tag>``, or ``prune`` without one."""
+        if self.selector is None:
+            if self.prune:
+                raise InvalidField(
+                    ["selector"],
+                    "prune deletes the jobs a selector picks: give one (tag=<tag>), so that"
+                    " jobs these documents do not own are never deleted",
+                )
+            return None
+        key, _, tag = self.selector.partition("=")
+        if key != "tag" or not re.fullmatch(TAG_PATTERN, tag):
+            raise InvalidField(["selector"], "a selector is tag=<tag>, e.g. tag=nightly")
+        return tag if self.prune else None
+
+
+class JobApplyOut(BaseModel):
+    dry_run: bool
+    created: list[str]
+    changed: dict[str, list[str]] = Field(description="job id -> the fields that change")
+    unchanged: list[str]
+    deleted: list[str]
 
 
 class JobBatchOut(BaseModel):

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from kairos import triggers
 from kairos.clock import Clock, SystemClock, from_us
+from kairos.engine.apply import ApplyPlan, plan_apply
 from kairos.engine.dispatcher import Dispatcher
 from kairos.engine.hosts import HostState
 from kairos.engine.membership import Membership
@@ -252,6 +253,36 @@ class Scheduler:
         stored = await self._store.upsert_jobs(records, by=self._actor(actor))
         await self._changed(*records)
         return sum(1 for job in records if stored[job.id] == job.created_us)
+
+    async def apply_jobs(
+        self,
+        documents: Sequence[tuple[str, JobSpec]],
+        *,
+        prune_tag: str | None = None,
+        dry_run: bool = False,
+        actor: str = SYSTEM,
+    ) -> ApplyPlan:
+        """Make the jobs what ``documents`` say (ids must be distinct): create the missing,
+        replace those that differ (their schedules restart, as with ``put_job``), leave the
+        same alone, and with ``prune_tag`` delete the jobs with that tag that no document
+        names; all in one transaction, audited as one change. An invalid document is named as
+        ``jobs.<index>...`` and nothing is written. ``dry_run``: only say what would happen."""
+        plan, wanted = await plan_apply(self._store, documents, self._prepared, prune_tag)
+        if dry_run:
+            return plan
+        records = [self._schedule(job_id, spec, created_us=None) for job_id, spec in wanted]
+        by = self._actor(actor)
+        await self._store.apply_jobs(records, plan.deleted, by=by, summary=plan.summary())
+        await self._changed(*records)
+        await self._revoke(*plan.deleted)
+        return plan
+
+    async def _prepared(self, job_id: str, spec: JobSpec) -> JobSpec:
+        """``spec`` as ``put_job`` would store it; ``InvalidField`` if it cannot be."""
+        self._check_target(spec)
+        spec = await self._keep_secrets(job_id, spec)
+        self._schedule(job_id, spec, created_us=None)
+        return spec
 
     async def patch_job(
         self, job_id: str, changes: dict[str, Any], *, actor: str = SYSTEM

@@ -215,6 +215,19 @@ class JobStore(ABC):
         equal to the record's own exactly when the job was created."""
 
     @abstractmethod
+    async def apply_jobs(
+        self,
+        upserts: Sequence[JobRecord],
+        deletes: Sequence[str],
+        *,
+        by: Actor,
+        summary: dict[str, object],
+    ) -> None:
+        """In one transaction: add or replace ``upserts`` (as ``upsert_jobs``), delete the jobs
+        ``deletes`` names (as ``delete_job``; one already gone is no error), and record one
+        audit entry ``jobs.apply`` with ``summary`` as its detail instead of one per job."""
+
+    @abstractmethod
     async def update_job(
         self,
         job: JobRecord,

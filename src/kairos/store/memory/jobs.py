@@ -14,6 +14,7 @@ from kairos.store.base import JobQuery
 from kairos.store.memory.tables import Tables, check_int64
 
 __all__ = [
+    "apply_jobs",
     "count_jobs",
     "count_jobs_by_task",
     "delete_job",
@@ -54,6 +55,21 @@ def upsert_jobs(t: Tables, batch: Sequence[JobRecord], by: Actor | None) -> dict
             action = "job.create" if stored[job.id] == job.created_us else "job.replace"
             t.write_audit(by, action, job.id, _definition(job) if detailed else None)
     return stored
+
+
+def apply_jobs(
+    t: Tables,
+    upserts: Sequence[JobRecord],
+    deletes: Sequence[str],
+    by: Actor,
+    summary: dict[str, object],
+) -> None:
+    """``Store.apply_jobs``."""
+    upsert_jobs(t, upserts, None)
+    for job_id in deletes:
+        if job_id in t.jobs:
+            delete_job(t, job_id, False, None)
+    t.write_audit(by, "jobs.apply", "jobs", summary)
 
 
 def update_job(

@@ -92,6 +92,16 @@ class MemoryStore(Store):
     ) -> dict[str, int]:
         return self._write(lambda t: jobs.upsert_jobs(t, batch, by))
 
+    async def apply_jobs(
+        self,
+        upserts: Sequence[JobRecord],
+        deletes: Sequence[str],
+        *,
+        by: Actor,
+        summary: dict[str, object],
+    ) -> None:
+        self._write(lambda t: jobs.apply_jobs(t, upserts, deletes, by, summary))
+
     async def update_job(
         self,
         job: JobRecord,

@@ -3,6 +3,7 @@ with their tags and the audit records of those changes."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -94,6 +95,24 @@ def upsert_jobs(
     if by is not None:
         write_audit(conn, _upsert_audit(by, batch, values, stored))
     return stored
+
+
+def apply_jobs(
+    conn: Connection,
+    *,
+    db: Backend,
+    upserts: Sequence[JobRecord],
+    deletes: Sequence[str],
+    by: Actor,
+    summary: dict[str, object],
+) -> None:
+    """``Store.apply_jobs``."""
+    if upserts:
+        upsert_jobs(conn, db=db, batch=upserts, by=None)
+    for job_id in deletes:
+        with contextlib.suppress(JobNotFound):
+            delete_job(conn, db=db, job_id=job_id, purge_runs=False, by=None)
+    write_audit(conn, [audit_row(by, "jobs.apply", "jobs", summary)])
 
 
 def update_job(

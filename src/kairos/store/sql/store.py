@@ -216,6 +216,19 @@ class SqlStore(SqlConnections, SqlAccounts, Store):
         tx = partial(job_tx.upsert_jobs, db=self, batch=batch, by=by)
         return await self._write(tx, short=len(batch) <= _SHORT_BATCH)
 
+    async def apply_jobs(
+        self,
+        upserts: Sequence[JobRecord],
+        deletes: Sequence[str],
+        *,
+        by: Actor,
+        summary: dict[str, object],
+    ) -> None:
+        tx = partial(
+            job_tx.apply_jobs, db=self, upserts=upserts, deletes=deletes, by=by, summary=summary
+        )
+        await self._write(tx)
+
     async def update_job(
         self,
         job: JobRecord,
