@@ -1,6 +1,7 @@
 """``BodyGuard``: how large a request body may be, for every route of ``kairos serve``'s app
 (the lean ``PUT /jobs/{id}``, which reads its body itself, and the web UI's forms included):
-at most ``KAIROS_MAX_REQUEST_BYTES`` (``KAIROS_MAX_BATCH_BYTES`` for ``POST /jobs:batch``), else
+at most ``KAIROS_MAX_REQUEST_BYTES`` (``KAIROS_MAX_BATCH_BYTES`` for ``POST /jobs:batch`` and
+``POST /jobs:apply``), else
 413: refused from its ``Content-Length`` before a byte is read, or, sent in chunks, as soon as
 it passes the limit, so no more than the limit is ever held.
 """
@@ -13,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["BodyGuard"]
 
-_BATCH_PATH = "/jobs:batch"
+_BATCH_PATHS = ("/jobs:batch", "/jobs:apply")
 
 
 class BodyGuard:
@@ -26,7 +27,7 @@ class BodyGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        batch = scope["path"].endswith(_BATCH_PATH)
+        batch = scope["path"].endswith(_BATCH_PATHS)
         limit = self._max_batch_bytes if batch else self._max_bytes
         declared = _content_length(Headers(scope=scope))
         if declared is not None and declared > limit:
