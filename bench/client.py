@@ -72,14 +72,15 @@ async def put_jobs(
 async def load_jobs(
     base: str, jobs: list[tuple[str, dict[str, Any]]], batch: int = 5_000, concurrency: int = 2
 ) -> float:
-    """Create or replace ``jobs`` with ``POST /jobs:batch``; return jobs written per second."""
+    """Create or replace ``jobs`` with ``POST <base>/jobs:batch`` (``base`` may end in the
+    prefix an app mounts the API under); return jobs written per second."""
     chunks = iter(range(0, len(jobs), batch))
-    async with aiohttp.ClientSession(base, headers=AUTH) as http:
+    async with aiohttp.ClientSession(headers=AUTH) as http:
 
         async def worker() -> None:
             for start in chunks:
                 body = {"jobs": [{"id": i} | b for i, b in jobs[start : start + batch]]}
-                async with http.post("/jobs:batch", json=body) as response:
+                async with http.post(f"{base}/jobs:batch", json=body) as response:
                     if response.status != 200:
                         raise RuntimeError(f"batch: {response.status} {await response.text()}")
 

@@ -2,7 +2,7 @@
 
 Prints the medians of ``--repeat`` runs with the machine they ran on and writes them to
 bench/RESULTS.md. ``--only`` picks sections: precision, burst, sustained, rest, api, postgres,
-cluster, retention, claims, small, mixed, ceiling.
+cluster, retention, claims, small, mixed, python, ceiling.
 """
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ import os
 import platform
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
 
 import aiohttp
 
@@ -26,6 +24,8 @@ from bench.client import epoch_us, iso, log, reset, target_stats
 from bench.cluster import ClusterRun, cluster_run
 from bench.delivery import Mixed, SmallTarget, mixed_targets, small_target
 from bench.processes import create_pg_database, drop_pg_database, start_target
+from bench.python_section import python_section
+from bench.report import med, repeat, row, table
 from bench.retention import Chunks, chunks
 from bench.scale import AtRest, at_rest, load_at_rest
 from bench.single import ApiRun, Burst, Ticking, api_writes, burst, ticking
@@ -33,7 +33,8 @@ from bench.stats import median, percentile
 from kairos.executors import default_http_workers
 
 SECTIONS = (
-    "precision,burst,sustained,rest,api,postgres,cluster,retention,claims,small,mixed,ceiling"
+    "precision,burst,sustained,rest,api,postgres,cluster,retention,claims,small,mixed,python,"
+    "ceiling"
 )
 
 SEED_REFERENCE = (
@@ -96,25 +97,6 @@ def machine() -> str:
         f"{os.cpu_count()} cores, {memory} memory, Python {platform.python_version()}, "
         f"{platform.system()} {platform.machine()}, {datetime.now(UTC):%Y-%m-%d}"
     )
-
-
-T = TypeVar("T")
-
-
-async def repeat(times: int, make: Callable[[], Coroutine[Any, Any, T]]) -> list[T]:
-    return [await make() for _ in range(times)]
-
-
-def med(items: list[Any], name: str) -> float:
-    return median([getattr(item, name) for item in items])
-
-
-def row(*cells: str) -> str:
-    return "| " + " | ".join(cells) + " |"
-
-
-def table(title: str, header: list[str], rows: list[str]) -> list[str]:
-    return [title, "", row(*header), row(*["---"] * len(header)), *rows, ""]
 
 
 class Databases:
@@ -415,7 +397,11 @@ class Bench:
         log("claims")
         rows = []
         for trigger in ("date", "interval"):
-            runs: list[ClaimRun] = await repeat(self.args.repeat, lambda t=trigger: claims(t))
+
+            async def one(trigger: str = trigger) -> ClaimRun:
+                return await claims(trigger)
+
+            runs = await repeat(self.args.repeat, one)
             rows.append(
                 row(
                     trigger,
@@ -491,6 +477,9 @@ class Bench:
             [row(*cells)],
         )
 
+    async def python(self) -> list[str]:
+        return await python_section(self.args, self.dbs.new, self.dbs.db_dir)
+
 
 async def main_async(args: argparse.Namespace) -> str:
     target_process, target = start_target()
@@ -549,6 +538,15 @@ def main() -> None:
     parser.add_argument("--small", default="1000", type=_ints, help="small-target burst sizes")
     parser.add_argument("--mixed-slow", default=600, type=int, help="jobs calling the slow target")
     parser.add_argument("--mixed-fast", default=10, type=int, help="jobs calling the fast target")
+    parser.add_argument(
+        "--python-burst", default="10000", type=_ints, help="python-task burst sizes"
+    )
+    parser.add_argument(
+        "--python-rates", default="500,1000,2000,4000", type=_ints, help="python interval jobs"
+    )
+    parser.add_argument(
+        "--python-workers", default="1,4", type=_ints, help="uvicorn workers of the python app"
+    )
     parser.add_argument("--concurrency", type=int, help="KAIROS_MAX_CONCURRENT_RUNS")
     parser.add_argument(
         "--http-workers", type=int, help="KAIROS_HTTP_WORKERS (default: as kairos serve chooses)"
