@@ -45,21 +45,32 @@ def stage_env(stage: Stage, bin_dir: Path) -> dict[str, str]:
 
 
 def build_wheels(build: Stage, tmp_path: Path) -> Path:
-    """The build stage: its COPY sources in a context of their own, then its RUN."""
+    """The build stage: its COPY sources, less what the Dockerfile's ignore file leaves out, in
+    a context of their own, then its RUN."""
     workdir = tmp_path / "src"
     workdir.mkdir()
+    ignored = shutil.ignore_patterns(*ignored_names(DEPLOY / "Dockerfile.dockerignore"))
     for copy in build.all("COPY"):
         *sources, destination = copy.arguments.split()
         for source in sources:
-            to = workdir / destination / (Path(source).name if destination == "./" else "")
-            copier = shutil.copytree if (REPO / source).is_dir() else shutil.copy
-            copier(REPO / source, to)
+            to = workdir / destination
+            if destination.endswith("/"):
+                to /= Path(source).name
+            if (REPO / source).is_dir():
+                shutil.copytree(REPO / source, to, ignore=ignored)
+            else:
+                shutil.copy(REPO / source, to)
     wheels = tmp_path / "wheels"
     (command,) = build.all("RUN")
-    run_stage_command(
-        command.arguments, workdir, stage_env(build, Path(sys.executable).parent), wheels
-    )
+    env = stage_env(build, Path(sys.executable).parent)
+    run_stage_command(command.arguments, workdir, env, wheels)
     return wheels
+
+
+def ignored_names(path: Path) -> list[str]:
+    """The ``**/name`` patterns of a ``.dockerignore``, as names to leave out at any depth."""
+    lines = (line.strip() for line in path.read_text().splitlines())
+    return [line.removeprefix("**/") for line in lines if line.startswith("**/")]
 
 
 def install_runtime(runtime: Stage, wheels: Path, tmp_path: Path) -> Path:

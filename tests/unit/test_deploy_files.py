@@ -75,6 +75,8 @@ def test_the_image_is_built_from_the_source_tree_and_runs_as_a_user_of_its_own(
     assert runtime.base.endswith("-slim")
     (build_run,) = build.all("RUN")
     assert build_run.arguments.endswith(" ."), "the wheel is built from the source tree"
+    ignored = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+    assert {".git", ".venv", "**/__pycache__"} <= set(ignored)
     copied = [c.arguments.split()[:-1] for c in build.all("COPY")]
     assert all((REPO / source).exists() for sources in copied for source in sources)
     installs = [r for r in runtime.all("RUN") if "pip install" in r.arguments]
