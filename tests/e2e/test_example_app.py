@@ -54,6 +54,7 @@ def test_four_workers_run_each_fire_once_through_a_sigkill_and_the_api_keeps_ans
             for job in JOBS:
                 answer = api.post("/tasks", json={"task_id": job, "every_seconds": 1})
                 assert answer.status_code == 200, answer.text
+            _bad_input_is_named(api)
         statuses: list[int] = []
         with _busy_api(app, statuses) as busy:
             ticks = lambda: read_ticks(databases.app_url)  # noqa: E731
@@ -213,6 +214,23 @@ class _busy_api:  # noqa: N801 (used as a context manager)
     def __exit__(self, *exc: object) -> None:
         self._done.set()
         self._thread.join()
+
+
+def _bad_input_is_named(api: httpx.Client) -> None:
+    """The app's own route answers bad input as a 422 naming the field of its body."""
+    bad = {
+        "crontab": {"crontab": "61 * * * *"},
+        "params": {"every_seconds": 1, "params": {"note": 5}},
+        "task": {"every_seconds": 1, "task": "nope"},
+    }
+    for field, body in bad.items():
+        answer = api.post("/tasks", json={"task_id": "bad", **body})
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["detail"][0]["loc"][:2] == ["body", field]
+    lone = b'{"task_id": "bad", "every_seconds": 1, "params": {"note": "\\ud800"}}'
+    answer = api.post("/tasks", content=lone, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"][0]["loc"] == ["body", "params", "note"]
 
 
 def _delete(app: AppServer, job: str) -> datetime:
