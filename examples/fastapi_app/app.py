@@ -145,7 +145,10 @@ async def delete_task(task_id: str) -> dict[str, str]:
 
 @app.get("/tasks")
 async def list_tasks(cursor: str | None = None) -> dict[str, Any]:
-    page = await kairos.list_jobs(cursor=cursor)
+    try:
+        page = await kairos.list_jobs(cursor=cursor)
+    except InvalidField as exc:  # a cursor this route did not hand out
+        raise HTTPException(422, exc.body()) from None
     items = [{"task_id": job.id, "next_run_time": job.next_run_time} for job in page.items]
     return {"items": items, "next_cursor": page.next_cursor}
 

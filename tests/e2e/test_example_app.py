@@ -231,6 +231,9 @@ def _bad_input_is_named(api: httpx.Client) -> None:
     answer = api.post("/tasks", content=lone, headers={"Content-Type": "application/json"})
     assert answer.status_code == 422, answer.text
     assert answer.json()["detail"][0]["loc"] == ["body", "params", "note"]
+    answer = api.get("/tasks", params={"cursor": "not-one-of-ours"})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"][0]["loc"] == ["query", "cursor"]
 
 
 def _delete(app: AppServer, job: str) -> datetime:
