@@ -4,6 +4,7 @@ own table shows, through a worker's SIGKILL and a reload, and the app's API keep
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import threading
@@ -57,7 +58,7 @@ def test_four_workers_run_each_fire_once_through_a_sigkill_and_the_api_keeps_ans
             _bad_input_is_named(api)
         statuses: list[int] = []
         with _busy_api(app, statuses) as busy:
-            ticks = lambda: read_ticks(databases.app_url)  # noqa: E731
+            ticks = functools.partial(read_ticks, databases.app_url)
             wait_until(lambda: _ran_in(ticks(), 2, seconds=3), 30, what="ticks in two workers")
             victim = max(app.workers() & {t.pid for t in ticks()})
             os.kill(victim, signal.SIGKILL)
@@ -91,7 +92,7 @@ def test_a_reload_does_not_run_a_fire_twice_nor_lose_one(tmp_path: Path) -> None
             for job in JOBS[:3]:
                 answer = api.post("/tasks", json={"task_id": job, "every_seconds": 1})
                 assert answer.status_code == 200, answer.text
-        ticks = lambda: read_ticks(databases.app_url)  # noqa: E731
+        ticks = functools.partial(read_ticks, databases.app_url)
         wait_until(lambda: _ran_in(ticks(), 1, seconds=2), 30, what="ticks")
         (before,) = app.workers()
         (watched / "settings.py").write_text("VERSION = 2\n")
