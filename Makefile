@@ -20,8 +20,8 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench docs
-	$(VENV)/bin/ruff format --check src tests bench docs
+	$(VENV)/bin/ruff check src tests bench docs examples
+	$(VENV)/bin/ruff format --check src tests bench docs examples
 	$(VENV)/bin/mypy
 
 check: lint test

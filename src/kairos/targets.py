@@ -47,6 +47,9 @@ _ALWAYS_SECRET = frozenset({"authorization", "proxy-authorization"})
 # What the JSON encoder that sends bodies takes: a signed or an unsigned 64-bit integer.
 _INT_MIN, _UINT_MAX = -(2**63), 2**64 - 1
 _MAX_BODY_DEPTH = 128
+# Valid JSON syntax and a Python str, but no text: nothing could write it, to a database or a
+# request. The API refuses it in the body; callers in Python (Kairos.put_job) meet it here.
+_NOT_TEXT = "a string with a lone UTF-16 surrogate (such as \\ud800) is not text"
 MAX_BODY_BYTES = 262_144
 """The largest target body, serialized (a string as UTF-8, an object or array as compact JSON)."""
 TASK_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$"
@@ -257,6 +260,8 @@ def _not_json(value: Any) -> tuple[tuple[str | int, ...], str] | None:
                 for key, child in item.items():
                     if not isinstance(key, str):
                         return path, f"object keys must be strings, not {type(key).__name__}"
+                    if not _is_text(key):
+                        return path, f"a key: {_NOT_TEXT}"
                     deeper.append(((*path, key), child))
             elif isinstance(item, list):
                 deeper.extend(((*path, index), child) for index, child in enumerate(item))
@@ -264,6 +269,8 @@ def _not_json(value: Any) -> tuple[tuple[str | int, ...], str] | None:
                 return path, "NaN and infinity are not JSON numbers"
             elif isinstance(item, int) and not _INT_MIN <= item <= _UINT_MAX:
                 return path, f"integers must lie between {_INT_MIN} and {_UINT_MAX}"
+            elif isinstance(item, str) and not _is_text(item):
+                return path, _NOT_TEXT
             elif item is not None and not isinstance(item, str | int | float):
                 return path, f"a {type(item).__name__} is not a JSON value"
         if not deeper:
@@ -282,6 +289,9 @@ def _check_json(body: dict[str, Any] | list[Any]) -> None:
             raise ValueError("NaN and infinity are not JSON numbers")
         if any(isinstance(item, int) and not _INT_MIN <= item <= _UINT_MAX for item in level):
             raise ValueError(f"integers must lie between {_INT_MIN} and {_UINT_MAX}")
+        keys = (key for item in level if isinstance(item, dict) for key in item)
+        if any(isinstance(item, str) and not _is_text(item) for item in (*level, *keys)):
+            raise ValueError(_NOT_TEXT)
         level = [
             child
             for item in level
@@ -291,6 +301,14 @@ def _check_json(body: dict[str, Any] | list[Any]) -> None:
         if not level:
             return
     raise ValueError(f"nested deeper than {_MAX_BODY_DEPTH} levels")
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _target_type(target: Any) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI, Request
+from pydantic import ValidationError
 
 from kairos import Kairos, RunContext
 from kairos.api.schemas import JobOut, RunOut
@@ -267,6 +268,23 @@ async def test_a_bad_job_id_in_the_script_form_names_the_field(db: str) -> None:
         with pytest.raises(InvalidField) as raised:
             await kairos.put_job("no spaces", job("http://127.0.0.1:9/"))
         assert raised.value.loc == ("job_id",)
+
+
+async def test_arguments_that_are_no_text_in_the_script_form_are_named_not_stored(
+    db: str,
+) -> None:
+    kairos = Kairos(settings=Settings(database_url=db, admin_token=TOKEN))
+
+    @kairos.task()
+    def note(text: str) -> None: ...
+
+    target = {"type": "python", "task": "note", "kwargs": {"text": "\ud800"}}
+    async with kairos:
+        with pytest.raises(ValidationError) as raised:
+            await kairos.put_job("lone", {**job("http://127.0.0.1:9/"), "target": target})
+        assert [e["loc"] for e in raised.value.errors()] == [("target", "kwargs", "text")]
+        with pytest.raises(JobNotFound):
+            await kairos.get_job("lone")
 
 
 async def test_a_generated_admin_token_is_logged_once(

@@ -48,6 +48,15 @@ def test_errors_inside_a_target_name_its_field_not_its_kind() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "body", [{"a": ["\ud800"]}, ["ok", {"\udc00": 1}], "\ud800"], ids=["value", "key", "text"]
+)
+def test_a_body_that_is_no_text_is_refused_before_it_is_stored(body: Any) -> None:
+    (found,) = {loc for loc, _ in errors({"url": "http://example.com/", "body": body})}
+    assert found[:2] == ("target", "body")
+    assert spec({"url": "http://example.com/", "body": {"a": ["\U0001f600"]}}).model_dump_json()
+
+
 def test_the_target_keeps_its_masked_secrets_from_the_stored_one() -> None:
     masked = spec({"url": "http://example.com/", "headers": {"Authorization": "***"}})
     stored = spec({"url": "http://example.com/", "headers": {"Authorization": "Bearer s"}})

@@ -272,6 +272,8 @@ def test_a_python_target_round_trips_through_its_stored_json() -> None:
         ({"kwargs": {"s": {1, 2}}}, ("kwargs", "s"), "a set is not a JSON value"),
         ({"kwargs": {"n": [1, float("nan")]}}, ("kwargs", "n", 1), "NaN and infinity"),
         ({"kwargs": {"m": {1: "x"}}}, ("kwargs", "m"), "object keys must be strings"),
+        ({"kwargs": {"note": ["ok", "\ud800"]}}, ("kwargs", "note", 1), "lone UTF-16 surrogate"),
+        ({"kwargs": {"m": {"\udfff": 1}}}, ("kwargs", "m"), "a key: a string with a lone"),
         ({"args": [2**64]}, ("args", 0), "integers must lie between"),
         ({"args": ["x" * 262_144]}, ("args",), "at most 262144 bytes as JSON"),
         ({"task": "no spaces"}, ("task",), "'no spaces' is not a task name"),
