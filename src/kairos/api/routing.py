@@ -22,6 +22,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.requests import ClientDisconnect
 
 from kairos.api.text import check_text, is_json
 from kairos.context import CONTEXT_KEY, Binding
@@ -46,6 +47,10 @@ class KairosRoute(APIRoute):
                 if is_json(request.headers.get("content-type")):
                     check_text(await request.body())  # the route reads the body kept
                 return await endpoint(request)
+            except ClientDisconnect:
+                # The client went away before its body was whole: nobody reads the answer,
+                # and it is no error of the server's.
+                return Response(status_code=400)
             except KairosError as exc:
                 return render_error(exc)
             except RequestValidationError as exc:
