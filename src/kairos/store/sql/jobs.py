@@ -20,9 +20,11 @@ from kairos.store.sql.backend import Backend
 from kairos.store.sql.rows import FINAL, JOB_COLUMNS, job_from_row, job_values
 
 __all__ = [
+    "COUNT_BY_TASK",
     "COUNT_JOBS",
     "JOB_BY_ID",
     "REPLACED_ON_UPSERT",
+    "apply_jobs",
     "counts",
     "delete_job",
     "insert_job",
