@@ -11,6 +11,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
+from functools import cached_property
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -18,7 +19,6 @@ from pydantic import (
     AnyHttpUrl,
     Discriminator,
     Field,
-    PrivateAttr,
     Tag,
     ValidationError,
     ValidationInfo,
@@ -105,7 +105,6 @@ class HttpTarget(Spec):
     """This job's calls start only while fewer calls than this are in flight to its host."""
     max_per_second: float | None = Field(default=None, gt=0, le=100_000)
     """This job's calls start at most this often to its host (calls a second)."""
-    _templates: list[TemplateAt] | None = PrivateAttr(default=None)
 
     @property
     def host_key(self) -> str:
@@ -174,22 +173,20 @@ class HttpTarget(Spec):
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
         copy = super().model_copy(update=update, deep=deep)
         if update:
-            copy._templates = None  # computed again from the new values when asked
+            copy.__dict__.pop("templates", None)  # found again in the new values when asked
         return copy
 
-    @property
+    @cached_property
     def templates(self) -> list[TemplateAt]:
         """The header values and body strings that hold references (or ``$${`` escapes),
         found once per target: a target without any is called as it is."""
-        if self._templates is None:
-            found: list[TemplateAt] = []
-            for name, value in self.headers.items():
-                template = parse(value)
-                if template is not None:
-                    found.append((("headers", name), template))
-            found.extend((("body", *path), t) for path, t in references_in_json(self.body))
-            self._templates = found
-        return self._templates
+        found: list[TemplateAt] = []
+        for name, value in self.headers.items():
+            template = parse(value)
+            if template is not None:
+                found.append((("headers", name), template))
+        found.extend((("body", *path), t) for path, t in references_in_json(self.body))
+        return found
 
     def resolved(self, value_of: Callable[[Reference], str]) -> HttpTarget:
         """This target with its references replaced by ``value_of(reference)``, to be called."""

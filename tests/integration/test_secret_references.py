@@ -69,6 +69,19 @@ def finished_run(client: TestClient, job_id: str) -> dict[str, Any]:
     raise AssertionError(f"run {run_id} did not finish in 10 s")
 
 
+def test_a_worker_process_receives_the_values_as_the_main_process_resolved_them(
+    tmp_path: Path, target: ThreadedTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KAIROS_TEST_CRAWLER_TOKEN", ENV_VALUE)
+    with serve(tmp_path, secrets_key="test-secrets-key-0123456789", http_workers=1) as client:
+        client.put("/secrets/crawler", json={"value": SECRET_VALUE})
+        client.put("/jobs/crawl", json=job(target.url("/crawl")))
+        assert finished_run(client, "crawl")["status"] == "succeeded"
+    [delivery] = target.deliveries()
+    assert delivery.headers["Authorization"] == f"Bearer {SECRET_VALUE}"
+    assert delivery.headers["X-Env"] == ENV_VALUE
+
+
 def test_the_target_receives_the_values_and_nothing_shows_them(
     client: TestClient, target: ThreadedTarget, caplog: pytest.LogCaptureFixture
 ) -> None:

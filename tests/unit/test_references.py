@@ -117,3 +117,12 @@ def test_a_resolved_target_carries_values_and_a_copy_finds_its_own_references() 
     assert resolved.model_dump()["body"] == "${env:X}"
     # Found again in the copy, from its own values: the escape is gone, so a reference shows.
     assert resolved.templates == [(("body",), Template((Reference("env", "X"),)))]
+
+
+def test_finding_references_changes_neither_equality_nor_what_a_copy_finds() -> None:
+    document = spec(target={"headers": {"A": "${env:CRAWLER_TOKEN}"}})
+    looked, fresh = JobSpec.model_validate(document), JobSpec.model_validate(document)
+    assert looked.templates
+    assert looked == fresh
+    changed = looked.target.model_copy(update={"headers": {"A": "plain"}})
+    assert changed.templates == []
