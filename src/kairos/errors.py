@@ -23,9 +23,12 @@ __all__ = [
     "NotFound",
     "NotStarted",
     "RunNotFound",
+    "SecretNotFound",
+    "SecretsKeyMissing",
     "StoreUnavailable",
     "TooManyAttempts",
     "Unauthorized",
+    "UnresolvedReferences",
     "UserExists",
     "UserNotFound",
 ]
@@ -100,6 +103,12 @@ class ApiKeyNotFound(NotFound):
         self.key_id = key_id
 
 
+class SecretNotFound(NotFound):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"secret {name!r} not found")
+        self.name = name
+
+
 class Conflict(KairosError):
     status_code = 409
 
@@ -114,6 +123,35 @@ class JobExists(Conflict):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"Job {job_id!r} already exists; use PUT /jobs/{job_id} to replace it")
         self.job_id = job_id
+
+
+class SecretsKeyMissing(Conflict):
+    """Secrets cannot be kept: the server has no key to encrypt them with."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this server keeps no secrets: set KAIROS_SECRETS_KEY in its environment "
+            '(one made by: python -c "import secrets; print(secrets.token_urlsafe(32))")'
+        )
+
+
+class UnresolvedReferences(InvalidField):
+    """References in a spec that this server cannot resolve: each problem with its field."""
+
+    def __init__(self, problems: Sequence[tuple[Sequence[str | int], str]]) -> None:
+        super().__init__(problems[0][0], problems[0][1])
+        self.problems = [(tuple(loc), message) for loc, message in problems]
+        if len(self.problems) > 1:
+            self.detail = "; ".join(
+                f"{'.'.join(str(p) for p in loc)}: {message}" for loc, message in self.problems
+            )
+            self.args = (self.detail,)
+
+    def body(self) -> Any:
+        return [
+            {"loc": [self.source, *loc], "msg": message, "type": "value_error"}
+            for loc, message in self.problems
+        ]
 
 
 class Unauthorized(KairosError):

@@ -29,8 +29,16 @@ from pydantic import (
 
 from kairos.errors import InvalidField
 from kairos.masking import SECRET_MASK, kept_password, masked_url, same_origin
+from kairos.references import Reference, parse
 from kairos.specs import STORED, Spec, stored
-from kairos.targets import MAX_BODY_BYTES, HttpMethod, HttpTarget, PythonTarget, TargetSpec
+from kairos.targets import (
+    MAX_BODY_BYTES,
+    HttpMethod,
+    HttpTarget,
+    PythonTarget,
+    TargetSpec,
+    TemplateAt,
+)
 
 __all__ = [
     "FIRST_YEAR",
@@ -219,17 +227,39 @@ class Webhook(Spec):
     url: AnyHttpUrl
     """A password in it is a secret, as ``secret`` is."""
     secret: str | None = Field(default=None, min_length=1, max_length=1_000, repr=False)
-    """Shown as ``"***"``; sent back so in a replacement, it keeps the stored one."""
+    """Shown as ``"***"``; sent back so in a replacement, it keeps the stored one. It may be a
+    reference (``${secret:name}``, ``${env:NAME}``), shown as written."""
+
+    @field_validator("secret")
+    @classmethod
+    def _well_formed_references(cls, secret: str | None, info: ValidationInfo) -> str | None:
+        if secret is not None and not stored(info):
+            parse(secret)
+        return secret
 
     @property
     def sends_masks(self) -> bool:
         return SECRET_MASK in (self.secret, self.url.password)
 
+    @property
+    def templates(self) -> list[TemplateAt]:
+        """The secret, if it holds references."""
+        template = None if self.secret is None else parse(self.secret)
+        return [] if template is None else [(("secret",), template)]
+
+    def resolved(self, value_of: Callable[[Reference], str]) -> Webhook:
+        """This webhook with its secret's references replaced by ``value_of(reference)``."""
+        if not (templates := self.templates):
+            return self
+        return self.model_copy(update={"secret": templates[0][1].render(value_of)})
+
     def masked(self) -> Webhook:
-        """This webhook with its secret and its URL's password shown as ``"***"``."""
+        """This webhook with its secret and its URL's password shown as ``"***"`` (a secret
+        that holds a reference is shown as written)."""
         if self.secret is None and self.url.password is None:
             return self
-        secret = None if self.secret is None else SECRET_MASK
+        refers = any(template.references for _, template in self.templates)
+        secret = None if self.secret is None else self.secret if refers else SECRET_MASK
         return self.model_copy(update={"secret": secret, "url": masked_url(self.url)})
 
     def keeping_secrets(self, stored: Webhook | None) -> Webhook:
@@ -324,6 +354,17 @@ class JobSpec(Spec):
         if all(value is getattr(self, name) for name, value in changes.items()):
             return self
         return self.model_copy(update=changes)
+
+    @property
+    def templates(self) -> list[TemplateAt]:
+        """Every string of the spec that holds references, and where (``target.headers.X``,
+        ``on_failure.secret``)."""
+        found = [(("target", *loc), t) for loc, t in self.target.templates]
+        for name in _WEBHOOKS:
+            hook = getattr(self, name)
+            if hook is not None:
+                found.extend(((name, *loc), t) for loc, t in hook.templates)
+        return found
 
     @property
     def sends_masks(self) -> bool:

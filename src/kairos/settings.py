@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     jwt_secret: str | None = Field(default=None, repr=False, min_length=32)
     """The key that signs users' access tokens (HMAC-SHA256). Unset: one is generated at the
     first start and kept in the database, shared by every replica."""
+    secrets_key: str | None = Field(default=None, repr=False, min_length=16)
+    """The key the secrets of ``/secrets`` are encrypted with (AES-256-GCM, under a key derived
+    from it); every replica needs the same one. Unset: no secret can be set or resolved."""
     token_ttl: int = Field(default=3600, ge=60, le=30 * 86_400)
     """Seconds a user's access token is valid."""
     audit_max_age: float = Field(default=365 * 86_400, gt=0, le=100 * 366 * 86_400)

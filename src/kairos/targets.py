@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Annotated, Any, Literal
+from collections.abc import Callable, Mapping
+from functools import cached_property
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -29,6 +31,7 @@ from pydantic_core import InitErrorDetails
 
 from kairos.errors import InvalidField
 from kairos.masking import SECRET_MASK, kept_password, masked_url, same_origin
+from kairos.references import Reference, Template, parse, references_in_json, render_json
 from kairos.specs import Spec, stored
 
 __all__ = [
@@ -38,6 +41,7 @@ __all__ = [
     "HttpTarget",
     "PythonTarget",
     "TargetSpec",
+    "TemplateAt",
     "check_task_name",
 ]
 
@@ -55,6 +59,8 @@ MAX_BODY_BYTES = 262_144
 TASK_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$"
 """What a task's name may be: a Python identifier, dotted or namespaced (``reports.daily``)."""
 _TASK_NAME = re.compile(TASK_NAME_PATTERN)
+TemplateAt = tuple[tuple[str | int, ...], Template]
+"""A string that holds references, and where it is in a spec (``("headers", "Authorization")``)."""
 # RFC 9110's token: what a header name may be made of.
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Control characters other than a tab end or corrupt the header line they are sent in.
@@ -149,6 +155,53 @@ class HttpTarget(Spec):
                 raise ValueError(f"secret_headers names {name!r}, which is not in headers")
         return self
 
+    @model_validator(mode="after")
+    def _well_formed_references(self, info: ValidationInfo) -> HttpTarget:
+        if stored(info):
+            return self
+        errors: list[InitErrorDetails] = []
+        for name, value in self.headers.items():
+            try:
+                parse(value)
+            except ValueError as exc:
+                errors.append(_error(("headers", name), value, str(exc)))
+        try:
+            list(references_in_json(self.body))
+        except ValueError as exc:
+            errors.append(_error(("body", *exc.args[1]), self.body, exc.args[0]))
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        return self
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        copy = super().model_copy(update=update, deep=deep)
+        if update:
+            copy.__dict__.pop("templates", None)  # found again in the new values when asked
+        return copy
+
+    @cached_property
+    def templates(self) -> list[TemplateAt]:
+        """The header values and body strings that hold references (or ``$${`` escapes),
+        found once per target: a target without any is called as it is."""
+        found: list[TemplateAt] = []
+        for name, value in self.headers.items():
+            template = parse(value)
+            if template is not None:
+                found.append((("headers", name), template))
+        found.extend((("body", *path), t) for path, t in references_in_json(self.body))
+        return found
+
+    def resolved(self, value_of: Callable[[Reference], str]) -> HttpTarget:
+        """This target with its references replaced by ``value_of(reference)``, to be called."""
+        if not self.templates:
+            return self
+        headers = {}
+        for name, value in self.headers.items():
+            template = parse(value)
+            headers[name] = value if template is None else template.render(value_of)
+        body = render_json(self.body, value_of)
+        return self.model_copy(update={"headers": headers, "body": body})
+
     def secret_names(self) -> set[str]:
         """The secret headers present, lower-cased."""
         present = {name.lower() for name in self.headers}
@@ -160,11 +213,16 @@ class HttpTarget(Spec):
         return self.url.password == SECRET_MASK or SECRET_MASK in self.headers.values()
 
     def masked(self) -> HttpTarget:
-        """This target with every secret (header value, URL password) shown as ``"***"``."""
+        """This target with every secret (header value, URL password) shown as ``"***"``. A
+        secret header whose value holds a reference is shown as written: a reference is no
+        secret (its text around the reference, such as ``Bearer``, is shown with it)."""
         secret = self.secret_names()
         if not secret and self.url.password is None:
             return self
-        shown = {k: SECRET_MASK if k.lower() in secret else v for k, v in self.headers.items()}
+        shown = {
+            k: SECRET_MASK if k.lower() in secret and not _refers(v) else v
+            for k, v in self.headers.items()
+        }
         return self.model_copy(update={"headers": shown, "url": masked_url(self.url)})
 
     def keeping_secrets(self, stored: TargetSpec | None) -> HttpTarget:
@@ -236,8 +294,25 @@ class PythonTarget(Spec):
     def masked(self) -> PythonTarget:
         return self
 
+    @property
+    def templates(self) -> list[TemplateAt]:
+        """None: a function's arguments are passed as written."""
+        return []
+
+    def resolved(self, value_of: Callable[[Reference], str]) -> PythonTarget:
+        return self
+
     def keeping_secrets(self, stored: TargetSpec | None) -> PythonTarget:
         return self
+
+
+def _refers(value: str) -> bool:
+    """``value`` holds a reference (it parsed when it was stored)."""
+    try:
+        template = parse(value)
+    except ValueError:
+        return False
+    return template is not None and bool(template.references)
 
 
 def _json_size(value: Any) -> int:

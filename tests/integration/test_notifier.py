@@ -19,8 +19,10 @@ from urllib.parse import quote
 import pytest
 
 from kairos.engine.notifier import Event, Notifier
+from kairos.engine.secrets import Secrets
 from kairos.executors.guard import OutboundGuard
 from kairos.models import JobRecord, JobSpec, Webhook
+from kairos.store.memory import MemoryStore
 from tests.integration.test_engine import make_scheduler, soon, spec
 from tests.support.target import Delivery, RecordingTarget
 
@@ -184,3 +186,24 @@ async def test_an_undelivered_webhook_is_logged_without_its_urls_password(
     [line] = [r.getMessage() for r in caplog.records if "not delivered" in r.getMessage()]
     assert "ops:***@127.0.0.1" in line
     assert "h00kpw" not in caplog.text
+
+
+async def test_a_secret_by_reference_signs_with_its_value(
+    receiver: RecordingTarget, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("KAIROS_TEST_HOOK_SECRET", "from-the-environment")
+    secrets = Secrets(MemoryStore(), None)
+    hook = {"url": receiver.url("/hook"), "secret": "${env:KAIROS_TEST_HOOK_SECRET}"}
+    unset = {"url": receiver.url("/unset"), "secret": "${secret:gone}"}
+    notifier = Notifier(OutboundGuard(block_private=False), resolve=secrets.resolved_webhook)
+    async with running(notifier):
+        notifier.notify(Event("failure", job(on_failure=unset), {"id": 1}, "HTTP 503"))
+        notifier.notify(Event("failure", job(on_failure=hook), {"id": 2}, "HTTP 503"))
+        [delivery] = await receiver.wait_for(1)
+        async with asyncio.timeout(10):  # the other worker logs the hook it could not sign
+            while True:
+                if "${secret:gone}: this server keeps no secrets" in caplog.text:
+                    break
+                await asyncio.sleep(0.01)
+    assert signed_correctly(delivery, "from-the-environment")
+    assert delivery.path == "/hook"

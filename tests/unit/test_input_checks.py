@@ -62,11 +62,15 @@ def test_every_route_that_takes_json_refuses_a_lone_surrogate_naming_the_field(
         for method, operation in operations.items()
         if "application/json" in operation.get("requestBody", {}).get("content", {})
     ]
-    assert len(json_routes) == 7, json_routes
+    assert len(json_routes) == 9, json_routes
     for method, path in json_routes:
-        sent = b'{"description": "a\\ud800b", "id": "x"}'
+        field = "value" if path.startswith("/secrets/") else "description"
+        sent = b'{"%s": "a\\ud800b"%s}' % (
+            field.encode(),
+            b"" if field == "value" else b', "id": "x"',
+        )
         response = client.request(method, path, content=sent, headers=JSON)
-        assert error_of(response)["loc"] == ["body", "description"], (method, path)
+        assert error_of(response)["loc"] == ["body", field], (method, path)
         assert "surrogate" in response.text
     assert client.get("/jobs/x").json()["description"] == ""
 

@@ -13,6 +13,7 @@ from kairos.api.routes import (
     jobs,
     ops,
     runs,
+    secrets,
     targets,
     tasks,
     triggers,
@@ -24,7 +25,7 @@ __all__ = ["build_router", "build_routers"]
 
 # Routes are matched in order, and matching one costs a few microseconds: the most called
 # (jobs, runs) go first. No two routers' paths overlap, so the order changes nothing else.
-_MODULES = (jobs, runs, ops, auth, tasks, triggers, cluster, targets, audit, apply)
+_MODULES = (jobs, runs, ops, auth, tasks, triggers, cluster, targets, audit, apply, secrets)
 _PROBES = (ops,)
 """Open to probes and scrapers: with the app's own authentication, the only routes that do
 not go through it."""

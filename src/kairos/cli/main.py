@@ -21,6 +21,7 @@ from kairos import __version__, logs, triggers
 from kairos.cli.accounts import keys_app, users_app
 from kairos.cli.client import ApiClient, ApiError
 from kairos.cli.common import fail, on_store, out, print_json, seconds
+from kairos.cli.secrets import secrets_app
 from kairos.errors import InvalidField, KairosError
 from kairos.models import CronTriggerSpec, parse_zone
 from kairos.settings import Settings
@@ -35,6 +36,7 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
+app.add_typer(secrets_app, name="secrets")
 
 Url = Annotated[str, typer.Option("--url", envvar="KAIROS_URL", help="The server's base URL")]
 Token = Annotated[str | None, typer.Option("--token", envvar="KAIROS_TOKEN", help="A bearer token")]

@@ -23,12 +23,13 @@ from kairos.engine.hosts import NoSlot, Signal
 from kairos.engine.notifier import Event
 from kairos.engine.options import EngineOptions
 from kairos.engine.policies import Planner
+from kairos.engine.secrets import UnresolvableReference
 from kairos.engine.tasks import cancelled
 from kairos.engine.telemetry import Telemetry
 from kairos.errors import StoreUnavailable
 from kairos.executors.base import Call, Executor, Outcome
 from kairos.logs import run_fields
-from kairos.models import HttpTarget, JobSpec, RunStatus
+from kairos.models import HttpTarget, JobSpec, RunStatus, TargetSpec
 from kairos.store import FinishedRun, StartedRun, Store
 
 __all__ = ["Dispatcher"]
@@ -69,8 +70,12 @@ class Dispatcher:
         on_fire_end: Callable[[str, JobSpec], None] = lambda job_id, spec: None,
         notify: Callable[[Event], None] = lambda event: None,
         telemetry: Telemetry | None = None,
+        resolve: Callable[[TargetSpec], Awaitable[TargetSpec]] | None = None,
     ) -> None:
+        """``resolve``: a target holding references with their values in place (see
+        ``Secrets.resolved``); None: targets are called as they are stored."""
         self._store = store
+        self._resolve = resolve
         self._executor = executor
         self._planner = planner
         self._clock = clock
@@ -341,10 +346,18 @@ class Dispatcher:
         slot_s: float,
     ) -> Outcome:
         run, job = started.run, started.job
-        call = Call(job.id, run.id, run.scheduled_for_us, run.attempt, job.spec.target, time_left)
+        target = job.spec.target
         signal = Signal.NEUTRAL
         try:
+            # Only a target that holds references pays for resolving them: the flag is the
+            # spec's, computed once.
+            if target.templates and self._resolve is not None:
+                target = await self._resolve(target)
+            call = Call(job.id, run.id, run.scheduled_for_us, run.attempt, target, time_left)
             outcome = await self._executor.execute(call)
+        except UnresolvableReference as exc:
+            # Not sent, but not worth retrying either: a failure the breaker counts.
+            outcome = Outcome(False, error=f"not called: {exc.detail}")
         except Exception as exc:  # an executor bug must not leave the run "running" forever
             log.exception("executor failed", extra=run_fields(*_identity(started)))
             outcome = Outcome(False, error=f"internal error: {exc!r}")

@@ -17,6 +17,7 @@ import hmac
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ import orjson
 from kairos import __version__
 from kairos.clock import from_us
 from kairos.engine.tasks import in_background
+from kairos.errors import KairosError
 from kairos.executors.guard import OutboundGuard
 from kairos.executors.webhooks import WebhookSender
 from kairos.models import JobRecord, Webhook
@@ -56,7 +58,11 @@ class Notifier:
         on_failure: Webhook | None = None,
         on_pause: Webhook | None = None,
         retry_delays_s: tuple[float, ...] = (1.0, 4.0, 15.0),
+        resolve: Callable[[Webhook], Awaitable[Webhook]] | None = None,
     ) -> None:
+        """``resolve``: a webhook whose secret holds references with their values in place
+        (``Secrets.resolved_webhook``)."""
+        self._resolve = resolve
         self._sender = WebhookSender(guard, max_connections=_WORKERS)
         self._server_hooks = {"failure": on_failure, "pause": on_pause}
         self._delays = retry_delays_s
@@ -112,6 +118,15 @@ class Notifier:
 
     async def _deliver(self, hook: Webhook, body: bytes, kind: str, fields: dict[str, Any]) -> None:
         delivery = str(uuid.uuid4())
+        if hook.templates and self._resolve is not None:
+            try:
+                hook = await self._resolve(hook)
+            except KairosError as exc:  # names the reference, never a value
+                shown = hook.masked().url
+                log.warning(
+                    "notification %s to %s not sent: %s", kind, shown, exc.detail, extra=fields
+                )
+                return
         for attempt in range(len(self._delays) + 1):
             if attempt:
                 await asyncio.sleep(self._delays[attempt - 1])

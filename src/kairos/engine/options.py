@@ -35,6 +35,8 @@ class EngineOptions:
     host_max_concurrency: int = 128
     host_limits: Mapping[str, HostLimitSpec] = field(default_factory=dict)
     block_private_networks: bool = False
+    secrets_key: str | None = field(default=None, repr=False)
+    """Encrypts the named secrets; None: none can be set or resolved."""
     allowed_networks: tuple[str, ...] = ()
 
     @classmethod
@@ -59,6 +61,7 @@ class EngineOptions:
             host_limits=dict(settings.host_limits),
             block_private_networks=settings.block_private_networks,
             allowed_networks=tuple(settings.allowed_networks),
+            secrets_key=settings.secrets_key,
         )
 
     def guard(self) -> OutboundGuard:

@@ -29,6 +29,7 @@ from kairos.engine.notifier import Notifier
 from kairos.engine.options import EngineOptions
 from kairos.engine.policies import Planner
 from kairos.engine.retention import Retention
+from kairos.engine.secrets import Secrets
 from kairos.engine.telemetry import Telemetry
 from kairos.errors import InvalidField, JobNotFound, StoreUnavailable
 from kairos.executors import executor_for
@@ -46,7 +47,7 @@ from kairos.models import (
 )
 from kairos.pagination import Page, id_cursor, job_cursor, job_key, page_of
 from kairos.settings import Settings
-from kairos.store import JobQuery, NodeInfo, Store, store_for_url
+from kairos.store import JobQuery, NodeInfo, SecretRecord, Store, store_for_url
 from kairos.tasks import TaskRegistry
 
 __all__ = ["Scheduler"]
@@ -86,8 +87,12 @@ class Scheduler:
         self._planner = Planner()
         self._running: AsyncExitStack | None = None
         self.telemetry = Telemetry()
+        self._secrets = Secrets(store, options.secrets_key)
         self._notifier = Notifier(
-            options.guard(), on_failure=options.on_failure, on_pause=options.on_pause
+            options.guard(),
+            on_failure=options.on_failure,
+            on_pause=options.on_pause,
+            resolve=self._secrets.resolved_webhook,
         )
         self.retention = Retention(
             store,
@@ -107,6 +112,7 @@ class Scheduler:
             on_fire_end=self.retention.finished,
             notify=self._notifier.notify,
             telemetry=self.telemetry,
+            resolve=self._secrets.resolved_target,
         )
         self.membership = Membership(
             store,
@@ -220,7 +226,9 @@ class Scheduler:
 
         Every change takes ``actor``: who makes it, for the audit log (see ``Actor.name``)."""
         self._check_target(spec)
-        job = self._schedule(job_id, spec.keeping_secrets(None), created_us=None)
+        spec = spec.keeping_secrets(None)
+        await self._check_references(spec)
+        job = self._schedule(job_id, spec, created_us=None)
         await self._store.insert_job(job, by=Actor(actor, job.updated_us))
         await self._changed(job)
         return job
@@ -232,6 +240,7 @@ class Scheduler:
         The replacement's schedule starts afresh from now; runs already started go on."""
         self._check_target(spec)
         spec = await self._keep_secrets(job_id, spec)
+        await self._check_references(spec)
         job = self._schedule(job_id, spec, created_us=None)
         stored = await self._store.upsert_jobs([job], by=Actor(actor, job.updated_us))
         await self._changed(job)
@@ -247,6 +256,7 @@ class Scheduler:
             try:
                 self._check_target(spec)
                 spec = await self._keep_secrets(job_id, spec)
+                await self._check_references(spec)
                 records.append(self._schedule(job_id, spec, created_us=None))
             except InvalidField as exc:
                 raise InvalidField(["jobs", index, *exc.loc], exc.message) from None
@@ -281,6 +291,7 @@ class Scheduler:
         """``spec`` as ``put_job`` would store it; ``InvalidField`` if it cannot be."""
         self._check_target(spec)
         spec = await self._keep_secrets(job_id, spec)
+        await self._check_references(spec)
         self._schedule(job_id, spec, created_us=None)
         return spec
 
@@ -297,9 +308,9 @@ class Scheduler:
             raise InvalidField([str(p) for p in first["loc"]], first["msg"]) from None
         if "target" in changes:
             self._check_target(spec)
-        return await self._update(
-            current, spec.keeping_secrets(current.spec), actor=actor, action="job.update"
-        )
+        spec = spec.keeping_secrets(current.spec)
+        await self._check_references(spec)
+        return await self._update(current, spec, actor=actor, action="job.update")
 
     async def pause_job(self, job_id: str, *, actor: str = SYSTEM) -> JobRecord:
         """Pause; a job the circuit breaker paused becomes paused for good (no more probes)."""
@@ -358,6 +369,25 @@ class Scheduler:
         return await self._store.list_runs(
             job_id=job_id, status=status, before_id=before_id, limit=limit
         )
+
+    # Secrets -----------------------------------------------------------------------------------
+
+    async def set_secret(self, name: str, value: str, *, actor: str = SYSTEM) -> bool:
+        """Keep ``value`` (encrypted) as the secret ``name``; True when it is new. Raise
+        ``SecretsKeyMissing`` when this server has no key to encrypt it with."""
+        try:
+            return await self._secrets.set(name, value, by=self._actor(actor))
+        except ValueError as exc:
+            raise InvalidField(["name"], str(exc), source="path") from None
+
+    async def delete_secret(self, name: str, *, actor: str = SYSTEM) -> None:
+        """Forget a secret (``SecretNotFound``); the jobs that refer to it stay, and their
+        calls fail, naming the reference, until it is set again."""
+        await self._secrets.delete(name, by=self._actor(actor))
+
+    async def list_secrets(self) -> list[SecretRecord]:
+        """Every secret by name, its value encrypted: adapters show names and times only."""
+        return await self._secrets.list()
 
     # Pages, the cluster, the audit log: what the adapters read -----------------------------
 
@@ -450,6 +480,12 @@ class Scheduler:
             and isinstance(spec.target, PythonTarget)
         ):
             self._tasks.check(spec.target)
+
+    async def _check_references(self, spec: JobSpec) -> None:
+        """``UnresolvedReferences`` naming each field that refers to an environment variable
+        unset here or to an unknown secret; nothing (and no read) for a spec without any."""
+        if spec.templates:
+            await self._secrets.check(spec)
 
     async def _keep_secrets(self, job_id: str, spec: JobSpec) -> JobSpec:
         """``spec`` with secrets sent as ``"***"`` given their stored values."""

@@ -1,9 +1,10 @@
 """The store seam: where jobs, the run ledger and metadata live.
 
-``Store`` is composed of one interface per role (jobs, the run ledger, nodes, accounts, the
-audit log), so that each can be read, implemented and tested on its own. Every method is a single
-transaction: it either happens whole or not at all. A store decides nothing about scheduling: the
-engine's decisions come in as values (``ClaimPolicy``, ``Verdict``) it applies atomically.
+``Store`` is composed of one interface per role (jobs, the run ledger, nodes, accounts,
+secrets, the audit log), so that each can be read, implemented and tested on its own. Every
+method is a single transaction: it either happens whole or not at all. A store decides nothing
+about scheduling: the engine's decisions come in as values (``ClaimPolicy``, ``Verdict``) it
+applies atomically.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ __all__ = [
     "PlannedRun",
     "QueuedRun",
     "RunLedger",
+    "SecretRecord",
+    "SecretStore",
     "Slots",
     "StartedRun",
     "Store",
@@ -428,6 +431,38 @@ class AccountStore(ABC):
         ``ApiKeyNotFound``. Return the key as it is now."""
 
 
+@dataclass(frozen=True, slots=True)
+class SecretRecord:
+    """A named secret as the store keeps it: its value encrypted by the engine (the store
+    never sees it in clear)."""
+
+    name: str
+    ciphertext: str
+    created_us: int
+    updated_us: int
+
+
+class SecretStore(ABC):
+    """Named secrets that job specs refer to (``${secret:name}``); every change is one
+    transaction with its audit record (``secret.set``, ``secret.delete``: the name only)."""
+
+    @abstractmethod
+    async def put_secret(self, name: str, ciphertext: str, *, by: Actor) -> bool:
+        """Add the secret or replace its value (keeping its ``created_us``), as of
+        ``by.at_us``; return True when it was added."""
+
+    @abstractmethod
+    async def get_secret(self, name: str) -> SecretRecord | None: ...
+
+    @abstractmethod
+    async def list_secrets(self) -> list[SecretRecord]:
+        """Every secret, by name."""
+
+    @abstractmethod
+    async def delete_secret(self, name: str, *, by: Actor) -> None:
+        """Raise ``SecretNotFound``."""
+
+
 class AuditLog(ABC):
     """Who changed what: written by the other roles' changes, read and aged out here."""
 
@@ -448,7 +483,7 @@ class AuditLog(ABC):
         ``older_than_us``; return how many went."""
 
 
-class Store(JobStore, RunLedger, NodeRegistry, AccountStore, AuditLog):
+class Store(JobStore, RunLedger, NodeRegistry, AccountStore, SecretStore, AuditLog):
     """Persistence for everything Kairos keeps: the roles above over one database, plus its
     lifecycle, the change feed between processes and a little metadata. Implementations must be
     safe to share between tasks."""

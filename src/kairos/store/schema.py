@@ -33,6 +33,7 @@ __all__ = [
     "node_tasks",
     "nodes",
     "runs",
+    "secrets",
     "user_generations",
     "users",
 ]
@@ -187,6 +188,17 @@ api_keys = Table(
     Column("created_by", String(200), nullable=False),
     Column("expires_us", BigInteger, nullable=True),
     Column("revoked_us", BigInteger, nullable=True),
+)
+
+# Named secrets that job specs refer to (``${secret:name}``), encrypted by the engine: the
+# database never holds a value in clear.
+secrets = Table(
+    "kairos_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("ciphertext", Text, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
 )
 
 # Every change: written in the transaction of the change itself, so neither exists without the

@@ -1,4 +1,4 @@
-"""Users, API keys and the audit log on a memory store's ``Tables``."""
+"""Users, API keys, secrets and the audit log on a memory store's ``Tables``."""
 
 from __future__ import annotations
 
@@ -6,15 +6,18 @@ import dataclasses
 from itertools import islice
 from typing import Any
 
-from kairos.errors import ApiKeyNotFound, UserExists, UserNotFound
+from kairos.errors import ApiKeyNotFound, SecretNotFound, UserExists, UserNotFound
 from kairos.identity import Actor, ApiKeyRecord, AuditRecord, Scope, UserRecord, scope_text
+from kairos.store.base import SecretRecord
 from kairos.store.memory.tables import Tables
 
 __all__ = [
     "add_api_key",
     "add_user",
+    "delete_secret",
     "list_audit",
     "purge_audit",
+    "put_secret",
     "remove_user",
     "revoke_api_key",
     "update_user",
@@ -65,6 +68,20 @@ def _next_generation(t: Tables, name: str) -> int:
     generation = t.generations.get(name, 0) + 1
     t.put(t.generations, name, generation)
     return generation
+
+
+def put_secret(t: Tables, name: str, ciphertext: str, by: Actor) -> bool:
+    old = t.secrets.get(name)
+    created_us = by.at_us if old is None else old.created_us
+    t.put(t.secrets, name, SecretRecord(name, ciphertext, created_us, by.at_us))
+    t.write_audit(by, "secret.set", name)
+    return old is None
+
+
+def delete_secret(t: Tables, name: str, by: Actor) -> None:
+    if t.drop(t.secrets, name) is None:
+        raise SecretNotFound(name)
+    t.write_audit(by, "secret.delete", name)
 
 
 def add_api_key(t: Tables, key: ApiKeyRecord, by: Actor) -> None:

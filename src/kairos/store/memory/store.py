@@ -19,7 +19,15 @@ from kairos.clock import Clock, SystemClock
 from kairos.errors import JobNotFound, RunNotFound
 from kairos.identity import Actor, ApiKeyRecord, AuditRecord, Scope, UserRecord
 from kairos.models import JobRecord, JobState, RunRecord, RunStatus
-from kairos.store.base import Claim, ClaimPolicy, FinishedRun, JobQuery, NodeInfo, Store
+from kairos.store.base import (
+    Claim,
+    ClaimPolicy,
+    FinishedRun,
+    JobQuery,
+    NodeInfo,
+    SecretRecord,
+    Store,
+)
 from kairos.store.memory import accounts, jobs, ledger, retention
 from kairos.store.memory.process import ProcessBinding
 from kairos.store.memory.tables import NodeRow, Tables
@@ -313,6 +321,22 @@ class MemoryStore(Store):
 
     async def revoke_api_key(self, key_id: str, *, by: Actor) -> ApiKeyRecord:
         return self._write(lambda t: accounts.revoke_api_key(t, key_id, by))
+
+    # Secrets -----------------------------------------------------------------------------------
+
+    async def put_secret(self, name: str, ciphertext: str, *, by: Actor) -> bool:
+        return self._write(lambda t: accounts.put_secret(t, name, ciphertext, by))
+
+    async def get_secret(self, name: str) -> SecretRecord | None:
+        with self._reading() as t:
+            return t.secrets.get(name)
+
+    async def list_secrets(self) -> list[SecretRecord]:
+        with self._reading() as t:
+            return [t.secrets[name] for name in sorted(t.secrets)]
+
+    async def delete_secret(self, name: str, *, by: Actor) -> None:
+        self._write(lambda t: accounts.delete_secret(t, name, by))
 
     # The audit log -----------------------------------------------------------------------------
 

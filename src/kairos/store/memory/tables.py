@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from kairos.identity import Actor, ApiKeyRecord, AuditRecord, UserRecord
 from kairos.models import JobRecord, RunRecord, RunStatus
+from kairos.store.base import SecretRecord
 from kairos.store.memory.ordered import OrderedKeys
 
 __all__ = ["NodeRow", "Tables", "check_int64"]
@@ -70,6 +71,7 @@ class Tables:
         self.generations: dict[str, int] = {}
         """The last generation each user name was ever given, kept when its user goes."""
         self.api_keys: dict[str, ApiKeyRecord] = {}
+        self.secrets: dict[str, SecretRecord] = {}
         self.audit: dict[int, AuditRecord] = {}
         self.audit_ids: OrderedKeys[int] = OrderedKeys()
         # Ids are never given twice, not even those of a rolled-back transaction.

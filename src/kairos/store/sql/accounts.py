@@ -1,5 +1,5 @@
-"""The users, API keys and audit log part of ``SqlStore``, and the audit record writer every
-change of the store calls in its own transaction."""
+"""The users, API keys, secrets and audit log part of ``SqlStore``, and the audit record
+writer every change of the store calls in its own transaction."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Row, Select, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from kairos.errors import ApiKeyNotFound, UserExists, UserNotFound
+from kairos.errors import ApiKeyNotFound, SecretNotFound, UserExists, UserNotFound
 from kairos.identity import (
     Actor,
     ApiKeyRecord,
@@ -20,8 +20,9 @@ from kairos.identity import (
     parse_scopes,
     scope_text,
 )
+from kairos.store.base import SecretRecord
 from kairos.store.driver import DriverStatement
-from kairos.store.schema import api_keys, audit, user_generations, users
+from kairos.store.schema import api_keys, audit, secrets, user_generations, users
 from kairos.store.sql.dialect import SqlDialect
 
 __all__ = ["SqlAccounts", "audit_row", "write_audit"]
@@ -32,6 +33,7 @@ _INSERT_AUDIT = DriverStatement(insert(audit))  # every job change writes one
 # Built once too: every request made with a user's token or an API key reads one.
 _USER_BY_NAME = select(users).where(users.c.name == bindparam("b_name"))
 _KEY_BY_ID = select(api_keys).where(api_keys.c.id == bindparam("b_id"))
+_SECRET_BY_NAME = select(secrets).where(secrets.c.name == bindparam("b_name"))
 
 
 def audit_row(by: Actor, action: str, target: str, detail: Any = None) -> dict[str, Any]:
@@ -68,6 +70,39 @@ class SqlAccounts:
     async def _row_by_key(self, query: Select[Any], **key: Any) -> Row[Any] | None:
         """The one row ``query`` finds by its key: a short read (see ``SqlStore``)."""
         return await self._read(lambda conn: conn.execute(query, key).first(), short=True)
+
+    # Secrets -----------------------------------------------------------------------------------
+
+    async def put_secret(self, name: str, ciphertext: str, *, by: Actor) -> bool:
+        put = self._dialect.upsert(secrets, ["name"], replace=["ciphertext", "updated_us"])
+        values = {"name": name, "ciphertext": ciphertext, "created_us": by.at_us}
+        put = self._dialect.returning(
+            put.values(values | {"updated_us": by.at_us}), secrets.c.created_us
+        )
+
+        def tx(conn: Connection) -> bool:
+            created_us: int = conn.execute(put).scalar_one()
+            write_audit(conn, [audit_row(by, "secret.set", name)])
+            return created_us == by.at_us
+
+        return await self._write(tx)
+
+    async def get_secret(self, name: str) -> SecretRecord | None:
+        row = await self._row_by_key(_SECRET_BY_NAME, b_name=name)
+        return None if row is None else _secret(row)
+
+    async def list_secrets(self) -> list[SecretRecord]:
+        query = select(secrets).order_by(secrets.c.name)
+        rows = await self._read(lambda conn: conn.execute(query).all())
+        return [_secret(row) for row in rows]
+
+    async def delete_secret(self, name: str, *, by: Actor) -> None:
+        def tx(conn: Connection) -> None:
+            if not conn.execute(secrets.delete().where(secrets.c.name == name)).rowcount:
+                raise SecretNotFound(name)
+            write_audit(conn, [audit_row(by, "secret.delete", name)])
+
+        await self._write(tx)
 
     # Users -------------------------------------------------------------------------------------
 
@@ -259,3 +294,7 @@ def _key(row: Row[Any]) -> ApiKeyRecord:
         row.expires_us,
         row.revoked_us,
     )
+
+
+def _secret(row: Row[Any]) -> SecretRecord:
+    return SecretRecord(row.name, row.ciphertext, row.created_us, row.updated_us)
