@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from kairos import triggers
 from kairos.clock import Clock, SystemClock, from_us
+from kairos.engine.admission import Admission
 from kairos.engine.apply import ApplyPlan, plan_apply
 from kairos.engine.dispatcher import Dispatcher
 from kairos.engine.hosts import HostState
@@ -31,7 +32,7 @@ from kairos.engine.policies import Planner
 from kairos.engine.retention import Retention
 from kairos.engine.secrets import Secrets
 from kairos.engine.telemetry import Telemetry
-from kairos.errors import InvalidField, JobNotFound, StoreUnavailable
+from kairos.errors import InvalidField, StoreUnavailable
 from kairos.executors import executor_for
 from kairos.executors.base import Executor
 from kairos.identity import Actor, AuditRecord
@@ -40,7 +41,6 @@ from kairos.models import (
     JobRecord,
     JobSpec,
     JobState,
-    PythonTarget,
     RunRecord,
     RunStatus,
     TriggerSpec,
@@ -88,6 +88,9 @@ class Scheduler:
         self._running: AsyncExitStack | None = None
         self.telemetry = Telemetry()
         self._secrets = Secrets(store, options.secrets_key)
+        self._admission = Admission(
+            store, self._clock, self._planner, options, tasks, self._secrets
+        )
         self._notifier = Notifier(
             options.guard(),
             on_failure=options.on_failure,
@@ -225,10 +228,8 @@ class Scheduler:
         """Add a new job; raise ``JobExists`` if the id is taken.
 
         Every change takes ``actor``: who makes it, for the audit log (see ``Actor.name``)."""
-        self._check_target(spec)
-        spec = spec.keeping_secrets(None)
-        await self._check_references(spec)
-        job = self._schedule(job_id, spec, created_us=None)
+        spec = await self._admission.admit(job_id, spec, new=True)
+        job = self._admission.schedule(job_id, spec, created_us=None)
         await self._store.insert_job(job, by=Actor(actor, job.updated_us))
         await self._changed(job)
         return job
@@ -238,10 +239,8 @@ class Scheduler:
     ) -> tuple[JobRecord, bool]:
         """Create the job or completely replace it. Return it and whether it was created.
         The replacement's schedule starts afresh from now; runs already started go on."""
-        self._check_target(spec)
-        spec = await self._keep_secrets(job_id, spec)
-        await self._check_references(spec)
-        job = self._schedule(job_id, spec, created_us=None)
+        spec = await self._admission.admit(job_id, spec)
+        job = self._admission.schedule(job_id, spec, created_us=None)
         stored = await self._store.upsert_jobs([job], by=Actor(actor, job.updated_us))
         await self._changed(job)
         return replace(job, created_us=stored[job_id]), stored[job_id] == job.created_us
@@ -254,12 +253,10 @@ class Scheduler:
             if index and index % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # let due fires and other requests through meanwhile
             try:
-                self._check_target(spec)
-                spec = await self._keep_secrets(job_id, spec)
-                await self._check_references(spec)
-                records.append(self._schedule(job_id, spec, created_us=None))
+                spec = await self._admission.admit(job_id, spec)
             except InvalidField as exc:
                 raise InvalidField(["jobs", index, *exc.loc], exc.message) from None
+            records.append(self._admission.schedule(job_id, spec, created_us=None))
         stored = await self._store.upsert_jobs(records, by=self._actor(actor))
         await self._changed(*records)
         return sum(1 for job in records if stored[job.id] == job.created_us)
@@ -277,23 +274,17 @@ class Scheduler:
         same alone, and with ``prune_tag`` delete the jobs with that tag that no document
         names; all in one transaction, audited as one change. An invalid document is named as
         ``jobs.<index>...`` and nothing is written. ``dry_run``: only say what would happen."""
-        plan, wanted = await plan_apply(self._store, documents, self._prepared, prune_tag)
+        admit = self._admission.admit
+        plan, wanted = await plan_apply(self._store, documents, admit, prune_tag)
         if dry_run:
             return plan
-        records = [self._schedule(job_id, spec, created_us=None) for job_id, spec in wanted]
+        schedule = self._admission.schedule
+        records = [schedule(job_id, spec, created_us=None) for job_id, spec in wanted]
         by = self._actor(actor)
         await self._store.apply_jobs(records, plan.deleted, by=by, summary=plan.summary())
         await self._changed(*records)
         await self._revoke(*plan.deleted)
         return plan
-
-    async def _prepared(self, job_id: str, spec: JobSpec) -> JobSpec:
-        """``spec`` as ``put_job`` would store it; ``InvalidField`` if it cannot be."""
-        self._check_target(spec)
-        spec = await self._keep_secrets(job_id, spec)
-        await self._check_references(spec)
-        self._schedule(job_id, spec, created_us=None)
-        return spec
 
     async def patch_job(
         self, job_id: str, changes: dict[str, Any], *, actor: str = SYSTEM
@@ -306,10 +297,9 @@ class Scheduler:
         except ValidationError as exc:
             first = exc.errors()[0]
             raise InvalidField([str(p) for p in first["loc"]], first["msg"]) from None
-        if "target" in changes:
-            self._check_target(spec)
-        spec = spec.keeping_secrets(current.spec)
-        await self._check_references(spec)
+        spec = await self._admission.admit(
+            job_id, spec, stored=current.spec, target_changed="target" in changes
+        )
         return await self._update(current, spec, actor=actor, action="job.update")
 
     async def pause_job(self, job_id: str, *, actor: str = SYSTEM) -> JobRecord:
@@ -469,59 +459,13 @@ class Scheduler:
 
     # Internals ---------------------------------------------------------------------------------
 
-    def _check_target(self, spec: JobSpec) -> None:
-        """``InvalidField`` if the spec's python target names a task unknown here, or
-        arguments that do not fit it; nothing on a node without a task registry."""
-        # A node with no tasks at all (a plain ``kairos serve`` beside an application's
-        # workers) cannot know which tasks the others have.
-        if (
-            self._tasks is not None
-            and self._tasks.names()
-            and isinstance(spec.target, PythonTarget)
-        ):
-            self._tasks.check(spec.target)
-
-    async def _check_references(self, spec: JobSpec) -> None:
-        """``UnresolvedReferences`` naming each field that refers to an environment variable
-        unset here or to an unknown secret; nothing (and no read) for a spec without any."""
-        if spec.templates:
-            await self._secrets.check(spec)
-
-    async def _keep_secrets(self, job_id: str, spec: JobSpec) -> JobSpec:
-        """``spec`` with secrets sent as ``"***"`` given their stored values."""
-        if not spec.sends_masks:
-            return spec  # the usual case: no read
-        try:
-            current = await self._store.get_job(job_id)
-        except JobNotFound:
-            return spec.keeping_secrets(None)
-        return spec.keeping_secrets(current.spec)
-
-    def _schedule(self, job_id: str, spec: JobSpec, *, created_us: int | None) -> JobRecord:
-        """Validate a spec's trigger and compute its first fire; raise ``InvalidField``. A spec
-        that leaves the circuit breaker out gets the server's default."""
-        if "max_consecutive_failures" not in spec.model_fields_set:
-            limit = self._options.max_consecutive_failures
-            spec = spec.model_copy(update={"max_consecutive_failures": limit})
-        trigger = triggers.build(spec.trigger, spec.zone)
-        now_us = self._clock.now_us()
-        fire = None if spec.paused else self._planner.first_fire(spec, trigger, now_us)
-        return JobRecord(
-            job_id,
-            spec,
-            None if fire is None else fire[0],
-            None if fire is None else fire[1],
-            created_us if created_us is not None else now_us,
-            now_us,
-        )
-
     def _actor(self, name: str) -> Actor:
         return Actor(name, self._clock.now_us())
 
     async def _update(
         self, current: JobRecord, spec: JobSpec, *, actor: str, action: str
     ) -> JobRecord:
-        job = self._schedule(current.id, spec, created_us=current.created_us)
+        job = self._admission.schedule(current.id, spec, created_us=current.created_us)
         if job.updated_us <= current.updated_us:  # keep versions strictly increasing
             job = replace(job, updated_us=current.updated_us + 1)
         await self._store.update_job(
