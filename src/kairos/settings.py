@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -9,7 +10,17 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from kairos.models import HostLimitSpec, Webhook
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "database_url_of"]
+
+_URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def database_url_of(text: str) -> str:
+    """A database URL as given, or a plain file path (``kairos.db``, ``/var/lib/kairos.db``,
+    anything without ``scheme://``) as the URL of that SQLite file."""
+    if not text or _URL_SCHEME.match(text):
+        return text
+    return f"sqlite:///{text}"
 
 
 class Settings(BaseSettings):
@@ -20,6 +31,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     database_url: str = "sqlite:///./kairos.db"
+    """A SQLAlchemy-style URL (``sqlite:///kairos.db``, ``postgresql://...``, ``memory://``) or
+    the plain path of a SQLite file."""
     max_connections: int = Field(default=1000, ge=1, le=1_000_000)
     """Client connections ``kairos serve`` keeps open at once; one more is answered 503 and
     closed. Fewer where the open-file limit has no room for so many."""
@@ -111,6 +124,11 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
     """``json``: one JSON object per line, for log collectors."""
+
+    @field_validator("database_url")
+    @classmethod
+    def _url_or_path(cls, value: str) -> str:
+        return database_url_of(value)
 
     @field_validator("allowed_networks", "tasks", mode="before")
     @classmethod

@@ -75,3 +75,22 @@ def test_request_bodies_are_limited_by_default(monkeypatch: pytest.MonkeyPatch) 
     assert (settings.max_request_bytes, settings.max_batch_bytes) == (1_048_576, 16_777_216)
     monkeypatch.setenv("KAIROS_MAX_REQUEST_BYTES", "65536")
     assert Settings().max_request_bytes == 65_536
+
+
+@pytest.mark.parametrize(
+    ("given", "url"),
+    [
+        ("kairos.db", "sqlite:///kairos.db"),
+        ("./data/k.db", "sqlite:///./data/k.db"),
+        ("/var/lib/kairos/k.db", "sqlite:////var/lib/kairos/k.db"),
+        ("sqlite:///k.db", "sqlite:///k.db"),
+        ("postgresql://u@h:5432/db", "postgresql://u@h:5432/db"),
+        ("memory://", "memory://"),
+    ],
+)
+def test_the_database_is_a_url_or_a_sqlite_files_path(
+    monkeypatch: pytest.MonkeyPatch, given: str, url: str
+) -> None:
+    assert Settings(database_url=given).database_url == url
+    monkeypatch.setenv("KAIROS_DATABASE_URL", given)
+    assert Settings().database_url == url

@@ -11,6 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from kairos import __version__
 from kairos.api.body import BodyGuard
+from kairos.api.docs import add_offline_docs
 from kairos.clock import Clock
 from kairos.engine import Scheduler
 from kairos.settings import Settings
@@ -52,6 +53,8 @@ def create_app(
         version=__version__,
         summary="Self-hosted, API-driven job scheduler",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load their assets from a CDN: add_offline_docs serves them
+        redoc_url=None,
         # FastAPI's OpenTelemetry bridge asks the environment whether a provider is configured
         # on every request (about a tenth of a short request's time); Kairos exports its own
         # Prometheus metrics and logs.
@@ -64,6 +67,7 @@ def create_app(
     )
     for router in kairos.routers():
         app.include_router(router)
+    add_offline_docs(app)
     app.add_api_route("/", _to_ui, include_in_schema=False)
     app.add_api_route("/ui", _ui_home, include_in_schema=False)
     app.mount("/ui", kairos.ui())

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kairos.clock import from_us
 from kairos.errors import InvalidField
@@ -28,12 +29,14 @@ from kairos.models import (
 )
 
 __all__ = [
+    "JOB_READ_ONLY",
     "MAX_BATCH",
     "JobApplyIn",
     "JobApplyOut",
     "JobBatchIn",
     "JobBatchOut",
     "JobCreate",
+    "JobDocument",
     "JobOut",
     "JobPage",
     "PreviewIn",
@@ -47,14 +50,46 @@ __all__ = [
 ]
 
 
-class JobCreate(JobSpec):
-    id: JobId
+JOB_READ_ONLY = frozenset(
+    {
+        "state",
+        "next_run_time",
+        "created_at",
+        "updated_at",
+        "consecutive_failures",
+        "pause_reason",
+        "waiting_for_task",
+    }
+)
+"""The fields of a job as the API shows it (``JobOut``) that no client sets: a job document
+sent back (``PUT``, ``POST /jobs``, ``POST /jobs:batch``) may hold them, and they are ignored."""
+
+
+class JobDocument(JobSpec):
+    """A job as ``PUT /jobs/{id}`` takes it: its spec, or the whole job as ``GET /jobs/{id}``
+    answers it, whose ``id`` (optional) must be the URL's and whose read-only fields are
+    ignored."""
+
+    id: str | None = Field(default=None, description="optional: the URL's id")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ignore_read_only(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not JOB_READ_ONLY.isdisjoint(data):
+            return {name: value for name, value in data.items() if name not in JOB_READ_ONLY}
+        return data
 
     def spec(self) -> JobSpec:
         """The job's spec: its fields as validated here, and which of them the client set (a
         field left out takes the server's default, e.g. ``max_consecutive_failures``)."""
         fields = {name: value for name, value in self.__dict__.items() if name != "id"}
         return JobSpec.model_construct(self.model_fields_set - {"id"}, **fields)
+
+
+class JobCreate(JobDocument):
+    """A job with its id, as ``POST /jobs`` and each item of ``POST /jobs:batch`` take it."""
+
+    id: JobId
 
 
 MAX_BATCH = 10_000

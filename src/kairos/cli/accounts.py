@@ -9,10 +9,9 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.table import Table
 
 from kairos.auth import Accounts
-from kairos.cli.common import fail, on_store, out, print_json, seconds
+from kairos.cli.common import fail, on_store, out, print_json, print_table, seconds
 from kairos.clock import SystemClock, from_us
 from kairos.identity import ApiKeyRecord, Scope, UserRecord, parse_scopes, scope_text
 
@@ -25,7 +24,10 @@ users_app = typer.Typer(
 )
 keys_app = typer.Typer(help="Manage API keys for machines.", no_args_is_help=True)
 
-Db = Annotated[str | None, typer.Option("--db", help="Database URL [KAIROS_DATABASE_URL]")]
+Db = Annotated[
+    str | None,
+    typer.Option("--db", help="Database URL or SQLite file [KAIROS_DATABASE_URL]"),
+]
 Scopes = Annotated[
     list[str] | None,
     typer.Option("--scope", "-s", help="jobs:read, jobs:write, runs:read or admin (repeatable)"),
@@ -55,7 +57,7 @@ def _users_add(
 def _users_passwd(name: str, password_stdin: PasswordStdin = False, db: Db = None) -> None:
     """Set a user's password; the user's access tokens stop working."""
     password = _password(password_stdin)
-    _accounts(db, lambda a: a.set_password(name, password, actor=_actor()))
+    _accounts(db, lambda a: a.set_password(name, password, actor=_actor()), create=False)
     out.print(f"Password of {name!r} changed.")
 
 
@@ -63,28 +65,26 @@ def _users_passwd(name: str, password_stdin: PasswordStdin = False, db: Db = Non
 def _users_scopes(name: str, scope: Scopes = None, db: Db = None) -> None:
     """Set a user's scopes; the user's access tokens stop working."""
     scopes = _scopes(scope or [])
-    user = _accounts(db, lambda a: a.set_scopes(name, scopes, actor=_actor()))
+    user = _accounts(db, lambda a: a.set_scopes(name, scopes, actor=_actor()), create=False)
     out.print(f"User {name!r} now has scopes {scope_text(user.scopes)}.")
 
 
 @users_app.command("remove")
 def _users_remove(name: str, db: Db = None) -> None:
     """Remove a user; the user's access tokens stop working."""
-    _accounts(db, lambda a: a.remove_user(name, actor=_actor()))
+    _accounts(db, lambda a: a.remove_user(name, actor=_actor()), create=False)
     out.print(f"User {name!r} removed.")
 
 
 @users_app.command("list")
 def _users_list(db: Db = None, as_json: AsJson = False) -> None:
-    users = _accounts(db, lambda a: a.list_users())
+    users = _accounts(db, lambda a: a.list_users(), create=False)
     rows = [_user_row(user) for user in users]
     if as_json:
         print_json(rows)
         return
-    table = Table("name", "scopes", "created", "changed")
-    for row in rows:
-        table.add_row(row["name"], " ".join(row["scopes"]), row["created_at"], row["updated_at"])
-    out.print(table)
+    cells = [[r["name"], " ".join(r["scopes"]), r["created_at"], r["updated_at"]] for r in rows]
+    print_table(["name", "scopes", "created", "changed"], cells, whole={"name"})
 
 
 # API keys ----------------------------------------------------------------------------------------
@@ -117,31 +117,34 @@ def _keys_create(
 @keys_app.command("list")
 def _keys_list(db: Db = None, as_json: AsJson = False) -> None:
     """Every key, revoked and expired ones too (never their text)."""
-    rows = [_key_row(key) for key in _accounts(db, lambda a: a.list_keys())]
+    rows = [_key_row(key) for key in _accounts(db, lambda a: a.list_keys(), create=False)]
     if as_json:
         print_json(rows)
         return
-    table = Table("id", "name", "scopes", "created", "by", "expires", "revoked")
-    for row in rows:
-        cells = ("created_at", "created_by", "expires_at", "revoked_at")
-        table.add_row(
-            row["id"], row["name"], " ".join(row["scopes"]), *(row[c] or "-" for c in cells)
-        )
-    out.print(table)
+    dates = ("created_at", "created_by", "expires_at", "revoked_at")
+    cells = [
+        [r["id"], r["name"], " ".join(r["scopes"]), *(r[c] or "-" for c in dates)] for r in rows
+    ]
+    headers = ["id", "name", "scopes", "created", "by", "expires", "revoked"]
+    print_table(headers, cells, whole={"id"})
 
 
 @keys_app.command("revoke")
 def _keys_revoke(key_id: str, db: Db = None) -> None:
     """Revoke a key: requests with it fail from now on, on every replica."""
-    _accounts(db, lambda a: a.revoke_key(key_id, actor=_actor()))
+    _accounts(db, lambda a: a.revoke_key(key_id, actor=_actor()), create=False)
     out.print(f"API key {key_id} revoked.")
 
 
 # Helpers -----------------------------------------------------------------------------------------
 
 
-def _accounts(db: str | None, action: Callable[[Accounts], Awaitable[T]]) -> T:
-    return on_store(db, lambda store: action(Accounts(store, SystemClock())))
+def _accounts(
+    db: str | None, action: Callable[[Accounts], Awaitable[T]], *, create: bool = True
+) -> T:
+    """Run ``action`` on the accounts of the database; ``create``: a new SQLite file may be
+    made (adding a user or a key before the first ``kairos serve``), else it must exist."""
+    return on_store(db, lambda store: action(Accounts(store, SystemClock())), create=create)
 
 
 def _scopes(names: list[str]) -> frozenset[Scope]:

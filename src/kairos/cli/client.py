@@ -28,7 +28,12 @@ class ApiClient:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            self._on_error(ApiError(f"cannot reach Kairos at {self._base_url}: {exc}"))
+            self._on_error(
+                ApiError(
+                    f"cannot reach Kairos at {self._base_url} (--url or KAIROS_URL): {exc};"
+                    " is `kairos serve` running there?"
+                )
+            )
         if response.status_code >= 400:
             self._on_error(ApiError(_describe(response)))
         return response

@@ -14,13 +14,21 @@ from typing import Annotated, Any, NoReturn
 import typer
 from fastapi import FastAPI
 from pydantic import ValidationError
-from rich.table import Table
 from sqlalchemy.engine import make_url
 
 from kairos import __version__, logs, triggers
 from kairos.cli.accounts import keys_app, users_app
 from kairos.cli.client import ApiClient, ApiError
-from kairos.cli.common import fail, on_store, out, print_json, seconds
+from kairos.cli.common import (
+    database_of,
+    fail,
+    on_store,
+    out,
+    print_json,
+    print_table,
+    seconds,
+    sqlite_file,
+)
 from kairos.cli.secrets import secrets_app
 from kairos.errors import InvalidField, KairosError
 from kairos.models import CronTriggerSpec, parse_zone
@@ -41,11 +49,32 @@ app.add_typer(secrets_app, name="secrets")
 Url = Annotated[str, typer.Option("--url", envvar="KAIROS_URL", help="The server's base URL")]
 Token = Annotated[str | None, typer.Option("--token", envvar="KAIROS_TOKEN", help="A bearer token")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the API's JSON, for scripts")]
+DbOption = Annotated[
+    str | None, typer.Option("--db", help="Database URL or SQLite file [KAIROS_DATABASE_URL]")
+]
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 def main() -> None:
     app()
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        out.print(f"kairos {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """Kairos: a self-hosted, API-driven job scheduler."""
 
 
 # Server ------------------------------------------------------------------------------------------
@@ -68,7 +97,7 @@ def _import_tasks(modules: tuple[str, ...]) -> None:
 def _serve(
     host: Annotated[str | None, typer.Option(help="Bind address [KAIROS_HOST]")] = None,
     port: Annotated[int | None, typer.Option(help="Port [KAIROS_PORT]")] = None,
-    db: Annotated[str | None, typer.Option(help="Database URL [KAIROS_DATABASE_URL]")] = None,
+    db: DbOption = None,
     log_level: Annotated[str | None, typer.Option(help="Log level [KAIROS_LOG_LEVEL]")] = None,
     tasks: Annotated[
         str | None,
@@ -99,7 +128,7 @@ def _serve(
         _import_tasks(settings.tasks)
     # Opened (and migrated) once before serving, so that a database that cannot be used is told
     # in one line here instead of in a failed server start's traceback.
-    on_store(settings.database_url, _nothing)
+    on_store(settings.database_url, _nothing, quiet=True)
 
     def banner(api: FastAPI, generated_token: str | None) -> None:
         base = f"http://{settings.host}:{settings.port}"
@@ -107,7 +136,7 @@ def _serve(
         out.print(f"  API       {base}")
         out.print(f"  Web UI    {base}/ui")
         out.print(f"  Docs      {base}/docs")
-        out.print(f"  Database  {make_url(settings.database_url).render_as_string()}")
+        out.print(f"  Database  {_shown(settings.database_url)}", highlight=False)
         out.print(f"  Node      {api.state.scheduler.node_id}")
         if generated_token:
             out.print(
@@ -148,13 +177,17 @@ def _tune_gc() -> None:
 
 
 @db_app.command("upgrade")
-def _db_upgrade(
-    db: Annotated[str | None, typer.Option(help="Database URL [KAIROS_DATABASE_URL]")] = None,
-) -> None:
+def _db_upgrade(db: DbOption = None) -> None:
     """Bring the database schema up to date, without serving."""
-    on_store(db, _nothing)  # opening migrates
-    url = db or Settings().database_url
-    out.print(f"Database {make_url(url).render_as_string()} is up to date.")
+    on_store(db, _nothing, quiet=True)  # opening migrates
+    out.print(f"Database {_shown(database_of(db)[0])} is up to date.", highlight=False)
+
+
+def _shown(url: str) -> str:
+    """A database as a person looks for it: a SQLite file's full path, else its URL without
+    the password."""
+    file = sqlite_file(url)
+    return str(file) if file is not None else make_url(url).render_as_string()
 
 
 async def _nothing(_store: Store) -> None:
@@ -210,17 +243,19 @@ def _jobs_list(
     if as_json:
         print_json({"items": items, "next_cursor": cursor})
         return
-    table = Table("id", "state", "trigger", "timezone", "next run", "target")
-    for job in items:
-        table.add_row(
+    rows = [
+        [
             job["id"],
             job["state"],
             _trigger_text(job["trigger"]),
             job["timezone"],
             job["next_run_time"] or "-",
-            job["target"]["url"],
-        )
-    out.print(table)
+            _target_text(job["target"]),
+        ]
+        for job in items
+    ]
+    headers = ["id", "state", "trigger", "timezone", "next run", "target"]
+    print_table(headers, rows, whole={"id"})
 
 
 @jobs_app.command("get")
@@ -272,7 +307,7 @@ def _jobs_put(
             target_spec[key] = value
     if header:
         target_spec["headers"] = target_spec.get("headers", {}) | _headers(header)
-    if "url" not in target_spec:
+    if "url" not in target_spec and "task" not in target_spec:
         fail("a job needs a target: --target URL (or a target in --file)", code=2)
     spec["target"] = target_spec
     extras = {
@@ -296,17 +331,26 @@ def _jobs_put(
 
 @jobs_app.command("load")
 def _jobs_load(
-    file: Annotated[Path, typer.Argument(help='JSON: [{"id": ..., job}, ...] or {"jobs": [...]}')],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help='JSON: [{"id": ..., job}, ...], {"jobs": [...]}, or what jobs list --json prints'
+        ),
+    ],
     url: Url = DEFAULT_URL,
     token: Token = None,
 ) -> None:
-    """Create or replace many jobs at once, 10,000 per request (each request all or nothing)."""
+    """Create or replace many jobs at once, 10,000 per request (each request all or nothing).
+    Jobs as the API shows them are taken back as they are (their read-only fields ignored)."""
     from kairos.api.schemas import MAX_BATCH
 
     data = _read_json(file)
-    jobs = data.get("jobs") if isinstance(data, dict) else data
+    jobs = data.get("jobs", data.get("items")) if isinstance(data, dict) else data
     if not isinstance(jobs, list) or not jobs:
-        fail(f'{file}: expected a non-empty list of jobs, or {{"jobs": [...]}}', code=2)
+        fail(
+            f'{file}: expected a non-empty list of jobs, {{"jobs": [...]}} or {{"items": [...]}}',
+            code=2,
+        )
     created = 0
     with _client(url, token) as api:
         for start in range(0, len(jobs), MAX_BATCH):
@@ -374,20 +418,21 @@ def _runs_list(
     if as_json:
         print_json(page)
         return
-    table = Table("id", "job", "scheduled for", "status", "attempt", "http", "ms", "error")
-    for run in page["items"]:
-        duration = run["duration_ms"]
-        table.add_row(
+    rows = [
+        [
             str(run["id"]),
             run["job_id"],
             run["scheduled_for"],
             run["status"],
             str(run["attempt"]),
             str(run["http_status"] or "-"),
-            "-" if duration is None else f"{duration:.1f}",
+            "-" if run["duration_ms"] is None else f"{run['duration_ms']:.1f}",
             (run["error"] or "")[:60],
-        )
-    out.print(table)
+        ]
+        for run in page["items"]
+    ]
+    headers = ["id", "job", "scheduled for", "status", "attempt", "http", "ms", "error"]
+    print_table(headers, rows, whole={"id", "job"})
 
 
 # Helpers -----------------------------------------------------------------------------------------
@@ -431,6 +476,12 @@ def _trigger_text(trigger: dict[str, Any]) -> str:
         units = ("weeks", "days", "hours", "minutes", "seconds")
         return "every " + " ".join(f"{trigger[u]:g}{u[0]}" for u in units if trigger.get(u))
     return f"once at {trigger['run_date']}"
+
+
+def _target_text(target: dict[str, Any]) -> str:
+    if target.get("type") == "python":
+        return f"python {target['task']}"
+    return str(target["url"])
 
 
 def _first_line(exc: Exception) -> str:

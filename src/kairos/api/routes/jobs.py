@@ -12,9 +12,11 @@ from kairos.api.deps import JobsWriter, SchedulerDep, allowed, authorize
 from kairos.api.routes.runs import run_page
 from kairos.api.routing import Handler, KairosRoute
 from kairos.api.schemas import (
+    JOB_READ_ONLY,
     JobBatchIn,
     JobBatchOut,
     JobCreate,
+    JobDocument,
     JobOut,
     JobPage,
     RunOut,
@@ -52,8 +54,10 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 class _PutJobRoute(KairosRoute):
     """``PUT /jobs/{id}``, the call a deployment makes for every job it defines, answered
     without FastAPI's dependency and response-model machinery when the request is well formed:
-    that machinery was half the route's time. Anything else (no bearer token, another content
-    type, an invalid id, JSON or spec, the embedding app's own authentication) goes to the
+    that machinery was half the route's time. A job document as ``GET`` answers it is taken
+    here too (its read-only fields dropped). Anything else (no bearer token, another content
+    type, an invalid id, JSON or spec, an ``id`` that is not the URL's, the embedding app's own
+    authentication) goes to the
     FastAPI handler of ``put_job``, so errors are worded as on every other route; the OpenAPI
     document comes from ``put_job`` too."""
 
@@ -68,7 +72,7 @@ class _PutJobRoute(KairosRoute):
             who = await authorize(request, token, _WRITES)  # first, as on the standard path
             try:
                 job_id = _NEW_JOB_ID.validate_python(request.path_params["job_id"])
-                spec = JobSpec.model_validate(json.loads(await request.body()))
+                spec = JobSpec.model_validate(_spec_part(job_id, json.loads(await request.body())))
             except Exception:  # invalid JSON, id or spec, or JSON nested too deep to read
                 return await standard(request)  # words the error (the body is cached)
             scheduler = context_of(request).scheduler
@@ -88,14 +92,34 @@ def _host_auth(route: KairosRoute) -> bool:
 
 _WRITES = [Scope.JOBS_WRITE.value]
 _NEW_JOB_ID: TypeAdapter[str] = TypeAdapter(NewJobId)
+_NOT_SPEC = JOB_READ_ONLY | {"id"}
+
+
+def _spec_part(job_id: str, document: Any) -> Any:
+    """A job document's spec: the document itself when it holds only spec fields (what a
+    deployment sends: one set test), else the document less its read-only fields and an ``id``
+    that is ``job_id``. Raise ``ValueError`` for another ``id``: the standard path words it."""
+    if not isinstance(document, dict) or _NOT_SPEC.isdisjoint(document):
+        return document
+    if document.get("id", job_id) != job_id:
+        raise ValueError("the id is not the URL's")
+    return {name: value for name, value in document.items() if name not in _NOT_SPEC}
 
 
 async def put_job(
-    scheduler: SchedulerDep, who: JobsWriter, job_id: NewJobId, spec: JobSpec, response: Response
+    scheduler: SchedulerDep,
+    who: JobsWriter,
+    job_id: NewJobId,
+    document: Annotated[JobDocument, Body()],
+    response: Response,
 ) -> JobOut:
     """Create the job (201) or completely replace it (200). Its schedule restarts from now;
-    a run already started goes on. A rejected replacement leaves the old job untouched."""
-    job, created = await scheduler.put_job(job_id, spec, actor=who.name)
+    a run already started goes on. A rejected replacement leaves the old job untouched. What
+    ``GET`` answers is taken back as it is: the read-only fields are ignored, and ``id``, if
+    given, must be the URL's."""
+    if document.id is not None and document.id != job_id:
+        raise InvalidField(["id"], f"{document.id!r} is not the URL's job id {job_id!r}")
+    job, created = await scheduler.put_job(job_id, document.spec(), actor=who.name)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return job_out(job, scheduler.tasks_served)
 
