@@ -1,4 +1,5 @@
-"""One store suite, run against every backend: memory, a SQLite file, and real PostgreSQL."""
+"""One store suite, run against every backend: memory, a SQLite file, real PostgreSQL and real
+MariaDB."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from kairos.store import Store, store_for_url
+from tests.support import mariadb
 from tests.support.postgres import create_database, drop_database, require_postgres
 
 
@@ -19,13 +21,30 @@ def postgres_url() -> Iterator[str]:
     drop_database(url)
 
 
+@pytest.fixture(scope="session")
+def mariadb_url() -> Iterator[str]:
+    mariadb.require_mariadb()
+    url = mariadb.create_database()
+    yield url
+    mariadb.drop_database(url)
+
+
 @pytest.fixture(
-    params=["memory", "sqlite-file", pytest.param("postgres", marks=pytest.mark.postgres)]
+    params=[
+        "memory",
+        "sqlite-file",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ]
 )
 async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "postgres":
         url: str = request.getfixturevalue("postgres_url")
         await _empty(url)
+        return url
+    if request.param == "mariadb":
+        url = request.getfixturevalue("mariadb_url")
+        mariadb.empty_database(url)
         return url
     if request.param == "memory":
         return "memory://"

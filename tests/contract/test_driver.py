@@ -1,5 +1,6 @@
 """``DriverStatement`` on each driver it runs directly: one statement object serving a SQLite
-file and PostgreSQL in one process, its rows, its parameter conversions and its errors."""
+file and PostgreSQL (or MariaDB) in one process, its rows, its parameter conversions and its
+errors."""
 
 from __future__ import annotations
 
@@ -23,11 +24,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from kairos.store.driver import DriverStatement
+from kairos.store.mariadb import url_for_driver
 
 _table = Table(
     "driver_check",
     MetaData(),
-    Column("id", Integer, primary_key=True),
+    Column("id", Integer, primary_key=True, autoincrement=False),  # ids given, 0 among them
     Column("name", String(20), nullable=False),
     Column("flag", Boolean, nullable=False),
 )
@@ -44,6 +46,8 @@ def _engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
+    elif parsed.drivername == "mariadb":
+        parsed = url_for_driver(parsed)
     engine = create_engine(parsed)
     _table.drop(engine, checkfirst=True)
     _table.create(engine)
@@ -52,7 +56,17 @@ def _engine(url: str) -> Engine:
 
 @pytest.mark.postgres
 def test_one_statement_serves_sqlite_and_postgres_alike(tmp_path: Path, postgres_url: str) -> None:
-    engines = [_engine(f"sqlite:///{tmp_path}/d.db"), _engine(postgres_url)]
+    _serve_alike([_engine(f"sqlite:///{tmp_path}/d.db"), _engine(postgres_url)])
+
+
+@pytest.mark.mariadb
+def test_one_statement_serves_sqlite_and_mariadb_alike(tmp_path: Path, mariadb_url: str) -> None:
+    engine = _engine(mariadb_url)
+    assert engine.dialect.driver == "mysqldb"  # the default driver, run directly
+    _serve_alike([_engine(f"sqlite:///{tmp_path}/d.db"), engine])
+
+
+def _serve_alike(engines: list[Engine]) -> None:
     try:
         for round_ in range(2):  # the second round runs what the first compiled
             for engine in engines:

@@ -74,6 +74,11 @@ def store_for_url(url: str) -> Store:
         from kairos.store.postgres import PostgresStore
 
         return PostgresStore(url)
+    if backend in ("mysql", "mariadb"):
+        from kairos.store.mariadb import MariaDbStore
+
+        return MariaDbStore(url)
     raise ValueError(
-        f"unsupported database {backend!r} in {url!r}; supported: sqlite, postgresql, memory"
+        f"unsupported database {backend!r} in {url!r}; supported: sqlite, postgresql, mariadb,"
+        " memory"
     )

@@ -1,5 +1,5 @@
-"""``DriverStatement``: a hot statement run straight on the driver's own cursor (SQLite's or
-psycopg's), its rows plain tuples.
+"""``DriverStatement``: a hot statement run straight on the driver's own cursor (SQLite's,
+psycopg's or MySQLdb's), its rows plain tuples.
 
 SQLAlchemy's execution path (compiled-cache lookup, parameter processing, result objects)
 costs several times what SQLite takes to run a short statement, and a large part of a ``PUT``
@@ -27,6 +27,12 @@ __all__ = ["DriverStatement"]
 
 # The drivers run directly, by SQLAlchemy's name for them, and the base class of their errors.
 _DIRECT: dict[str, type[Exception]] = {"pysqlite": sqlite3.Error, "psycopg": psycopg.Error}
+try:  # MariaDB's default driver, installed with the ``mysql`` extra
+    import MySQLdb
+
+    _DIRECT["mysqldb"] = MySQLdb.Error
+except ImportError:
+    pass
 
 
 @dataclass(frozen=True, slots=True)

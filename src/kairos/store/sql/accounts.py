@@ -139,8 +139,8 @@ class SqlAccounts:
         def tx(conn: Connection) -> UserRecord:
             generation = self._next_generation(conn, name)
             query = update(users).where(users.c.name == name).values(generation=generation)
-            query = self._dialect.returning(query.values(values), *users.c)
-            row = conn.execute(query).first()
+            changed = self._dialect.update_returning(conn, query.values(values), list(users.c))
+            row = changed[0] if changed else None
             if row is None:
                 raise UserNotFound(name)  # rolls the new generation back with it
             user = _user(row)

@@ -24,7 +24,6 @@ class Backend(Protocol):
     _upsert_job: DriverStatement
     _insert_runs: Any
     """Runs, skipping those the ledger holds already."""
-    _count_failure: Any
 
     def _lock_due(self, query: Select[Any], of: Table) -> Select[Any]: ...
 

@@ -21,7 +21,6 @@ _BREAKER = "circuit-breaker"
 _RESET_FAILURES = (
     update(jobs).where(jobs.c.id == bindparam("b_id"), jobs.c.failures != 0).values(failures=0)
 )
-# Returning the new count: the store builds that once (``Backend._count_failure``).
 COUNT_FAILURE = (
     update(jobs)
     .where(jobs.c.id == bindparam("b_id"), jobs.c.paused.is_(False))
@@ -48,7 +47,8 @@ def judge(conn: Connection, db: Backend, job_id: str, verdict: Verdict) -> str |
     if not verdict.failed:
         conn.execute(_RESET_FAILURES, {"b_id": job_id})
         return None
-    count = conn.execute(db._count_failure, {"b_id": job_id}).scalar()
+    counted = db._dialect.update_returning(conn, COUNT_FAILURE, [jobs.c.failures], {"b_id": job_id})
+    count = counted[0][0] if counted else None
     if verdict.limit is None or count is None or count < verdict.limit:
         return None
     reason, probe = verdict.pause_reason, verdict.next_probe_us

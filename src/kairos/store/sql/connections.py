@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -22,6 +24,10 @@ T = TypeVar("T")
 
 # One short write in this many goes to the writer thread anyway (see ``SqlConnections._write``).
 _INLINE_WRITES_PER_TRIP = 100
+# A transaction the database chose as a deadlock's victim is run again, this many times at most,
+# after a random pause of up to this long (growing with each attempt) so the two part ways.
+_RETRIES = 8
+_RETRY_PAUSE_S = 0.005
 _POSTGRES_CORRUPT = (psycopg.errors.DataCorrupted, psycopg.errors.IndexCorrupted)
 
 
@@ -38,6 +44,12 @@ class SqlConnections:
     """
 
     writer_threads = 1
+
+    def _must_retry(self, error: DBAPIError) -> bool:
+        """Whether ``error`` rolled the transaction back only to break a deadlock or a lock wait,
+        so that running it again is right: where the database resolves them that way (InnoDB),
+        under concurrent claims; never the case for the others."""
+        return False
 
     def __init__(
         self, writer: Engine, reader: Engine, inline: tuple[Engine, Engine] | None = None
@@ -101,7 +113,7 @@ class SqlConnections:
         counted = pool is self._write_pool
         self._in_write_pool += counted
         try:
-            return await loop.run_in_executor(pool, _in_transaction, engine, fn)
+            return await loop.run_in_executor(pool, self._in_transaction, engine, fn)
         except OperationalError as exc:
             raise StoreUnavailable(f"the database is unavailable: {exc.orig}") from exc
         except DBAPIError as exc:
@@ -113,6 +125,20 @@ class SqlConnections:
         finally:
             self._in_write_pool -= counted
 
+    def _in_transaction(self, engine: Engine, fn: Callable[[Connection], T]) -> T:
+        """``fn`` in a transaction, run again (a few times) if the database rolled it back to
+        break a deadlock: whatever it wrote went with it, so running it again is safe."""
+        attempt = 1
+        while True:
+            try:
+                with engine.begin() as conn:
+                    return fn(conn)
+            except DBAPIError as exc:
+                if attempt == _RETRIES or not self._must_retry(exc):
+                    raise
+            time.sleep(random.uniform(0, _RETRY_PAUSE_S * attempt))
+            attempt += 1
+
     def _close_connections(self) -> None:
         """Wait for the threads' work, then close every connection and engine."""
         self._write_pool.shutdown(wait=True)
@@ -122,11 +148,6 @@ class SqlConnections:
             conn.close()
         for engine in {self._writer, self._reader, *(self._inline or ())}:
             engine.dispose()
-
-
-def _in_transaction(engine: Engine, fn: Callable[[Connection], T]) -> T:
-    with engine.begin() as conn:
-        return fn(conn)
 
 
 class _WouldWait(Exception):

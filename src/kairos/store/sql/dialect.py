@@ -2,8 +2,8 @@
 
 The shared code asks its backend's dialect for them, never which database it runs on. This one
 speaks ``INSERT ... ON CONFLICT`` and ``RETURNING``, as SQLite and PostgreSQL both do; a
-database that spells them otherwise (MySQL and MariaDB: ``ON DUPLICATE KEY UPDATE``, ``INSERT
-IGNORE``, no ``RETURNING`` on updates) brings a subclass.
+database that spells them otherwise brings a subclass, as MariaDB does here (``ON DUPLICATE KEY
+UPDATE``, ``INSERT IGNORE``, no ``RETURNING`` on updates).
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table
-from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy import ColumnElement, Connection, Row, Table, select
+from sqlalchemy.dialects import mysql
+from sqlalchemy.sql.dml import Update, UpdateBase
 
-__all__ = ["SqlDialect"]
+__all__ = ["MariaDbDialect", "SqlDialect"]
 
 
 class SqlDialect:
@@ -46,3 +47,63 @@ class SqlDialect:
         """``statement`` made to return ``columns`` of each row it wrote (and not of rows it
         skipped)."""
         return statement.returning(*columns)
+
+    def update_returning(
+        self,
+        conn: Connection,
+        statement: Update,
+        columns: Sequence[ColumnElement[Any]],
+        params: Mapping[str, Any] | None = None,
+    ) -> Sequence[Row[Any]]:
+        """Run ``statement``; return ``columns`` of each row it changed, as they are now."""
+        return conn.execute(statement.returning(*columns), dict(params or {})).all()
+
+
+class MariaDbDialect(SqlDialect):
+    """MariaDB's: ``ON DUPLICATE KEY UPDATE`` and ``INSERT IGNORE``, and ``RETURNING`` on
+    inserts only (10.5+), so an update that must return rows locks them first and reads them
+    back after.
+
+    ``ON DUPLICATE KEY UPDATE`` fires on a clash with any unique key of the table, not only
+    ``key``: every table upserted here has no unique key but its primary key. ``INSERT IGNORE``
+    also turns other errors of a row into warnings; the rows inserted so are Kairos's own,
+    checked before they get here."""
+
+    def __init__(self) -> None:
+        super().__init__(mysql.insert)
+
+    def upsert(
+        self,
+        table: Table,
+        key: Sequence[str],
+        *,
+        replace: Sequence[str] = (),
+        set_: Mapping[str, Any] | None = None,
+    ) -> Any:
+        add = mysql.insert(table)
+        # MySQL evaluates the assignments in order, each seeing those before it: none of these
+        # reads a column that another assigns.
+        values = {name: add.inserted[name] for name in replace}
+        return add.on_duplicate_key_update({**values, **(set_ or {})})
+
+    def insert_ignoring_duplicates(self, table: Table, key: Sequence[str]) -> Any:
+        return mysql.insert(table).prefix_with("IGNORE")
+
+    def update_returning(
+        self,
+        conn: Connection,
+        statement: Update,
+        columns: Sequence[ColumnElement[Any]],
+        params: Mapping[str, Any] | None = None,
+    ) -> Sequence[Row[Any]]:
+        table = statement.table
+        assert isinstance(table, Table)
+        (key,) = table.primary_key.columns
+        args = dict(params or {})
+        # Locked, the rows still meet the statement's condition when it reaches them.
+        chosen = select(key).where(statement.whereclause).with_for_update()  # type: ignore[arg-type]
+        ids = list(conn.execute(chosen, args).scalars())
+        if not ids:
+            return []
+        conn.execute(statement.where(key.in_(ids)), args)
+        return conn.execute(select(*columns).where(key.in_(ids)).order_by(key)).all()

@@ -351,7 +351,7 @@ def interrupt(
         .where(IS_RUNNING, condition)
         .values(status=RunStatus.INTERRUPTED.value, finished_us=now_us, error=_INTERRUPTED)
     )
-    victims = conn.execute(db._dialect.returning(stop, *_INTERRUPTED_COLUMNS)).all()
+    victims = db._dialect.update_returning(conn, stop, _INTERRUPTED_COLUMNS)
     if not victims:
         return 0
     alive = set(

@@ -11,34 +11,39 @@ from kairos.store.sql.rows import FINAL
 
 __all__ = ["purge_aged_runs", "purge_runs"]
 
+# The ids to delete are read in a derived table (``FROM (SELECT ...)``) of their own: MariaDB
+# refuses a subquery of the table a DELETE deletes from, or with a LIMIT, but for such a one.
+# The other databases' planners flatten it.
+
 # The id of a job's newest run beyond the ``keep`` it keeps: it and older finished ones go.
 # Read from the (job_id, id) index alone.
-_KEEP_BOUNDARY = (
+_BEYOND_KEEP = (
     select(runs.c.id)
     .where(runs.c.job_id == bindparam("b_job"))
     .order_by(runs.c.id.desc())
     .offset(bindparam("b_keep"))
     .limit(1)
-    .scalar_subquery()
+    .subquery()
 )
+_KEEP_BOUNDARY = select(_BEYOND_KEEP.c.id).scalar_subquery()
 _TRIM_JOB_RUNS = runs.delete().where(
     runs.c.job_id == bindparam("b_job"), runs.c.id <= _KEEP_BOUNDARY, FINAL
 )
 _AGE_JOB_RUNS = runs.delete().where(
     runs.c.job_id == bindparam("b_job"), runs.c.finished_us < bindparam("b_older")
 )
-_PURGE_AGED_RUNS = runs.delete().where(
-    runs.c.id.in_(
-        select(runs.c.id)
-        .where(
-            runs.c.id.between(bindparam("b_first"), bindparam("b_last")),
-            runs.c.finished_us < bindparam("b_older"),
-            ~exists().where(jobs.c.id == runs.c.job_id, jobs.c.history_max_age_us.is_not(None)),
-        )
-        .order_by(runs.c.id)
-        .limit(bindparam("b_limit"))
+_AGED = (
+    select(runs.c.id)
+    .where(
+        runs.c.id.between(bindparam("b_first"), bindparam("b_last")),
+        runs.c.finished_us < bindparam("b_older"),
+        ~exists().where(jobs.c.id == runs.c.job_id, jobs.c.history_max_age_us.is_not(None)),
     )
+    .order_by(runs.c.id)
+    .limit(bindparam("b_limit"))
+    .subquery()
 )
+_PURGE_AGED_RUNS = runs.delete().where(runs.c.id.in_(select(_AGED.c.id)))
 
 
 def purge_runs(conn: Connection, *, limits: Sequence[tuple[str, int, int | None]]) -> int:

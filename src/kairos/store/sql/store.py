@@ -29,8 +29,8 @@ from kairos.models import JobRecord, JobSpec, JobState, RunRecord, RunStatus
 from kairos.store.base import Claim, ClaimPolicy, FinishedRun, JobQuery, NodeInfo, Store
 from kairos.store.driver import DriverStatement
 from kairos.store.schema import CAN_CALL, IS_QUEUED, jobs, meta, runs
-from kairos.store.sql import breaker, ledger, nodes, retention
 from kairos.store.sql import jobs as job_tx
+from kairos.store.sql import ledger, nodes, retention
 from kairos.store.sql.accounts import SqlAccounts
 from kairos.store.sql.connections import SqlConnections, one_line
 from kairos.store.sql.dialect import SqlDialect
@@ -84,7 +84,6 @@ class SqlStore(SqlConnections, SqlAccounts, Store):
                 self._insert_runs, runs.c.id, runs.c.job_id, runs.c.scheduled_for_us, runs.c.status
             )
         )
-        self._count_failure = dialect.returning(breaker.COUNT_FAILURE, jobs.c.failures)
         self._due_jobs = DriverStatement(
             self._lock_due(
                 select(*JOB_COLUMNS)
@@ -136,8 +135,16 @@ class SqlStore(SqlConnections, SqlAccounts, Store):
         """The time by the database's clock, so that every node measures leases alike."""
         return time.time_ns() // 1000
 
+    def _check_server(self, conn: Connection) -> None:
+        """Raise ``StoreUnavailable`` (with no cause) naming what is needed if the database
+        server is one this backend cannot run on (too old)."""
+
     def _before_migrations(self, conn: Connection) -> None:
         """Serialise concurrent migrations where several processes may start at once."""
+
+    def _after_migrations(self, conn: Connection) -> None:
+        """Undo what ``_before_migrations`` did that outlives the transaction (whether the
+        migrations succeeded or not)."""
 
     def _due_job(self, row: Sequence[Any]) -> JobRecord:
         """``job_from_row`` with the parsed spec cached by its text (specs are immutable): a job
@@ -156,12 +163,18 @@ class SqlStore(SqlConnections, SqlAccounts, Store):
 
     async def open(self) -> None:
         def migrate(conn: Connection) -> None:
+            self._check_server(conn)
             self._before_migrations(conn)
-            _migrate(conn)
+            try:
+                _migrate(conn)
+            finally:
+                self._after_migrations(conn)
 
         try:
             await self._write(migrate)
         except (StoreUnavailable, DBAPIError) as exc:
+            if isinstance(exc, StoreUnavailable) and exc.__cause__ is None:
+                raise  # the backend's own verdict on the server, worded already
             cause = exc.__cause__ if isinstance(exc, StoreUnavailable) else exc
             raise StoreUnavailable(self._cannot_open(getattr(cause, "orig", cause))) from exc
 
