@@ -8,11 +8,17 @@ from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
+from tests.support.cluster import (
+    duplicates,
+    node_id_of,
+    readyz,
+    run_nodes,
+    wait_covered,
+)
 from tests.support.postgres import (
     ThrowawayPostgres,
     create_database,
@@ -29,18 +35,6 @@ from tests.support.server import (
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
-
-
-def fire_key(delivery: dict[str, Any]) -> tuple[str, str, str]:
-    return (
-        header(delivery, "X-Kairos-Job-Id"),
-        header(delivery, "X-Kairos-Scheduled-For"),
-        header(delivery, "X-Kairos-Attempt"),
-    )
-
-
-def duplicates(deliveries: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
-    return [key for key, n in Counter(map(fire_key, deliveries)).items() if n > 1]
 
 
 def test_a_thousand_jobs_due_at_once_fire_exactly_once_across_three_replicas(
@@ -73,8 +67,8 @@ def test_a_thousand_jobs_due_at_once_fire_exactly_once_across_three_replicas(
         assert duplicates(deliveries) == []
         ids = {header(d, "X-Kairos-Job-Id") for d in deliveries}
         assert ids == {f"burst-{i}" for i in range(1000)}
-        wait_until(lambda: len(_run_nodes(replicas[1])) >= 1000, 30, what="every run recorded")
-        assert len(set(_run_nodes(replicas[1]))) >= 2, Counter(_run_nodes(replicas[1]))
+        wait_until(lambda: len(run_nodes(replicas[1])) >= 1000, 30, what="every run recorded")
+        assert len(set(run_nodes(replicas[1]))) >= 2, Counter(run_nodes(replicas[1]))
 
 
 def test_sigkill_of_a_replica_loses_no_fire_and_duplicates_none(
@@ -99,10 +93,10 @@ def test_sigkill_of_a_replica_loses_no_fire_and_duplicates_none(
         with replicas[0].client() as api:
             return victim_id not in {n["id"] for n in api.get("/cluster").json()["nodes"]}
 
-    victim_id = _node_id(victim)
+    victim_id = node_id_of(victim)
     wait_until(gone, 15 + 5, what="the dead node to be taken over")
     horizon = killed_at + timedelta(seconds=16)
-    _wait_covered(target, jobs, horizon, replicas[0])
+    wait_covered(target, jobs, horizon, replicas[0])
     assert duplicates(target.deliveries("/tick")) == []
 
 
@@ -130,78 +124,17 @@ def test_a_postgresql_outage_is_survived_without_duplicates(
         try:
             for replica in replicas:
                 wait_until(
-                    lambda r=replica: _readyz(r) == 503, 20, what="not ready while it is down"
+                    lambda r=replica: readyz(r) == 503, 20, what="not ready while it is down"
                 )
         finally:
             server.start()
         back_at = datetime.now(UTC)
         for replica in replicas:
-            wait_until(lambda r=replica: _readyz(r) == 200, 30, what="every replica ready again")
+            wait_until(lambda r=replica: readyz(r) == 200, 30, what="every replica ready again")
         jobs = [f"tick-{i}" for i in range(5)]
         horizon = back_at + timedelta(seconds=5)
-        _wait_covered(target, jobs, horizon, replicas[0])
+        wait_covered(target, jobs, horizon, replicas[0])
     assert duplicates(target.deliveries("/tick")) == []
-
-
-def _missing(
-    target: TargetProcess, jobs: list[str], horizon: datetime
-) -> list[tuple[str, datetime | None]]:
-    """The fires not delivered, as (job, scheduled time): every second of every job from its
-    first fire up to ``horizon``; (job, None) for a job with no delivery past ``horizon`` yet."""
-    seen: dict[str, set[datetime]] = {job: set() for job in jobs}
-    for delivery in target.deliveries("/tick"):
-        job = header(delivery, "X-Kairos-Job-Id")
-        if job in seen:
-            seen[job].add(datetime.fromisoformat(header(delivery, "X-Kairos-Scheduled-For")))
-    missing: list[tuple[str, datetime | None]] = []
-    for job, fires in seen.items():
-        if not fires or max(fires) < horizon:
-            missing.append((job, None))
-            continue
-        fire = min(fires)
-        while fire <= horizon:
-            if fire not in fires:
-                missing.append((job, fire))
-            fire += timedelta(seconds=1)
-    return missing
-
-
-def _wait_covered(
-    target: TargetProcess, jobs: list[str], horizon: datetime, ledger: KairosProcess
-) -> None:
-    """Wait until no fire up to ``horizon`` is missing; on timeout, name the missing fires and
-    what the run ledger holds for them."""
-    try:
-        wait_until(lambda: not _missing(target, jobs, horizon), 40, what="every fire delivered")
-    except AssertionError:
-        gaps = _missing(target, jobs, horizon)
-        with ledger.client() as api:
-            runs = api.get("/runs", params={"limit": 1000}).json()["items"]
-        held = [
-            {k: run.get(k) for k in ("job_id", "scheduled_for", "attempt", "status", "error")}
-            for run in runs
-            if (run["job_id"], datetime.fromisoformat(run["scheduled_for"])) in gaps
-        ]
-        raise AssertionError(f"missing fires: {gaps[:20]}; their jobs' runs: {held[:60]}") from None
-
-
-def _node_id(process: KairosProcess) -> str:
-    log = (process.log_path.read_text() if process.log_path else "").splitlines()
-    line = next(line for line in log if line.strip().startswith("Node"))
-    return line.split()[-1]
-
-
-def _run_nodes(process: KairosProcess) -> list[str]:
-    with process.client() as api:
-        items = api.get("/runs", params={"limit": 1000}).json()["items"]
-    return [run["node_id"] for run in items]
-
-
-def _readyz(process: KairosProcess) -> int | None:
-    try:
-        return httpx.get(f"{process.base_url}/readyz", timeout=2).status_code
-    except httpx.HTTPError:
-        return None
 
 
 def test_max_instances_holds_across_replicas(
