@@ -1,4 +1,4 @@
-"""The cluster workloads: 1, 2 and 3 replicas on one PostgreSQL database."""
+"""The cluster workloads: 1, 2 and 3 replicas on one PostgreSQL or MariaDB database."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.client import epoch_us, iso, load_jobs, log, reset, target_stats, wait_for_deliveries
-from bench.processes import Process, create_pg_database, drop_pg_database, start_kairos
+from bench.processes import Process, create_server_database, drop_server_database, start_kairos
 from bench.stats import percentile
 
 __all__ = ["ClusterRun", "cluster_run"]
@@ -32,7 +32,7 @@ class ClusterRun:
 async def cluster_run(
     replicas: int, admin_url: str, target: str, burst_size: int, sustained_jobs: int
 ) -> ClusterRun:
-    url = create_pg_database(admin_url)
+    url = create_server_database(admin_url)
     servers: list[Process] = []
     bases: list[str] = []
     try:
@@ -57,7 +57,7 @@ async def cluster_run(
     finally:
         for server in servers:
             server.stop()
-        drop_pg_database(admin_url, url)
+        drop_server_database(admin_url, url)
     return ClusterRun(replicas, *burst, *sustained)
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 __all__ = [
     "Process",
     "cpu_seconds",
-    "create_pg_database",
-    "drop_pg_database",
+    "create_server_database",
+    "drop_server_database",
     "free_port",
     "rss_mib",
     "start_kairos",
@@ -103,25 +103,55 @@ def sqlite_url(directory: Path) -> str:
     return f"sqlite:///{directory}/bench.db"
 
 
-def create_pg_database(admin_url: str) -> str:
-    """A fresh database on the server of ``admin_url``; returns its URL."""
+def create_server_database(admin_url: str) -> str:
+    """A fresh database on the PostgreSQL or MariaDB server of ``admin_url``; returns its URL."""
     import uuid
 
-    import psycopg
     from sqlalchemy.engine import make_url
 
     name = f"kairos_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    _on_server(admin_url, f"CREATE DATABASE {_quoted(admin_url, name)}")
     return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
-def drop_pg_database(admin_url: str, url: str) -> None:
-    import psycopg
+def drop_server_database(admin_url: str, url: str) -> None:
     from sqlalchemy.engine import make_url
 
+    name = _quoted(admin_url, make_url(url).database or "")
+    force = "" if _is_mariadb(admin_url) else " WITH (FORCE)"
+    _on_server(admin_url, f"DROP DATABASE IF EXISTS {name}{force}")
+
+
+def _is_mariadb(url: str) -> bool:
+    return url.split(":", 1)[0].split("+", 1)[0] in ("mariadb", "mysql")
+
+
+def _quoted(admin_url: str, name: str) -> str:
+    return f"`{name}`" if _is_mariadb(admin_url) else f'"{name}"'
+
+
+def _on_server(admin_url: str, statement: str) -> None:
+    if _is_mariadb(admin_url):
+        import MySQLdb
+        from sqlalchemy.engine import make_url
+
+        url = make_url(admin_url)
+        conn = MySQLdb.connect(
+            host=url.host or "127.0.0.1",
+            port=url.port or 3306,
+            user=url.username or "root",
+            password=url.password or "",
+            autocommit=True,
+        )
+        try:
+            conn.cursor().execute(statement)
+        finally:
+            conn.close()
+        return
+    import psycopg
+
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+        conn.execute(statement)
 
 
 def cpu_seconds(pid: int) -> float:

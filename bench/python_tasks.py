@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 
 from bench.client import AUTH, iso, load_jobs, log
-from bench.processes import TOKEN, Process, create_pg_database, drop_pg_database, free_port
+from bench.processes import TOKEN, Process, create_server_database, drop_server_database, free_port
 from bench.stats import percentile
 from kairos import Kairos
 from kairos.models import JobSpec, RunStatus
@@ -258,7 +258,7 @@ class AppBurst:
 async def app_burst(workers: int, size: int, admin_url: str, work_dir: Path) -> AppBurst:
     """``size`` date jobs due at one instant in ``bench.python_app`` run by ``uvicorn
     --workers N`` on a fresh PostgreSQL database, loaded through the app's REST API."""
-    db_url = create_pg_database(admin_url)
+    db_url = create_server_database(admin_url)
     fires_dir = work_dir / f"fires-{workers}-{time.time_ns()}"
     fires_dir.mkdir()
     server: Process | None = None
@@ -278,7 +278,7 @@ async def app_burst(workers: int, size: int, admin_url: str, work_dir: Path) -> 
     finally:
         if server is not None:
             server.stop()
-        drop_pg_database(admin_url, db_url)
+        drop_server_database(admin_url, db_url)
     per_worker = {path.name: _read_calls(path) for path in fires_dir.iterdir()}
     records = [call for calls in per_worker.values() for call in calls]
     counts = [len(calls) for calls in per_worker.values()]

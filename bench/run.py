@@ -2,13 +2,14 @@
 
 Prints the medians of ``--repeat`` runs with the machine they ran on and writes them to
 bench/RESULTS.md. ``--only`` picks sections: precision, burst, sustained, rest, api, postgres,
-cluster, retention, claims, small, mixed, python, ceiling.
+mariadb, cluster, retention, claims, small, mixed, python, ceiling.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import math
 import os
 import platform
@@ -23,7 +24,7 @@ from bench.claims import ClaimRun, claims
 from bench.client import epoch_us, iso, log, reset, target_stats
 from bench.cluster import ClusterRun, cluster_run
 from bench.delivery import Mixed, SmallTarget, mixed_targets, small_target
-from bench.processes import create_pg_database, drop_pg_database, start_target
+from bench.processes import create_server_database, drop_server_database, start_target
 from bench.python_section import python_section
 from bench.report import med, repeat, row, table
 from bench.retention import Chunks, chunks
@@ -33,9 +34,10 @@ from bench.stats import median, percentile
 from kairos.executors import default_http_workers
 
 SECTIONS = (
-    "precision,burst,sustained,rest,api,postgres,cluster,retention,claims,small,mixed,python,"
-    "ceiling"
+    "precision,burst,sustained,rest,api,postgres,mariadb,cluster,retention,claims,small,mixed,"
+    "python,ceiling"
 )
+SERVER_NAMES = {"postgres": "PostgreSQL", "mariadb": "MariaDB"}
 
 SEED_REFERENCE = (
     "Seed design (APScheduler BackgroundScheduler + SQLite job store + a new HTTP client per "
@@ -101,25 +103,26 @@ def machine() -> str:
 
 class Databases:
     """A fresh database per workload run: SQLite files in a directory, or databases created on
-    a PostgreSQL server (``admin_url``) and dropped by ``drop_all``."""
+    a PostgreSQL or MariaDB server (``admin_url``; ``server`` names it) and dropped by
+    ``drop_all``."""
 
-    def __init__(self, db_dir: Path, admin_url: str | None = None) -> None:
+    def __init__(self, db_dir: Path, admin_url: str | None = None, server: str = "") -> None:
         self.db_dir = db_dir
         self.admin_url = admin_url
-        self.label = "SQLite" if admin_url is None else "PostgreSQL, 1 replica"
+        self.label = "SQLite" if admin_url is None else f"{server}, 1 replica"
         self._created: list[str] = []
 
     def new(self, name: str) -> str:
         if self.admin_url is None:
             return f"sqlite:///{self.db_dir}/{name}-{time.time_ns()}.db"
-        url = create_pg_database(self.admin_url)
+        url = create_server_database(self.admin_url)
         self._created.append(url)
         return url
 
     def drop_all(self) -> None:
         if self.admin_url is not None:
             for url in self._created:
-                drop_pg_database(self.admin_url, url)
+                drop_server_database(self.admin_url, url)
         self._created.clear()
 
 
@@ -317,9 +320,16 @@ class Bench:
         )
 
     async def postgres(self) -> list[str]:
-        """Precision, sustained load, jobs at rest and the API on one PostgreSQL replica (the
-        cluster section has 1 against 3 replicas)."""
-        sqlite, self.dbs = self.dbs, Databases(self.dbs.db_dir, self.args.postgres)
+        return await self._on_server("postgres")
+
+    async def mariadb(self) -> list[str]:
+        return await self._on_server("mariadb")
+
+    async def _on_server(self, server: str) -> list[str]:
+        """Precision, sustained load, jobs at rest and the API on one replica on a database
+        server (the cluster section has 1 against 3 replicas)."""
+        admin_url = getattr(self.args, server)
+        sqlite, self.dbs = self.dbs, Databases(self.dbs.db_dir, admin_url, SERVER_NAMES[server])
         self.dbs.label += self.workers_label
         try:
             return [
@@ -333,13 +343,16 @@ class Bench:
             self.dbs = sqlite
 
     async def cluster(self) -> list[str]:
+        return [line for server in self.args.cluster_on for line in await self._cluster(server)]
+
+    async def _cluster(self, server: str) -> list[str]:
         rows = []
         for count in self.args.replicas:
 
             async def one(count: int = count) -> ClusterRun:
                 return await cluster_run(
                     count,
-                    self.args.postgres,
+                    getattr(self.args, server),
                     self.target,
                     self.args.cluster_burst,
                     self.args.cluster_jobs,
@@ -356,7 +369,8 @@ class Bench:
             cells += [f"{med(runs, 'sustained_duplicates'):.0f}"]
             rows.append(row(*cells))
         return table(
-            f"### Cluster: replicas on one PostgreSQL (burst {self.args.cluster_burst:,} date "
+            f"### Cluster: replicas on one {SERVER_NAMES[server]} (burst"
+            f" {self.args.cluster_burst:,} date "
             f"jobs; sustained {self.args.cluster_jobs:,} jobs at 1 s for 30 s)",
             [
                 "replicas",
@@ -396,14 +410,18 @@ class Bench:
     async def claims(self) -> list[str]:
         log("claims")
         rows = []
-        for trigger in ("date", "interval"):
+        places = [("SQLite", None)] + [
+            (SERVER_NAMES[server], getattr(self.args, server)) for server in self.args.claims_on
+        ]
+        for (place, admin_url), trigger in itertools.product(places, ("date", "interval")):
 
-            async def one(trigger: str = trigger) -> ClaimRun:
-                return await claims(trigger)
+            async def one(trigger: str = trigger, admin_url: str | None = admin_url) -> ClaimRun:
+                return await claims(trigger, admin_url=admin_url)
 
             runs = await repeat(self.args.repeat, one)
             rows.append(
                 row(
+                    place,
                     trigger,
                     f"{runs[0].jobs:,}",
                     f"{runs[0].batch}",
@@ -412,8 +430,8 @@ class Bench:
                 )
             )
         return table(
-            "### Claims: the store's work per fire, no HTTP (SQLite, in process)",
-            ["trigger", "jobs due", "runs per claim", "CPU us per run", "runs/s"],
+            "### Claims: the store's work per fire, no HTTP (in process)",
+            ["database", "trigger", "jobs due", "runs per claim", "CPU us per run", "runs/s"],
             rows,
         )
 
@@ -488,7 +506,7 @@ async def main_async(args: argparse.Namespace) -> str:
         with tempfile.TemporaryDirectory(prefix="kairos-bench-") as tmp:
             bench = Bench(args, target, Path(tmp))
             # The ceiling first: the sustained table states throughput as a fraction of it.
-            if {"ceiling", "sustained", "postgres"} & set(args.only):
+            if {"ceiling", "sustained", "postgres", "mariadb"} & set(args.only):
                 lines += await bench.ceiling()
             for section in SECTIONS.split(","):
                 if section in args.only and section != "ceiling":
@@ -530,8 +548,19 @@ def main() -> None:
         default="postgresql://postgres@127.0.0.1:5432/postgres",
         help="a PostgreSQL database to create the cluster's databases from",
     )
-    parser.add_argument("--pg-sustained", default="1000,2000", type=_sizes)
-    parser.add_argument("--pg-rest", default="100000", type=_ints)
+    parser.add_argument(
+        "--mariadb",
+        default="mariadb://root@127.0.0.1:3306/test",
+        help="a MariaDB database to create the MariaDB sections' databases from",
+    )
+    parser.add_argument("--pg-sustained", default="1000,2000", type=_sizes, help="also MariaDB's")
+    parser.add_argument("--pg-rest", default="100000", type=_ints, help="also MariaDB's")
+    parser.add_argument(
+        "--cluster-on", default="postgres,mariadb", type=lambda s: s.split(","), help="servers"
+    )
+    parser.add_argument(
+        "--claims-on", default="postgres,mariadb", type=lambda s: s.split(","), help="servers"
+    )
     parser.add_argument("--replicas", default="1,3", type=_ints)
     parser.add_argument("--cluster-burst", default=10_000, type=int)
     parser.add_argument("--cluster-jobs", default=1_000, type=int)

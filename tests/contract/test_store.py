@@ -118,6 +118,18 @@ async def ids(store: Store, limit: int = 100, **query: Any) -> list[str]:
     return [job.id for job in await store.list_jobs(JobQuery(**query), limit)]
 
 
+async def test_ids_that_differ_only_in_case_are_different_jobs(store: Store) -> None:
+    """Also where the database's own collation ignores case (MariaDB's, as a rule)."""
+    await store.insert_job(record("report"))
+    await store.insert_job(record("Report"))
+    await store.upsert_jobs([record("REPORT"), record("report", NOW + S)])
+    assert await ids(store) == ["REPORT", "Report", "report"]
+    assert (await store.get_job("Report")).next_run_us == NOW
+    assert (await store.get_job("report")).next_run_us == NOW + S
+    with pytest.raises(JobNotFound):
+        await store.get_job("rEPORT")
+
+
 async def test_list_jobs_filters_by_id_prefix_state_and_tag(store: Store) -> None:
     tagged = SPEC.model_copy(update={"tags": ["etl", "nightly"]})
     await store.insert_job(JobRecord("etl.load", tagged, NOW, NOW, NOW, NOW))

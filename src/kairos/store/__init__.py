@@ -63,7 +63,8 @@ def store_for_url(url: str) -> Store:
 
         return MemoryStore()
     try:
-        backend = make_url(url).get_backend_name()
+        parsed = make_url(url)
+        backend = parsed.get_backend_name()
     except ArgumentError:
         raise ValueError(f"not a database URL: {url!r} (try sqlite:///kairos.db)") from None
     if backend == "sqlite":
@@ -79,6 +80,6 @@ def store_for_url(url: str) -> Store:
 
         return MariaDbStore(url)
     raise ValueError(
-        f"unsupported database {backend!r} in {url!r}; supported: sqlite, postgresql, mariadb,"
-        " memory"
+        f"unsupported database {backend!r} in {parsed.render_as_string()!r}; supported: sqlite,"
+        " postgresql, mariadb, memory"
     )

@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, Table, bindparam, create_engine, select, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, NoSuchModuleError
 
 from kairos.errors import StoreUnavailable
 from kairos.store.schema import nodes
@@ -70,14 +70,7 @@ class MariaDbStore(SqlStore):
         }
         if "charset" not in parsed.query:
             connect_args["charset"] = "utf8mb4"
-        try:
-            dbapi = parsed.get_dialect().import_dbapi()
-        except ImportError as exc:
-            raise ValueError(
-                f"the database URL {self._shown} needs its driver ({exc.name}): install"
-                " kairos-scheduler[mysql] for the default one (mysqlclient), or name another"
-                " in the URL, as mysql+pymysql://"
-            ) from None
+        dbapi = _driver_module(parsed, make_url(url).render_as_string())
         engine = create_engine(
             parsed,
             module=dbapi,
@@ -237,6 +230,32 @@ def url_for_driver(url: URL) -> URL:
     backend, _, driver = url.drivername.partition("+")
     assert backend in ("mysql", "mariadb")
     return url.set(drivername=f"mysql+{driver or DEFAULT_DRIVER}")
+
+
+def _driver_module(url: URL, shown: str) -> Any:
+    """The DB-API module of ``url``'s driver; raise ``ValueError`` if it is unknown, missing or
+    asynchronous (the store runs statements on threads)."""
+    driver = url.drivername.partition("+")[2]
+    try:
+        dialect = url.get_dialect()
+    except NoSuchModuleError:
+        raise ValueError(
+            f"unknown MariaDB driver {driver!r} in {shown}; try mariadb:// (mysqlclient) or"
+            " mariadb+pymysql://"
+        ) from None
+    if dialect.is_async:
+        raise ValueError(
+            f"the driver {driver!r} in {shown} is asynchronous; Kairos runs its statements on"
+            " threads: use mariadb:// (mysqlclient) or mariadb+pymysql://"
+        )
+    try:
+        return dialect.import_dbapi()
+    except ImportError as exc:
+        raise ValueError(
+            f"the database URL {shown} needs the driver {driver!r}, which is not installed (no"
+            f" module {exc.name!r}): install kairos-scheduler[mysql] for the default one"
+            " (mysqlclient), or name another in the URL, as mariadb+pymysql://"
+        ) from None
 
 
 def _version(parts: tuple[int, ...]) -> str:
