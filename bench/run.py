@@ -2,7 +2,7 @@
 
 Prints the medians of ``--repeat`` runs with the machine they ran on and writes them to
 bench/RESULTS.md. ``--only`` picks sections: precision, burst, sustained, rest, api, postgres,
-mariadb, cluster, retention, claims, small, mixed, python, ceiling.
+mariadb, cluster, wakeup, retention, claims, small, mixed, python, ceiling.
 """
 
 from __future__ import annotations
@@ -31,11 +31,12 @@ from bench.retention import Chunks, chunks
 from bench.scale import AtRest, at_rest, load_at_rest
 from bench.single import ApiRun, Burst, Ticking, api_writes, burst, ticking
 from bench.stats import median, percentile
+from bench.wakeup import Wakeup, wakeup
 from kairos.executors import default_http_workers
 
 SECTIONS = (
-    "precision,burst,sustained,rest,api,postgres,mariadb,cluster,retention,claims,small,mixed,"
-    "python,ceiling"
+    "precision,burst,sustained,rest,api,postgres,mariadb,cluster,wakeup,retention,claims,small,"
+    "mixed,python,ceiling"
 )
 SERVER_NAMES = {"postgres": "PostgreSQL", "mariadb": "MariaDB"}
 
@@ -384,6 +385,24 @@ class Bench:
                 "sustained lag p99 ms",
                 "dup",
             ],
+            rows,
+        )
+
+    async def wakeup(self) -> list[str]:
+        log("wakeup")
+        rows = []
+        for server in self.args.claims_on:
+
+            async def one(server: str = server) -> Wakeup:
+                return await wakeup(getattr(self.args, server))
+
+            runs = await repeat(self.args.repeat, one)
+            cells = [SERVER_NAMES[server], f"{runs[0].changes}"]
+            cells += [f"{med(runs, name):.1f}" for name in ("p50_ms", "p99_ms", "max_ms")]
+            rows.append(row(*cells))
+        return table(
+            "### Wake-up: from a change's commit on one node until another hears of it",
+            ["database", "changes", "p50 ms", "p99 ms", "max ms"],
             rows,
         )
 

@@ -6,12 +6,9 @@ backs that up even if they raced. Transactions run at ``READ COMMITTED``, which 
 locks on these tables; a transaction InnoDB still rolls back to break a deadlock (or a lock
 wait that ran out) is run again, a few times, and never reaches a caller as an error.
 
-MariaDB has no ``LISTEN``/``NOTIFY``: no node hears of another's change as it is made. The node
-that makes a change wakes its own dispatcher (a job falling due now is claimed there at once);
-the others learn of it when they next claim, within ``KAIROS_MAX_POLL_INTERVAL``, or sooner when
-their next known fire falls due. As with a SQLite file shared by processes, a change made within
-the claim-ahead window (``KAIROS_CLAIM_AHEAD``) before a fire may not stop that fire if another
-node claimed it already.
+MariaDB has no ``LISTEN``/``NOTIFY``: changes are announced through a table instead
+(``ChangeFeed``), a row written in the change's own transaction and read by every node every
+50 ms, so another node hears of a change within about that (bench/RESULTS.md measures it).
 
 Each node holds a named lock (``GET_LOCK``), its liveness lock, on a connection of its own. The
 server drops it the moment the node's process dies (SIGKILL, OOM), so the others know at once
@@ -25,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import time
 from typing import Any
 
 from sqlalchemy import Connection, Select, Table, bindparam, create_engine, select, text
@@ -32,6 +30,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, NoSuchModuleError
 
 from kairos.errors import StoreUnavailable
+from kairos.store.base import ChangeFn
+from kairos.store.changes import ChangeFeed, write_changes
 from kairos.store.schema import nodes
 from kairos.store.sql import SqlStore
 from kairos.store.sql.connections import one_line
@@ -58,7 +58,6 @@ _BEATING_SINCE = (
 class MariaDbStore(SqlStore):
     writer_threads = 4
     _dialect = MariaDbDialect()
-    announces_changes = False
 
     def __init__(self, url: str) -> None:
         parsed = url_for_driver(make_url(url))
@@ -81,6 +80,7 @@ class MariaDbStore(SqlStore):
             connect_args=connect_args,
         )
         super().__init__(engine, engine)
+        self._feed: ChangeFeed | None = None
         self._liveness: dict[str, tuple[Any, int]] = {}
         """Per node id served here: the driver connection holding its liveness lock, and since
         when (database clock, microseconds)."""
@@ -100,6 +100,13 @@ class MariaDbStore(SqlStore):
         # MariaDB has no ``OF``: the joined job rows are locked too, and skipped where another
         # node's claim holds them, to be claimed in a later pass.
         return query.with_for_update(skip_locked=True, of=of)
+
+    def _notify_many(self, conn: Connection, notices: list[tuple[int | None, str | None]]) -> None:
+        write_changes(conn, notices, time.time_ns() // 1000)
+
+    async def watch(self, on_change: ChangeFn) -> None:
+        self._feed = ChangeFeed(self._read, self._write, on_change)
+        await self._feed.start()
 
     def _db_now_us(self, conn: Connection) -> int:
         now: int = conn.execute(_DB_NOW_US).scalar_one()
@@ -177,6 +184,8 @@ class MariaDbStore(SqlStore):
         await asyncio.to_thread(self._release, node_id)
 
     async def close(self) -> None:
+        if self._feed is not None:
+            await self._feed.stop()
         for node_id in list(self._liveness):
             await asyncio.to_thread(self._release, node_id)
         await super().close()

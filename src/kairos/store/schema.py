@@ -29,6 +29,7 @@ __all__ = [
     "IS_RUNNING",
     "api_keys",
     "audit",
+    "changes",
     "job_tags",
     "jobs",
     "meta",
@@ -162,6 +163,19 @@ node_tasks = Table(
     metadata,
     Column("node_id", String(64), primary_key=True),
     Column("task", String(128), primary_key=True),
+)
+
+# The change feed where the database cannot announce changes itself (MariaDB has no
+# ``LISTEN``/``NOTIFY``): each change to work is a row, written in the change's own transaction,
+# read by every node's follower (``kairos.store.changes``) and purged after a while. Empty on
+# SQLite and PostgreSQL.
+changes = Table(
+    "kairos_changes",
+    metadata,
+    Column("id", _RunId, primary_key=True, autoincrement=True),
+    Column("at_us", BigInteger, nullable=False),
+    Column("due_us", BigInteger, nullable=True),
+    Column("job_id", _JobId, nullable=True),
 )
 
 CAN_CALL = or_(
