@@ -63,10 +63,9 @@ class MariaDbStore(SqlStore):
         parsed = url_for_driver(make_url(url))
         self._shown = parsed.set(drivername="mariadb").render_as_string()
         self._database = parsed.database or ""
-        connect_args: dict[str, Any] = {
-            "connect_timeout": _CONNECT_TIMEOUT_S,
-            "init_command": "SET time_zone = '+00:00'",
-        }
+        connect_args: dict[str, Any] = {"init_command": "SET time_zone = '+00:00'"}
+        if "connect_timeout" not in parsed.query:  # else an unreachable host takes minutes
+            connect_args["connect_timeout"] = _CONNECT_TIMEOUT_S
         if "charset" not in parsed.query:
             connect_args["charset"] = "utf8mb4"
         dbapi = _driver_module(parsed, make_url(url).render_as_string())
