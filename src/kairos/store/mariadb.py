@@ -44,7 +44,8 @@ DEFAULT_DRIVER = "mysqldb"
 _MINIMUM_MARIADB = (10, 6)
 _CONNECT_TIMEOUT_S = 10
 _MIGRATION_LOCK_WAIT_S = 300
-# Deadlock found (1213), lock wait timeout exceeded (1205): InnoDB rolled the transaction back.
+# Deadlock found (1213): InnoDB rolled the transaction back. Lock wait timeout exceeded (1205):
+# it rolled the statement back, and the store rolls back the rest before running it again.
 _ROLLED_BACK_FOR_LOCKS = {1205, 1213}
 # The database's clock, in UTC whatever the server's zone (the session's is UTC: see __init__).
 _DB_NOW_US = text("SELECT CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000000 AS SIGNED)")
@@ -79,6 +80,7 @@ class MariaDbStore(SqlStore):
             connect_args=connect_args,
         )
         super().__init__(engine, engine)
+        self._driver_error: type[Exception] = dbapi.Error
         self._feed: ChangeFeed | None = None
         self._liveness: dict[str, tuple[Any, int]] = {}
         """Per node id served here: the driver connection holding its liveness lock, and since
@@ -196,10 +198,13 @@ class MariaDbStore(SqlStore):
                 with contextlib.closing(held[0].cursor()) as cursor:
                     cursor.execute("SELECT 1")
                 return
-            except Exception:  # the driver's own error: lost with its connection, take it again
+            except self._driver_error:  # lost with its connection: take it again
                 self._release(node_id)
         # A connection of the lock's own, out of the pool: closing it is the only release.
-        pooled = self._writer.raw_connection()
+        try:
+            pooled = self._writer.raw_connection()
+        except DBAPIError as exc:
+            raise StoreUnavailable(f"the database is unavailable: {one_line(exc.orig)}") from exc
         driver: Any = pooled.driver_connection
         pooled.detach()
         try:
@@ -210,7 +215,7 @@ class MariaDbStore(SqlStore):
                 )
                 taken, now_us = cursor.fetchone()
             driver.commit()
-        except Exception as exc:
+        except self._driver_error as exc:
             driver.close()
             raise StoreUnavailable(f"could not take the node's liveness lock: {exc}") from exc
         if taken != 1:
@@ -221,7 +226,7 @@ class MariaDbStore(SqlStore):
     def _release(self, node_id: str) -> None:
         held = self._liveness.pop(node_id, None)
         if held is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(self._driver_error):
                 held[0].close()
 
     def _lock_name(self, what: str) -> str:

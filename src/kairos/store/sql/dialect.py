@@ -3,7 +3,8 @@
 The shared code asks its backend's dialect for them, never which database it runs on. This one
 speaks ``INSERT ... ON CONFLICT`` and ``RETURNING``, as SQLite and PostgreSQL both do; a
 database that spells them otherwise brings a subclass, as MariaDB does here (``ON DUPLICATE KEY
-UPDATE``, ``INSERT IGNORE``, no ``RETURNING`` on updates).
+UPDATE``, ``INSERT IGNORE``, no ``RETURNING`` on updates, deletes that choose their rows
+first).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Row, Table, select
 from sqlalchemy.dialects import mysql
-from sqlalchemy.sql.dml import Update, UpdateBase
+from sqlalchemy.sql.dml import Delete, Update, UpdateBase
 
 __all__ = ["MariaDbDialect", "SqlDialect"]
 
@@ -58,6 +59,13 @@ class SqlDialect:
         """Run ``statement``; return ``columns`` of each row it changed, as they are now."""
         return conn.execute(statement.returning(*columns), dict(params or {})).all()
 
+    def delete(
+        self, conn: Connection, statement: Delete, params: Mapping[str, Any] | None = None
+    ) -> int:
+        """Run ``statement``; return how many rows it deleted."""
+        deleted: int = conn.execute(statement, dict(params or {})).rowcount
+        return deleted
+
 
 class MariaDbDialect(SqlDialect):
     """MariaDB's: ``ON DUPLICATE KEY UPDATE`` and ``INSERT IGNORE``, and ``RETURNING`` on
@@ -67,7 +75,11 @@ class MariaDbDialect(SqlDialect):
     ``ON DUPLICATE KEY UPDATE`` fires on a clash with any unique key of the table, not only
     ``key``: every table upserted here has no unique key but its primary key. ``INSERT IGNORE``
     also turns other errors of a row into warnings; the rows inserted so are Kairos's own,
-    checked before they get here."""
+    checked before they get here.
+
+    A ``DELETE`` whose condition reads its own table (in a derived table, as MariaDB requires)
+    scans the whole table for it: the rows are chosen by a ``SELECT`` first, which reads only
+    what the condition needs, then deleted by key."""
 
     def __init__(self) -> None:
         super().__init__(mysql.insert)
@@ -107,3 +119,16 @@ class MariaDbDialect(SqlDialect):
             return []
         conn.execute(statement.where(key.in_(ids)), args)
         return conn.execute(select(*columns).where(key.in_(ids)).order_by(key)).all()
+
+    def delete(
+        self, conn: Connection, statement: Delete, params: Mapping[str, Any] | None = None
+    ) -> int:
+        table = statement.table
+        assert isinstance(table, Table)
+        (key,) = table.primary_key.columns
+        chosen = select(key).where(statement.whereclause).with_for_update()  # type: ignore[arg-type]
+        ids = list(conn.execute(chosen, dict(params or {})).scalars())
+        if not ids:
+            return 0
+        deleted: int = conn.execute(table.delete().where(key.in_(ids))).rowcount
+        return deleted

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, bindparam, exists, func, select
 
 from kairos.store.schema import jobs, runs
+from kairos.store.sql.backend import Backend
 from kairos.store.sql.rows import FINAL
 
 __all__ = ["purge_aged_runs", "purge_runs"]
@@ -46,22 +47,30 @@ _AGED = (
 _PURGE_AGED_RUNS = runs.delete().where(runs.c.id.in_(select(_AGED.c.id)))
 
 
-def purge_runs(conn: Connection, *, limits: Sequence[tuple[str, int, int | None]]) -> int:
+def purge_runs(
+    conn: Connection, *, db: Backend, limits: Sequence[tuple[str, int, int | None]]
+) -> int:
     """``Store.purge_runs``: how many runs went."""
     deleted = 0
     for job_id, keep, older_than_us in limits:
         trim = {"b_job": job_id, "b_keep": keep}
-        deleted += conn.execute(_TRIM_JOB_RUNS, trim).rowcount
+        deleted += db._dialect.delete(conn, _TRIM_JOB_RUNS, trim)
         if older_than_us is not None:
             age = {"b_job": job_id, "b_older": older_than_us}
-            deleted += conn.execute(_AGE_JOB_RUNS, age).rowcount
+            deleted += db._dialect.delete(conn, _AGE_JOB_RUNS, age)
     return deleted
 
 
 def purge_aged_runs(
-    conn: Connection, *, first_id: int, last_id: int, older_than_us: int, limit: int
+    conn: Connection,
+    *,
+    db: Backend,
+    first_id: int,
+    last_id: int,
+    older_than_us: int,
+    limit: int,
 ) -> tuple[int, int | None]:
     """``Store.purge_aged_runs``."""
     params = {"b_first": first_id, "b_last": last_id, "b_older": older_than_us, "b_limit": limit}
-    deleted = conn.execute(_PURGE_AGED_RUNS, params).rowcount
+    deleted = db._dialect.delete(conn, _PURGE_AGED_RUNS, params)
     return deleted, conn.execute(select(func.max(runs.c.id))).scalar()

@@ -358,7 +358,7 @@ class SqlStore(SqlConnections, SqlAccounts, Store):
     # Retention ---------------------------------------------------------------------------------
 
     async def purge_runs(self, jobs: Sequence[tuple[str, int, int | None]]) -> int:
-        return await self._write(partial(retention.purge_runs, limits=jobs)) if jobs else 0
+        return await self._write(partial(retention.purge_runs, db=self, limits=jobs)) if jobs else 0
 
     async def purge_expired_runs(self, older_than_us: int, limit: int) -> int:
         # One window of run ids a call, from the oldest to the newest and round again: each
@@ -367,6 +367,7 @@ class SqlStore(SqlConnections, SqlAccounts, Store):
         last = first + self.purge_window_ids - 1
         tx = partial(
             retention.purge_aged_runs,
+            db=self,
             first_id=first,
             last_id=last,
             older_than_us=older_than_us,
