@@ -36,8 +36,9 @@ class Unreachable(ClientError):
     retries an idempotent call is allowed)."""
 
     def __init__(self, base_url: str, cause: httpx.TransportError) -> None:
-        super().__init__(f"cannot reach Kairos at {base_url}: {cause or type(cause).__name__}")
         self.base_url = base_url
+        self.cause = str(cause) or type(cause).__name__
+        super().__init__(f"cannot reach Kairos at {base_url}: {self.cause}")
 
 
 class Problem(NamedTuple):

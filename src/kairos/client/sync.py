@@ -20,7 +20,15 @@ from kairos.api.admin_schemas import (
     TokenOut,
     WhoAmI,
 )
-from kairos.api.schemas import JobApplyOut, JobBatchOut, JobOut, JobPage, PreviewOut, RunOut
+from kairos.api.schemas import (
+    JobApplyOut,
+    JobBatchOut,
+    JobOut,
+    JobPage,
+    PreviewOut,
+    RunOut,
+    RunPage,
+)
 from kairos.client import calls
 from kairos.client.calls import Call, Document, JobPut, Page
 from kairos.client.errors import Unreachable
@@ -163,6 +171,17 @@ class Client:
         return self._items(
             lambda cursor: calls.run_page(cursor, page_size, job_id=job_id, status=status)
         )
+
+    def run_page(
+        self,
+        cursor: str | None = None,
+        limit: int = 50,
+        *,
+        job_id: str | None = None,
+        status: str | None = None,
+    ) -> RunPage:
+        """One page of runs (filters as ``list_runs``); pass its ``next_cursor`` back."""
+        return self.send(calls.run_page(cursor, limit, job_id=job_id, status=status))
 
     # Operations and audit ------------------------------------------------------------------------
 
