@@ -105,8 +105,7 @@ def _read_file(file: Path, documents: Documents) -> None:
         data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
         kind = "JSON" if file.suffix == ".json" else "YAML"
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        documents.problems.append(f"{file}: not valid {kind}: {first}")
+        documents.problems.append(f"{file}: not valid {kind}: {_parse_error(exc)}")
         return
     jobs = _jobs_of(data)
     if jobs is None:
@@ -116,6 +115,15 @@ def _read_file(file: Path, documents: Documents) -> None:
         return
     for index, job in enumerate(jobs):
         _add_job(file, index, job, documents)
+
+
+def _parse_error(exc: Exception) -> str:
+    """One line: what is wrong and where (YAML's own message spans several lines)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if problem and mark is not None:
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _jobs_of(data: Any) -> list[Any] | None:
