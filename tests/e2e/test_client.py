@@ -3,7 +3,6 @@ server's refusals as exceptions naming the field, and retries only where repeati
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -228,16 +227,3 @@ def test_a_refusal_is_not_retried(server: KairosProcess) -> None:
     ):
         client.get_job("never.there")
     assert transport.sent == 1
-
-
-def test_importing_the_client_loads_neither_the_engine_nor_fastapi() -> None:
-    code = (
-        "import sys, kairos.client\n"
-        "heavy = ('fastapi', 'starlette', 'sqlalchemy', 'uvicorn', 'kairos.engine',"
-        " 'kairos.store', 'kairos.api.app', 'kairos.api.routes')\n"
-        "print(sorted(m for m in sys.modules if m.startswith(heavy)))"
-    )
-    loaded = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ
-    )
-    assert loaded.stdout.strip() == "[]"
