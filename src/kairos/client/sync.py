@@ -67,19 +67,20 @@ class Client:
 
     def send(self, call: Call[T]) -> T:
         """Send ``call`` and read its answer (``kairos.client.calls`` builds them)."""
-        attempts = 1 + (self.retries if call.safe_to_repeat else 0)
-        for attempt in range(attempts):
+        retries = self.retries if call.safe_to_repeat else 0
+        attempt = 0
+        while True:
             try:
                 response = self._http.request(
                     call.method, call.path, params=call.params, json=call.json, data=call.form
                 )
             except httpx.TransportError as exc:
-                if attempt + 1 == attempts:
+                if attempt == retries:
                     raise Unreachable(self.base_url, exc) from exc
                 time.sleep(calls.backoff_s(attempt))
+                attempt += 1
             else:
                 return calls.answer(call, response)
-        raise AssertionError("unreachable: the loop returns or raises")
 
     def _items(self, page: Callable[[str | None], Call[Page[T]]]) -> Iterator[T]:
         cursor: str | None = None
@@ -116,9 +117,20 @@ class Client:
         filters: dict[str, Any] = {"prefix": prefix, "state": state, "tag": tag, "sort": sort}
         return self._items(lambda cursor: calls.job_page(cursor, page_size, **filters))
 
-    def job_page(self, cursor: str | None = None, limit: int = 100, **filters: Any) -> JobPage:
+    def job_page(
+        self,
+        cursor: str | None = None,
+        limit: int = 100,
+        *,
+        prefix: str | None = None,
+        state: str | None = None,
+        tag: str | None = None,
+        sort: str | None = None,
+    ) -> JobPage:
         """One page of jobs (filters as ``list_jobs``); pass its ``next_cursor`` back."""
-        return self.send(calls.job_page(cursor, limit, **filters))
+        return self.send(
+            calls.job_page(cursor, limit, prefix=prefix, state=state, tag=tag, sort=sort)
+        )
 
     def patch_job(self, job_id: str, changes: Mapping[str, Any]) -> JobOut:
         """Replace the given top-level fields as wholes."""
