@@ -15,7 +15,7 @@ from kairos.cli.apply import export_jobs
 from kairos.cli.client import DEFAULT_URL, Token, Url, connect
 from kairos.cli.common import fail, out, print_json, print_table, seconds
 
-__all__ = ["jobs_app", "runs_command"]
+__all__ = ["cancel_command", "jobs_app", "runs_command"]
 
 jobs_app = typer.Typer(help="Manage the jobs of a running server.", no_args_is_help=True)
 jobs_app.command("export")(export_jobs)
@@ -214,6 +214,17 @@ def runs_command(
     rows = [_run_row(_json(run)) for run in page.items]
     headers = ["id", "job", "scheduled for", "status", "attempt", "http", "ms", "error"]
     print_table(headers, rows, whole={"id", "job"})
+
+
+def cancel_command(
+    run_id: Annotated[int, typer.Argument(help="The run to stop")],
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+) -> None:
+    """Stop a queued or running run, on whichever replica holds it; it is not retried."""
+    with connect(url, token) as api:
+        run = api.cancel_run(run_id)
+    out.print(f"Run {run.id} of [bold]{run.job_id}[/bold] is {run.status}")
 
 
 def _run_row(run: dict[str, Any]) -> list[str]:

@@ -25,7 +25,7 @@ from kairos.cli.common import (
     out,
     sqlite_file,
 )
-from kairos.cli.jobs import jobs_app, runs_command
+from kairos.cli.jobs import cancel_command, jobs_app, runs_command
 from kairos.cli.secrets import secrets_app
 from kairos.errors import InvalidField, KairosError
 from kairos.models import CronTriggerSpec, parse_zone
@@ -42,6 +42,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(secrets_app, name="secrets")
 app.command("runs")(runs_command)
+app.command("cancel")(cancel_command)
 app.command("apply")(apply_documents)
 
 DbOption = Annotated[

@@ -175,6 +175,10 @@ class AsyncClient:
     async def get_run(self, run_id: int) -> RunOut:
         return await self.send(calls.get_run(run_id))
 
+    async def cancel_run(self, run_id: int) -> RunOut:
+        """Stop a queued or running run (``ApiError`` 409 for one that has ended)."""
+        return await self.send(calls.cancel_run(run_id))
+
     def list_runs(
         self, *, job_id: str | None = None, status: str | None = None, page_size: int = 50
     ) -> AsyncIterator[RunOut]:

@@ -48,6 +48,7 @@ __all__ = [
     "audit_page",
     "backoff_s",
     "base_url",
+    "cancel_run",
     "cluster",
     "create_job",
     "create_key",
@@ -251,6 +252,11 @@ def preview(trigger: Mapping[str, Any], timezone: str, count: int) -> Call[Previ
 
 def get_run(run_id: int) -> Call[RunOut]:
     return _call("GET", f"/runs/{_segment(run_id)}", _model(RunOut))
+
+
+def cancel_run(run_id: int) -> Call[RunOut]:
+    # Repeating it after a lost answer would be a 409 for a run it had cancelled: not retried.
+    return _call("POST", f"/runs/{_segment(run_id)}/cancel", _model(RunOut))
 
 
 def run_page(

@@ -325,6 +325,18 @@ class RunLedger(ABC):
         next probe at ``policy.next_probe_us``. Return how many were interrupted."""
 
     @abstractmethod
+    async def cancel_run(self, run_id: int, *, by: Actor) -> RunRecord:
+        """Stop a queued (``scheduled``) or ``running`` run: it becomes ``cancelled`` as of
+        ``by.at_us``, its error naming who cancelled it, and is never retried. The node
+        holding a running run learns of it from ``cancelled_among``; the outcome it records
+        later is left out, as for a run taken over. Audited as ``run.cancel``. Return the run
+        as it is now; ``RunNotFound``, or ``Conflict`` for a run that has already ended."""
+
+    @abstractmethod
+    async def cancelled_among(self, run_ids: Sequence[int]) -> set[int]:
+        """Those of ``run_ids`` that are ``cancelled``."""
+
+    @abstractmethod
     async def get_run(self, run_id: int) -> RunRecord:
         """Raise ``RunNotFound`` for an unknown id."""
 

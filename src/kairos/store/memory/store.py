@@ -180,6 +180,14 @@ class MemoryStore(Store):
 
         return self._write(change)
 
+    async def cancel_run(self, run_id: int, *, by: Actor) -> RunRecord:
+        return self._write(lambda t: ledger.cancel_run(t, run_id, by))
+
+    async def cancelled_among(self, run_ids: Sequence[int]) -> set[int]:
+        with self._reading() as t:
+            found = (t.runs.get(run_id) for run_id in run_ids)
+            return {run.id for run in found if run and run.status is RunStatus.CANCELLED}
+
     async def get_run(self, run_id: int) -> RunRecord:
         with self._reading() as t:
             run = t.runs.get(run_id)

@@ -318,6 +318,17 @@ class SqlStore(SqlConnections, SqlAccounts, Store):
         )
         return await self._write(tx)
 
+    async def cancel_run(self, run_id: int, *, by: Actor) -> RunRecord:
+        return await self._write(partial(ledger.cancel_run, run_id=run_id, by=by), short=True)
+
+    async def cancelled_among(self, run_ids: Sequence[int]) -> set[int]:
+        if not run_ids:
+            return set()
+        query = select(runs.c.id).where(
+            runs.c.id.in_(run_ids), runs.c.status == RunStatus.CANCELLED.value
+        )
+        return set(await self._read(lambda conn: conn.execute(query).scalars().all()))
+
     async def get_run(self, run_id: int) -> RunRecord:
         row = await self._row_by_key(_RUN_BY_ID, b_id=run_id)
         if row is None:
