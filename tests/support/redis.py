@@ -1,5 +1,5 @@
 """Redis for tests: the local server under a key prefix of each test's own, and throwaway
-servers a test starts (and stops) itself.
+servers a test starts, kills and starts again itself.
 
 ``KAIROS_TEST_REDIS_URL`` points at the server (default: the local one). Without a server the
 tests that need one are skipped, except under ``CI=true``, where a missing server is a failure.
@@ -13,14 +13,15 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 import redis
 from redis.asyncio import Redis
 
-__all__ = ["REDIS_URL", "redis_server", "redis_store_url", "require_redis"]
+__all__ = ["REDIS_URL", "ThrowawayRedis", "redis_store_url", "require_redis", "wait_for_redis"]
 
 REDIS_URL = os.environ.get("KAIROS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -49,27 +50,46 @@ async def redis_store_url() -> AsyncIterator[str]:
                 await client.delete(*doomed)
 
 
-@contextmanager
-def redis_server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A redis-server of the test's own, with no persistence, on a free port: its URL and its
-    process (stop it to see what a restart does)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        wait_for_redis(url)
-        yield url, process
-    finally:
-        process.terminate()
-        process.wait(10)
+class ThrowawayRedis:
+    """A redis-server of the test's own on a free port, to stop and start again: with no
+    persistence (as the local server runs) its data goes with it; with ``appendonly`` (in
+    ``directory``, every write synced) its data survives."""
+
+    def __init__(self, directory: Path, *, appendonly: bool = False) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.skip("redis-server is not installed")
+        self.binary = binary
+        self.directory = directory
+        self.appendonly = appendonly
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> ThrowawayRedis:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def start(self) -> ThrowawayRedis:
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly else []
+        where = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory)]
+        self.process = subprocess.Popen(
+            [self.binary, *where, "--save", "", *persistence],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_for_redis(self.url)
+        return self
+
+    def stop(self) -> None:
+        """Kill the server (SIGKILL: as a crash)."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
 
 
 def wait_for_redis(url: str, timeout_s: float = 10) -> None:
