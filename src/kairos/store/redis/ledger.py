@@ -62,7 +62,9 @@ async def claim(
     queued_started = Counter(run.job.id for run in started)
     budget = limit - len(started)
     due = await _due_jobs(tx, now_us + ahead_us, limit, tasks)
+    await tx.read_running([job.id for job in due])
     recorded: Counter[RunStatus] = Counter({RunStatus.MISSED: missed} if missed else {})
+    planned_runs: list[tuple[JobRecord, PlannedRun]] = []
     for job in due:
         running = await tx.running_of(job.id) - queued_started[job.id]
         fire_plan = policy.plan_due(job, now_us, Slots(running, queued_started[job.id], budget))
@@ -79,15 +81,16 @@ async def claim(
                 waiting = True
             else:
                 recorded[planned.status] += 1
-            run = await _planned_run(tx, job, planned, now_us, node_id)
-            if run is not None and run.status is RunStatus.RUNNING:
-                started.append(StartedRun(run, job, _due_of(job, planned.scheduled_for_us)))
+            planned_runs.append((job, planned))
         check_int64(fire_plan.next_fire_us, fire_plan.next_run_us)
         await tx.put_job(
             dataclasses.replace(
                 job, next_fire_us=fire_plan.next_fire_us, next_run_us=fire_plan.next_run_us
             )
         )
+    for job, run in await _record_planned(tx, planned_runs, now_us, node_id):
+        if run.status is RunStatus.RUNNING:
+            started.append(StartedRun(run, job, _due_of(job, run.scheduled_for_us)))
     exhausted = len(due) >= limit or len(started) >= limit
     moved = {job.id for job in due}
     next_due = None if exhausted else await _next_due(tx, now_us, tasks, moved)
@@ -118,15 +121,36 @@ async def _due_jobs(tx: Tx, due_by: int, limit: int, tasks: frozenset[str]) -> l
     return found
 
 
-async def _planned_run(
-    tx: Tx, job: JobRecord, planned: PlannedRun, now_us: int, node_id: str
-) -> RunRecord | None:
-    """Record a planned run of ``job``; None if the ledger holds its fire already."""
+async def _record_planned(
+    tx: Tx, planned_runs: list[tuple[JobRecord, PlannedRun]], now_us: int, node_id: str
+) -> list[tuple[JobRecord, RunRecord]]:
+    """Record the planned runs (each job as it was when planned) whose fires the ledger does
+    not hold yet, in a few round trips whatever their number."""
+    for _, planned in planned_runs:
+        check_int64(planned.scheduled_for_us)
+    fires = [(job.id, planned.scheduled_for_us, 1) for job, planned in planned_runs]
+    taken = await tx.fires_taken(fires)
+    seen: set[tuple[str, int, int]] = set()
+    fresh: list[tuple[JobRecord, PlannedRun]] = []
+    for (job, planned), fire, held in zip(planned_runs, fires, taken, strict=True):
+        if not held and fire not in seen:
+            seen.add(fire)
+            fresh.append((job, planned))
+    ids = await tx.new_ids(tx.k.run_seq, len(fresh))
+    recorded = []
+    for run_id, (job, planned) in zip(ids, fresh, strict=True):
+        run = _planned_run(run_id, job, planned, now_us, node_id)
+        tx.add_run(run)
+        recorded.append((job, run))
+    return recorded
+
+
+def _planned_run(
+    run_id: int, job: JobRecord, planned: PlannedRun, now_us: int, node_id: str
+) -> RunRecord:
+    """The run of a planned fire of ``job``."""
     at = planned.scheduled_for_us
-    check_int64(at)
-    if await tx.fire_taken(job.id, at, 1):
-        return None
-    run = RunRecord(await tx.new_id(tx.k.run_seq), job.id, at, 1, planned.status)
+    run = RunRecord(run_id, job.id, at, 1, planned.status)
     if planned.status is RunStatus.RUNNING:
         started_us = max(now_us, _due_of(job, at))
         run = dataclasses.replace(run, node_id=node_id, started_us=started_us)
@@ -134,7 +158,6 @@ async def _planned_run(
         run = dataclasses.replace(run, due_us=at)
     else:
         run = dataclasses.replace(run, error=planned.error, node_id=node_id, finished_us=now_us)
-    tx.add_run(run)
     return run
 
 
@@ -155,6 +178,7 @@ async def _start_pending(
                 pending.append((run, job))
         if len(ids) < _CHUNK:
             break
+    await tx.read_running([job.id for _, job in pending])
     running = {job.id: await tx.running_of(job.id) for _, job in pending}
     begun: Counter[str] = Counter()
     started: list[StartedRun] = []

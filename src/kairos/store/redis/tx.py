@@ -31,6 +31,19 @@ T = TypeVar("T")
 _AUDIT_NAME_CHARS = 200
 # A change retried this often without committing gives up: something rewrites its keys nonstop.
 _ATTEMPTS = 200
+# The writes of a transaction, a JSON list of commands (each a list of strings), run in order.
+_APPLY = """
+for _, command in ipairs(cjson.decode(ARGV[1])) do
+    redis.call(unpack(command))
+end
+"""
+# Which of several fires the ledger holds, in one round trip: KEYS are the jobs' ledgers, ARGV
+# the fields (``<scheduled_for_us>:<attempt>``), one each.
+_FIRES_TAKEN = """
+local taken = {}
+for i, key in ipairs(KEYS) do taken[i] = redis.call('HEXISTS', key, ARGV[i]) end
+return taken
+"""
 
 
 class Tx:
@@ -43,6 +56,10 @@ class Tx:
         self._runs: dict[int, RunRecord | None] = {}
         self.writes: list[tuple[Any, ...]] = []
         self._running_change: dict[str, int] = {}
+        self._running: dict[str, int] = {}
+        self._holders: set[str] = set()
+        """Nodes this transaction has listed among the holders of runs."""
+        """Runs in flight by job, as read."""
         self._gone = gone or {}
         self.queued_here: list[RunRecord] = []
         """Runs this transaction queued (not in the index of queued runs until it commits)."""
@@ -74,6 +91,13 @@ class Tx:
     async def new_id(self, counter: str) -> int:
         """A fresh id: never given twice, even if this transaction is tried again."""
         return int(await self._now("INCR", counter))
+
+    async def new_ids(self, counter: str, count: int) -> list[int]:
+        """``count`` fresh ids (see ``new_id``), in one round trip."""
+        if count <= 0:
+            return []
+        last = int(await self._now("INCRBY", counter, count))
+        return list(range(last - count + 1, last + 1))
 
     # Jobs --------------------------------------------------------------------------------------
 
@@ -146,14 +170,33 @@ class Tx:
 
     async def fire_taken(self, job_id: str, scheduled_for_us: int, attempt: int) -> bool:
         """Whether the ledger holds this fire (its key: job, scheduled time, attempt)."""
-        field = f"{scheduled_for_us}:{attempt}"
-        return bool(await self.read("HEXISTS", self.k.fires(job_id), field))
+        return (await self.fires_taken([(job_id, scheduled_for_us, attempt)]))[0]
+
+    async def fires_taken(self, fires: Sequence[tuple[str, int, int]]) -> list[bool]:
+        """Of each ``(job, scheduled time, attempt)``: whether the ledger holds it."""
+        if not fires:
+            return []
+        keys = [self.k.fires(job_id) for job_id, _, _ in fires]
+        await self.watch(*keys)
+        fields = [f"{at}:{attempt}" for _, at, attempt in fires]
+        taken = await self._now("EVAL", _FIRES_TAKEN, len(keys), *keys, *fields)
+        return [bool(flag) for flag in taken]
+
+    async def read_running(self, job_ids: Sequence[str]) -> None:
+        """Read the runs in flight of ``job_ids`` at once (``running_of`` then needs no
+        round trip)."""
+        wanted = [job_id for job_id in job_ids if job_id not in self._running]
+        if wanted:
+            counts = await self.read("HMGET", self.k.running_jobs, *wanted)
+            for job_id, count in zip(wanted, counts, strict=True):
+                self._running[job_id] = int(count or 0)
 
     async def running_of(self, job_id: str) -> int:
         """The job's runs in flight anywhere, this transaction's changes included."""
-        count = await self.read("HGET", self.k.running_jobs, job_id)
+        await self.read_running([job_id])
+        count = self._running[job_id]
         change = self._running_change.get(job_id, 0) - self._gone.get(job_id, 0)
-        return max(int(count or 0) + change, 0)
+        return max(count + change, 0)
 
     def add_run(self, run: RunRecord) -> None:
         """Record a new run (its fire free: see ``fire_taken``)."""
@@ -206,7 +249,9 @@ class Tx:
                 self._count_running(some.job_id, -1)
             if new_node is not None:
                 self.write("SADD", k.running(new_node), some.id)
-                self.write("SADD", k.holders, new_node)
+                if new_node not in self._holders:
+                    self._holders.add(new_node)
+                    self.write("SADD", k.holders, new_node)
                 self.write("HINCRBY", k.running_jobs, some.job_id, 1)
                 self._count_running(some.job_id, 1)
 
@@ -229,9 +274,13 @@ class Tx:
         self.write("ZADD", k.audit_actor(name), audit_id, audit_id)
 
     async def commit(self) -> None:
+        """Send the writes as one script in one ``MULTI``/``EXEC``: the server runs them, so a
+        claim's hundreds of writes cost one command to send instead of hundreds."""
         self.pipe.multi()  # type: ignore[no-untyped-call]  # untyped in redis-py
-        for command in self.writes:
-            self.pipe.execute_command(*command)
+        if self.writes:
+            # Every word a string: Lua would print a large number in floating point.
+            words = [[str(word) for word in command] for command in self.writes]
+            self.pipe.execute_command("EVAL", _APPLY, 0, codec.dumps(words))
         await self.pipe.execute()
 
 
