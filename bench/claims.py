@@ -1,7 +1,8 @@
 """The store's side of every fire, alone: claim due jobs and record their outcomes.
 
-In process, on a SQLite file: ``jobs`` jobs due at one instant are claimed ``batch`` at a time
-(as the dispatcher does, each claim writing the previous claim's outcomes), with no HTTP call in
+In process, on a SQLite file (or the store at a URL given: a fresh PostgreSQL database, Redis
+under a fresh key prefix): ``jobs`` jobs due at one instant are claimed ``batch`` at a time (as
+the dispatcher does, each claim writing the previous claim's outcomes), with no HTTP call in
 between. CPU time per run is what the scheduler's process spends on its store for each fire: the
 part of a burst that no HTTP client or target shares.
 """
@@ -36,9 +37,12 @@ class ClaimRun:
     runs_per_s: float
 
 
-async def claims(trigger: str, jobs: int = 20_000, batch: int = 100) -> ClaimRun:
+async def claims(
+    trigger: str, jobs: int = 20_000, batch: int = 100, url: str | None = None
+) -> ClaimRun:
+    """``url``: an empty store's (default: a new SQLite file)."""
     with tempfile.TemporaryDirectory(prefix="kairos-claims-") as tmp:
-        store = store_for_url(f"sqlite:///{Path(tmp) / 'claims.db'}")
+        store = store_for_url(url or f"sqlite:///{Path(tmp) / 'claims.db'}")
         await store.open()
         try:
             spec = JobSpec.model_validate(

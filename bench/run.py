@@ -23,7 +23,14 @@ from bench.claims import ClaimRun, claims
 from bench.client import epoch_us, iso, log, reset, target_stats
 from bench.cluster import ClusterRun, cluster_run
 from bench.delivery import Mixed, SmallTarget, mixed_targets, small_target
-from bench.processes import create_pg_database, drop_pg_database, start_target
+from bench.processes import (
+    create_pg_database,
+    drop_pg_database,
+    fresh_redis_prefix,
+    pg_reachable,
+    redis_reachable,
+    start_target,
+)
 from bench.python_section import python_section
 from bench.report import med, repeat, row, table
 from bench.retention import Chunks, chunks
@@ -396,14 +403,26 @@ class Bench:
     async def claims(self) -> list[str]:
         log("claims")
         rows = []
-        for trigger in ("date", "interval"):
+        stores = self._claim_stores()
+        for store, trigger in [(s, t) for s in stores for t in ("date", "interval")]:
 
-            async def one(trigger: str = trigger) -> ClaimRun:
-                return await claims(trigger)
+            async def one(trigger: str = trigger, store: str = store) -> ClaimRun:
+                if store == "SQLite":
+                    return await claims(trigger)
+                jobs = self.args.claims_shared
+                if store == "PostgreSQL":
+                    url = create_pg_database(self.args.postgres)
+                    try:
+                        return await claims(trigger, jobs, url=url)
+                    finally:
+                        drop_pg_database(self.args.postgres, url)
+                async with fresh_redis_prefix(self.args.redis) as url:
+                    return await claims(trigger, jobs, url=url)
 
             runs = await repeat(self.args.repeat, one)
             rows.append(
                 row(
+                    store,
                     trigger,
                     f"{runs[0].jobs:,}",
                     f"{runs[0].batch}",
@@ -412,10 +431,19 @@ class Bench:
                 )
             )
         return table(
-            "### Claims: the store's work per fire, no HTTP (SQLite, in process)",
-            ["trigger", "jobs due", "runs per claim", "CPU us per run", "runs/s"],
+            "### Claims: the store's work per fire, no HTTP (in process; one claimer)",
+            ["store", "trigger", "jobs due", "runs per claim", "CPU us per run", "runs/s"],
             rows,
         )
+
+    def _claim_stores(self) -> list[str]:
+        """SQLite always; PostgreSQL and Redis when their servers answer."""
+        stores = ["SQLite"]
+        if pg_reachable(self.args.postgres):
+            stores.append("PostgreSQL")
+        if redis_reachable(self.args.redis):
+            stores.append("Redis")
+        return stores
 
     async def small(self) -> list[str]:
         rows = []
@@ -529,6 +557,12 @@ def main() -> None:
         "--postgres",
         default="postgresql://postgres@127.0.0.1:5432/postgres",
         help="a PostgreSQL database to create the cluster's databases from",
+    )
+    parser.add_argument(
+        "--redis", default="redis://127.0.0.1:6379/0", help="the Redis the claims section uses"
+    )
+    parser.add_argument(
+        "--claims-shared", default=5_000, type=int, help="jobs due in the claims on a server"
     )
     parser.add_argument("--pg-sustained", default="1000,2000", type=_sizes)
     parser.add_argument("--pg-rest", default="100000", type=_ints)

@@ -1,4 +1,5 @@
-"""One store suite, run against every backend: memory, a SQLite file, and real PostgreSQL."""
+"""One store suite, run against every backend: memory, a SQLite file, real PostgreSQL and real
+Redis (each test under a key prefix of its own)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from kairos.store import Store, store_for_url
 from tests.support.postgres import create_database, drop_database, require_postgres
+from tests.support.redis import redis_store_url
 
 
 @pytest.fixture(scope="session")
@@ -20,16 +22,26 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(
-    params=["memory", "sqlite-file", pytest.param("postgres", marks=pytest.mark.postgres)]
+    params=[
+        "memory",
+        "sqlite-file",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("redis", marks=pytest.mark.redis),
+    ]
 )
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    if request.param == "redis":
+        async with redis_store_url() as url:
+            yield url
+        return
     if request.param == "postgres":
         url: str = request.getfixturevalue("postgres_url")
         await _empty(url)
-        return url
-    if request.param == "memory":
-        return "memory://"
-    return f"sqlite:///{tmp_path}/kairos.db"
+        yield url
+    elif request.param == "memory":
+        yield "memory://"
+    else:
+        yield f"sqlite:///{tmp_path}/kairos.db"
 
 
 @pytest.fixture

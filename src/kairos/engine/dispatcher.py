@@ -158,10 +158,15 @@ class Dispatcher:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         await cancelled(self._flush_task)
-        await self._flush()
-        await self._store.interrupt_running(
-            self._node_id, retries=self._interrupted_retries, policy=self._planner
-        )
+        try:
+            await self._flush()
+            await self._store.interrupt_running(
+                self._node_id, retries=self._interrupted_retries, policy=self._planner
+            )
+        except StoreUnavailable as exc:
+            # Stopping must not fail for it: the runs left running are taken over by the other
+            # nodes (or this one, restarted) when its lease runs out.
+            log.warning("could not record this node's runs at stop: %s", exc)
 
     # The loop ----------------------------------------------------------------------------------
 

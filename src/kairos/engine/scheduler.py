@@ -151,7 +151,7 @@ class Scheduler:
                 loaded.include(tasks)
             tasks = loaded
         return cls(
-            store or store_for_url(settings.database_url),
+            store or store_for_url(settings.database_url, redis_prefix=settings.redis_prefix),
             executor or executor_for(settings, tasks),
             EngineOptions.from_settings(settings),
             clock=clock,

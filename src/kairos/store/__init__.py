@@ -53,15 +53,20 @@ __all__ = [
 ]
 
 
-def store_for_url(url: str) -> Store:
-    """The store for a SQLAlchemy-style URL, or ``memory://``; raise ``ValueError`` naming what
-    is wrong."""
+def store_for_url(url: str, *, redis_prefix: str | None = None) -> Store:
+    """The store for a SQLAlchemy-style URL, ``redis://`` (``rediss://``) or ``memory://``;
+    raise ``ValueError`` naming what is wrong. ``redis_prefix``: the Redis store's key prefix
+    (default ``kairos:``)."""
     if url.split(":", 1)[0].lower() == "memory":
         if url.lower() != "memory://":
             raise ValueError(f"the memory store takes no path or options: {url!r} (try memory://)")
         from kairos.store.memory import MemoryStore
 
         return MemoryStore()
+    if url.split(":", 1)[0].lower() in ("redis", "rediss"):
+        from kairos.store.redis import RedisStore
+
+        return RedisStore(url, redis_prefix) if redis_prefix is not None else RedisStore(url)
     try:
         backend = make_url(url).get_backend_name()
     except ArgumentError:
@@ -75,5 +80,5 @@ def store_for_url(url: str) -> Store:
 
         return PostgresStore(url)
     raise ValueError(
-        f"unsupported database {backend!r} in {url!r}; supported: sqlite, postgresql, memory"
+        f"unsupported database {backend!r} in {url!r}; supported: sqlite, postgresql, redis, memory"
     )
