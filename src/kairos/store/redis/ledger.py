@@ -8,7 +8,7 @@ import dataclasses
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from kairos.errors import JobNotFound
+from kairos.errors import JobNotFound, RunEnded, RunNotFound
 from kairos.identity import Actor
 from kairos.models import JobRecord, RunRecord, RunStatus
 from kairos.store.base import (
@@ -24,10 +24,26 @@ from kairos.store.redis import breaker
 from kairos.store.redis.jobs import check_int64
 from kairos.store.redis.tx import Tx
 
-__all__ = ["add_manual_run", "claim", "finish", "interrupt"]
+__all__ = ["add_manual_run", "cancel_run", "claim", "finish", "interrupt"]
 
 _INTERRUPTED = "the node running it stopped before the call finished"
 _CHUNK = 100
+
+
+async def cancel_run(tx: Tx, run_id: int, by: Actor) -> RunRecord:
+    """``Store.cancel_run``."""
+    run = await tx.run(run_id)
+    if run is None:
+        raise RunNotFound(run_id)
+    if run.status not in (RunStatus.SCHEDULED, RunStatus.RUNNING):
+        raise RunEnded(run_id, run.status.value)
+    error = f"cancelled by {by.name}"
+    cancelled = dataclasses.replace(
+        run, status=RunStatus.CANCELLED, finished_us=by.at_us, due_us=None, error=error
+    )
+    tx.replace_run(run, cancelled)
+    await tx.audit(by, "run.cancel", run.job_id, {"run_id": run_id})
+    return cancelled
 
 
 async def add_manual_run(tx: Tx, job_id: str, scheduled_for_us: int, by: Actor | None) -> RunRecord:

@@ -269,6 +269,17 @@ class RedisStore(NodeBook, Store):
 
         return await self._tx(change)
 
+    async def cancel_run(self, run_id: int, *, by: Actor) -> RunRecord:
+        return await self._tx(lambda t: ledger.cancel_run(t, run_id, by))
+
+    async def cancelled_among(self, run_ids: Sequence[int]) -> set[int]:
+        if not run_ids:
+            return set()
+        with guarded(self._where):
+            raws = await self.client.mget([self.k.run(run_id) for run_id in run_ids])
+        runs = (codec.run_from(i, raw) for i, raw in zip(run_ids, raws, strict=True) if raw)
+        return {run.id for run in runs if run.status is RunStatus.CANCELLED}
+
     async def get_run(self, run_id: int) -> RunRecord:
         with guarded(self._where):
             raw = await self.client.get(self.k.run(run_id))
