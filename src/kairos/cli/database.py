@@ -47,12 +47,18 @@ def copy_command(
     source_url, destination_url = database_url_of(from_url), database_url_of(to_url)
     if _shown(source_url) == _shown(destination_url):
         fail("--from and --to name the same database", code=2)
+    for flag, url in (("--from", source_url), ("--to", destination_url)):
+        if url.split(":", 1)[0].lower() == "memory":
+            fail(f"{flag}: a memory store lives in one process: name a database", code=2)
     source_file = sqlite_file(source_url)
     if source_file is not None and not source_file.exists():
         fail(f"--from: no database at {source_file}", code=2)
     settings = _settings()
     source = _store(source_url, "--from", settings)
-    destination = _store(destination_url, "--to", settings)
+    destination: Store | None = _store(destination_url, "--to", settings)
+    destination_file = sqlite_file(destination_url)
+    if dry_run and destination_file is not None and not destination_file.exists():
+        destination = None  # empty, and not to be made by a dry run
     options = CopyOptions(runs=runs, audit=audit, batch=batch, meta_keys=_META_KEYS)
     err.print(f"From {_shown(source_url)} to {_shown(destination_url)}", highlight=False)
     copy = _Copy(source, destination, options, lease_us=int(settings.node_lease * 1_000_000))
@@ -64,8 +70,9 @@ def copy_command(
 
 class _Copy:
     def __init__(
-        self, source: Store, destination: Store, options: CopyOptions, lease_us: int
+        self, source: Store, destination: Store | None, options: CopyOptions, lease_us: int
     ) -> None:
+        """``destination``: None for a SQLite file a dry run need not make (it is empty)."""
         self.source = source
         self.destination = destination
         self.options = options
@@ -74,39 +81,48 @@ class _Copy:
     async def run(self, *, dry_run: bool, force: bool) -> None:
         await self.source.open()
         try:
+            await self._live_nodes_checked(force)
+            if self.destination is None:
+                await self._dry_run()
+                return
             await self.destination.open()
             try:
-                await self._checked(force)
-                await self._copy(dry_run)
+                await self._emptiness_checked(self.destination)
+                if dry_run:
+                    await self._dry_run()
+                else:
+                    await self._copy(self.destination)
             finally:
                 await self.destination.close()
         finally:
             await self.source.close()
 
-    async def _checked(self, force: bool) -> None:
+    async def _live_nodes_checked(self, force: bool) -> None:
         live = [n.id for n in await self.source.list_nodes() if n.heartbeat_age_us < self.lease_us]
         if live and not force:
             fail(
                 f"nodes are running on the source ({', '.join(sorted(live))}): stop every"
                 " `kairos serve` and app using it first, or pass --force to copy anyway"
             )
-        held = await held_records(self.destination, self.options)
+
+    async def _emptiness_checked(self, destination: Store) -> None:
+        held = await held_records(destination, self.options)
         if held:
             fail(
                 f"--to: the destination already holds {', '.join(held)}; copy into an empty"
                 " database (nothing was copied)"
             )
 
-    async def _copy(self, dry_run: bool) -> None:
+    async def _dry_run(self) -> None:
+        _print_counts(await count_records(self.source, self.options), None)
+        out.print("Nothing copied (--dry-run).")
+
+    async def _copy(self, destination: Store) -> None:
         before = await count_records(self.source, self.options)
-        if dry_run:
-            _print_counts(before, None)
-            out.print("Nothing copied (--dry-run).")
-            return
-        kept = await copy_store(self.source, self.destination, self.options, _progress)
+        kept = await copy_store(self.source, destination, self.options, _progress)
         for key in kept:
             err.print(f"[yellow]warning:[/yellow] the destination keeps its own {key}")
-        after = await count_records(self.destination, self.options)
+        after = await count_records(destination, self.options)
         _print_counts(before, after)
         if before.rows() != after.rows():
             fail("the counts differ between the two databases: see above")

@@ -127,24 +127,31 @@ async def copy_store(
     told("API keys", await _in_batches(keys, destination.import_api_keys, size))
     secrets = await source.list_secrets()
     told("secrets", await _in_batches(secrets, destination.import_secrets, size))
-    done = 0
-    async for jobs in _job_pages(source, size):
-        await destination.import_jobs(jobs)
-        done += len(jobs)
-        told("jobs", done)
+    await _pages_into(_job_pages(source, size), destination.import_jobs, "jobs", told)
     if options.runs:
-        done = 0
-        async for runs in _oldest_first(_runs_before(source, size)):
-            await destination.import_runs([_settled(run) for run in runs])
-            done += len(runs)
-            told("runs", done)
+        runs = _oldest_first(_runs_before(source, size))
+        await _pages_into(runs, destination.import_runs, "runs", told, _settled)
     if options.audit:
-        done = 0
-        async for records in _oldest_first(_audit_before(source, size)):
-            await destination.import_audit(records)
-            done += len(records)
-            told("audit records", done)
+        records = _oldest_first(_audit_before(source, size))
+        await _pages_into(records, destination.import_audit, "audit records", told)
     return kept
+
+
+async def _pages_into(
+    pages: AsyncIterator[list[T]],
+    write: Callable[[Sequence[T]], Awaitable[None]],
+    kind: str,
+    told: Progress,
+    settle: Callable[[T], T] | None = None,
+) -> None:
+    """Write each page as it comes, one transaction each, saying how many went so far."""
+    done = 0
+    async for page in pages:
+        await write(page if settle is None else [settle(record) for record in page])
+        done += len(page)
+        told(kind, done)
+    if not done:
+        told(kind, 0)
 
 
 async def _in_batches(
