@@ -25,6 +25,7 @@ from kairos.cli.common import (
     out,
     sqlite_file,
 )
+from kairos.cli.database import copy_command
 from kairos.cli.jobs import cancel_command, jobs_app, runs_command
 from kairos.cli.secrets import secrets_app
 from kairos.errors import InvalidField, KairosError
@@ -38,6 +39,7 @@ app = typer.Typer(help="Kairos: a self-hosted, API-driven job scheduler.", no_ar
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(db_app, name="db")
+db_app.command("copy")(copy_command)
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(secrets_app, name="secrets")

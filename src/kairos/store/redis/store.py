@@ -39,7 +39,7 @@ from kairos.store.base import (
     SecretRecord,
     Store,
 )
-from kairos.store.redis import accounts, codec, jobs, ledger, retention, tx
+from kairos.store.redis import accounts, codec, imports, jobs, ledger, retention, tx
 from kairos.store.redis.connection import command, guarded, migrate, server_now_us, wiped_reason
 from kairos.store.redis.keys import Keys
 from kairos.store.redis.nodes import NodeBook
@@ -425,3 +425,23 @@ class RedisStore(NodeBook, Store):
 
     async def purge_audit(self, older_than_us: int, limit: int) -> int:
         return await self._tx(lambda t: accounts.purge_audit(t, older_than_us, limit))
+
+    # Imports -----------------------------------------------------------------------------------
+
+    async def import_jobs(self, batch: Sequence[JobRecord]) -> None:
+        await self._tx(lambda t: imports.import_jobs(t, batch))
+
+    async def import_runs(self, runs: Sequence[RunRecord]) -> None:
+        await self._tx(lambda t: imports.import_runs(t, runs))
+
+    async def import_users(self, users: Sequence[UserRecord]) -> None:
+        await self._tx(lambda t: imports.import_users(t, users))
+
+    async def import_api_keys(self, keys: Sequence[ApiKeyRecord]) -> None:
+        await self._tx(lambda t: imports.import_api_keys(t, keys))
+
+    async def import_secrets(self, secrets: Sequence[SecretRecord]) -> None:
+        await self._tx(lambda t: imports.import_secrets(t, secrets))
+
+    async def import_audit(self, records: Sequence[AuditRecord]) -> None:
+        await self._tx(lambda t: imports.import_audit(t, records))

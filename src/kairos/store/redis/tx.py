@@ -266,12 +266,15 @@ class Tx:
             detail = codec.dumps(detail)
         audit_id = await self.new_id(self.k.audit_seq)
         name, target = by.name[:_AUDIT_NAME_CHARS], target[:_AUDIT_NAME_CHARS]
-        record = AuditRecord(audit_id, by.at_us, name, action, target, detail)
-        k = self.k
+        self.add_audit(AuditRecord(audit_id, by.at_us, name, action, target, detail))
+
+    def add_audit(self, record: AuditRecord) -> None:
+        """Write ``record`` under its id (fresh: see ``new_id``) and index it."""
+        k, audit_id = self.k, record.id
         self.write("HSET", k.audit, audit_id, codec.audit_to(record))
         self.write("ZADD", k.audit_ids, audit_id, audit_id)
-        self.write("ZADD", k.audit_target(target), audit_id, audit_id)
-        self.write("ZADD", k.audit_actor(name), audit_id, audit_id)
+        self.write("ZADD", k.audit_target(record.target), audit_id, audit_id)
+        self.write("ZADD", k.audit_actor(record.actor), audit_id, audit_id)
 
     async def commit(self) -> None:
         """Send the writes as one script in one ``MULTI``/``EXEC``: the server runs them, so a

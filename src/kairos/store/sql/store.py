@@ -34,6 +34,7 @@ from kairos.store.sql import jobs as job_tx
 from kairos.store.sql.accounts import SqlAccounts
 from kairos.store.sql.connections import SqlConnections, one_line
 from kairos.store.sql.dialect import SqlDialect
+from kairos.store.sql.imports import SqlImports
 from kairos.store.sql.rows import JOB_COLUMNS, job_from_row, run_from_row
 
 __all__ = ["SqlStore"]
@@ -52,7 +53,7 @@ _PROBE_EVERY_S = 1.0
 _RUN_BY_ID = select(runs).where(runs.c.id == bindparam("b_id"))
 
 
-class SqlStore(SqlConnections, SqlAccounts, Store):
+class SqlStore(SqlConnections, SqlAccounts, SqlImports, Store):
     """A store on one SQLAlchemy engine for writes and one for reads (they may be the same);
     see ``SqlConnections`` for the ``inline`` engines."""
 
