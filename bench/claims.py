@@ -1,8 +1,9 @@
 """The store's side of every fire, alone: claim due jobs and record their outcomes.
 
-In process, on a SQLite file (or a fresh database on the PostgreSQL or MariaDB server of
-``admin_url``): ``jobs`` jobs due at one instant are claimed ``batch`` at a time
-(as the dispatcher does, each claim writing the previous claim's outcomes), with no HTTP call in
+In process, on a SQLite file (or the store at a URL given: a fresh PostgreSQL or MariaDB
+database, Redis under a fresh key prefix): ``jobs`` jobs due at one instant are claimed ``batch``
+at a time (as the dispatcher does, each claim writing the previous claim's outcomes), with no
+HTTP call in
 between. CPU time per run is what the scheduler's process spends on its store for each fire: the
 part of a burst that no HTTP client or target shares.
 """
@@ -15,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.processes import create_server_database, drop_server_database
 from kairos.engine.policies import Planner
 from kairos.models import JobRecord, JobSpec, RunStatus
 from kairos.store import FinishedRun, store_for_url
@@ -39,13 +39,11 @@ class ClaimRun:
 
 
 async def claims(
-    trigger: str, jobs: int = 20_000, batch: int = 100, *, admin_url: str | None = None
+    trigger: str, jobs: int = 20_000, batch: int = 100, url: str | None = None
 ) -> ClaimRun:
+    """``url``: an empty store's (default: a new SQLite file)."""
     with tempfile.TemporaryDirectory(prefix="kairos-claims-") as tmp:
-        url = f"sqlite:///{Path(tmp) / 'claims.db'}"
-        if admin_url is not None:
-            url = create_server_database(admin_url)
-        store = store_for_url(url)
+        store = store_for_url(url or f"sqlite:///{Path(tmp) / 'claims.db'}")
         await store.open()
         try:
             spec = JobSpec.model_validate(
@@ -70,6 +68,4 @@ async def claims(
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         finally:
             await store.close()
-            if admin_url is not None:
-                drop_server_database(admin_url, url)
     return ClaimRun(trigger, jobs, batch, cpu / claimed * 1e6, claimed / wall)

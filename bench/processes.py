@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 __all__ = [
@@ -17,6 +19,10 @@ __all__ = [
     "create_server_database",
     "drop_server_database",
     "free_port",
+    "fresh_redis_prefix",
+    "mariadb_reachable",
+    "pg_reachable",
+    "redis_reachable",
     "rss_mib",
     "start_kairos",
     "start_target",
@@ -152,6 +158,53 @@ def _on_server(admin_url: str, statement: str) -> None:
 
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(statement)
+
+
+def pg_reachable(admin_url: str) -> bool:
+    import psycopg
+
+    try:
+        psycopg.connect(admin_url, connect_timeout=3).close()
+    except psycopg.Error:
+        return False
+    return True
+
+
+def mariadb_reachable(admin_url: str) -> bool:
+    import MySQLdb
+
+    try:
+        _on_server(admin_url, "DO 1")
+    except MySQLdb.Error:
+        return False
+    return True
+
+
+def redis_reachable(url: str) -> bool:
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+    except redis.RedisError:
+        return False
+    return True
+
+
+@asynccontextmanager
+async def fresh_redis_prefix(url: str) -> AsyncIterator[str]:
+    """A Redis store URL under a new key prefix, whose keys are deleted afterwards."""
+    import uuid
+
+    from redis.asyncio import Redis
+
+    prefix = f"kairos-bench-{uuid.uuid4().hex[:10]}:"
+    try:
+        yield f"{url}?prefix={prefix}"
+    finally:
+        async with Redis.from_url(url) as client:
+            doomed = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
+            for start in range(0, len(doomed), 1000):
+                await client.delete(*doomed[start : start + 1000])
 
 
 def cpu_seconds(pid: int) -> float:

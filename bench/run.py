@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import math
 import os
 import platform
@@ -24,7 +23,15 @@ from bench.claims import ClaimRun, claims
 from bench.client import epoch_us, iso, log, reset, target_stats
 from bench.cluster import ClusterRun, cluster_run
 from bench.delivery import Mixed, SmallTarget, mixed_targets, small_target
-from bench.processes import create_server_database, drop_server_database, start_target
+from bench.processes import (
+    create_server_database,
+    drop_server_database,
+    fresh_redis_prefix,
+    mariadb_reachable,
+    pg_reachable,
+    redis_reachable,
+    start_target,
+)
 from bench.python_section import python_section
 from bench.report import med, repeat, row, table
 from bench.retention import Chunks, chunks
@@ -391,7 +398,7 @@ class Bench:
     async def wakeup(self) -> list[str]:
         log("wakeup")
         rows = []
-        for server in self.args.claims_on:
+        for server in self.args.cluster_on:
 
             async def one(server: str = server) -> Wakeup:
                 return await wakeup(getattr(self.args, server))
@@ -429,18 +436,27 @@ class Bench:
     async def claims(self) -> list[str]:
         log("claims")
         rows = []
-        places = [("SQLite", None)] + [
-            (SERVER_NAMES[server], getattr(self.args, server)) for server in self.args.claims_on
-        ]
-        for (place, admin_url), trigger in itertools.product(places, ("date", "interval")):
+        stores = self._claim_stores()
+        for store, trigger in [(s, t) for s in stores for t in ("date", "interval")]:
 
-            async def one(trigger: str = trigger, admin_url: str | None = admin_url) -> ClaimRun:
-                return await claims(trigger, admin_url=admin_url)
+            async def one(trigger: str = trigger, store: str = store) -> ClaimRun:
+                if store == "SQLite":
+                    return await claims(trigger)
+                jobs = self.args.claims_shared
+                if store in SERVER_NAMES.values():
+                    admin_url = self.args.postgres if store == "PostgreSQL" else self.args.mariadb
+                    url = create_server_database(admin_url)
+                    try:
+                        return await claims(trigger, jobs, url=url)
+                    finally:
+                        drop_server_database(admin_url, url)
+                async with fresh_redis_prefix(self.args.redis) as url:
+                    return await claims(trigger, jobs, url=url)
 
             runs = await repeat(self.args.repeat, one)
             rows.append(
                 row(
-                    place,
+                    store,
                     trigger,
                     f"{runs[0].jobs:,}",
                     f"{runs[0].batch}",
@@ -449,10 +465,21 @@ class Bench:
                 )
             )
         return table(
-            "### Claims: the store's work per fire, no HTTP (in process)",
-            ["database", "trigger", "jobs due", "runs per claim", "CPU us per run", "runs/s"],
+            "### Claims: the store's work per fire, no HTTP (in process; one claimer)",
+            ["store", "trigger", "jobs due", "runs per claim", "CPU us per run", "runs/s"],
             rows,
         )
+
+    def _claim_stores(self) -> list[str]:
+        """SQLite always; PostgreSQL, MariaDB and Redis when their servers answer."""
+        stores = ["SQLite"]
+        if pg_reachable(self.args.postgres):
+            stores.append("PostgreSQL")
+        if mariadb_reachable(self.args.mariadb):
+            stores.append("MariaDB")
+        if redis_reachable(self.args.redis):
+            stores.append("Redis")
+        return stores
 
     async def small(self) -> list[str]:
         rows = []
@@ -572,13 +599,16 @@ def main() -> None:
         default="mariadb://root@127.0.0.1:3306/test",
         help="a MariaDB database to create the MariaDB sections' databases from",
     )
+    parser.add_argument(
+        "--redis", default="redis://127.0.0.1:6379/0", help="the Redis the claims section uses"
+    )
+    parser.add_argument(
+        "--claims-shared", default=5_000, type=int, help="jobs due in the claims on a server"
+    )
     parser.add_argument("--pg-sustained", default="1000,2000", type=_sizes, help="also MariaDB's")
     parser.add_argument("--pg-rest", default="100000", type=_ints, help="also MariaDB's")
     parser.add_argument(
         "--cluster-on", default="postgres,mariadb", type=lambda s: s.split(","), help="servers"
-    )
-    parser.add_argument(
-        "--claims-on", default="postgres,mariadb", type=lambda s: s.split(","), help="servers"
     )
     parser.add_argument("--replicas", default="1,3", type=_ints)
     parser.add_argument("--cluster-burst", default=10_000, type=int)

@@ -8,12 +8,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 from playwright.sync_api import sync_playwright
 from tests.support.server import KairosProcess, TargetProcess, wait_until
 
 OUT = Path(__file__).with_name("screenshots")
 PASSWORD = "screenshots only"
+_UPSTREAM = '{"error": "upstream unavailable", "service": "exports", "retry_in": 30}'
 
 
 def main() -> None:
@@ -23,13 +25,21 @@ def main() -> None:
         try:
             with KairosProcess(db) as server, server.client() as api:
                 _seed(api, target)
-                command = ["users", "add", "ann", "-s", "admin", "--password-stdin", "--db", db]
-                subprocess.run(
-                    [sys.executable, "-m", "kairos", *command],
-                    input=PASSWORD,
-                    text=True,
-                    check=True,
-                )
+                for name, scopes in (
+                    ("ann", ["admin"]),
+                    ("ops-oncall", ["jobs:read", "runs:read"]),
+                ):
+                    flags = [flag for scope in scopes for flag in ("-s", scope)]
+                    command = ["users", "add", name, *flags, "--password-stdin", "--db", db]
+                    subprocess.run(
+                        [sys.executable, "-m", "kairos", *command],
+                        input=PASSWORD,
+                        text=True,
+                        check=True,
+                    )
+                for key_name in ("ci-deploys", "grafana"):
+                    key = {"name": key_name, "scopes": ["jobs:read"]}
+                    api.post("/auth/keys", json=key).raise_for_status()
                 wait_until(lambda: _runs(api, "sync-crm") >= 12, 60, what="some history")
                 _shoot(server.base_url)
         finally:
@@ -53,7 +63,8 @@ def _seed(api: object, target: TargetProcess) -> None:
         "flaky-export": {
             "trigger": {"type": "interval", "seconds": 1},
             "tags": ["etl"],
-            "target": {"url": target.url("/export?status=502")},
+            "target": {"url": target.url("/export?status=502&body=" + quote(_UPSTREAM))},
+            "retry": {"max_attempts": 2, "initial_delay": 0.2},
             "max_consecutive_failures": 3,
         },
         "weekly-cleanup": {
@@ -110,6 +121,14 @@ def _shoot(base_url: str) -> None:
             page.screenshot(path=OUT / "new-job.png", full_page=True)
             page.goto("/ui/runs")
             page.screenshot(path=OUT / "runs.png")
+            page.goto("/ui/runs?job_id=flaky-export&status=failed")
+            page.locator("tbody tr td a").first.click()
+            page.locator("#response-excerpt").wait_for()
+            page.screenshot(path=OUT / "run.png", full_page=True)
+            page.goto("/ui/users")
+            page.screenshot(path=OUT / "users.png")
+            page.goto("/ui/keys")
+            page.screenshot(path=OUT / "keys.png")
             page.goto("/ui/audit")
             page.screenshot(path=OUT / "audit.png")
             page.set_viewport_size({"width": 390, "height": 844})

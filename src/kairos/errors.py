@@ -22,6 +22,7 @@ __all__ = [
     "MissingScope",
     "NotFound",
     "NotStarted",
+    "RunEnded",
     "RunNotFound",
     "SecretNotFound",
     "SecretsKeyMissing",
@@ -111,6 +112,15 @@ class SecretNotFound(NotFound):
 
 class Conflict(KairosError):
     status_code = 409
+
+
+class RunEnded(Conflict):
+    def __init__(self, run_id: int, status: str) -> None:
+        super().__init__(
+            f"Run {run_id} has already ended ({status}): only a queued or running run can be"
+            " cancelled"
+        )
+        self.run_id = run_id
 
 
 class UserExists(Conflict):

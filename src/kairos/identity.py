@@ -8,6 +8,7 @@ from enum import StrEnum
 
 __all__ = [
     "ALL_SCOPES",
+    "MAX_KEY_LIFETIME_S",
     "SCOPE_HELP",
     "Actor",
     "ApiKeyRecord",
@@ -18,6 +19,9 @@ __all__ = [
     "parse_scopes",
     "scope_text",
 ]
+
+MAX_KEY_LIFETIME_S = 10 * 365 * 86_400
+"""The longest ``expires_in`` of an API key (ten years); a key meant to last is made without."""
 
 
 class Scope(StrEnum):

@@ -420,6 +420,8 @@ class RunStatus(enum.StrEnum):
     MISSED = "missed"
     SKIPPED = "skipped"
     INTERRUPTED = "interrupted"
+    CANCELLED = "cancelled"
+    """Stopped by ``POST /runs/{id}/cancel`` while queued or running; never retried."""
 
 
 class JobState(enum.StrEnum):

@@ -31,8 +31,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     database_url: str = "sqlite:///./kairos.db"
-    """A SQLAlchemy-style URL (``sqlite:///kairos.db``, ``postgresql://...``, ``memory://``) or
-    the plain path of a SQLite file."""
+    """A SQLAlchemy-style URL (``sqlite:///kairos.db``, ``postgresql://...``, ``memory://``),
+    ``redis://...`` (``rediss://`` with TLS) or the plain path of a SQLite file."""
+    redis_prefix: str = Field(default="kairos:", min_length=1, max_length=200)
+    """The start of every key's name in a Redis store: installations sharing one Redis each
+    take their own."""
     max_connections: int = Field(default=1000, ge=1, le=1_000_000)
     """Client connections ``kairos serve`` keeps open at once; one more is answered 503 and
     closed. Fewer where the open-file limit has no room for so many."""

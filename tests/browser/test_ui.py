@@ -3,65 +3,14 @@ sign in, create a job through the form, watch it fire, pause it, see the breaker
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.support.server import ADMIN_TOKEN, KairosProcess, TargetProcess, wait_until
+from tests.browser.conftest import PASSWORD, reload_until
+from tests.support.server import ADMIN_TOKEN, KairosProcess, TargetProcess
 
 pytestmark = pytest.mark.browser
-
-PASSWORD = "a password for the browser"
-
-
-@pytest.fixture(scope="module")
-def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TargetProcess]:
-    process = TargetProcess(tmp_path_factory.mktemp("target") / "deliveries.jsonl")
-    yield process
-    process.stop()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KairosProcess]:
-    db = f"sqlite:///{tmp_path_factory.mktemp('ui')}/k.db"
-    with KairosProcess(db) as process:
-        command = ["users", "add", "ann", "-s", "admin", "--password-stdin", "--db", db]
-        added = subprocess.run(
-            [sys.executable, "-m", "kairos", *command],
-            input=PASSWORD,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert added.returncode == 0, added.stderr
-        yield process
-
-
-@pytest.fixture
-def signed_in(browser: Any, server: KairosProcess) -> Iterator[Any]:
-    context = browser.new_context(base_url=server.base_url)
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    page.goto("/ui")
-    page.get_by_label("User name").fill("ann")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in", exact=True).click()
-    page.get_by_role("heading", name="Jobs").wait_for()
-    yield page
-    context.close()
-
-
-def reload_until(page: Any, selector: str, timeout: float = 20) -> None:
-    """Reload ``page`` until it has an element matching the CSS ``selector``."""
-
-    def shown() -> bool:
-        page.reload()
-        return bool(page.locator(selector).count())
-
-    wait_until(shown, timeout, interval=0.5, what=f"{selector!r} on {page.url}")
 
 
 def test_sign_in_is_required_and_a_wrong_password_is_refused(

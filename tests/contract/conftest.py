@@ -1,5 +1,5 @@
-"""One store suite, run against every backend: memory, a SQLite file, real PostgreSQL and real
-MariaDB."""
+"""One store suite, run against every backend: memory, a SQLite file, real PostgreSQL, real
+MariaDB and real Redis (each Redis test under a key prefix of its own)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from kairos.store import Store, store_for_url
 from tests.support import mariadb
 from tests.support.postgres import create_database, drop_database, require_postgres
+from tests.support.redis import redis_store_url
 
 
 @pytest.fixture(scope="session")
@@ -35,20 +36,26 @@ def mariadb_url() -> Iterator[str]:
         "sqlite-file",
         pytest.param("postgres", marks=pytest.mark.postgres),
         pytest.param("mariadb", marks=pytest.mark.mariadb),
+        pytest.param("redis", marks=pytest.mark.redis),
     ]
 )
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    if request.param == "redis":
+        async with redis_store_url() as url:
+            yield url
+        return
     if request.param == "postgres":
         url: str = request.getfixturevalue("postgres_url")
         await _empty(url)
-        return url
-    if request.param == "mariadb":
+        yield url
+    elif request.param == "mariadb":
         url = request.getfixturevalue("mariadb_url")
         mariadb.empty_database(url)
-        return url
-    if request.param == "memory":
-        return "memory://"
-    return f"sqlite:///{tmp_path}/kairos.db"
+        yield url
+    elif request.param == "memory":
+        yield "memory://"
+    else:
+        yield f"sqlite:///{tmp_path}/kairos.db"
 
 
 @pytest.fixture

@@ -26,7 +26,10 @@ WAIT_S = 10
         ("mariadb+nosuch://kairos:hidden@db/kairos", "unknown MariaDB driver 'nosuch'"),
         ("mysql+mysqlconnector://kairos:hidden@db/kairos", "driver 'mysqlconnector', which is"),
         ("mariadb+asyncmy://kairos:hidden@db/kairos", "'asyncmy' in mariadb+asyncmy://kairos:***@"),
-        ("oracle://kairos:hidden@db/kairos", "supported: sqlite, postgresql, mariadb, memory"),
+        (
+            "oracle://kairos:hidden@db/kairos",
+            "supported: sqlite, postgresql, mariadb, redis, memory",
+        ),
     ],
 )
 def test_a_url_kairos_cannot_use_is_refused_naming_what_is_wrong(url: str, expected: str) -> None:

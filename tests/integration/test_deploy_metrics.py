@@ -56,6 +56,9 @@ def scrape_after_runs(client: TestClient, scheduler: Any, url: str) -> dict[str,
         return bool(runs) and runs[0]["status"] == "succeeded"
 
     wait_until(finished, 10, what="the run to succeed")
+    # A python job whose task no live node has: its series shows.
+    python = {**job, "target": {"type": "python", "task": "elsewhere"}}
+    assert client.put("/jobs/deploy-python", json=python).status_code == 201
     # No database fails here: count a store error the way the store's failure paths do, so
     # the counter's labels show in the scrape.
     scheduler.telemetry.store_error("claim")

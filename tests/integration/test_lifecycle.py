@@ -103,7 +103,13 @@ async def test_async_with_starts_the_scheduler_and_stops_it(
         assert runs[0].status is RunStatus.SUCCEEDED
         assert [node.id for node in await store.list_nodes()] == [scheduler.node_id]
         notifiers = {f"kairos-notify-{i}" for i in range(4)}
-        parts = {"kairos-dispatch", "kairos-record", "kairos-membership", "kairos-retention"}
+        parts = {
+            "kairos-dispatch",
+            "kairos-record",
+            "kairos-membership",
+            "kairos-retention",
+            "kairos-cancels",
+        }
         assert engine_tasks() == parts | notifiers
     assert engine_tasks() == set()
     assert store.closed

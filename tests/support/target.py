@@ -13,7 +13,8 @@ Paths choose the behaviour: ``?status=503`` answers that status, ``?delay=2.5`` 
 ``?size=100000000`` streams that many bytes of body, ``/drop`` closes the connection unanswered,
 ``?fail_first=2`` answers 503 to the first two calls to that path and 200 after,
 ``?retry_after=7`` adds that ``Retry-After`` header, ``?location=URL`` that ``Location`` header
-(with ``?status=302``, a redirect). ``ThreadedTarget`` knows only ``?delay``.
+(with ``?status=302``, a redirect), ``?body=TEXT`` answers that text instead of ``ok``.
+``ThreadedTarget`` knows only ``?delay``, ``?status`` and ``?body``.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ class RecordingTarget:
         if "fail_first" in query:
             calls = sum(1 for d in self.deliveries if d.path == request.path)
             status = 503 if calls <= int(query["fail_first"]) else 200
-        response = web.Response(status=status, text="ok")
+        response = web.Response(status=status, text=query.get("body", "ok"))
         if "retry_after" in query:
             response.headers["Retry-After"] = query["retry_after"]
         if "location" in query:
@@ -232,13 +233,15 @@ class _ThreadedHandler(BaseHTTPRequestHandler):
         headers = dict(self.headers.items())
         target = self.server.target
         target.record(Delivery(self.command, url.path, headers, body, received_us))
-        delay = parse_qs(url.query).get("delay")
+        query = parse_qs(url.query)
+        delay = query.get("delay")
         if delay and target.closing.wait(float(delay[0])):
             return
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
+        answer = query.get("body", ["ok"])[0].encode()
+        self.send_response(int(query.get("status", ["200"])[0]))
+        self.send_header("Content-Length", str(len(answer)))
         self.end_headers()
-        self.wfile.write(b"ok")
+        self.wfile.write(answer)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer  # noqa: N815 (http.server names)
 

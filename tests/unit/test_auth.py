@@ -104,6 +104,7 @@ ROUTES: list[tuple[str, str, Scope | None]] = [
     ("GET", "/runs", Scope.RUNS_READ),
     ("GET", "/runs/1", Scope.RUNS_READ),
     ("GET", "/jobs/nope/runs", Scope.RUNS_READ),
+    ("POST", "/runs/1/cancel", Scope.JOBS_WRITE),
     ("GET", "/cluster", Scope.ADMIN),
     ("GET", "/audit", Scope.ADMIN),
     ("GET", "/auth/keys", Scope.ADMIN),

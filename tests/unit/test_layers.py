@@ -4,6 +4,8 @@ read from the source, so an upward import fails here before it makes a cycle."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import kairos
@@ -69,3 +71,30 @@ def test_the_check_sees_imports_of_every_kind() -> None:
     assert "kairos.store.base.ClaimPolicy" in sql
     # The engine does import the store: the same check, turned round, finds it.
     assert "kairos.engine.policies" in upward("kairos.engine", ("kairos.store",))
+
+
+CLIENT_MAY_IMPORT = ("kairos.api.schemas", "kairos.api.admin_schemas")
+
+
+def test_the_client_imports_only_the_apis_wire_models() -> None:
+    """``kairos.client`` runs in scripts and other programs: the API's wire models, never the
+    engine, the store, the routes or FastAPI."""
+    heavy = ("kairos.engine", "kairos.store", "kairos.api", "kairos.web", "kairos.cli", "fastapi")
+    wrong = {
+        name: [m for m in hits if not within(m, CLIENT_MAY_IMPORT)]
+        for name, hits in upward("kairos.client", heavy).items()
+    }
+    assert {name: hits for name, hits in wrong.items() if hits} == {}
+
+
+def test_importing_the_client_loads_neither_the_engine_nor_fastapi() -> None:
+    code = (
+        "import sys, kairos.client\n"
+        "heavy = ('fastapi', 'starlette', 'sqlalchemy', 'uvicorn', 'kairos.engine',"
+        " 'kairos.store', 'kairos.api.app', 'kairos.api.routes')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert loaded.stdout.strip() == "[]"

@@ -10,14 +10,12 @@ from kairos.auth.api_keys import new_key
 from kairos.auth.passwords import MAX_PASSWORD, MIN_PASSWORD, hash_password
 from kairos.clock import Clock
 from kairos.errors import InvalidField
-from kairos.identity import Actor, ApiKeyRecord, Scope, UserRecord
+from kairos.identity import MAX_KEY_LIFETIME_S, Actor, ApiKeyRecord, Scope, UserRecord
 from kairos.store import Store
 
 __all__ = ["MAX_KEY_LIFETIME_S", "USER_NAME_PATTERN", "Accounts"]
 
 USER_NAME_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"
-MAX_KEY_LIFETIME_S = 10 * 365 * 86_400
-"""The longest ``expires_in`` of an API key (ten years); a key meant to last is made without."""
 _USER_NAME = re.compile(USER_NAME_PATTERN)
 
 

@@ -1,72 +1,36 @@
-"""A small HTTP client for the CLI: turns API errors into one readable line."""
+"""How the ``kairos`` commands reach a running server: a ``kairos.client.Client`` whose
+failures end the command with one line saying what to do."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from types import TracebackType
-from typing import Any, NoReturn
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
 
-import httpx
+import typer
 
-__all__ = ["ApiClient", "ApiError"]
+from kairos.cli.common import fail
+from kairos.client import ApiError, Client, Unauthorized, Unreachable
+from kairos.client.calls import DEFAULT_URL
 
+__all__ = ["DEFAULT_URL", "Token", "Url", "connect"]
 
-class ApiError(Exception):
-    """An API call that failed, worded for a person at a terminal."""
-
-
-class ApiClient:
-    def __init__(
-        self, base_url: str, token: str | None, *, on_error: Callable[[ApiError], NoReturn]
-    ) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=base_url, headers=headers, timeout=30)
-        self._base_url = base_url
-        self._on_error = on_error
-
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            self._on_error(
-                ApiError(
-                    f"cannot reach Kairos at {self._base_url} (--url or KAIROS_URL): {exc};"
-                    " is `kairos serve` running there?"
-                )
-            )
-        if response.status_code >= 400:
-            self._on_error(ApiError(_describe(response)))
-        return response
-
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.request(method, path, **kwargs)
-        return None if response.status_code == 204 else response.json()
-
-    def __enter__(self) -> ApiClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._http.close()
+Url = Annotated[str, typer.Option("--url", envvar="KAIROS_URL", help="The server's base URL")]
+Token = Annotated[str | None, typer.Option("--token", envvar="KAIROS_TOKEN", help="A bearer token")]
 
 
-def _describe(response: httpx.Response) -> str:
-    if response.status_code == 401:
-        return "not authorised: pass a valid token with --token or KAIROS_TOKEN"
+@contextmanager
+def connect(url: str, token: str | None) -> Iterator[Client]:
+    """A client of the server at ``url``; an error it raises inside ends the command."""
     try:
-        detail = response.json().get("detail")
-    except ValueError:
-        detail = None
-    if isinstance(detail, list):
-        lines = [
-            ".".join(str(p) for p in item.get("loc", []) if p != "body")
-            + ": "
-            + item.get("msg", "")
-            for item in detail
-        ]
-        return f"HTTP {response.status_code}: " + "; ".join(lines)
-    return f"HTTP {response.status_code}: {detail or response.text[:200]}"
+        with Client(url, token) as client:
+            yield client
+    except Unauthorized:
+        fail("not authorised: pass a valid token with --token or KAIROS_TOKEN")
+    except Unreachable as exc:
+        fail(
+            f"cannot reach Kairos at {url} (--url or KAIROS_URL): {exc.cause};"
+            " is `kairos serve` running there?"
+        )
+    except ApiError as exc:
+        fail(str(exc))

@@ -140,9 +140,9 @@ def on_store(
             code=2,
         )
     try:
-        store = store_for_url(url)
+        store = store_for_url(url, redis_prefix=Settings().redis_prefix)
     except ValueError as exc:
-        fail(str(exc), code=2)
+        fail(str(exc).splitlines()[0], code=2)
     if not quiet:
         shown = make_url(url).render_as_string() if file is None else str(file)
         new = file is not None and not file.exists()

@@ -9,12 +9,12 @@ from __future__ import annotations
 import getpass
 import os
 import sys
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from kairos.cli.client import ApiClient, ApiError
+from kairos.cli.client import DEFAULT_URL, Token, Url, connect
 from kairos.cli.common import fail, out, print_json
 
 __all__ = ["secrets_app"]
@@ -23,14 +23,11 @@ secrets_app = typer.Typer(
     help="Manage the secrets jobs refer to as ${secret:name}.", no_args_is_help=True
 )
 
-Url = Annotated[str, typer.Option("--url", envvar="KAIROS_URL", help="The server's base URL")]
-Token = Annotated[str | None, typer.Option("--token", envvar="KAIROS_TOKEN", help="A bearer token")]
 FromEnv = Annotated[
     str | None,
     typer.Option("--from-env", metavar="VAR", help="Take the value from this environment variable"),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the API's JSON, for scripts")]
-DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 @secrets_app.command("set")
@@ -39,21 +36,22 @@ def _secrets_set(
 ) -> None:
     """Set a secret; its value comes from --from-env, standard input or a prompt."""
     value = _value(from_env)
-    with _client(url, token) as api:
-        answer = api.call("PUT", f"/secrets/{name}", json={"value": value})
-    out.print(f"Secret {name!r} {'set' if answer['created'] else 'replaced'}.")
+    with connect(url, token) as api:
+        answer = api.set_secret(name, value)
+    out.print(f"Secret {name!r} {'set' if answer.created else 'replaced'}.")
 
 
 @secrets_app.command("list")
 def _secrets_list(url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False) -> None:
     """List the secrets' names and times (never their values)."""
-    with _client(url, token) as api:
-        answer = api.call("GET", "/secrets")
+    with connect(url, token) as api:
+        secrets = api.list_secrets()
+    items = [secret.model_dump(mode="json") for secret in secrets]
     if as_json:
-        print_json(answer)
+        print_json({"items": items})
         return
     table = Table("name", "created", "updated")
-    for item in answer["items"]:
+    for item in items:
         table.add_row(item["name"], item["created_at"], item["updated_at"])
     out.print(table)
 
@@ -61,8 +59,8 @@ def _secrets_list(url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson =
 @secrets_app.command("delete")
 def _secrets_delete(name: str, url: Url = DEFAULT_URL, token: Token = None) -> None:
     """Delete a secret; jobs that refer to it fail their calls until it is set again."""
-    with _client(url, token) as api:
-        api.call("DELETE", f"/secrets/{name}")
+    with connect(url, token) as api:
+        api.delete_secret(name)
     out.print(f"Secret {name!r} deleted.")
 
 
@@ -79,11 +77,3 @@ def _value(from_env: str | None) -> str:
     if not value:
         fail("the value is empty")
     return value
-
-
-def _client(url: str, token: str | None) -> ApiClient:
-    return ApiClient(url, token, on_error=_api_failed)
-
-
-def _api_failed(error: ApiError) -> NoReturn:
-    fail(str(error))

@@ -101,6 +101,8 @@ class Dispatcher:
         self._results: list[FinishedRun] = []
         self._results_ready = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._by_run: dict[int, asyncio.Task[None]] = {}
+        """The task of each run in flight here, by run id (for ``cancel``)."""
         self._slot_awaited = False
         """The last claim left queued runs waiting for a run of their job to finish."""
         self._waiting: dict[str, dict[int, asyncio.Event]] = {}
@@ -156,10 +158,15 @@ class Dispatcher:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         await cancelled(self._flush_task)
-        await self._flush()
-        await self._store.interrupt_running(
-            self._node_id, retries=self._interrupted_retries, policy=self._planner
-        )
+        try:
+            await self._flush()
+            await self._store.interrupt_running(
+                self._node_id, retries=self._interrupted_retries, policy=self._planner
+            )
+        except StoreUnavailable as exc:
+            # Stopping must not fail for it: the runs left running are taken over by the other
+            # nodes (or this one, restarted) when its lease runs out.
+            log.warning("could not record this node's runs at stop: %s", exc)
 
     # The loop ----------------------------------------------------------------------------------
 
@@ -224,13 +231,31 @@ class Dispatcher:
         wait_s = (claim.next_due_us - lead_us - now_us) / 1_000_000
         return min(max(wait_s, 0.0), self._max_poll_s)
 
+    @property
+    def runs_held(self) -> list[int]:
+        """The ids of the runs in flight here."""
+        return list(self._by_run)
+
+    def cancel(self, run_id: int) -> bool:
+        """Stop the run's call if it is in flight here (the store already says ``cancelled``:
+        nothing more is recorded); return whether it was."""
+        task = self._by_run.pop(run_id, None)
+        if task is None:
+            return False
+        task.cancel()
+        return True
+
     def _spawn(self, started: StartedRun) -> None:
+        run_id = started.run.id
         task = asyncio.create_task(self._execute(started))
         self._in_flight.add(task)
-        task.add_done_callback(self._on_done)
+        self._by_run[run_id] = task
+        task.add_done_callback(lambda done: self._on_done(done, run_id))
 
-    def _on_done(self, task: asyncio.Task[None]) -> None:
+    def _on_done(self, task: asyncio.Task[None], run_id: int) -> None:
         self._in_flight.discard(task)
+        if self._by_run.get(run_id) is task:
+            del self._by_run[run_id]
         self._capacity.set()
 
     # One run -----------------------------------------------------------------------------------

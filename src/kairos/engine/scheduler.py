@@ -23,6 +23,7 @@ from kairos import triggers
 from kairos.clock import Clock, SystemClock, from_us
 from kairos.engine.admission import Admission
 from kairos.engine.apply import ApplyPlan, plan_apply
+from kairos.engine.cancels import CancelWatch
 from kairos.engine.dispatcher import Dispatcher
 from kairos.engine.hosts import HostState
 from kairos.engine.membership import Membership
@@ -117,6 +118,7 @@ class Scheduler:
             telemetry=self.telemetry,
             resolve=self._secrets.resolved_target,
         )
+        self._cancels = CancelWatch(store, self._dispatcher)
         self.membership = Membership(
             store,
             node_id=self.node_id,
@@ -149,7 +151,7 @@ class Scheduler:
                 loaded.include(tasks)
             tasks = loaded
         return cls(
-            store or store_for_url(settings.database_url),
+            store or store_for_url(settings.database_url, redis_prefix=settings.redis_prefix),
             executor or executor_for(settings, tasks),
             EngineOptions.from_settings(settings),
             clock=clock,
@@ -197,6 +199,7 @@ class Scheduler:
         await self._executor.start()
         await self._notifier.start(stack)
         await self._dispatcher.start(stack)
+        await self._cancels.start(stack)
         await self.retention.start(stack)
 
     @property
@@ -341,6 +344,15 @@ class Scheduler:
         by = self._actor(actor)
         run = await self._store.add_manual_run(job_id, by.at_us, by=by)
         self._dispatcher.wake()
+        return run
+
+    async def cancel_run(self, run_id: int, *, actor: str = SYSTEM) -> RunRecord:
+        """Stop a queued or running run, on whichever node holds it (within a second, at
+        once on this one); it is recorded ``cancelled`` and not retried. ``RunNotFound``;
+        ``RunEnded`` for a run that has ended."""
+        run = await self._store.cancel_run(run_id, by=self._actor(actor))
+        self._dispatcher.cancel(run_id)
+        self.telemetry.ended(RunStatus.CANCELLED, None)
         return run
 
     async def get_run(self, run_id: int) -> RunRecord:

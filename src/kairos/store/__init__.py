@@ -19,6 +19,7 @@ from kairos.store.base import (
     NodeRegistry,
     PlannedRun,
     QueuedRun,
+    RecordImport,
     RunLedger,
     SecretRecord,
     SecretStore,
@@ -42,6 +43,7 @@ __all__ = [
     "NodeRegistry",
     "PlannedRun",
     "QueuedRun",
+    "RecordImport",
     "RunLedger",
     "SecretRecord",
     "SecretStore",
@@ -53,15 +55,20 @@ __all__ = [
 ]
 
 
-def store_for_url(url: str) -> Store:
-    """The store for a SQLAlchemy-style URL, or ``memory://``; raise ``ValueError`` naming what
-    is wrong."""
+def store_for_url(url: str, *, redis_prefix: str | None = None) -> Store:
+    """The store for a SQLAlchemy-style URL, ``redis://`` (``rediss://``) or ``memory://``;
+    raise ``ValueError`` naming what is wrong. ``redis_prefix``: the Redis store's key prefix
+    (default ``kairos:``)."""
     if url.split(":", 1)[0].lower() == "memory":
         if url.lower() != "memory://":
             raise ValueError(f"the memory store takes no path or options: {url!r} (try memory://)")
         from kairos.store.memory import MemoryStore
 
         return MemoryStore()
+    if url.split(":", 1)[0].lower() in ("redis", "rediss"):
+        from kairos.store.redis import RedisStore
+
+        return RedisStore(url, redis_prefix) if redis_prefix is not None else RedisStore(url)
     try:
         parsed = make_url(url)
         backend = parsed.get_backend_name()
@@ -81,5 +88,5 @@ def store_for_url(url: str) -> Store:
         return MariaDbStore(url)
     raise ValueError(
         f"unsupported database {backend!r} in {parsed.render_as_string()!r}; supported: sqlite,"
-        " postgresql, mariadb, memory"
+        " postgresql, mariadb, redis, memory"
     )

@@ -31,6 +31,7 @@ __all__ = [
     "NodeRegistry",
     "PlannedRun",
     "QueuedRun",
+    "RecordImport",
     "RunLedger",
     "SecretRecord",
     "SecretStore",
@@ -325,6 +326,18 @@ class RunLedger(ABC):
         next probe at ``policy.next_probe_us``. Return how many were interrupted."""
 
     @abstractmethod
+    async def cancel_run(self, run_id: int, *, by: Actor) -> RunRecord:
+        """Stop a queued (``scheduled``) or ``running`` run: it becomes ``cancelled`` as of
+        ``by.at_us``, its error naming who cancelled it, and is never retried. The node
+        holding a running run learns of it from ``cancelled_among``; the outcome it records
+        later is left out, as for a run taken over. Audited as ``run.cancel``. Return the run
+        as it is now; ``RunNotFound``, or ``Conflict`` for a run that has already ended."""
+
+    @abstractmethod
+    async def cancelled_among(self, run_ids: Sequence[int]) -> set[int]:
+        """Those of ``run_ids`` that are ``cancelled``."""
+
+    @abstractmethod
     async def get_run(self, run_id: int) -> RunRecord:
         """Raise ``RunNotFound`` for an unknown id."""
 
@@ -483,7 +496,44 @@ class AuditLog(ABC):
         ``older_than_us``; return how many went."""
 
 
-class Store(JobStore, RunLedger, NodeRegistry, AccountStore, SecretStore, AuditLog):
+class RecordImport(ABC):
+    """Records written as another store kept them, for moving a whole installation from one
+    database to another (``kairos db copy``); not for hot paths. Each call is one transaction
+    over a batch: it writes no audit record, announces nothing to other processes, and
+    overwrites nothing: a record whose key is taken makes it raise ``Conflict``, writing none
+    of the batch."""
+
+    @abstractmethod
+    async def import_jobs(self, jobs: Sequence[JobRecord]) -> None:
+        """Add jobs exactly as they are: next fire and run times, failures, pause reason,
+        creation and change times."""
+
+    @abstractmethod
+    async def import_runs(self, runs: Sequence[RunRecord]) -> None:
+        """Add runs under new ids, ascending in the order given (give them oldest first), each
+        otherwise as it is; a run's fire (job, scheduled time, attempt) must be free. A
+        ``running`` run counts as in flight on its node, as any other."""
+
+    @abstractmethod
+    async def import_users(self, users: Sequence[UserRecord]) -> None:
+        """Add users as they are, generation included; the last generation each name was
+        given becomes at least its user's, so the name's next generation is above it."""
+
+    @abstractmethod
+    async def import_api_keys(self, keys: Sequence[ApiKeyRecord]) -> None:
+        """Add API keys as they are (revoked and expired ones too)."""
+
+    @abstractmethod
+    async def import_secrets(self, secrets: Sequence[SecretRecord]) -> None:
+        """Add secrets with their ciphertext and times as they are."""
+
+    @abstractmethod
+    async def import_audit(self, records: Sequence[AuditRecord]) -> None:
+        """Add audit records under new ids, ascending in the order given (oldest first),
+        each otherwise as it is."""
+
+
+class Store(JobStore, RunLedger, NodeRegistry, AccountStore, SecretStore, AuditLog, RecordImport):
     """Persistence for everything Kairos keeps: the roles above over one database, plus its
     lifecycle, the change feed between processes and a little metadata. Implementations must be
     safe to share between tasks."""

@@ -74,8 +74,15 @@ def _describe(job: JobRecord) -> str:
 def _duration(run: RunRecord) -> str:
     if run.started_us is None or run.finished_us is None:
         return ""
-    ms = (run.finished_us - run.started_us) / 1000
-    return f"{ms:.0f} ms" if ms < 10_000 else f"{ms / 1000:.1f} s"
+    return _span(run.finished_us - run.started_us)
+
+
+def _span(us: int | None) -> str:
+    """A length of time in words: milliseconds up to ten seconds, then seconds."""
+    if us is None:
+        return ""
+    ms = us / 1000
+    return f"{ms:.0f} ms" if abs(ms) < 10_000 else f"{ms / 1000:.1f} s"
 
 
 def _pretty(detail: str) -> str:
@@ -90,5 +97,6 @@ _templates.env.globals.update(
     iso=_iso,
     describe=_describe,
     duration=_duration,
+    span=_span,
     pretty=_pretty,
 )

@@ -52,11 +52,13 @@ class SignInNeeded(Exception):
 
 
 class Forbidden(Exception):
-    """Signed in, without the scope a page or action needs (or a bad CSRF token)."""
+    """Signed in, without the scope a page or action needs (or a bad CSRF token). ``viewer``,
+    when known, keeps the refusal page's navigation."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, viewer: Viewer | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.viewer = viewer
 
 
 class Viewer:
@@ -75,7 +77,7 @@ class Viewer:
 
     def need(self, scope: Scope) -> None:
         if not self.principal.allows(scope):
-            raise Forbidden(f"You need the '{scope.value}' scope for this.")
+            raise Forbidden(f"You need the '{scope.value}' scope for this.", self)
 
 
 async def viewer(request: Request) -> Viewer:
@@ -98,7 +100,8 @@ async def viewer(request: Request) -> Viewer:
             value = form.get(CSRF_FIELD)
             sent = value if isinstance(value, str) else None
         if sent is None or not hmac.compare_digest(sent, expected):
-            raise Forbidden("The form has expired or did not come from this site; reload it.")
+            message = "The form has expired or did not come from this site; reload it."
+            raise Forbidden(message, Viewer(principal, expected))
     return Viewer(principal, expected)
 
 

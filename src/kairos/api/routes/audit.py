@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
 
+from kairos.api.admin_schemas import AuditOut, AuditPage
 from kairos.api.deps import SchedulerDep, allowed
 from kairos.api.routing import KairosRoute
 from kairos.clock import from_us
@@ -17,20 +16,6 @@ from kairos.identity import Scope
 __all__ = ["router"]
 
 router = APIRouter(route_class=KairosRoute, tags=["audit"], dependencies=[allowed(Scope.ADMIN)])
-
-
-class AuditOut(BaseModel):
-    id: int
-    at: datetime
-    actor: str = Field(description="user:<name>, key:<id>, admin-token, cli:<user>, ...")
-    action: str = Field(description="job.create, job.replace, job.pause, key.revoke, ...")
-    target: str = Field(description="The job id, key id or user name changed")
-    detail: Any = Field(description="What changed (secrets masked), or null")
-
-
-class AuditPage(BaseModel):
-    items: list[AuditOut]
-    next_cursor: str | None
 
 
 @router.get("/audit")

@@ -2,63 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Path, Request, status
-from pydantic import BaseModel, Field
 
+from kairos.api.admin_schemas import KeyIn, KeyList, KeyOut, NewKeyOut, TokenOut, WhoAmI
 from kairos.api.deps import AccountsDep, AdminUser, AuthDep, Caller
 from kairos.api.routing import KairosRoute
-from kairos.auth import MAX_KEY_LIFETIME_S
 from kairos.clock import from_us
 from kairos.errors import InvalidField
-from kairos.identity import ApiKeyRecord, Scope, parse_scopes, scope_text
+from kairos.identity import ApiKeyRecord, parse_scopes, scope_text
 
 __all__ = ["router"]
 
 router = APIRouter(route_class=KairosRoute, prefix="/auth", tags=["auth"])
-
-
-class TokenOut(BaseModel):
-    access_token: str
-    token_type: str = "bearer"
-    expires_in: int = Field(description="Seconds the token is valid")
-    scope: str = Field(description="The scopes granted, space-separated")
-
-
-class WhoAmI(BaseModel):
-    name: str = Field(description="As the audit log names the caller")
-    scopes: list[Scope]
-
-
-class KeyIn(BaseModel):
-    name: str = Field(min_length=1, max_length=128, description="What the key is for")
-    scopes: list[Scope] = Field(min_length=1)
-    expires_in: float | None = Field(
-        default=None,
-        gt=0,
-        le=MAX_KEY_LIFETIME_S,
-        description="Seconds until the key stops working (at most ten years); null: never",
-    )
-
-
-class KeyOut(BaseModel):
-    id: str
-    name: str
-    scopes: list[Scope]
-    created_at: datetime
-    created_by: str
-    expires_at: datetime | None
-    revoked_at: datetime | None
-
-
-class NewKeyOut(KeyOut):
-    key: str = Field(description="The key itself: shown only now, and kept nowhere")
-
-
-class KeyList(BaseModel):
-    items: list[KeyOut]
 
 
 @router.post("/token")

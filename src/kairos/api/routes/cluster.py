@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
 
+from kairos.api.admin_schemas import ClusterOut, NodeOut
 from kairos.api.deps import SchedulerDep, allowed
 from kairos.api.routing import KairosRoute
 from kairos.clock import from_us
@@ -13,21 +13,6 @@ from kairos.identity import Scope
 __all__ = ["router"]
 
 router = APIRouter(route_class=KairosRoute, tags=["cluster"], dependencies=[allowed(Scope.ADMIN)])
-
-
-class NodeOut(BaseModel):
-    id: str
-    hostname: str
-    started_at: str
-    heartbeat_age_s: float = Field(description="Seconds since its last heartbeat (database clock)")
-    running: int = Field(description="Runs it holds now")
-    this_node: bool = Field(description="True for the node that answered this request")
-
-
-class ClusterOut(BaseModel):
-    node_id: str
-    node_lease_s: float
-    nodes: list[NodeOut]
 
 
 @router.get("/cluster")

@@ -1,4 +1,4 @@
-"""``/runs``: the history of every run, newest first."""
+"""``/runs``: the history of every run, newest first, and stopping one."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from kairos.api.deps import SchedulerDep, allowed
+from kairos.api.deps import JobsWriter, SchedulerDep, allowed
 from kairos.api.routing import KairosRoute
 from kairos.api.schemas import RunOut, RunPage, run_out
 from kairos.engine import Scheduler
@@ -16,12 +16,12 @@ from kairos.pagination import MAX_ID
 
 __all__ = ["router", "run_page"]
 
-router = APIRouter(
-    route_class=KairosRoute, prefix="/runs", tags=["runs"], dependencies=[allowed(Scope.RUNS_READ)]
-)
+router = APIRouter(route_class=KairosRoute, prefix="/runs", tags=["runs"])
+_READ = [allowed(Scope.RUNS_READ)]
+RunId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
-@router.get("")
+@router.get("", dependencies=_READ)
 async def list_runs(
     scheduler: SchedulerDep,
     cursor: str | None = None,
@@ -32,9 +32,17 @@ async def list_runs(
     return await run_page(scheduler, job_id=job_id, status=status, cursor=cursor, limit=limit)
 
 
-@router.get("/{run_id}")
-async def get_run(scheduler: SchedulerDep, run_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> RunOut:
+@router.get("/{run_id}", dependencies=_READ)
+async def get_run(scheduler: SchedulerDep, run_id: RunId) -> RunOut:
     return run_out(await scheduler.get_run(run_id))
+
+
+@router.post("/{run_id}/cancel")
+async def cancel_run(scheduler: SchedulerDep, who: JobsWriter, run_id: RunId) -> RunOut:
+    """Stop a queued or running run, on whichever replica holds it (within a second): an
+    HTTP call is aborted, an async python task cancelled. It is recorded ``cancelled`` and not
+    retried. 409 for a run that has already ended."""
+    return run_out(await scheduler.cancel_run(run_id, actor=who.name))
 
 
 async def run_page(

@@ -5,12 +5,11 @@ A value goes in and never comes out: no answer holds one, and the audit log reco
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response, status
-from pydantic import BaseModel, Field
 
+from kairos.api.admin_schemas import SecretIn, SecretList, SecretOut, SecretSet
 from kairos.api.deps import AdminUser, SchedulerDep, allowed
 from kairos.api.routing import KairosRoute
 from kairos.clock import from_us
@@ -22,25 +21,6 @@ __all__ = ["router"]
 router = APIRouter(route_class=KairosRoute, tags=["secrets"], dependencies=[allowed(Scope.ADMIN)])
 
 SecretName = Annotated[str, Path(pattern=f"^{SECRET_NAME_PATTERN}$")]
-
-
-class SecretIn(BaseModel):
-    value: str = Field(min_length=1, max_length=65_536, repr=False)
-
-
-class SecretSet(BaseModel):
-    name: str
-    created: bool
-
-
-class SecretOut(BaseModel):
-    name: str
-    created_at: datetime
-    updated_at: datetime
-
-
-class SecretList(BaseModel):
-    items: list[SecretOut]
 
 
 @router.put("/secrets/{name}")

@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice, takewhile
 
-from kairos.errors import JobNotFound
+from kairos.errors import JobNotFound, RunEnded, RunNotFound
 from kairos.identity import Actor
 from kairos.models import JobRecord, RunRecord, RunStatus
 from kairos.store.base import (
@@ -24,9 +24,25 @@ from kairos.store.base import (
 from kairos.store.memory import breaker
 from kairos.store.memory.tables import Tables, check_int64
 
-__all__ = ["add_manual_run", "claim", "finish", "interrupt"]
+__all__ = ["add_manual_run", "cancel_run", "claim", "finish", "interrupt"]
 
 _INTERRUPTED = "the node running it stopped before the call finished"
+
+
+def cancel_run(t: Tables, run_id: int, by: Actor) -> RunRecord:
+    """``Store.cancel_run``."""
+    run = t.runs.get(run_id)
+    if run is None:
+        raise RunNotFound(run_id)
+    if run.status not in (RunStatus.SCHEDULED, RunStatus.RUNNING):
+        raise RunEnded(run_id, run.status.value)
+    error = f"cancelled by {by.name}"
+    cancelled = dataclasses.replace(
+        run, status=RunStatus.CANCELLED, finished_us=by.at_us, due_us=None, error=error
+    )
+    t.put_run(cancelled)
+    t.write_audit(by, "run.cancel", run.job_id, {"run_id": run_id})
+    return cancelled
 
 
 def add_manual_run(t: Tables, job_id: str, scheduled_for_us: int, by: Actor | None) -> RunRecord:

@@ -28,7 +28,7 @@ from kairos.store.base import (
     SecretRecord,
     Store,
 )
-from kairos.store.memory import accounts, jobs, ledger, retention
+from kairos.store.memory import accounts, imports, jobs, ledger, retention
 from kairos.store.memory.process import ProcessBinding
 from kairos.store.memory.tables import NodeRow, Tables
 
@@ -179,6 +179,14 @@ class MemoryStore(Store):
             return ledger.interrupt(t, held, self._clock.now_us(), retries, policy)
 
         return self._write(change)
+
+    async def cancel_run(self, run_id: int, *, by: Actor) -> RunRecord:
+        return self._write(lambda t: ledger.cancel_run(t, run_id, by))
+
+    async def cancelled_among(self, run_ids: Sequence[int]) -> set[int]:
+        with self._reading() as t:
+            found = (t.runs.get(run_id) for run_id in run_ids)
+            return {run.id for run in found if run and run.status is RunStatus.CANCELLED}
 
     async def get_run(self, run_id: int) -> RunRecord:
         with self._reading() as t:
@@ -353,3 +361,23 @@ class MemoryStore(Store):
 
     async def purge_audit(self, older_than_us: int, limit: int) -> int:
         return self._write(lambda t: accounts.purge_audit(t, older_than_us, limit))
+
+    # Imports -----------------------------------------------------------------------------------
+
+    async def import_jobs(self, batch: Sequence[JobRecord]) -> None:
+        self._write(lambda t: imports.import_jobs(t, batch))
+
+    async def import_runs(self, runs: Sequence[RunRecord]) -> None:
+        self._write(lambda t: imports.import_runs(t, runs))
+
+    async def import_users(self, users: Sequence[UserRecord]) -> None:
+        self._write(lambda t: imports.import_users(t, users))
+
+    async def import_api_keys(self, keys: Sequence[ApiKeyRecord]) -> None:
+        self._write(lambda t: imports.import_api_keys(t, keys))
+
+    async def import_secrets(self, secrets: Sequence[SecretRecord]) -> None:
+        self._write(lambda t: imports.import_secrets(t, secrets))
+
+    async def import_audit(self, records: Sequence[AuditRecord]) -> None:
+        self._write(lambda t: imports.import_audit(t, records))

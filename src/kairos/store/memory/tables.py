@@ -8,6 +8,7 @@ raises half-way is rolled back whole (``transaction``), as a database would.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from bisect import bisect_left, insort
 from collections.abc import Callable, Iterator
@@ -235,10 +236,14 @@ class Tables:
         it is)."""
         if detail is not None and not isinstance(detail, str):
             detail = json.dumps(detail, separators=(",", ":"))
+        name, target = by.name[:_AUDIT_NAME_CHARS], target[:_AUDIT_NAME_CHARS]
+        self.add_audit_record(AuditRecord(0, by.at_us, name, action, target, detail))
+
+    def add_audit_record(self, record: AuditRecord) -> None:
+        """Add ``record`` under a new id (its own is ignored)."""
         self._last_audit_id += 1
         audit_id = self._last_audit_id
-        name, target = by.name[:_AUDIT_NAME_CHARS], target[:_AUDIT_NAME_CHARS]
-        self.audit[audit_id] = AuditRecord(audit_id, by.at_us, name, action, target, detail)
+        self.audit[audit_id] = dataclasses.replace(record, id=audit_id)
         self.audit_ids.add(audit_id)
         self._logged(lambda: self.remove_audit(audit_id))
 

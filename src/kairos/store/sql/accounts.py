@@ -25,7 +25,7 @@ from kairos.store.driver import DriverStatement
 from kairos.store.schema import api_keys, audit, secrets, user_generations, users
 from kairos.store.sql.dialect import SqlDialect
 
-__all__ = ["SqlAccounts", "audit_row", "write_audit"]
+__all__ = ["SqlAccounts", "audit_row", "key_values", "user_values", "write_audit"]
 
 T = TypeVar("T")
 
@@ -112,7 +112,7 @@ class SqlAccounts:
         def tx(conn: Connection) -> UserRecord:
             generation = self._next_generation(conn, name)
             user = UserRecord(name, password_hash, scopes, generation, by.at_us, by.at_us)
-            conn.execute(insert(users).values(_user_values(user)))
+            conn.execute(insert(users).values(user_values(user)))
             write_audit(conn, [audit_row(by, "user.add", name, _scopes_detail(user))])
             return user
 
@@ -181,7 +181,7 @@ class SqlAccounts:
 
     async def add_api_key(self, key: ApiKeyRecord, *, by: Actor) -> None:
         def tx(conn: Connection) -> None:
-            conn.execute(insert(api_keys).values(_key_values(key)))
+            conn.execute(insert(api_keys).values(key_values(key)))
             detail: dict[str, Any] = {"name": key.name, "scopes": scope_text(key.scopes).split()}
             if key.expires_us is not None:
                 detail["expires_us"] = key.expires_us
@@ -248,7 +248,7 @@ def _scopes_detail(user: UserRecord) -> dict[str, Any]:
     return {"scopes": scope_text(user.scopes).split()}
 
 
-def _user_values(user: UserRecord) -> dict[str, Any]:
+def user_values(user: UserRecord) -> dict[str, Any]:
     return {
         "name": user.name,
         "password_hash": user.password_hash,
@@ -270,7 +270,7 @@ def _user(row: Row[Any]) -> UserRecord:
     )
 
 
-def _key_values(key: ApiKeyRecord) -> dict[str, Any]:
+def key_values(key: ApiKeyRecord) -> dict[str, Any]:
     return {
         "id": key.id,
         "name": key.name,

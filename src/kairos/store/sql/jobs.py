@@ -31,6 +31,7 @@ __all__ = [
     "job_filter",
     "list_jobs",
     "read_page",
+    "set_tags",
     "update_job",
     "upsert_jobs",
 ]
@@ -73,7 +74,7 @@ REPLACED_ON_UPSERT = (
 def insert_job(conn: Connection, *, db: Backend, job: JobRecord, by: Actor | None) -> None:
     values = job_values(job)
     conn.execute(insert(jobs).values(values))
-    _set_tags(conn, [job])
+    set_tags(conn, [job])
     db._notify(conn, job.next_run_us, job.id)
     if by is not None:
         detail = _definition(job, values["spec"])
@@ -92,7 +93,7 @@ def upsert_jobs(
     stored = {job_id: created_us for job_id, created_us in rows}
     # Every job's old tags go: "created" is told apart by creation times, which two
     # nodes' clocks could make equal, and a stale tag would list a job wrongly for good.
-    _set_tags(conn, batch, replacing=[job.id for job in batch])
+    set_tags(conn, batch, replacing=[job.id for job in batch])
     db._notify_many(conn, [(job.next_run_us, job.id) for job in batch])
     if by is not None:
         write_audit(conn, _upsert_audit(by, batch, values, stored))
@@ -130,7 +131,7 @@ def update_job(
     del values["created_us"]
     query = update(jobs).where(jobs.c.id == job.id, jobs.c.updated_us == expected_updated_us)
     if conn.execute(query.values(values)).rowcount:
-        _set_tags(conn, [job], replacing=[job.id])
+        set_tags(conn, [job], replacing=[job.id])
         db._notify(conn, job.next_run_us, job.id)
         if by is not None:
             detail = _definition(job, values["spec"]) if action == "job.update" else None
@@ -217,7 +218,7 @@ def delete_job(
         conn.execute(runs.delete().where(runs.c.job_id == job_id, FINAL))
 
 
-def _set_tags(
+def set_tags(
     conn: Connection, batch: Sequence[JobRecord], *, replacing: Sequence[str] = ()
 ) -> None:
     """Write the tags of ``batch``'s jobs, first dropping those the jobs in ``replacing`` had."""

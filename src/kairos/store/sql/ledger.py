@@ -3,13 +3,14 @@ due fires planned), outcomes recorded with the retries they ask for, and runs in
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, bindparam, func, select, true, update
 
-from kairos.errors import JobNotFound
+from kairos.errors import JobNotFound, RunEnded, RunNotFound
 from kairos.identity import Actor
 from kairos.models import JobRecord, RunRecord, RunStatus
 from kairos.store.base import Claim, ClaimPolicy, FinishedRun, QueuedRun, Slots, StartedRun
@@ -18,7 +19,7 @@ from kairos.store.schema import CAN_CALL, IS_QUEUED, IS_RUNNING, jobs, runs
 from kairos.store.sql import breaker
 from kairos.store.sql.accounts import audit_row, write_audit
 from kairos.store.sql.backend import Backend
-from kairos.store.sql.rows import MOVE_JOBS, run_values
+from kairos.store.sql.rows import MOVE_JOBS, run_from_row, run_values
 
 __all__ = [
     "NEXT_RUN_DUE",
@@ -26,6 +27,7 @@ __all__ = [
     "RUNNING_COUNTS",
     "RUN_KEY",
     "add_manual_run",
+    "cancel_run",
     "claim",
     "finish",
     "interrupt",
@@ -324,6 +326,33 @@ def finish(
             if reason is not None:
                 paused[r.id] = reason
     return paused
+
+
+def cancel_run(conn: Connection, *, run_id: int, by: Actor) -> RunRecord:
+    """``Store.cancel_run``."""
+    # Locked, so that a finish or a takeover waiting for the row acts on what this wrote.
+    row = conn.execute(select(runs).where(runs.c.id == run_id).with_for_update()).first()
+    if row is None:
+        raise RunNotFound(run_id)
+    run = run_from_row(row)
+    if run.status not in (RunStatus.SCHEDULED, RunStatus.RUNNING):
+        raise RunEnded(run_id, run.status.value)
+    cancelled = dataclasses.replace(
+        run,
+        status=RunStatus.CANCELLED,
+        finished_us=by.at_us,
+        due_us=None,
+        error=f"cancelled by {by.name}",
+    )
+    conn.execute(
+        update(runs)
+        .where(runs.c.id == run_id)
+        .values(
+            status=cancelled.status.value, finished_us=by.at_us, due_us=None, error=cancelled.error
+        )
+    )
+    write_audit(conn, [audit_row(by, "run.cancel", run.job_id, {"run_id": run_id})])
+    return cancelled
 
 
 def interrupt_running(

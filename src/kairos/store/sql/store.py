@@ -34,6 +34,7 @@ from kairos.store.sql import ledger, nodes, retention
 from kairos.store.sql.accounts import SqlAccounts
 from kairos.store.sql.connections import SqlConnections, one_line
 from kairos.store.sql.dialect import SqlDialect
+from kairos.store.sql.imports import SqlImports
 from kairos.store.sql.rows import JOB_COLUMNS, job_from_row, run_from_row
 
 __all__ = ["SqlStore"]
@@ -52,7 +53,7 @@ _PROBE_EVERY_S = 1.0
 _RUN_BY_ID = select(runs).where(runs.c.id == bindparam("b_id"))
 
 
-class SqlStore(SqlConnections, SqlAccounts, Store):
+class SqlStore(SqlConnections, SqlAccounts, SqlImports, Store):
     """A store on one SQLAlchemy engine for writes and one for reads (they may be the same);
     see ``SqlConnections`` for the ``inline`` engines."""
 
@@ -330,6 +331,17 @@ class SqlStore(SqlConnections, SqlAccounts, Store):
             ledger.interrupt_running, db=self, node_id=node_id, retries=retries, policy=policy
         )
         return await self._write(tx)
+
+    async def cancel_run(self, run_id: int, *, by: Actor) -> RunRecord:
+        return await self._write(partial(ledger.cancel_run, run_id=run_id, by=by), short=True)
+
+    async def cancelled_among(self, run_ids: Sequence[int]) -> set[int]:
+        if not run_ids:
+            return set()
+        query = select(runs.c.id).where(
+            runs.c.id.in_(run_ids), runs.c.status == RunStatus.CANCELLED.value
+        )
+        return set(await self._read(lambda conn: conn.execute(query).scalars().all()))
 
     async def get_run(self, run_id: int) -> RunRecord:
         row = await self._row_by_key(_RUN_BY_ID, b_id=run_id)

@@ -1,0 +1,102 @@
+"""The circuit breaker's changes in a ``Tx``: failures counted, jobs paused or resumed as the
+engine's ``Verdict`` says, and the probe of a job it paused set again."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from kairos.identity import Actor
+from kairos.models import JobRecord
+from kairos.store.base import ClaimPolicy, Verdict
+from kairos.store.redis.tx import Tx
+
+__all__ = ["judge", "rearm_probes", "set_paused"]
+
+_BREAKER = "circuit-breaker"
+
+
+async def judge(tx: Tx, job_id: str, verdict: Verdict) -> str | None:
+    """Apply one fire's verdict; return the pause reason if it tripped the breaker."""
+    job = await tx.job(job_id)
+    if job is None:
+        return None
+    at_us = verdict.decided_us
+    if verdict.probe and not verdict.failed:
+        fire_us, run_us = verdict.resume
+        values = {"failures": 0, "pause_reason": None, "next_fire_us": fire_us}
+        await set_paused(tx, job_id, False, _tripped, at_us, next_run_us=run_us, **values)
+        return None
+    if verdict.probe:
+        if _tripped(job):
+            probe_us = verdict.next_probe_us
+            moved = dataclasses.replace(job, next_fire_us=probe_us, next_run_us=probe_us)
+            await tx.put_job(dataclasses.replace(moved, pause_reason=verdict.pause_reason))
+            tx.notify(probe_us, job_id)
+        return None
+    if not verdict.failed:
+        if job.failures:
+            await tx.put_job(dataclasses.replace(job, failures=0))
+        return None
+    if job.spec.paused:
+        return None
+    count = job.failures + 1
+    await tx.put_job(dataclasses.replace(job, failures=count))
+    if verdict.limit is None or count < verdict.limit:
+        return None
+    reason, probe = verdict.pause_reason, verdict.next_probe_us
+    paused = await set_paused(
+        tx,
+        job_id,
+        True,
+        _running,
+        at_us,
+        pause_reason=reason,
+        next_fire_us=probe,
+        next_run_us=probe,
+    )
+    return reason if paused else None
+
+
+async def set_paused(
+    tx: Tx,
+    job_id: str,
+    paused: bool,
+    condition: Callable[[JobRecord], bool],
+    now_us: int,
+    **values: Any,
+) -> bool:
+    """Pause or resume a job from within the store if ``condition`` holds of it (return whether
+    it did), recording the breaker as who did it."""
+    job = await tx.job(job_id)
+    if job is None or not condition(job):
+        return False
+    spec = job.spec.model_copy(update={"paused": paused})
+    updated_us = max(job.updated_us + 1, now_us)
+    await tx.put_job(dataclasses.replace(job, spec=spec, updated_us=updated_us, **values))
+    action, detail = ("job.pause", values["pause_reason"]) if paused else ("job.resume", None)
+    await tx.audit(Actor(_BREAKER, now_us), action, job_id, {"reason": detail} if detail else None)
+    tx.notify(values.get("next_run_us"), job_id)
+    return True
+
+
+async def rearm_probes(tx: Tx, job_ids: Iterable[str], now_us: int, policy: ClaimPolicy) -> None:
+    """A breaker's probe was interrupted for good: set the job's next probe where ``policy``
+    gives one, else it would stay paused until resumed by hand."""
+    for job_id in job_ids:
+        job = await tx.job(job_id)
+        if job is None or not _tripped(job) or job.next_run_us is not None:
+            continue
+        probe_us = policy.next_probe_us(job, now_us)
+        if probe_us is not None:
+            await tx.put_job(dataclasses.replace(job, next_fire_us=probe_us, next_run_us=probe_us))
+            tx.notify(probe_us, job.id)
+
+
+def _tripped(job: JobRecord) -> bool:
+    return job.pause_reason is not None
+
+
+def _running(job: JobRecord) -> bool:
+    return not job.spec.paused
