@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kairos.context import CONTEXT_KEY, Binding
 from kairos.errors import KairosError, NotStarted
-from kairos.web import jobs, pages
+from kairos.web import bulk, jobs, pages
 from kairos.web.render import STATIC_DIR, page
 from kairos.web.session import Forbidden, SignInNeeded, root_of
 
@@ -27,6 +27,7 @@ def ui_app(binding: Binding) -> ASGIApp:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     app.include_router(pages.router)
     app.include_router(jobs.router)
+    app.include_router(bulk.router)
     app.add_api_route("/", _home, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(SignInNeeded, _sign_in)
