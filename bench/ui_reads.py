@@ -121,7 +121,7 @@ async def _polls(kairos: Kairos, samples: int) -> list[Poll]:
             page = await scheduler.job_page(
                 job_query(prefix=None, state=None, tag=None, sort="id"), PAGE, None
             )
-            return await scheduler.recent_runs([job.id for job in page.items], KEPT)
+            return await scheduler.newest_runs([job.id for job in page.items], KEPT)
 
         cases = [
             (

@@ -116,22 +116,24 @@ def test_the_live_fragments_are_the_parts_that_change(client: TestClient) -> Non
     assert 'id="job-other"' not in rows
     assert "hx-preserve" in rows  # the ticked boxes survive each refresh
     page = client.get("/ui/jobs?tag=ops").text
-    assert 'id="job-rows" data-live hx-get="/ui/jobs?tag=ops"' in page
+    assert 'id="job-rows" data-live="2" hx-get="/ui/jobs?tag=ops"' in page
 
     history = client.get("/ui/jobs/busy", headers=htmx("job-history")).text
     assert "<html" not in history
     assert "<h1" not in history
     assert 'class="badge succeeded">succeeded' in history
     assert re.search(r'<span id="job-state" class="badge scheduled" hx-swap-oob="true">', history)
-    assert 'id="job-history" data-live hx-get="/ui/jobs/busy"' in client.get("/ui/jobs/busy").text
+    assert (
+        'id="job-history" data-live="1" hx-get="/ui/jobs/busy"' in client.get("/ui/jobs/busy").text
+    )
 
     runs = client.get("/ui/runs?job_id=busy", headers=htmx("run-list")).text
     assert "<html" not in runs
     assert ">busy</a>" in runs
-    assert 'id="run-list" data-live' in client.get("/ui/runs").text
+    assert 'id="run-list" data-live="1"' in client.get("/ui/runs").text
     older = client.get("/ui/runs?cursor=1").text  # an older page is not refreshed
     assert 'id="run-list">' in older
-    assert 'id="run-list" data-live' not in older
+    assert 'id="run-list" data-live="1"' not in older
 
 
 def test_bulk_pause_changes_each_job_ticked_with_its_own_audit_record(client: TestClient) -> None:

@@ -376,15 +376,10 @@ class Scheduler:
             job_id=job_id, status=status, before_id=before_id, limit=limit
         )
 
-    async def recent_runs(self, job_ids: Sequence[str], limit: int) -> dict[str, list[RunRecord]]:
-        """Each job's newest ``limit`` runs, newest first: one read per job on the store's
-        (job_id, id) index, whatever the size of the history (an unknown job: no runs)."""
-        return {
-            job_id: await self._store.list_runs(
-                job_id=job_id, status=None, before_id=None, limit=limit
-            )
-            for job_id in job_ids
-        }
+    async def newest_runs(self, job_ids: Sequence[str], limit: int) -> dict[str, list[RunRecord]]:
+        """Each job's newest ``limit`` runs, newest first (an unknown job: none), in one read
+        where the store can: what a list of jobs shows of their history."""
+        return await self._store.newest_runs(job_ids, limit)
 
     # Secrets -----------------------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ __all__ = ["router"]
 router = APIRouter()
 PAGE = 50
 HISTORY = 50
-RECENT = 30
+RECENT = 20
 """Runs per job the list reads for its last run, success rate and sparkline."""
 _ZONES = sorted(available_timezones())
 _TRIGGER = TypeAdapter[TriggerSpec](TriggerSpec)
@@ -115,7 +115,7 @@ async def _outcomes(
 ) -> dict[str, Outcomes]:
     if not who.may(Scope.RUNS_READ.value):
         return {}
-    recent = await scheduler.recent_runs([job.id for job in jobs], RECENT)
+    recent = await scheduler.newest_runs([job.id for job in jobs], RECENT)
     return {job_id: outcomes(runs) for job_id, runs in recent.items()}
 
 

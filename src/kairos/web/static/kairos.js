@@ -45,20 +45,22 @@
   });
   document.addEventListener("htmx:afterSwap", function (event) { localTimes(event.target); });
 
-  // Live regions: every [data-live] element asks its hx-get for a fresh copy each second while
-  // the tab is visible (nothing while it is hidden, at once when it shows again). Polling, not
-  // a server push: another replica may run the job, and the store sees every replica's runs.
+  // Live regions: a [data-live="N"] element asks its hx-get for a fresh copy every N seconds
+  // while the tab is visible (nothing while it is hidden; at once when it shows again). Polling,
+  // not a server push: another replica may run the job, and the store sees every replica's runs.
   // An answer the same as the last one is not swapped in, so an idle page is left alone.
-  var LIVE_MS = 1000;
+  var ticks = 0;
   var lastAnswer = new WeakMap();
-  function tick() {
+  function refresh(all) {
     if (document.visibilityState !== "visible" || !window.htmx) { return; }
+    ticks += 1;
     document.querySelectorAll("[data-live]").forEach(function (el) {
-      window.htmx.trigger(el, "kairos:tick");
+      var every = parseInt(el.getAttribute("data-live"), 10) || 1;
+      if (all || ticks % every === 0) { window.htmx.trigger(el, "kairos:tick"); }
     });
   }
-  window.setInterval(tick, LIVE_MS);
-  document.addEventListener("visibilitychange", tick);
+  window.setInterval(function () { refresh(false); }, 1000);
+  document.addEventListener("visibilitychange", function () { refresh(true); });
   document.addEventListener("htmx:beforeSwap", function (event) {
     var target = event.detail.target;
     if (!target || !target.hasAttribute("data-live") || !event.detail.shouldSwap) { return; }
