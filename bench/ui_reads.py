@@ -78,6 +78,12 @@ def _fill(url: str, jobs: int, runs: int) -> None:
             (jobs,),
         )
         db.execute("DELETE FROM kairos_jobs WHERE id = 'template'")
+        # Next runs spread over a year, in no order of id, as a real store's are.
+        spread_us = "(abs(hashtext(id)::bigint) % 31536000) * 1000000"
+        db.execute(
+            f"UPDATE kairos_jobs SET next_run_us = next_fire_us + {spread_us},"
+            f" next_fire_us = next_fire_us + {spread_us}"
+        )
         db.execute(
             "INSERT INTO kairos_job_tags (tag, job_id) SELECT 'nightly', 'j' || lpad(g::text, 7,"
             " '0') FROM generate_series(1, %s, 10) g",
@@ -91,9 +97,9 @@ def _fill(url: str, jobs: int, runs: int) -> None:
         )
         first_page = f"'j' || lpad((1 + g %% {PAGE})::text, 7, '0')"
         db.execute(history.format(job=first_page, at=f"{NOW_US} + g"), (PAGE * KEPT,))
-        spread = f"'j' || lpad((1 + (g * 7919) %% {jobs})::text, 7, '0')"
+        spread = f"'j' || lpad((1 + (g::bigint * 7919) %% {jobs})::text, 7, '0')"
         db.execute(history.format(job=spread, at=f"{NOW_US} - g"), (runs,))
-        db.execute("ANALYZE")
+        db.execute("VACUUM ANALYZE")
     took_s = time.perf_counter() - started
     print(f"filled {jobs:,} jobs and {runs + PAGE * KEPT:,} runs in {took_s:.0f} s")
 
@@ -117,11 +123,13 @@ async def _polls(kairos: Kairos, samples: int) -> list[Poll]:
 
             return ask
 
-        async def whole_history() -> object:
-            page = await scheduler.job_page(
-                job_query(prefix=None, state=None, tag=None, sort="id"), PAGE, None
-            )
-            return await scheduler.newest_runs([job.id for job in page.items], KEPT)
+        def reads_only(kept: int) -> Callable[[], Awaitable[object]]:
+            async def read() -> object:
+                query = job_query(prefix=None, state=None, tag=None, sort="id")
+                page = await scheduler.job_page(query, PAGE, None)
+                return await scheduler.newest_runs([job.id for job in page.items], kept)
+
+            return read
 
         cases = [
             (
@@ -146,9 +154,14 @@ async def _polls(kairos: Kairos, samples: int) -> list[Poll]:
             ),
             ("runs page", "the newest 51 runs", fragment("/ui/runs", "run-list")),
             (
+                "jobs list, first page: its reads alone",
+                f"1 page of {PAGE} jobs + {PAGE} x newest {RECENT} runs",
+                reads_only(RECENT),
+            ),
+            (
                 "(not done) whole kept history",
                 f"reads only: 1 page + {PAGE} x {KEPT:,} runs",
-                whole_history,
+                reads_only(KEPT),
             ),
         ]
         polls = []
