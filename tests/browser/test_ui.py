@@ -249,6 +249,11 @@ def test_bulk_pause_of_a_tag(signed_in: Any, server: KairosProcess) -> None:
         page = signed_in
         page.goto("/ui/jobs?tag=nightly")
         page.get_by_label("Select all jobs shown").check()
+        # A change elsewhere reaches the list by itself, and the boxes ticked stay ticked.
+        later = {"trigger": {"type": "cron", "expression": "0 4 * * *"}}
+        assert api.patch("/jobs/nightly-b", json=later).status_code == 200
+        page.locator("tr#job-nightly-b").get_by_text("04:00").wait_for(timeout=5_000)
+        assert page.locator('tbody input[name="ids"]:checked').count() == 3
         questions: list[str] = []
 
         def answer(dialog: Any) -> None:
