@@ -31,7 +31,7 @@ def _defined_here(module: ModuleType) -> set[str]:
 
 
 # Route modules export their router alone: their handlers are public only to FastAPI.
-ROUTE_MODULES = {"kairos.web.jobs", "kairos.web.pages"}
+ROUTE_MODULES = {"kairos.web.bulk", "kairos.web.jobs", "kairos.web.pages"}
 
 
 @pytest.mark.parametrize(

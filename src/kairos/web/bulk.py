@@ -16,7 +16,7 @@ from kairos.identity import Scope
 from kairos.web.render import page
 from kairos.web.session import ViewerDep, root_of
 
-__all__ = ["MOST", "router"]
+__all__ = ["router"]
 
 router = APIRouter()
 MOST = 100
