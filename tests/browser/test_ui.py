@@ -129,3 +129,99 @@ def test_a_viewer_without_the_scope_is_told_so(browser: Any, server: KairosProce
     page.goto("/ui/audit")
     assert "'admin' scope" in page.get_by_role("alert").inner_text()
     context.close()
+
+
+NEWEST_RUN_SHOWN = """() => Math.max(0, ...Array.from(
+    document.querySelectorAll('#job-history tbody tr td:first-child'),
+    (cell) => parseInt(cell.textContent, 10)))"""
+
+
+def test_a_job_firing_every_second_updates_its_page_without_a_reload(
+    signed_in: Any, server: KairosProcess, target: TargetProcess
+) -> None:
+    job = {"trigger": {"type": "interval", "seconds": 1}, "target": {"url": target.url("/live")}}
+    with server.client() as api:
+        assert api.put("/jobs/every-second", json=job).status_code == 201
+        page = signed_in
+        page.goto("/ui/jobs/every-second")
+        page.evaluate("window.sameDocument = true")
+        for _ in range(3):  # each time, the newest finished run is on the page within 2 s
+            newest = 0
+
+            def finished() -> bool:
+                nonlocal newest
+                runs = api.get("/runs", params={"job_id": "every-second"}).json()["items"]
+                done = [run["id"] for run in runs if run["finished_at"] is not None]
+                newest = max(done, default=0) if max(done, default=0) > newest else 0
+                return newest > 0
+
+            wait_until(finished, 10, what="a finished run")
+            page.wait_for_function(f"() => ({NEWEST_RUN_SHOWN})() >= {newest}", timeout=2_000)
+        assert page.evaluate("window.sameDocument") is True  # never reloaded
+        assert page.locator("#job-history svg.chart rect.bar.succeeded").count() >= 1
+        api.delete("/jobs/every-second")
+
+
+def test_live_updates_stop_while_the_tab_is_hidden(signed_in: Any) -> None:
+    page = signed_in
+    page.clock.install()
+    page.goto("/ui/jobs")
+    page.clock.pause_at(page.evaluate("Date.now()") + 500)  # from here, time moves when told
+    with page.expect_request(lambda request: "/ui/jobs" in request.url):
+        page.clock.run_for(2_100)  # the list asks every 2 s
+    polls: list[str] = []
+    page.on("request", lambda request: polls.append(request.url))
+    page.evaluate(SHOWN.format(state="hidden"))
+    page.clock.run_for(10_000)  # five times it would have asked
+    with page.expect_request(
+        lambda request: "/ui/jobs" in request.url
+    ):  # shown again: asks at once
+        page.evaluate(SHOWN.format(state="visible"))
+    assert len(polls) == 1  # only the one asked for on showing (request events come in order)
+
+
+SHOWN = """() => {{
+    Object.defineProperty(document, "visibilityState", {{value: "{state}", configurable: true}});
+    document.dispatchEvent(new Event("visibilitychange"));
+}}"""
+
+
+def test_bulk_pause_of_a_tag(signed_in: Any, server: KairosProcess) -> None:
+    daily = {
+        "trigger": {"type": "cron", "expression": "0 3 * * *"},
+        "target": {"url": "http://127.0.0.1:9/"},
+    }
+    with server.client() as api:
+        for job_id in ("nightly-a", "nightly-b", "nightly-c", "hourly-x"):
+            tags = ["nightly"] if job_id.startswith("nightly") else []
+            assert api.put(f"/jobs/{job_id}", json=daily | {"tags": tags}).status_code == 201
+        page = signed_in
+        page.goto("/ui/jobs?tag=nightly")
+        page.get_by_label("Select all jobs shown").check()
+        # A change elsewhere reaches the list by itself, and the boxes ticked stay ticked.
+        later = {"trigger": {"type": "cron", "expression": "0 4 * * *"}}
+        assert api.patch("/jobs/nightly-b", json=later).status_code == 200
+        page.locator("tr#job-nightly-b").get_by_text("04:00").wait_for(timeout=5_000)
+        assert page.locator('tbody input[name="ids"]:checked').count() == 3
+        questions: list[str] = []
+
+        def answer(dialog: Any) -> None:
+            questions.append(dialog.message)
+            dialog.accept()
+
+        page.on("dialog", answer)
+        page.locator("form#bulk").get_by_role("button", name="Pause", exact=True).click()
+        page.get_by_role("status").filter(has_text="Paused 3 jobs.").wait_for()
+        assert questions == ["Pause the 3 jobs selected?"]
+        assert "tag=nightly" in page.url
+        assert page.locator("tbody tr .badge.paused").count() == 3
+        jobs = {job["id"]: job["paused"] for job in api.get("/jobs").json()["items"]}
+        assert [jobs[j] for j in ("nightly-a", "nightly-b", "nightly-c", "hourly-x")] == [
+            True,
+            True,
+            True,
+            False,
+        ]
+        for job_id in ("nightly-a", "nightly-b", "nightly-c"):
+            audit = api.get("/audit", params={"target": job_id}).json()["items"]
+            assert audit[0]["action"] == "job.pause"

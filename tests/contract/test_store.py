@@ -738,3 +738,21 @@ async def test_apply_writes_upserts_and_deletes_together_with_one_audit_record(
     [entry] = await store.list_audit()
     assert (entry.action, entry.actor, entry.target) == ("jobs.apply", "ops", "jobs")
     assert json.loads(entry.detail or "null") == summary
+
+
+async def test_newest_runs_lists_each_jobs_newest_runs_newest_first(store: Store) -> None:
+    for job_id in ("a", "b", "quiet"):
+        await store.insert_job(record(job_id, None, paused=True))
+    made: dict[str, list[int]] = {"a": [], "b": []}
+    for step in range(7):
+        job_id = "a" if step % 3 else "b"
+        made[job_id].append((await store.add_manual_run(job_id, NOW + step)).id)
+    newest = await store.newest_runs(["a", "b", "quiet", "unknown"], 3)
+    assert {job_id: [run.id for run in runs] for job_id, runs in newest.items()} == {
+        "a": made["a"][::-1][:3],
+        "b": made["b"][::-1],
+        "quiet": [],
+        "unknown": [],
+    }
+    assert all(run.job_id == "a" for run in newest["a"])
+    assert await store.newest_runs([], 3) == {}

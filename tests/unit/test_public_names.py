@@ -31,7 +31,13 @@ def _defined_here(module: ModuleType) -> set[str]:
 
 
 # Route modules export their router alone: their handlers are public only to FastAPI.
-ROUTE_MODULES = {"kairos.web.accounts", "kairos.web.jobs", "kairos.web.pages", "kairos.web.runs"}
+ROUTE_MODULES = {
+    "kairos.web.accounts",
+    "kairos.web.bulk",
+    "kairos.web.jobs",
+    "kairos.web.pages",
+    "kairos.web.runs",
+}
 
 
 @pytest.mark.parametrize(

@@ -208,6 +208,10 @@ class Scheduler:
         and accounts keep their records in it. Routes and pages go through the methods below."""
         return self._store
 
+    def now_us(self) -> int:
+        """The engine's clock, for adapters that say how long ago or how soon."""
+        return self._clock.now_us()
+
     @property
     def node_lease_s(self) -> float:
         return self._options.node_lease_s
@@ -371,6 +375,11 @@ class Scheduler:
         return await self._store.list_runs(
             job_id=job_id, status=status, before_id=before_id, limit=limit
         )
+
+    async def newest_runs(self, job_ids: Sequence[str], limit: int) -> dict[str, list[RunRecord]]:
+        """Each job's newest ``limit`` runs, newest first (an unknown job: none), in one read
+        where the store can: what a list of jobs shows of their history."""
+        return await self._store.newest_runs(job_ids, limit)
 
     # Secrets -----------------------------------------------------------------------------------
 

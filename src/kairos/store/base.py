@@ -353,6 +353,15 @@ class RunLedger(ABC):
         """Runs newest first (by id), optionally of one job or status, starting before
         ``before_id``."""
 
+    async def newest_runs(self, job_ids: Sequence[str], limit: int) -> dict[str, list[RunRecord]]:
+        """Each of ``job_ids`` with its newest ``limit`` runs, newest first (no runs, or an
+        unknown job: an empty list). This asks ``list_runs`` once a job; a store that can read
+        them all in one round trip does so."""
+        return {
+            job_id: await self.list_runs(job_id=job_id, status=None, before_id=None, limit=limit)
+            for job_id in job_ids
+        }
+
     @abstractmethod
     async def purge_runs(self, jobs: Sequence[tuple[str, int, int | None]]) -> int:
         """For each ``(job_id, keep, older_than_us)``, delete the job's finished runs older

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kairos.context import CONTEXT_KEY, Binding
 from kairos.errors import KairosError, NotStarted
-from kairos.web import accounts, jobs, pages, runs
+from kairos.web import accounts, bulk, jobs, pages, runs
 from kairos.web.render import STATIC_DIR, page
 from kairos.web.session import Forbidden, SignInNeeded, root_of
 
@@ -29,6 +29,7 @@ def ui_app(binding: Binding) -> ASGIApp:
     app.include_router(jobs.router)
     app.include_router(runs.router)
     app.include_router(accounts.router)
+    app.include_router(bulk.router)
     app.add_api_route("/", _home, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(SignInNeeded, _sign_in)

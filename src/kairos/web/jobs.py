@@ -1,5 +1,8 @@
-"""The job pages: list (search, filter, sort, inline actions), detail, create and edit forms,
-and the live trigger preview the forms ask for as you type."""
+"""The job pages: list (search, filter, sort, inline actions, each job's last run and success
+rate), detail, create and edit forms, and the live trigger preview the forms ask for as you type.
+
+The list's rows and a job's run history are live: the page asks for them again (same URL, the
+fragment named by ``HX-Target``) while it is visible; see ``static/kairos.js``."""
 
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from kairos.models import (
 )
 from kairos.pagination import job_query
 from kairos.triggers.describe import describe
-from kairos.web.chart import runs_chart
+from kairos.web.chart import Outcomes, outcomes, runs_chart
 from kairos.web.forms import UNITS, FieldError, JobForm, form_field
 from kairos.web.render import page
 from kairos.web.session import Viewer, ViewerDep, root_of
@@ -39,6 +42,8 @@ __all__ = ["router"]
 router = APIRouter()
 PAGE = 50
 HISTORY = 50
+RECENT = 20
+"""Runs per job the list reads for its last run, success rate and sparkline."""
 _ZONES = sorted(available_timezones())
 _TRIGGER = TypeAdapter[TriggerSpec](TriggerSpec)
 _JOB_ID = TypeAdapter[str](JobId)
@@ -60,8 +65,10 @@ async def jobs(
     tag: str = "",
     sort: str = "id",
     cursor: str | None = None,
+    note: str = "",
 ) -> Response:
     who.need(Scope.JOBS_READ)
+    scheduler = _scheduler(request)
     error = None
     found: list[JobRecord] = []
     next_cursor = None
@@ -72,12 +79,15 @@ async def jobs(
             raise InvalidField(["tag"], "tags hold only letters, digits and _ . : -")
         chosen = JobState(state) if state else None
         query = job_query(prefix=q or None, state=chosen, tag=tag or None, sort=sort)
-        listed = await _scheduler(request).job_page(query, PAGE, cursor)
+        listed = await scheduler.job_page(query, PAGE, cursor)
         found, next_cursor = listed.items, listed.next_cursor
     except (ValueError, InvalidField) as exc:
         error = exc.message if isinstance(exc, InvalidField) else "Not a state."
     context = {
         "jobs": found,
+        "outcomes": await _outcomes(scheduler, who, found),
+        "now_us": scheduler.now_us(),
+        "notice": note,
         "next_cursor": next_cursor,
         "filters": bool(q or state or tag),
         "q": q,
@@ -88,9 +98,25 @@ async def jobs(
         "error": error,
         "section": "Jobs",
     }
-    if request.headers.get("HX-Request") and request.headers.get("HX-Target") == "job-table":
-        return page(request, "_job_table.html", who, **context)
-    return page(request, "jobs.html", who, **context)
+    fragment = _FRAGMENTS.get(_htmx_target(request))
+    return page(request, fragment or "jobs.html", who, **context)
+
+
+_FRAGMENTS = {"job-table": "_job_table.html", "job-rows": "_job_rows.html"}
+
+
+def _htmx_target(request: Request) -> str:
+    """The element an htmx request will swap the answer into ("" for a page)."""
+    return request.headers.get("HX-Target", "") if request.headers.get("HX-Request") else ""
+
+
+async def _outcomes(
+    scheduler: Scheduler, who: Viewer, jobs: list[JobRecord]
+) -> dict[str, Outcomes]:
+    if not who.may(Scope.RUNS_READ.value):
+        return {}
+    recent = await scheduler.newest_runs([job.id for job in jobs], RECENT)
+    return {job_id: outcomes(runs) for job_id, runs in recent.items()}
 
 
 # One job ----------------------------------------------------------------------------------------
@@ -141,10 +167,12 @@ async def job_detail(request: Request, who: ViewerDep, job_id: str, note: str = 
         else []
     )
     shown = job.spec.masked()
+    live = _htmx_target(request) == "job-history"
     return page(
         request,
-        "job.html",
+        "_job_history.html" if live else "job.html",
         who,
+        live=live,
         job=job,
         missing_task=_scheduler(request).missing_task(job),
         target=shown.target,
@@ -219,7 +247,9 @@ async def act(request: Request, who: ViewerDep, job_id: str, action: str) -> Res
     except JobNotFound:
         return _missing(request, who, job_id)
     if request.headers.get("HX-Request"):
-        return page(request, "_job_row.html", who, job=job, note=note)
+        seen = await _outcomes(scheduler, who, [job])
+        now_us = scheduler.now_us()
+        return page(request, "_job_row.html", who, job=job, note=note, outcomes=seen, now_us=now_us)
     suffix = f"?note={note}" if note else ""
     return RedirectResponse(_job_url(request, job_id) + suffix, status_code=303)
 

@@ -73,7 +73,12 @@ async def runs(
 ) -> Response:
     who.need(Scope.RUNS_READ)
     scheduler = context_of(request).scheduler
-    context = {"job_id": job_id, "status": status, "statuses": [s.value for s in RunStatus]}
+    context = {
+        "job_id": job_id,
+        "status": status,
+        "statuses": [s.value for s in RunStatus],
+        "cursor": cursor,
+    }
     try:
         chosen = RunStatus(status) if status else None
         found = await scheduler.run_page(
@@ -82,9 +87,10 @@ async def runs(
     except (ValueError, KairosError) as exc:
         message = f"No job {job_id!r}." if isinstance(exc, JobNotFound) else _message(exc)
         return page(request, "runs.html", who, 400, runs=[], error=message, **context)
+    live = request.headers.get("HX-Request") and request.headers.get("HX-Target") == "run-list"
     return page(
         request,
-        "runs.html",
+        "_runs.html" if live else "runs.html",
         who,
         runs=found.items,
         show_job=True,

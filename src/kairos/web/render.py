@@ -19,7 +19,7 @@ from kairos.models import JobRecord, RunRecord
 from kairos.triggers.describe import describe
 from kairos.web.session import Viewer, root_of
 
-__all__ = ["STATIC_DIR", "page"]
+__all__ = ["STATIC_DIR", "page", "relative"]
 
 STATIC_DIR = Path(__file__).with_name("static")
 # Scripts only from this server (no inline ones), and no framing by other sites.
@@ -44,7 +44,11 @@ def page(
     **context: Any,
 ) -> HTMLResponse:
     def query(**changes: str) -> str:
-        return urlencode({**request.query_params, **changes})
+        """This page's query string with ``changes`` (a change to "" drops that parameter)."""
+        merged = {**request.query_params, **changes}
+        return urlencode(
+            {name: value for name, value in merged.items() if value != "" or name not in changes}
+        )
 
     response: HTMLResponse = _templates.TemplateResponse(
         request,
@@ -63,6 +67,18 @@ def _static(context: Mapping[str, Any], name: str) -> str:
 
 def _iso(us: int | None) -> str:
     return "" if us is None else from_us(us).isoformat(timespec="seconds")
+
+
+def relative(us: int, now_us: int) -> str:
+    """How far ``us`` is from ``now_us`` in one rounded-down unit: "in 9 h", "3 min ago"."""
+    span = abs(us - now_us) // 1_000_000
+    if span < 1:
+        return "now"
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60), ("s", 1)):
+        if span >= size:
+            amount = f"{span // size} {unit}"
+            break
+    return f"in {amount}" if us > now_us else f"{amount} ago"
 
 
 def _describe(job: JobRecord) -> str:
@@ -95,6 +111,7 @@ def _pretty(detail: str) -> str:
 _templates.env.globals.update(
     static=_static,
     iso=_iso,
+    relative=relative,
     describe=_describe,
     duration=_duration,
     span=_span,

@@ -20,7 +20,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, Select, Table, bindparam, insert, select
+from sqlalchemy import Connection, Engine, Select, Table, bindparam, insert, select, union_all
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from kairos.errors import JobExists, JobNotFound, RunNotFound, StoreUnavailable
@@ -366,6 +366,28 @@ class SqlStore(SqlConnections, SqlAccounts, SqlImports, Store):
             query = query.where(runs.c.id < before_id)
         rows = await self._read(lambda conn: conn.execute(query).all())
         return [run_from_row(row) for row in rows]
+
+    async def newest_runs(self, job_ids: Sequence[str], limit: int) -> dict[str, list[RunRecord]]:
+        found: dict[str, list[RunRecord]] = {job_id: [] for job_id in job_ids}
+        if not found:
+            return found
+        # One statement: a part per job, each reading only its newest runs off (job_id, id).
+        parts = [
+            select(
+                select(runs)
+                .where(runs.c.job_id == job_id)
+                .order_by(runs.c.id.desc())
+                .limit(limit)
+                .subquery()
+            )
+            for job_id in found
+        ]
+        rows = await self._read(lambda conn: conn.execute(union_all(*parts)).all())
+        for row in rows:
+            found[row.job_id].append(run_from_row(row))
+        for listed in found.values():
+            listed.sort(key=lambda run: run.id, reverse=True)
+        return found
 
     # Retention ---------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-// Kairos web UI: times in the viewer's zone, and the CSRF token on every htmx request.
+// Kairos web UI: times in the viewer's zone, the CSRF token on every htmx request, live regions,
+// and the jobs list's bulk selection.
 (function () {
   "use strict";
   function localTimes(root) {
@@ -10,6 +11,10 @@
           hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short",
         });
       }
+    });
+    root.querySelectorAll("time[data-hover-local]").forEach(function (el) {
+      var when = new Date(el.getAttribute("datetime"));
+      if (!isNaN(when)) { el.title = when.toLocaleString(); }
     });
     root.querySelectorAll("[data-viewer-zone]").forEach(function (el) {
       el.textContent = Intl.DateTimeFormat().resolvedOptions().timeZone;
@@ -39,4 +44,53 @@
     if (meta) { event.detail.headers["X-CSRF-Token"] = meta.content; }
   });
   document.addEventListener("htmx:afterSwap", function (event) { localTimes(event.target); });
+
+  // Live regions: a [data-live="N"] element asks its hx-get for a fresh copy every N seconds
+  // while the tab is visible (nothing while it is hidden; at once when it shows again). Polling,
+  // not a server push: another replica may run the job, and the store sees every replica's runs.
+  // An answer the same as the last one is not swapped in, so an idle page is left alone.
+  var ticks = 0;
+  var lastAnswer = new WeakMap();
+  function refresh(all) {
+    if (document.visibilityState !== "visible" || !window.htmx) { return; }
+    ticks += 1;
+    document.querySelectorAll("[data-live]").forEach(function (el) {
+      var every = parseInt(el.getAttribute("data-live"), 10) || 1;
+      if (all || ticks % every === 0) { window.htmx.trigger(el, "kairos:tick"); }
+    });
+  }
+  window.setInterval(function () { refresh(false); }, 1000);
+  document.addEventListener("visibilitychange", function () { refresh(true); });
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail.target;
+    if (!target || !target.hasAttribute("data-live") || !event.detail.shouldSwap) { return; }
+    if (lastAnswer.get(target) === event.detail.serverResponse) {
+      event.detail.shouldSwap = false;
+    }
+    lastAnswer.set(target, event.detail.serverResponse);
+  });
+
+  // Bulk actions: a box that ticks all the jobs shown, and one question naming how many.
+  document.addEventListener("change", function (event) {
+    var all = event.target.getAttribute && event.target.getAttribute("data-select-all");
+    if (!all) { return; }
+    document.querySelectorAll('input[type="checkbox"][name="' + all + '"]').forEach(function (box) {
+      box.checked = event.target.checked;
+    });
+  });
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.hasAttribute || !form.hasAttribute("data-bulk")) { return; }
+    var picked = document.querySelectorAll('input[name="ids"][form="' + form.id + '"]:checked');
+    var button = event.submitter;
+    if (!picked.length) {
+      event.preventDefault();
+      window.alert("Select the jobs first.");
+      return;
+    }
+    var question = button && button.getAttribute("data-question");
+    if (question && !window.confirm(question.replace("{n}", String(picked.length)))) {
+      event.preventDefault();
+    }
+  });
 })();
