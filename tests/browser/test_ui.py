@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.browser.conftest import PASSWORD, reload_until
-from tests.support.server import ADMIN_TOKEN, KairosProcess, TargetProcess
+from tests.support.server import ADMIN_TOKEN, KairosProcess, TargetProcess, wait_until
 
 pytestmark = pytest.mark.browser
 

@@ -46,19 +46,19 @@ class Admission:
         new: bool = False,
         stored: JobSpec | None = None,
         target_changed: bool = True,
-    ) -> JobSpec:
-        """``spec`` as it is to be stored; ``InvalidField`` naming what is wrong with it.
-        Secrets it sends masked take their values from ``stored``, the job as it is (read
-        here when not given; nothing for a ``new`` job). A python target is checked against
-        this node's tasks only when it is ``target_changed``."""
+        created_us: int | None = None,
+    ) -> JobRecord:
+        """The record to store for ``spec`` (see ``schedule``); ``InvalidField`` naming what is
+        wrong with it. Secrets it sends masked take their values from ``stored``, the job as it
+        is (read here when not given; nothing for a ``new`` job). A python target is checked
+        against this node's tasks only when it is ``target_changed``."""
         if target_changed:
             self.check_target(spec)
         if spec.sends_masks:
             spec = spec.keeping_secrets(stored or (None if new else await self._stored(job_id)))
         if spec.templates:
             await self._secrets.check(spec)
-        self.schedule(job_id, spec, created_us=None)  # the trigger must hold
-        return spec
+        return self.schedule(job_id, spec, created_us=created_us)
 
     def check_target(self, spec: JobSpec) -> None:
         """``InvalidField`` if the spec's python target names a task unknown here, or

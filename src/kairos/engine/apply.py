@@ -8,13 +8,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from kairos.errors import InvalidField, JobNotFound
-from kairos.models import JobSpec
+from kairos.models import JobRecord, JobSpec
 from kairos.store import JobQuery, Store
 
 __all__ = ["ApplyPlan", "changed_fields", "plan_apply"]
 
-Prepare = Callable[[str, JobSpec], Awaitable[JobSpec]]
-"""A document's spec as it would be stored (secrets it masks restored), or ``InvalidField``."""
+Prepare = Callable[[str, JobSpec], Awaitable[JobRecord]]
+"""A document's record as it would be stored (secrets it masks restored, its first fire
+found), or ``InvalidField``."""
 
 _YIELD_EVERY = 100
 _PAGE = 1000
@@ -55,26 +56,26 @@ async def plan_apply(
     documents: Sequence[tuple[str, JobSpec]],
     prepare: Prepare,
     prune_tag: str | None,
-) -> tuple[ApplyPlan, list[tuple[str, JobSpec]]]:
-    """What applying ``documents`` does, and the specs to write (created and changed)."""
+) -> tuple[ApplyPlan, list[JobRecord]]:
+    """What applying ``documents`` does, and the records to write (created and changed)."""
     plan = ApplyPlan()
-    wanted: list[tuple[str, JobSpec]] = []
+    wanted: list[JobRecord] = []
     for index, (job_id, spec) in enumerate(documents):
         if index and index % _YIELD_EVERY == 0:
             await asyncio.sleep(0)  # let due fires and other requests through meanwhile
         try:
-            spec = await prepare(job_id, spec)
+            record = await prepare(job_id, spec)
         except InvalidField as exc:
             raise InvalidField(["jobs", index, *exc.loc], exc.message) from None
         try:
-            fields = changed_fields((await store.get_job(job_id)).spec, spec)
+            fields = changed_fields((await store.get_job(job_id)).spec, record.spec)
         except JobNotFound:
             plan.created.append(job_id)
-            wanted.append((job_id, spec))
+            wanted.append(record)
             continue
         if fields:
             plan.changed[job_id] = fields
-            wanted.append((job_id, spec))
+            wanted.append(record)
         else:
             plan.unchanged.append(job_id)
     if prune_tag is not None:

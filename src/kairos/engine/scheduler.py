@@ -235,8 +235,7 @@ class Scheduler:
         """Add a new job; raise ``JobExists`` if the id is taken.
 
         Every change takes ``actor``: who makes it, for the audit log (see ``Actor.name``)."""
-        spec = await self._admission.admit(job_id, spec, new=True)
-        job = self._admission.schedule(job_id, spec, created_us=None)
+        job = await self._admission.admit(job_id, spec, new=True)
         await self._store.insert_job(job, by=Actor(actor, job.updated_us))
         await self._changed(job)
         return job
@@ -246,8 +245,7 @@ class Scheduler:
     ) -> tuple[JobRecord, bool]:
         """Create the job or completely replace it. Return it and whether it was created.
         The replacement's schedule starts afresh from now; runs already started go on."""
-        spec = await self._admission.admit(job_id, spec)
-        job = self._admission.schedule(job_id, spec, created_us=None)
+        job = await self._admission.admit(job_id, spec)
         stored = await self._store.upsert_jobs([job], by=Actor(actor, job.updated_us))
         await self._changed(job)
         return replace(job, created_us=stored[job_id]), stored[job_id] == job.created_us
@@ -260,10 +258,9 @@ class Scheduler:
             if index and index % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # let due fires and other requests through meanwhile
             try:
-                spec = await self._admission.admit(job_id, spec)
+                records.append(await self._admission.admit(job_id, spec))
             except InvalidField as exc:
                 raise InvalidField(["jobs", index, *exc.loc], exc.message) from None
-            records.append(self._admission.schedule(job_id, spec, created_us=None))
         stored = await self._store.upsert_jobs(records, by=self._actor(actor))
         await self._changed(*records)
         return sum(1 for job in records if stored[job.id] == job.created_us)
@@ -282,11 +279,9 @@ class Scheduler:
         names; all in one transaction, audited as one change. An invalid document is named as
         ``jobs.<index>...`` and nothing is written. ``dry_run``: only say what would happen."""
         admit = self._admission.admit
-        plan, wanted = await plan_apply(self._store, documents, admit, prune_tag)
+        plan, records = await plan_apply(self._store, documents, admit, prune_tag)
         if dry_run:
             return plan
-        schedule = self._admission.schedule
-        records = [schedule(job_id, spec, created_us=None) for job_id, spec in wanted]
         by = self._actor(actor)
         await self._store.apply_jobs(records, plan.deleted, by=by, summary=plan.summary())
         await self._changed(*records)
@@ -304,10 +299,14 @@ class Scheduler:
         except ValidationError as exc:
             first = exc.errors()[0]
             raise InvalidField([str(p) for p in first["loc"]], first["msg"]) from None
-        spec = await self._admission.admit(
-            job_id, spec, stored=current.spec, target_changed="target" in changes
+        job = await self._admission.admit(
+            job_id,
+            spec,
+            stored=current.spec,
+            target_changed="target" in changes,
+            created_us=current.created_us,
         )
-        return await self._update(current, spec, actor=actor, action="job.update")
+        return await self._write_update(current, job, actor=actor, action="job.update")
 
     async def pause_job(self, job_id: str, *, actor: str = SYSTEM) -> JobRecord:
         """Pause; a job the circuit breaker paused becomes paused for good (no more probes)."""
@@ -487,6 +486,11 @@ class Scheduler:
         self, current: JobRecord, spec: JobSpec, *, actor: str, action: str
     ) -> JobRecord:
         job = self._admission.schedule(current.id, spec, created_us=current.created_us)
+        return await self._write_update(current, job, actor=actor, action=action)
+
+    async def _write_update(
+        self, current: JobRecord, job: JobRecord, *, actor: str, action: str
+    ) -> JobRecord:
         if job.updated_us <= current.updated_us:  # keep versions strictly increasing
             job = replace(job, updated_us=current.updated_us + 1)
         await self._store.update_job(
