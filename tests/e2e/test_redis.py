@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_cluster import _node_id, _wait_covered, duplicates
+from tests.support.cluster import duplicates, node_id_of, wait_covered
 from tests.support.redis import ThrowawayRedis, redis_store_url
 from tests.support.server import KairosProcess, TargetProcess, wait_until
 
@@ -48,7 +48,7 @@ def test_sigkill_of_a_replica_on_redis_loses_no_fire_and_duplicates_none(
             api.put(f"/jobs/{job_id}", json={**TICKS, "target": {"url": target.url("/tick")}})
     wait_until(lambda: len(target.deliveries("/tick")) >= 50, 30, what="ticks from every node")
     victim = redis_replicas[2]
-    victim_id = _node_id(victim)
+    victim_id = node_id_of(victim)
     victim.kill()
     killed_at = datetime.now(UTC)
 
@@ -57,7 +57,7 @@ def test_sigkill_of_a_replica_on_redis_loses_no_fire_and_duplicates_none(
             return victim_id not in {n["id"] for n in api.get("/cluster").json()["nodes"]}
 
     wait_until(gone, 15 + 5, what="the dead node to be taken over")
-    _wait_covered(target, jobs, killed_at + timedelta(seconds=16), redis_replicas[0])
+    wait_covered(target, jobs, killed_at + timedelta(seconds=16), redis_replicas[0])
     assert duplicates(target.deliveries("/tick")) == []
     assert len(_fired_by(redis_replicas[0])) >= 2, "only one replica ever claimed"
 
@@ -92,7 +92,7 @@ def test_a_redis_outage_pauses_claims_and_they_resume_with_nothing_lost(
             server.start()
             wait_until(lambda: _readyz(node)[0] == 200, 20, what="/readyz to recover")
             # The fires due while Redis was down are made up (misfire grace), none twice.
-            _wait_covered(target, ["tick"], down_at + timedelta(seconds=3), node)
+            wait_covered(target, ["tick"], down_at + timedelta(seconds=3), node)
             assert duplicates(target.deliveries("/tick")) == []
         finally:
             node.stop()

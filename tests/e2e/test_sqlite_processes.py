@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_cluster import _node_id, _wait_covered, duplicates
+from tests.support.cluster import duplicates, node_id_of, wait_covered
 from tests.support.server import KairosProcess, TargetProcess, header, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -88,7 +88,7 @@ def test_a_sigkilled_process_is_taken_over_before_its_lease_and_no_fire_is_lost(
             assert api.put(f"/jobs/{job_id}", json=body).status_code == 201
     wait_until(lambda: len(target.deliveries("/tick")) >= 30, 30, what="ticks")
     victim = processes[2]
-    victim_id = _node_id(victim)
+    victim_id = node_id_of(victim)
     victim.kill()
     killed_at = datetime.now(UTC)
 
@@ -98,12 +98,12 @@ def test_a_sigkilled_process_is_taken_over_before_its_lease_and_no_fire_is_lost(
 
     # The lease is 10 s; the kernel's word that the process died comes with the next heartbeat.
     wait_until(gone, 6, what="the dead process to be taken over before its lease runs out")
-    _wait_covered(target, jobs, killed_at + timedelta(seconds=8), processes[0])
+    wait_covered(target, jobs, killed_at + timedelta(seconds=8), processes[0])
     assert duplicates(target.deliveries("/tick")) == []
 
 
 def test_processes_find_each_other_on_the_cluster_page(processes: list[KairosProcess]) -> None:
-    ids = {_node_id(process) for process in processes}
+    ids = {node_id_of(process) for process in processes}
     with processes[0].client() as api:
         assert {node["id"] for node in api.get("/cluster").json()["nodes"]} == ids
     assert httpx.get(f"{processes[1].base_url}/readyz", timeout=5).status_code == 200
