@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-from collections import Counter
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -13,10 +12,10 @@ import httpx
 import pytest
 
 from tests.support.cluster import (
+    burst_fires_once_across_three_replicas,
     duplicates,
     node_id_of,
     readyz,
-    run_nodes,
     wait_covered,
 )
 from tests.support.postgres import (
@@ -30,7 +29,6 @@ from tests.support.server import (
     Forker,
     KairosProcess,
     TargetProcess,
-    header,
     wait_until,
 )
 
@@ -40,35 +38,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 def test_a_thousand_jobs_due_at_once_fire_exactly_once_across_three_replicas(
     database: str, target: TargetProcess, tmp_path: Path
 ) -> None:
-    # Each replica holds at most 400 calls at once and each call takes 2 s: no replica can take
-    # the whole burst alone, so the others must claim their share, and must not take any fire
-    # twice.
-    capped = {"KAIROS_MAX_CONCURRENT_RUNS": "400"}
-    with ExitStack() as stack:
-        replicas = [
-            stack.enter_context(
-                KairosProcess(database, env=capped, log_path=tmp_path / f"node{i}.log")
-            )
-            for i in range(3)
-        ]
-        due = datetime.now(UTC) + timedelta(seconds=8)
-        body = {
-            "trigger": {"type": "date", "run_date": due.isoformat()},
-            "target": {"url": target.url("/burst?delay=2")},
-            "misfire_grace_time": 300,
-        }
-        batch = {"jobs": [{"id": f"burst-{i}", **body} for i in range(1000)]}
-        with replicas[0].client() as api:
-            assert api.post("/jobs:batch", json=batch).json() == {"created": 1000, "replaced": 0}
-        assert datetime.now(UTC) < due, "loading took longer than the margin"
-
-        wait_until(lambda: len(target.deliveries("/burst")) >= 1000, 60, what="1,000 deliveries")
-        deliveries = target.deliveries("/burst")
-        assert duplicates(deliveries) == []
-        ids = {header(d, "X-Kairos-Job-Id") for d in deliveries}
-        assert ids == {f"burst-{i}" for i in range(1000)}
-        wait_until(lambda: len(run_nodes(replicas[1])) >= 1000, 30, what="every run recorded")
-        assert len(set(run_nodes(replicas[1]))) >= 2, Counter(run_nodes(replicas[1]))
+    burst_fires_once_across_three_replicas(database, target, tmp_path)
 
 
 def test_sigkill_of_a_replica_loses_no_fire_and_duplicates_none(

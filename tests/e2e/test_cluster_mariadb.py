@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
@@ -11,8 +10,14 @@ from pathlib import Path
 import pytest
 
 from tests.support import mariadb
-from tests.support.cluster import duplicates, node_id_of, readyz, run_nodes, wait_covered
-from tests.support.server import KairosProcess, TargetProcess, header, wait_until
+from tests.support.cluster import (
+    burst_fires_once_across_three_replicas,
+    duplicates,
+    node_id_of,
+    readyz,
+    wait_covered,
+)
+from tests.support.server import KairosProcess, TargetProcess, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.mariadb]
 
@@ -44,35 +49,8 @@ def replicas(database: str, tmp_path: Path) -> Iterator[list[KairosProcess]]:
 def test_a_thousand_jobs_due_at_once_fire_exactly_once_across_three_replicas(
     database: str, target: TargetProcess, tmp_path: Path
 ) -> None:
-    # As on PostgreSQL: no replica can take the whole burst alone (400 calls of 2 s at most), so
-    # the three claim the same rows at once, where InnoDB's locks may deadlock.
-    capped = {"KAIROS_MAX_CONCURRENT_RUNS": "400"}
-    with ExitStack() as stack:
-        nodes = [
-            stack.enter_context(
-                KairosProcess(database, env=capped, log_path=tmp_path / f"node{i}.log")
-            )
-            for i in range(3)
-        ]
-        due = datetime.now(UTC) + timedelta(seconds=8)
-        body = {
-            "trigger": {"type": "date", "run_date": due.isoformat()},
-            "target": {"url": target.url("/burst?delay=2")},
-            "misfire_grace_time": 300,
-        }
-        batch = {"jobs": [{"id": f"burst-{i}", **body} for i in range(1000)]}
-        with nodes[0].client() as api:
-            assert api.post("/jobs:batch", json=batch).json() == {"created": 1000, "replaced": 0}
-        assert datetime.now(UTC) < due, "loading took longer than the margin"
-
-        wait_until(lambda: len(target.deliveries("/burst")) >= 1000, 60, what="1,000 deliveries")
-        deliveries = target.deliveries("/burst")
-        assert duplicates(deliveries) == []
-        assert {header(d, "X-Kairos-Job-Id") for d in deliveries} == {
-            f"burst-{i}" for i in range(1000)
-        }
-        wait_until(lambda: len(run_nodes(nodes[1])) >= 1000, 30, what="every run recorded")
-        assert len(set(run_nodes(nodes[1]))) >= 2, Counter(run_nodes(nodes[1]))
+    # The three claim the same rows at once, where InnoDB's locks may deadlock.
+    burst_fires_once_across_three_replicas(database, target, tmp_path)
 
 
 def test_sigkill_of_a_replica_loses_no_fire_and_duplicates_none(

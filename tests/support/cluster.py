@@ -4,13 +4,16 @@ replicas that made them, whatever database the replicas share."""
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timedelta
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 from tests.support.server import KairosProcess, TargetProcess, header, wait_until
 
 __all__ = [
+    "burst_fires_once_across_three_replicas",
     "duplicates",
     "fire_key",
     "missing_fires",
@@ -94,3 +97,38 @@ def readyz(process: KairosProcess) -> int | None:
         return httpx.get(f"{process.base_url}/readyz", timeout=2).status_code
     except httpx.HTTPError:
         return None
+
+
+def burst_fires_once_across_three_replicas(
+    database: str, target: TargetProcess, log_dir: Path
+) -> None:
+    """1,000 jobs due at one instant, on three replicas sharing ``database``: each fires once.
+    Each replica holds at most 400 calls at once and each call takes 2 s, so no replica can
+    take the whole burst alone: the others must claim their share, at the same rows at once,
+    and never take a fire twice."""
+    capped = {"KAIROS_MAX_CONCURRENT_RUNS": "400"}
+    with ExitStack() as stack:
+        replicas = [
+            stack.enter_context(
+                KairosProcess(database, env=capped, log_path=log_dir / f"node{i}.log")
+            )
+            for i in range(3)
+        ]
+        due = datetime.now(UTC) + timedelta(seconds=8)
+        body = {
+            "trigger": {"type": "date", "run_date": due.isoformat()},
+            "target": {"url": target.url("/burst?delay=2")},
+            "misfire_grace_time": 300,
+        }
+        batch = {"jobs": [{"id": f"burst-{i}", **body} for i in range(1000)]}
+        with replicas[0].client() as api:
+            assert api.post("/jobs:batch", json=batch).json() == {"created": 1000, "replaced": 0}
+        assert datetime.now(UTC) < due, "loading took longer than the margin"
+
+        wait_until(lambda: len(target.deliveries("/burst")) >= 1000, 60, what="1,000 deliveries")
+        deliveries = target.deliveries("/burst")
+        assert duplicates(deliveries) == []
+        ids = {header(d, "X-Kairos-Job-Id") for d in deliveries}
+        assert ids == {f"burst-{i}" for i in range(1000)}
+        wait_until(lambda: len(run_nodes(replicas[1])) >= 1000, 30, what="every run recorded")
+        assert len(set(run_nodes(replicas[1]))) >= 2, Counter(run_nodes(replicas[1]))
