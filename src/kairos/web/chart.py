@@ -22,9 +22,11 @@ from kairos.models import RunRecord, RunStatus
 __all__ = [
     "CHART_RANGES",
     "ChartRange",
+    "Mark",
     "OutcomeRow",
     "Outcomes",
     "RunChart",
+    "Tick",
     "chart_range",
     "outcomes",
     "run_chart",
@@ -265,12 +267,16 @@ def _summary(
     longest = max((us for us in durations if us is not None), default=None)
     took = "" if longest is None else f"; the longest call took {_words(longest / 1000)}"
     if chosen.window_us is not None:
-        return f"{len(done):,} runs in the last {chosen.label}: {counts}{took}."
+        return f"{_runs(len(done))} in the last {chosen.label}: {counts}{took}."
     first, last = (from_us(f(_at_us(run) for run in done)).astimezone(zone) for f in (min, max))
     return (
-        f"The last {len(done)} finished runs, from {first:%Y-%m-%d %H:%M} to "
+        f"The last {_runs(len(done), 'finished run')}, from {first:%Y-%m-%d %H:%M} to "
         f"{last:%Y-%m-%d %H:%M} ({zone.key}): {counts}{took}."
     )
+
+
+def _runs(count: int, noun: str = "run") -> str:
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
 
 
 _DECIDED = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.INTERRUPTED})
