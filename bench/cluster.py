@@ -1,15 +1,24 @@
-"""The cluster workloads: 1, 2 and 3 replicas on one PostgreSQL or MariaDB database."""
+"""The cluster workloads: 1, 2 and 3 replicas on one PostgreSQL or MariaDB database, or one
+Redis (under a fresh key prefix)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from bench.client import epoch_us, iso, load_jobs, log, reset, target_stats, wait_for_deliveries
-from bench.processes import Process, create_server_database, drop_server_database, start_kairos
+from bench.processes import (
+    Process,
+    create_server_database,
+    drop_server_database,
+    fresh_redis_prefix,
+    start_kairos,
+)
 from bench.stats import percentile
 
 __all__ = ["ClusterRun", "cluster_run"]
@@ -32,7 +41,27 @@ class ClusterRun:
 async def cluster_run(
     replicas: int, admin_url: str, target: str, burst_size: int, sustained_jobs: int
 ) -> ClusterRun:
+    async with _fresh_database(admin_url) as url:
+        return await _cluster_run(replicas, url, target, burst_size, sustained_jobs)
+
+
+@asynccontextmanager
+async def _fresh_database(admin_url: str) -> AsyncIterator[str]:
+    """A fresh database on the server of ``admin_url`` (on Redis: a fresh key prefix)."""
+    if admin_url.startswith(("redis://", "rediss://")):
+        async with fresh_redis_prefix(admin_url) as url:
+            yield url
+        return
     url = create_server_database(admin_url)
+    try:
+        yield url
+    finally:
+        drop_server_database(admin_url, url)
+
+
+async def _cluster_run(
+    replicas: int, url: str, target: str, burst_size: int, sustained_jobs: int
+) -> ClusterRun:
     servers: list[Process] = []
     bases: list[str] = []
     try:
@@ -57,7 +86,6 @@ async def cluster_run(
     finally:
         for server in servers:
             server.stop()
-        drop_server_database(admin_url, url)
     return ClusterRun(replicas, *burst, *sustained)
 
 

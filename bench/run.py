@@ -46,6 +46,7 @@ SECTIONS = (
     "mixed,python,ceiling"
 )
 SERVER_NAMES = {"postgres": "PostgreSQL", "mariadb": "MariaDB"}
+CLUSTER_NAMES = {**SERVER_NAMES, "redis": "Redis"}
 
 SEED_REFERENCE = (
     "Seed design (APScheduler BackgroundScheduler + SQLite job store + a new HTTP client per "
@@ -377,7 +378,7 @@ class Bench:
             cells += [f"{med(runs, 'sustained_duplicates'):.0f}"]
             rows.append(row(*cells))
         return table(
-            f"### Cluster: replicas on one {SERVER_NAMES[server]} (burst"
+            f"### Cluster: replicas on one {CLUSTER_NAMES[server]} (burst"
             f" {self.args.cluster_burst:,} date "
             f"jobs; sustained {self.args.cluster_jobs:,} jobs at 1 s for 30 s)",
             [
@@ -398,13 +399,13 @@ class Bench:
     async def wakeup(self) -> list[str]:
         log("wakeup")
         rows = []
-        for server in self.args.cluster_on:
+        for server in [s for s in self.args.cluster_on if s in SERVER_NAMES]:
 
             async def one(server: str = server) -> Wakeup:
                 return await wakeup(getattr(self.args, server))
 
             runs = await repeat(self.args.repeat, one)
-            cells = [SERVER_NAMES[server], f"{runs[0].changes}"]
+            cells = [CLUSTER_NAMES[server], f"{runs[0].changes}"]
             cells += [f"{med(runs, name):.1f}" for name in ("p50_ms", "p99_ms", "max_ms")]
             rows.append(row(*cells))
         return table(
@@ -608,7 +609,10 @@ def main() -> None:
     parser.add_argument("--pg-sustained", default="1000,2000", type=_sizes, help="also MariaDB's")
     parser.add_argument("--pg-rest", default="100000", type=_ints, help="also MariaDB's")
     parser.add_argument(
-        "--cluster-on", default="postgres,mariadb", type=lambda s: s.split(","), help="servers"
+        "--cluster-on",
+        default="postgres,mariadb",
+        type=lambda s: s.split(","),
+        help="postgres, mariadb, redis (the wake-up section: the first two only)",
     )
     parser.add_argument("--replicas", default="1,3", type=_ints)
     parser.add_argument("--cluster-burst", default=10_000, type=int)

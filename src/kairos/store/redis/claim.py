@@ -24,7 +24,7 @@ import dataclasses
 import hashlib
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,9 +41,9 @@ from kairos.store.base import (
     StartedRun,
 )
 from kairos.store.redis import breaker, codec, ledger, scripts, tx
-from kairos.store.redis.connection import command
 from kairos.store.redis.jobs import check_int64
 from kairos.store.redis.keys import Keys
+from kairos.store.redis.nodes import tasks_of
 from kairos.store.specs import SpecCache
 
 __all__ = ["Claimer"]
@@ -76,6 +76,8 @@ class _Part:
 class _Reply:
     """What ``scripts.READ`` gives."""
 
+    node: str | None
+    """The node's row (its tasks)."""
     finished: list[str | None]
     queued: list[tuple[str, str | None, str | None, str | None]]
     """Queued runs due: id, record, its job's record, its job's runs in flight."""
@@ -99,6 +101,8 @@ class _Pass:
     """Of each job, how many of its runs in flight ``finishing`` ends."""
     parts: dict[str, _Part] = field(default_factory=dict)
     waiting: bool = False
+    starting: int = 0
+    """New runs planned to start."""
     unplannable: list[tuple[_Part, str]] = field(default_factory=list)
 
     def part(self, job_id: str, raw: str, in_flight: str | None) -> _Part:
@@ -130,6 +134,7 @@ class Claimer:
         self.k = keys
         self._read_script = client.register_script(scripts.READ)
         self._commit_script = client.register_script(scripts.COMMIT)
+        self._next_script = client.register_script(scripts.NEXT)
         self._specs = SpecCache()
 
     async def claim(
@@ -140,34 +145,38 @@ class Claimer:
         node_id: str,
         policy: ClaimPolicy,
         finished: Sequence[FinishedRun],
-        tasks: frozenset[str],
-        gone: dict[str, int],
+        crashed: Callable[[], Awaitable[dict[str, int]]],
     ) -> Claim:
-        """``Store.claim_due``; ``gone``: runs per job that crashed nodes still hold."""
+        """``Store.claim_due``; ``crashed()``: runs per job that crashed nodes still hold, asked
+        only when a job claimed has runs in flight."""
         special = [f for f in finished if f.retry_due_us is not None or f.verdict is not None]
         paused = {}
         if special:
             paused = await tx.run(self.client, self.k, lambda t: ledger.finish(t, node_id, special))
         plain = [f for f in finished if f.retry_due_us is None and f.verdict is None]
-        this = _Pass(node_id, now_us, tasks, gone, self._specs)
         due_by = now_us + ahead_us
-        first = await self._read(now_us, 0, limit, due_by, 0, limit, True, plain)
+        first = await self._read(node_id, now_us, 0, limit, due_by, 0, limit, True, plain)
+        this = _Pass(node_id, now_us, tasks_of(first.node), {}, self._specs)
         _finishing(this, plain, first.finished)
         pending = await self._pending(this, first, limit)
         due = await self._due(this, first, due_by, limit)
+        if any(part.in_flight > 0 for part in this.parts.values()):
+            this.gone = await crashed()
         queued = _start_pending(this, pending, limit, policy)
         _plan_due(this, due, limit - len(queued), policy, Counter(p.job.id for p, _ in queued))
-        applied = await self._commit(this)
+        surely_more = len(due) >= limit or len(queued) + this.starting >= limit
+        applied, peek = await self._commit(this, 0 if surely_more else _PEEK)
         started, recorded = _outcome(applied, queued)
         await self._pause_unplannable(this)
         exhausted = len(due) >= limit or len(started) >= limit
-        next_due = None if exhausted else await self._next_due(now_us, tasks)
+        next_due = None if exhausted else await self._next_due(this, peek)
         return Claim(started, recorded, exhausted, next_due, this.waiting, paused)
 
     # Reading -----------------------------------------------------------------------------------
 
     async def _read(
         self,
+        node_id: str,
         now_us: int,
         queued_offset: int,
         queued_count: int,
@@ -178,13 +187,15 @@ class Claimer:
         finished: Sequence[FinishedRun] = (),
     ) -> _Reply:
         k = self.k
-        args: list[Any] = [k.job(""), k.run(""), now_us, queued_offset, queued_count, due_by]
-        args += [due_offset, due_count, due_count * _SPREAD if spread else 0, random.random()]
-        args += [f.run_id for f in finished]
-        reply = await self._read_script([k.due, k.queued, k.running_jobs, k.beats], args)
-        ended, q_ids, q_raws, q_jobs, q_counts, offset, ids, raws, counts = reply
+        args: list[Any] = [k.job(""), k.run(""), node_id, now_us, queued_offset, queued_count]
+        args += [due_by, due_offset, due_count, due_count * _SPREAD if spread else 0]
+        args += [random.random(), *(f.run_id for f in finished)]
+        keys = [k.due, k.queued, k.running_jobs, k.beats, k.nodes]
+        reply = await self._read_script(keys, args)
+        node, ended, q_ids, q_raws, q_jobs, q_counts, offset, ids, raws, counts = reply
         queued = list(zip(q_ids, q_raws, q_jobs, q_counts, strict=True))
-        return _Reply(ended, queued, int(offset), list(zip(ids, raws, counts, strict=True)))
+        due = list(zip(ids, raws, counts, strict=True))
+        return _Reply(node, ended, queued, int(offset), due)
 
     async def _pending(
         self, this: _Pass, reply: _Reply, budget: int
@@ -204,7 +215,7 @@ class Claimer:
             if len(rows) < asked or len(pending) >= budget:
                 return pending
             asked = _CHUNK
-            rows = (await self._read(this.now_us, offset, asked, 0, 0, 0)).queued
+            rows = (await self._read(this.node_id, this.now_us, offset, asked, 0, 0, 0)).queued
 
     async def _due(self, this: _Pass, reply: _Reply, due_by: int, limit: int) -> list[_Part]:
         """The first ``limit`` jobs due by ``due_by`` that this node can call, from where the
@@ -230,13 +241,15 @@ class Claimer:
                     return found
                 wrapped, offset = True, 0
             asked = _CHUNK
-            rows = (await self._read(this.now_us, 0, 0, due_by, offset, asked)).due
+            rows = (await self._read(this.node_id, this.now_us, 0, 0, due_by, offset, asked)).due
 
     # Committing --------------------------------------------------------------------------------
 
-    async def _commit(self, this: _Pass) -> list[tuple[_Part, list[int]]]:
+    async def _commit(
+        self, this: _Pass, peek: int
+    ) -> tuple[list[tuple[_Part, list[int]]], list[Any] | None]:
         """Apply the claim; return the parts applied, each with its new runs' ids (0: the
-        ledger held the fire already)."""
+        ledger held the fire already), and (if ``peek``) what ``scripts.NEXT`` would give."""
         units: list[Any] = [
             ("F", run.id, run.job_id, _digest(raw), codec.run_to(run), run.status.value)
             for raw, run in this.finishing
@@ -244,14 +257,16 @@ class Claimer:
         parts = [p for p in this.parts.values() if p.queued or p.move is not None]
         units += [_job_unit(part) for part in parts]
         if not units:
-            return []
+            return [], None
         k = self.k
         keys = [k.due, k.queued, k.running_jobs, k.run_ids, k.holders, k.run_seq]
         keys.append(k.running(this.node_id))
-        header = [this.node_id, _RUNNING.value, _SCHEDULED.value, *k.families()]
-        done = await self._commit_script(keys, [*header, codec.dumps(units)])
+        args: list[Any] = [this.node_id, _RUNNING.value, _SCHEDULED.value, *k.families()]
+        args += [peek, this.now_us, codec.dumps(units)]
+        done, *peeked = await self._commit_script(keys, args)
         jobs_done = done[len(this.finishing) :]
-        return [(p, ids) for p, (ok, *ids) in zip(parts, jobs_done, strict=True) if ok]
+        applied = [(p, ids) for p, (ok, *ids) in zip(parts, jobs_done, strict=True) if ok]
+        return applied, peeked[0] if peeked else None
 
     async def _pause_unplannable(self, this: _Pass) -> None:
         """Pause the jobs whose fires could not be planned, those still as read."""
@@ -276,42 +291,56 @@ class Claimer:
 
     # The next due ------------------------------------------------------------------------------
 
-    async def _next_due(self, now_us: int, tasks: frozenset[str]) -> int | None:
-        """When the next job or queued run that a node with ``tasks`` can call falls due."""
-        this = _Pass("", now_us, tasks, {}, self._specs)
-        candidates = [await self._first_job(this), await self._first_run(this)]
-        return min((at for at in candidates if at is not None), default=None)
-
-    async def _first_job(self, this: _Pass) -> int | None:
-        offset = 0
+    async def _next_due(self, this: _Pass, peek: list[Any] | None) -> int | None:
+        """When the next job or queued run that this node can call falls due, from ``peek``
+        (the commit's, if it peeked) on."""
+        job_due = run_due = None
+        jobs_offset = runs_offset = 0
+        jobs_open = runs_open = True
         while True:
-            ids = await command(self.client, "ZRANGE", self.k.due, offset, offset + _PEEK - 1)
-            offset += len(ids)
-            raws = await command(self.client, "MGET", *map(self.k.job, ids)) if ids else []
-            for job_id, raw in zip(ids, raws, strict=True):
-                job = None if raw is None else this.job(job_id, raw)
-                if job is not None and job.next_run_us is not None and this.callable(job):
-                    return job.next_run_us
-            if len(ids) < _PEEK:
-                return None
+            if peek is None:
+                peek = await self._peek(this, jobs_offset, jobs_open, runs_offset, runs_open)
+            due, due_raws, later, raws, job_raws = peek
+            if jobs_open:
+                job_due = _first_job(this, due, due_raws)
+                jobs_offset += len(due)
+                jobs_open = job_due is None and len(due) == _PEEK
+            if runs_open:
+                run_due = _first_run(this, later, raws, job_raws)
+                runs_offset += len(later)
+                runs_open = run_due is None and len(later) == _PEEK
+            if not (jobs_open or runs_open):
+                return min((at for at in (job_due, run_due) if at is not None), default=None)
+            peek = None
 
-    async def _first_run(self, this: _Pass) -> int | None:
-        offset, later = 0, f"({this.now_us}"
-        while True:
-            ids = await command(
-                self.client, "ZRANGEBYSCORE", self.k.queued, later, "+inf", "LIMIT", offset, _PEEK
-            )
-            offset += len(ids)
-            raws = await command(self.client, "MGET", *map(self.k.run, ids)) if ids else []
-            for run_id, raw in zip(ids, raws, strict=True):
-                run = None if raw is None else codec.run_from(int(run_id), raw)
-                if run is None or run.status is not _SCHEDULED:
-                    continue
-                job_raw = await command(self.client, "GET", self.k.job(run.job_id))
-                if job_raw is not None and this.callable(this.job(run.job_id, job_raw)):
-                    return run.due_us
-            if len(ids) < _PEEK:
-                return None
+    async def _peek(
+        self, this: _Pass, jobs_offset: int, jobs: bool, runs_offset: int, runs: bool
+    ) -> list[Any]:
+        k = self.k
+        args: list[Any] = [k.job(""), k.run(""), jobs_offset, _PEEK if jobs else 0, this.now_us]
+        args += [runs_offset, _PEEK if runs else 0]
+        peeked: list[Any] = await self._next_script([k.due, k.queued], args)
+        return peeked
+
+
+def _first_job(this: _Pass, ids: list[str], raws: list[str | None]) -> int | None:
+    for job_id, raw in zip(ids, raws, strict=True):
+        job = None if raw is None else this.job(job_id, raw)
+        if job is not None and job.next_run_us is not None and this.callable(job):
+            return job.next_run_us
+    return None
+
+
+def _first_run(
+    this: _Pass, ids: list[str], raws: list[str | None], job_raws: list[str | None]
+) -> int | None:
+    for run_id, raw, job_raw in zip(ids, raws, job_raws, strict=True):
+        if raw is None or job_raw is None:
+            continue
+        run = codec.run_from(int(run_id), raw)
+        if run.status is _SCHEDULED and this.callable(this.job(run.job_id, job_raw)):
+            return run.due_us
+    return None
 
 
 def _finishing(this: _Pass, finished: Sequence[FinishedRun], raws: list[str | None]) -> None:
@@ -379,6 +408,7 @@ def _plan_due(
             check_int64(planned.scheduled_for_us)
             if planned.status is _RUNNING:
                 budget -= 1
+                this.starting += 1
             elif planned.status is _SCHEDULED:
                 this.waiting = True  # queued behind a run started in this pass
             part.planned.append(_planned_run(job, planned, this.now_us, this.node_id))

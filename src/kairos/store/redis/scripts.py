@@ -11,20 +11,20 @@ queued index.
 
 from __future__ import annotations
 
-__all__ = ["COMMIT", "READ"]
+__all__ = ["COMMIT", "NEXT", "READ"]
 
 READ = """
--- KEYS: due, queued, running-jobs, beats.
--- ARGV: job family, run family, queued by, queued offset, queued count, due by, due offset,
---   due count, spread (runs), pick (0..1), then the finished runs' ids.
+-- KEYS: due, queued, running-jobs, beats, nodes.
+-- ARGV: job family, run family, node, queued by, queued offset, queued count, due by, due
+--   offset, due count, spread (jobs), pick (0..1), then the finished runs' ids.
 local job_family, run_family = ARGV[1], ARGV[2]
 local function counts(ids)
     if #ids == 0 then return {} end
     return redis.call('HMGET', KEYS[3], unpack(ids))
 end
 local finished = {}
-for i = 11, #ARGV do finished[#finished + 1] = redis.call('GET', run_family .. ARGV[i]) end
-local queued = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[3], 'LIMIT', ARGV[4], ARGV[5])
+for i = 12, #ARGV do finished[#finished + 1] = redis.call('GET', run_family .. ARGV[i]) end
+local queued = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[4], 'LIMIT', ARGV[5], ARGV[6])
 local queued_raws, queued_jobs, queued_job_raws = {}, {}, {}
 for i, id in ipairs(queued) do
     local raw = redis.call('GET', run_family .. id)
@@ -32,29 +32,62 @@ for i, id in ipairs(queued) do
     queued_jobs[i] = raw and cjson.decode(raw)[1] or ''
     queued_job_raws[i] = redis.call('GET', job_family .. queued_jobs[i])
 end
-local offset, wanted = tonumber(ARGV[7]), tonumber(ARGV[8])
+local offset, wanted = tonumber(ARGV[8]), tonumber(ARGV[9])
 local nodes = redis.call('ZCARD', KEYS[4])
-if nodes > 1 and tonumber(ARGV[9]) > 0 then
-    local room = redis.call('ZCOUNT', KEYS[1], '-inf', ARGV[6]) - offset - wanted
-    room = math.min(room, (nodes - 1) * tonumber(ARGV[9]))
-    if room > 0 then offset = offset + math.floor(room * tonumber(ARGV[10])) end
+if nodes > 1 and tonumber(ARGV[10]) > 0 then
+    local room = redis.call('ZCOUNT', KEYS[1], '-inf', ARGV[7]) - offset - wanted
+    room = math.min(room, (nodes - 1) * tonumber(ARGV[10]))
+    if room > 0 then offset = offset + math.floor(room * tonumber(ARGV[11])) end
 end
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[6], 'LIMIT', offset, wanted)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[7], 'LIMIT', offset, wanted)
 local due_raws = {}
 for i, id in ipairs(due) do due_raws[i] = redis.call('GET', job_family .. id) end
-return {finished, queued, queued_raws, queued_job_raws, counts(queued_jobs), offset, due,
-    due_raws, counts(due)}
+return {redis.call('HGET', KEYS[5], ARGV[3]), finished, queued, queued_raws, queued_job_raws,
+    counts(queued_jobs), offset, due, due_raws, counts(due)}
 """
-"""What one claim plans from, in one round trip: the ``finished`` runs' records; the queued runs
-due (ids, records, their jobs' records and runs in flight); and a page of the jobs due (the
-offset it starts at, ids, records, runs in flight). Where several nodes beat, the page may start
-up to ``spread`` x (nodes - 1) jobs into those due, ``pick`` of the way, so that replicas
-claiming at once mostly take different jobs."""
+"""What one claim plans from, in one round trip: the node's row (its tasks); the ``finished``
+runs' records; the queued runs due (ids, records, their jobs' records and runs in flight); and
+a page of the jobs due (the offset it starts at, ids, records, runs in flight). Where several
+nodes beat, the page may start up to ``spread`` x (nodes - 1) jobs into those due, ``pick`` of
+the way, so that replicas claiming at once mostly take different jobs."""
 
-COMMIT = """
+_PEEK = """
+local function peek(jobs, runs, due_offset, due_count, after, queued_offset, queued_count)
+    local due, due_raws = {}, {}
+    if due_count > 0 then
+        due = redis.call('ZRANGE', KEYS[1], due_offset, due_offset + due_count - 1)
+    end
+    for i, id in ipairs(due) do due_raws[i] = redis.call('GET', jobs .. id) end
+    local later = redis.call(
+        'ZRANGEBYSCORE', KEYS[2], '(' .. after, '+inf', 'LIMIT', queued_offset, queued_count)
+    local raws, job_raws = {}, {}
+    for i, id in ipairs(later) do
+        raws[i] = redis.call('GET', runs .. id)
+        job_raws[i] = raws[i] and redis.call('GET', jobs .. cjson.decode(raws[i])[1])
+    end
+    return {due, due_raws, later, raws, job_raws}
+end
+"""
+
+NEXT = (
+    _PEEK
+    + """
+-- KEYS: due, queued. ARGV: job family, run family, due offset, due count, after, queued
+--   offset, queued count.
+local n = tonumber
+return peek(ARGV[1], ARGV[2], n(ARGV[3]), n(ARGV[4]), ARGV[5], n(ARGV[6]), n(ARGV[7]))
+"""
+)
+"""Where the next work due may be: a page of the jobs due (ids, records) and one of the queued
+runs due after ``after`` (ids, records, their jobs' records)."""
+
+COMMIT = (
+    _PEEK
+    + """
 -- KEYS: due, queued, running-jobs, runs, holders, run-seq, the node's running runs.
 -- ARGV: node, running, scheduled, the families of jobs, runs, jobs' runs, fires and statuses,
---   then the units (JSON), each one of:
+--   how many jobs and queued runs to peek at after (0: none), after when, then the units
+--   (JSON), each one of:
 --   ["F", run id, job id, digest as read, record, status]: a finished run;
 --   ["J", job id, digest as read, runs in flight as read, bytes of the record kept, the rest
 --     of the new record ("": as is), due time ("": none), [[queued run id, digest as read,
@@ -130,16 +163,20 @@ local function job(job_id, digest, in_flight, kept, rest, due, queued, planned)
     return ids
 end
 local done = {}
-for i, unit in ipairs(cjson.decode(ARGV[9])) do
+for i, unit in ipairs(cjson.decode(ARGV[11])) do
     if unit[1] == 'F' then
         done[i] = finish(unit[2], unit[3], unit[4], unit[5], unit[6])
     else
         done[i] = job(unit[2], unit[3], unit[4], unit[5], unit[6], unit[7], unit[8], unit[9])
     end
 end
-return done
+local count = tonumber(ARGV[9])
+if count == 0 then return {done} end
+return {done, peek(jobs, runs, 0, count, ARGV[10], 0, count)}
 """
+)
 """Apply a claim's units in order, each only if what it was based on is as read: a finished
 run's record (gives 1, else 0); a job's record, its count of runs in flight and its queued runs'
 records (gives 1 followed by the new runs' ids, 0 for a fire the ledger already holds; else
-{0}: the job is left as it is, due for the next claim)."""
+{0}: the job is left as it is, due for the next claim). Then, if asked, peek as ``NEXT`` does
+from the first."""

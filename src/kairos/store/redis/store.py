@@ -240,13 +240,17 @@ class RedisStore(NodeBook, Store):
         ahead_us: int = 0,
         finished: Sequence[FinishedRun] = (),
     ) -> Claim:
-        tasks = await self.node_tasks(node_id)
-        gone = await self.runs_of_crashed_nodes(node_id)
         if self._wiped is not None:
             raise StoreUnavailable(self._wiped)
         with guarded(self._where):
             return await self._claimer.claim(
-                now_us, ahead_us, limit, node_id, policy, finished, tasks, gone
+                now_us,
+                ahead_us,
+                limit,
+                node_id,
+                policy,
+                finished,
+                lambda: self.runs_of_crashed_nodes(node_id),
             )
 
     async def finish_runs(self, node_id: str, finished: Sequence[FinishedRun]) -> dict[int, str]:
