@@ -158,6 +158,20 @@ async def test_a_run_cancelled_while_its_outcome_goes_with_a_claim_stays_cancell
         await store.close()
 
 
+async def test_a_claim_as_large_as_the_setting_allows_takes_every_job(url: str) -> None:
+    store = await opened(url)
+    try:
+        jobs = 8_500  # more than a Lua script may pass to one command at once
+        for start in range(0, jobs, 5_000):
+            batch = range(start, min(start + 5_000, jobs))
+            await store.upsert_jobs([record(f"job-{i:05}", NOW) for i in batch])
+        claim = await store.claim_due(NOW, 10_000, "me", every_minute)
+        assert len({s.run.job_id for s in claim.started}) == jobs
+        assert claim.next_due_us == NOW + 60 * S
+    finally:
+        await store.close()
+
+
 async def test_replicas_claiming_at_once_take_every_fire_exactly_once(url: str) -> None:
     stores = [await opened(url) for _ in range(3)]
     try:

@@ -19,8 +19,9 @@ READ = """
 --   offset, due count, spread (jobs), pick (0..1), then the finished runs' ids.
 local job_family, run_family = ARGV[1], ARGV[2]
 local function counts(ids)
-    if #ids == 0 then return {} end
-    return redis.call('HMGET', KEYS[3], unpack(ids))
+    local found = {}
+    for i, id in ipairs(ids) do found[i] = redis.call('HGET', KEYS[3], id) end
+    return found
 end
 local finished = {}
 for i = 12, #ARGV do finished[#finished + 1] = redis.call('GET', run_family .. ARGV[i]) end
