@@ -1,5 +1,6 @@
-"""The claim's two Lua scripts (see ``claim``): one reads what a claim plans from, the other
-commits each job's part of the plan only if what it was based on is unchanged.
+"""The claim's Lua scripts (see ``claim``): one reads what a claim plans from, one commits each
+job's part of the plan only if what it was based on is unchanged, and one looks for the next
+work due (which the commit also does, when asked, in the same round trip).
 
 Redis runs a script atomically, so the checks and the writes of a commit cannot be interleaved
 with any other change. The scripts name the records' keys from the starts of their families
