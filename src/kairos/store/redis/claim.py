@@ -68,8 +68,8 @@ class _Part:
     """Queued runs started or recorded missed: (record as read, new record)."""
     move: tuple[int | None, int | None] | None = None
     """The job's next fire and due time."""
-    planned: list[RunRecord] = field(default_factory=list)
-    """New runs, their ids 0 until the commit gives them theirs."""
+    planned: list[tuple[PlannedRun, RunRecord]] = field(default_factory=list)
+    """New runs as planned and as recorded, their ids 0 until the commit gives them theirs."""
 
 
 @dataclass(slots=True)
@@ -166,7 +166,7 @@ class Claimer:
         _plan_due(this, due, limit - len(queued), policy, Counter(p.job.id for p, _ in queued))
         surely_more = len(due) >= limit or len(queued) + this.starting >= limit
         applied, peek = await self._commit(this, 0 if surely_more else _PEEK)
-        started, recorded = _outcome(applied, queued)
+        started, recorded = _outcome(this, applied, queued)
         await self._pause_unplannable(this)
         exhausted = len(due) >= limit or len(started) >= limit
         next_due = None if exhausted else await self._next_due(this, peek)
@@ -411,21 +411,22 @@ def _plan_due(
                 this.starting += 1
             elif planned.status is _SCHEDULED:
                 this.waiting = True  # queued behind a run started in this pass
-            part.planned.append(_planned_run(job, planned, this.now_us, this.node_id))
+            part.planned.append((planned, _planned_run(this, job, planned)))
         check_int64(fire_plan.next_fire_us, fire_plan.next_run_us)
         part.move = (fire_plan.next_fire_us, fire_plan.next_run_us)
 
 
-def _planned_run(job: JobRecord, planned: PlannedRun, now_us: int, node_id: str) -> RunRecord:
-    """The run of a planned fire of ``job`` (its id to come)."""
-    at, status = planned.scheduled_for_us, planned.status
+def _planned_run(this: _Pass, job: JobRecord, planned: PlannedRun, run_id: int = 0) -> RunRecord:
+    """The run of a planned fire of ``job`` (0: its id to come)."""
+    at, status, node_id = planned.scheduled_for_us, planned.status, this.node_id
     if status is _RUNNING:
-        started_us = max(now_us, _due_of(job, at))
-        return RunRecord(0, job.id, at, 1, status, node_id=node_id, started_us=started_us)
+        started_us = max(this.now_us, _due_of(job, at))
+        return RunRecord(run_id, job.id, at, 1, status, node_id=node_id, started_us=started_us)
     if status is _SCHEDULED:
-        return RunRecord(0, job.id, at, 1, status, due_us=at)
+        return RunRecord(run_id, job.id, at, 1, status, due_us=at)
+    finished_us, error = this.now_us, planned.error
     return RunRecord(
-        0, job.id, at, 1, status, node_id=node_id, finished_us=now_us, error=planned.error
+        run_id, job.id, at, 1, status, node_id=node_id, finished_us=finished_us, error=error
     )
 
 
@@ -445,7 +446,7 @@ def _job_unit(part: _Part) -> tuple[Any, ...]:
             codec.run_to(run),
             "" if run.due_us is None else str(run.due_us),
         )
-        for run in part.planned
+        for _, run in part.planned
     ]
     digest = _digest(part.raw)
     return ("J", part.job.id, digest, part.in_flight, kept, rest, due_us, queued, planned)
@@ -457,7 +458,7 @@ def _digest(raw: str) -> str:
 
 
 def _outcome(
-    applied: list[tuple[_Part, list[int]]], queued: list[tuple[_Part, RunRecord]]
+    this: _Pass, applied: list[tuple[_Part, list[int]]], queued: list[tuple[_Part, RunRecord]]
 ) -> tuple[list[StartedRun], Counter[RunStatus]]:
     """The runs started (queued ones first) and how many others were recorded, of the parts
     the commit applied."""
@@ -468,14 +469,14 @@ def _outcome(
         for _, run in part.queued:
             if run.status is _MISSED:
                 recorded[_MISSED] += 1
-        for run, run_id in zip(part.planned, ids, strict=True):
+        for (planned, _), run_id in zip(part.planned, ids, strict=True):
             if not run_id:
                 continue  # the ledger holds the fire already
-            run = dataclasses.replace(run, id=run_id)
-            if run.status is _RUNNING:
+            if planned.status is _RUNNING:
+                run = _planned_run(this, part.job, planned, run_id)
                 started.append(StartedRun(run, part.job, _due_of(part.job, run.scheduled_for_us)))
-            elif run.status is not _SCHEDULED:
-                recorded[run.status] += 1
+            elif planned.status is not _SCHEDULED:
+                recorded[planned.status] += 1
     return started, recorded
 
 
