@@ -176,6 +176,8 @@ async def test_replicas_claiming_at_once_take_every_fire_exactly_once(url: str) 
     stores = [await opened(url) for _ in range(3)]
     try:
         await stores[0].upsert_jobs([record(f"job-{i:03}", NOW + i) for i in range(200)])
+        for n, store in enumerate(stores):  # several nodes beating: claims spread their pages
+            await store.heartbeat(f"node-{n}", "host")
 
         async def claim_all(store: Store, node: str) -> list[tuple[str, int]]:
             taken: list[tuple[str, int]] = []
