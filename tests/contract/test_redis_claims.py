@@ -1,22 +1,26 @@
-"""Claims on Redis racing for the same fires: the optimistic transaction's guarantee that a fire
-becomes a run exactly once, however replicas interleave."""
+"""Claims on Redis racing for the same fires and jobs: the commit's checks, job by job, that what
+the claim planned from is unchanged, so that a fire becomes a run exactly once however replicas
+interleave, and a replica keeps what it won of an overlapping claim."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 import pytest
 
-from kairos.models import JobRecord
-from kairos.store import FirePlan, Slots, Store, store_for_url
+from kairos.identity import Actor
+from kairos.models import JobRecord, RunStatus
+from kairos.store import FinishedRun, FirePlan, Slots, Store, store_for_url
 from tests.contract.test_store import NOW, S, every_minute, plan_every_minute, record
 from tests.support.policies import PlanPolicy
 from tests.support.redis import redis_store_url
 
 pytestmark = pytest.mark.redis
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -31,20 +35,33 @@ async def opened(url: str) -> Store:
     return store
 
 
-def claim_elsewhere(url: str) -> int:
-    """Another replica (its own connections, thread and event loop) claims what is due."""
+def elsewhere(url: str, change: Callable[[Store], Awaitable[T]]) -> T:
+    """``change`` made by another replica (its own connections, thread and event loop), now."""
+    made: list[T] = []
 
-    async def claim() -> int:
+    async def make() -> None:
         other = await opened(url)
         try:
-            return len((await other.claim_due(NOW, 10, "other", every_minute)).started)
+            made.append(await change(other))
         finally:
             await other.close()
 
-    return asyncio.run(claim())
+    thread = threading.Thread(target=lambda: asyncio.run(make()))
+    thread.start()
+    thread.join()
+    return made[0]
 
 
-async def test_a_claim_that_another_replica_overtakes_is_made_again_and_takes_nothing(
+def claim_elsewhere(url: str, limit: int = 10) -> int:
+    """Another replica claims what is due (the ``limit`` oldest)."""
+
+    async def claim(other: Store) -> int:
+        return len((await other.claim_due(NOW, limit, "other", every_minute)).started)
+
+    return elsewhere(url, claim)
+
+
+async def test_a_claim_that_another_replica_overtakes_takes_nothing_and_plans_once(
     url: str,
 ) -> None:
     store = await opened(url)
@@ -56,11 +73,7 @@ async def test_a_claim_that_another_replica_overtakes_is_made_again_and_takes_no
         def overtaken(job: JobRecord, now_us: int, slots: Slots) -> FirePlan:
             # Between this claim's reads and its commit, another replica claims the same fire.
             if not planned:
-                thread = threading.Thread(
-                    target=lambda: taken_elsewhere.append(claim_elsewhere(url))
-                )
-                thread.start()
-                thread.join()
+                taken_elsewhere.append(claim_elsewhere(url))
             planned.append(job.next_fire_us or 0)
             return plan_every_minute(job, now_us, slots)
 
@@ -68,11 +81,93 @@ async def test_a_claim_that_another_replica_overtakes_is_made_again_and_takes_no
         assert taken_elsewhere == [1]
         assert claim.started == []
         assert claim.next_due_us == NOW + 60 * S
-        # Planned once against the stale read; its commit refused, the claim read again and
-        # found the fire gone.
+        # Planned once against the stale read; the commit found the job changed and left it.
         assert planned == [NOW]
         runs = await store.list_runs(job_id="a", status=None, before_id=None, limit=10)
         assert [(run.node_id, run.scheduled_for_us) for run in runs] == [("other", NOW)]
+    finally:
+        await store.close()
+
+
+async def test_a_claim_keeps_the_jobs_another_replica_did_not_take_meanwhile(url: str) -> None:
+    store = await opened(url)
+    try:
+        await store.upsert_jobs([record(job_id, NOW) for job_id in ("a", "b", "c")])
+        planned: list[str] = []
+
+        def overlapped(job: JobRecord, now_us: int, slots: Slots) -> FirePlan:
+            if not planned:
+                assert claim_elsewhere(url, limit=1) == 1  # takes "a", the oldest
+            planned.append(job.id)
+            return plan_every_minute(job, now_us, slots)
+
+        claim = await store.claim_due(NOW, 10, "me", PlanPolicy(overlapped))
+        assert sorted(s.run.job_id for s in claim.started) == ["b", "c"]
+        assert planned == ["a", "b", "c"]
+        for job_id, node in [("a", "other"), ("b", "me"), ("c", "me")]:
+            runs = await store.list_runs(job_id=job_id, status=None, before_id=None, limit=10)
+            assert [(run.node_id, run.scheduled_for_us) for run in runs] == [(node, NOW)]
+            assert (await store.get_job(job_id)).next_run_us == NOW + 60 * S
+    finally:
+        await store.close()
+
+
+async def test_a_job_replaced_while_its_claim_plans_is_left_as_replaced(url: str) -> None:
+    store = await opened(url)
+    try:
+        await store.upsert_jobs([record("a", NOW), record("b", NOW)])
+
+        def replaced_meanwhile(job: JobRecord, now_us: int, slots: Slots) -> FirePlan:
+            if job.id == "a":
+                elsewhere(url, lambda other: other.upsert_jobs([record("b", NOW + 600 * S)]))
+            return plan_every_minute(job, now_us, slots)
+
+        claim = await store.claim_due(NOW, 10, "me", PlanPolicy(replaced_meanwhile))
+        assert [s.run.job_id for s in claim.started] == ["a"]
+        assert claim.next_due_us == NOW + 60 * S
+        assert (await store.get_job("b")).next_run_us == NOW + 600 * S
+        assert await store.list_runs(job_id="b", status=None, before_id=None, limit=10) == []
+    finally:
+        await store.close()
+
+
+async def test_a_run_cancelled_while_its_outcome_goes_with_a_claim_stays_cancelled(
+    url: str,
+) -> None:
+    store = await opened(url)
+    try:
+        await store.insert_job(record("a", NOW))
+        (started,) = (await store.claim_due(NOW, 10, "me", every_minute)).started
+        run_id = started.run.id
+        await store.insert_job(record("b", NOW))
+
+        def cancelled_meanwhile(job: JobRecord, now_us: int, slots: Slots) -> FirePlan:
+            by = Actor("alice", NOW + S)
+            elsewhere(url, lambda other: other.cancel_run(run_id, by=by))
+            return plan_every_minute(job, now_us, slots)
+
+        outcome = FinishedRun(run_id, RunStatus.SUCCEEDED, NOW, NOW + S, 200)
+        await store.claim_due(NOW, 10, "me", PlanPolicy(cancelled_meanwhile), finished=[outcome])
+        assert (await store.get_run(run_id)).status is RunStatus.CANCELLED
+        # Its job's count of runs in flight went down once, by the cancel: the next fire starts,
+        # and the one after it finds that one in flight (``max_instances`` 1).
+        for at, started_a in [(NOW + 60 * S, True), (NOW + 120 * S, False)]:
+            claim = await store.claim_due(at, 10, "me", every_minute)
+            assert ("a" in {s.run.job_id for s in claim.started}) is started_a
+    finally:
+        await store.close()
+
+
+async def test_a_claim_as_large_as_the_setting_allows_takes_every_job(url: str) -> None:
+    store = await opened(url)
+    try:
+        jobs = 8_500  # more than a Lua script may pass to one command at once
+        for start in range(0, jobs, 5_000):
+            batch = range(start, min(start + 5_000, jobs))
+            await store.upsert_jobs([record(f"job-{i:05}", NOW) for i in batch])
+        claim = await store.claim_due(NOW, 10_000, "me", every_minute)
+        assert len({s.run.job_id for s in claim.started}) == jobs
+        assert claim.next_due_us == NOW + 60 * S
     finally:
         await store.close()
 
@@ -81,6 +176,8 @@ async def test_replicas_claiming_at_once_take_every_fire_exactly_once(url: str) 
     stores = [await opened(url) for _ in range(3)]
     try:
         await stores[0].upsert_jobs([record(f"job-{i:03}", NOW + i) for i in range(200)])
+        for n, store in enumerate(stores):  # several nodes beating: claims spread their pages
+            await store.heartbeat(f"node-{n}", "host")
 
         async def claim_all(store: Store, node: str) -> list[tuple[str, int]]:
             taken: list[tuple[str, int]] = []

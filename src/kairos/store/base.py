@@ -295,7 +295,8 @@ class RunLedger(ABC):
 
         First it asks ``policy.admit_queued`` about each queued ``scheduled`` run due by
         ``now_us`` and starts it, leaves it waiting or records it ``missed``, as told. Then, for
-        each job due (``next_run_us <= now_us + ahead_us``, oldest first), it asks
+        each job due (``next_run_us <= now_us + ahead_us``, oldest first; while other nodes
+        claim too, a store may start a few pages in, so that they take different jobs), it asks
         ``policy.plan_due``, inserts the planned runs (queued ones as ``scheduled``) and
         advances the job, or pauses it if the plan says so, all in the same transaction, so a
         fire becomes a run row exactly once. At most ``limit`` runs start.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -17,6 +18,7 @@ __all__ = [
     "audit_to",
     "dumps",
     "job_from",
+    "job_moved",
     "job_to",
     "loads",
     "run_from",
@@ -50,9 +52,23 @@ def job_to(job: JobRecord) -> str:
     )
 
 
-def job_from(job_id: str, raw: str | bytes) -> JobRecord:
+def job_from(
+    job_id: str, raw: str | bytes, spec_of: Callable[[str], JobSpec] = JobSpec.from_stored
+) -> JobRecord:
+    """``spec_of``: how the spec's text becomes a ``JobSpec`` (see ``SpecCache``)."""
     spec, *bookkeeping = loads(raw)
-    return JobRecord(job_id, JobSpec.from_stored(spec), *bookkeeping)
+    return JobRecord(job_id, spec_of(spec), *bookkeeping)
+
+
+def job_moved(raw: str, next_fire_us: int | None, next_run_us: int | None) -> tuple[int, str]:
+    """The job's record ``raw`` with its next fire and due time changed, the rest as it is: how
+    many bytes of ``raw`` it starts with (its spec, unchanged), and what follows them."""
+    fields = loads(raw)
+    head = b"[" + orjson.dumps(fields[0]) + b","
+    fields[1:3] = next_fire_us, next_run_us
+    if raw.startswith(head.decode()):
+        return len(head), dumps(fields[1:])[1:]
+    return 0, dumps(fields)
 
 
 def run_to(run: RunRecord) -> str:

@@ -58,7 +58,7 @@ class Keys:
     def tag(self, tag: str) -> str:
         return f"{self.prefix}tag:{tag}"
 
-    def run(self, run_id: int) -> str:
+    def run(self, run_id: int | str) -> str:
         return f"{self.prefix}run:{run_id}"
 
     def job_runs(self, job_id: str) -> str:
@@ -68,12 +68,17 @@ class Keys:
         """The job's ledger: ``<scheduled_for_us>:<attempt>`` -> run id, one run per fire."""
         return f"{self.prefix}fires:{job_id}"
 
-    def status(self, status: RunStatus) -> str:
-        return f"{self.prefix}status:{status.value}"
+    def status(self, status: RunStatus | str) -> str:
+        return f"{self.prefix}status:{status if isinstance(status, str) else status.value}"
 
     def running(self, node_id: str) -> str:
         """The ids of the runs ``node_id`` holds."""
         return f"{self.prefix}running:{node_id}"
+
+    def families(self) -> list[str]:
+        """The start of the key names of jobs, runs, jobs' runs, fires and statuses, in this
+        order: for the scripts that name records' keys themselves."""
+        return [self.job(""), self.run(""), self.job_runs(""), self.fires(""), self.status("")]
 
     def audit_target(self, target: str) -> str:
         return f"{self.prefix}audit-target:{target}"

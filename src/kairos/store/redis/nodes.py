@@ -23,9 +23,14 @@ from kairos.store.redis.connection import command, guarded, scored, server_now_u
 from kairos.store.redis.keys import Keys
 from kairos.store.redis.tx import Tx
 
-__all__ = ["NodeBook"]
+__all__ = ["NodeBook", "tasks_of"]
 
 T = TypeVar("T")
+
+
+def tasks_of(row: str | None) -> frozenset[str]:
+    """The tasks in a node's row (none: the node is not registered)."""
+    return frozenset() if row is None else frozenset(codec.loads(row)[2])
 
 
 class NodeBook:
@@ -40,11 +45,6 @@ class NodeBook:
 
     @abstractmethod
     async def check_installation(self) -> None: ...
-
-    async def node_tasks(self, node_id: str) -> frozenset[str]:
-        with guarded(self._where):
-            raw = await self.client.hget(self.k.nodes, node_id)
-        return frozenset() if raw is None else frozenset(codec.loads(raw)[2])
 
     async def heartbeat(
         self, node_id: str, hostname: str, tasks: frozenset[str] = frozenset()

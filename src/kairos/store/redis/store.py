@@ -2,11 +2,12 @@
 
 Each change is one optimistic transaction (``tx.Tx``): its reads are ``WATCH``ed and its writes
 sent in one ``MULTI``/``EXEC``, which Redis refuses if a key read changed meanwhile; the change
-is then made again from fresh reads. The claim reads the due index, the due jobs and the ledger
-of their fires under ``WATCH``: of two replicas claiming the same fire, the second's ``EXEC``
-fails and its retry no longer finds the fire due, so a fire becomes a run exactly once. The
-engine's ``ClaimPolicy`` is Python: it runs between the reads and the ``EXEC``, which a Lua
-script could not offer.
+is then made again from fresh reads. The claim, the one change every replica makes at once, is
+two Lua scripts instead (``claim.Claimer``): one reads what the claim plans from, the engine's
+``ClaimPolicy`` plans in Python, and the other commits each job's part only if the job, its
+runs in flight and its queued runs are as read, skipping the jobs another replica or the API
+changed meanwhile. A fire becomes a run in the job's ledger inside that script, so exactly once,
+and replicas claiming at once each keep what they won instead of starting over.
 
 Changes are announced on a pub/sub channel by a ``PUBLISH`` in the same ``EXEC``. Heartbeats are
 a sorted set by Redis's clock. An installation key written at first open tells a wiped store
@@ -40,6 +41,7 @@ from kairos.store.base import (
     Store,
 )
 from kairos.store.redis import accounts, codec, imports, jobs, ledger, retention, tx
+from kairos.store.redis.claim import Claimer
 from kairos.store.redis.connection import command, guarded, migrate, server_now_us, wiped_reason
 from kairos.store.redis.keys import Keys
 from kairos.store.redis.nodes import NodeBook
@@ -68,6 +70,7 @@ class RedisStore(NodeBook, Store):
         self.k = Keys(prefix)
         self._url = url
         self.client: Redis = Redis.from_url(url, decode_responses=True)
+        self._claimer = Claimer(self.client, self.k)
         self._liveness: dict[str, Redis] = {}
         self._installation: str | None = None
         self._wiped: str | None = None
@@ -76,14 +79,12 @@ class RedisStore(NodeBook, Store):
         self._listener: asyncio.Task[None] | None = None
         self._purge_next_id = 0
 
-    async def _tx(
-        self, change: Callable[[tx.Tx], Awaitable[T]], gone: dict[str, int] | None = None
-    ) -> T:
+    async def _tx(self, change: Callable[[tx.Tx], Awaitable[T]]) -> T:
         """Make ``change`` as one transaction on a store that is still the one opened."""
         if self._wiped is not None:
             raise StoreUnavailable(self._wiped)
         with guarded(self._where):
-            return await tx.run(self.client, self.k, change, gone)
+            return await tx.run(self.client, self.k, change)
 
     # Lifecycle ---------------------------------------------------------------------------------
 
@@ -239,12 +240,18 @@ class RedisStore(NodeBook, Store):
         ahead_us: int = 0,
         finished: Sequence[FinishedRun] = (),
     ) -> Claim:
-        tasks = await self.node_tasks(node_id)
-        gone = await self.runs_of_crashed_nodes(node_id)
-        return await self._tx(
-            lambda t: ledger.claim(t, now_us, ahead_us, limit, node_id, policy, finished, tasks),
-            gone,
-        )
+        if self._wiped is not None:
+            raise StoreUnavailable(self._wiped)
+        with guarded(self._where):
+            return await self._claimer.claim(
+                now_us,
+                ahead_us,
+                limit,
+                node_id,
+                policy,
+                finished,
+                lambda: self.runs_of_crashed_nodes(node_id),
+            )
 
     async def finish_runs(self, node_id: str, finished: Sequence[FinishedRun]) -> dict[int, str]:
         if not finished:

@@ -4,11 +4,12 @@ A change reads what it needs through the ``Tx`` (each key read is ``WATCH``ed fi
 Python, and queues its writes; ``commit`` sends them in one ``MULTI``/``EXEC``. If any key read
 changed meanwhile, Redis refuses the ``EXEC`` and the whole change is made again from fresh
 reads (``run``). Two changes that read the same record can therefore never both commit against
-what they read: the claim's guarantee that two replicas never take the same fire rests on this.
+what they read. (The claim commits without ``WATCH``, checking in a script what it read:
+``claim``.)
 
 The ``Tx`` keeps what it read and wrote, so a change sees its own writes, and it keeps the
 indexes (due times, tags, run statuses, fires) in step with the records, as ``Tables`` does for
-the memory store.
+the memory store (and ``scripts.COMMIT`` for the claim's writes).
 """
 
 from __future__ import annotations
@@ -47,23 +48,15 @@ return taken
 
 
 class Tx:
-    def __init__(self, pipe: Pipeline, keys: Keys, gone: dict[str, int] | None = None) -> None:
-        """``gone``: runs per job that nodes known to have crashed still hold: not in flight."""
+    def __init__(self, pipe: Pipeline, keys: Keys) -> None:
         self.pipe = pipe
         self.k = keys
         self._watched: set[str] = set()
         self._jobs: dict[str, JobRecord | None] = {}
         self._runs: dict[int, RunRecord | None] = {}
         self.writes: list[tuple[Any, ...]] = []
-        self._running_change: dict[str, int] = {}
-        self._running: dict[str, int] = {}
         self._holders: set[str] = set()
         """Nodes this transaction has listed among the holders of runs."""
-        """Runs in flight by job, as read."""
-        self._gone = gone or {}
-        self.queued_here: list[RunRecord] = []
-        """Runs this transaction queued (not in the index of queued runs until it commits)."""
-        """Runs in flight that this transaction started (+) or ended (-), by job."""
 
     async def watch(self, *keys: str) -> None:
         fresh = [key for key in keys if key not in self._watched]
@@ -182,22 +175,6 @@ class Tx:
         taken = await self._now("EVAL", _FIRES_TAKEN, len(keys), *keys, *fields)
         return [bool(flag) for flag in taken]
 
-    async def read_running(self, job_ids: Sequence[str]) -> None:
-        """Read the runs in flight of ``job_ids`` at once (``running_of`` then needs no
-        round trip)."""
-        wanted = [job_id for job_id in job_ids if job_id not in self._running]
-        if wanted:
-            counts = await self.read("HMGET", self.k.running_jobs, *wanted)
-            for job_id, count in zip(wanted, counts, strict=True):
-                self._running[job_id] = int(count or 0)
-
-    async def running_of(self, job_id: str) -> int:
-        """The job's runs in flight anywhere, this transaction's changes included."""
-        await self.read_running([job_id])
-        count = self._running[job_id]
-        change = self._running_change.get(job_id, 0) - self._gone.get(job_id, 0)
-        return max(count + change, 0)
-
     def add_run(self, run: RunRecord) -> None:
         """Record a new run (its fire free: see ``fire_taken``)."""
         self._runs[run.id] = run
@@ -207,8 +184,6 @@ class Tx:
         self.write("ZADD", k.job_runs(run.job_id), run.id, run.id)
         self.write("HSET", k.fires(run.job_id), f"{run.scheduled_for_us}:{run.attempt}", run.id)
         self._index_status(None, run)
-        if run.status is RunStatus.SCHEDULED:
-            self.queued_here.append(run)
 
     def replace_run(self, old: RunRecord, new: RunRecord) -> None:
         self._runs[new.id] = new
@@ -246,17 +221,12 @@ class Tx:
             if old_node is not None:
                 self.write("SREM", k.running(old_node), some.id)
                 self.write("HINCRBY", k.running_jobs, some.job_id, -1)
-                self._count_running(some.job_id, -1)
             if new_node is not None:
                 self.write("SADD", k.running(new_node), some.id)
                 if new_node not in self._holders:
                     self._holders.add(new_node)
                     self.write("SADD", k.holders, new_node)
                 self.write("HINCRBY", k.running_jobs, some.job_id, 1)
-                self._count_running(some.job_id, 1)
-
-    def _count_running(self, job_id: str, change: int) -> None:
-        self._running_change[job_id] = self._running_change.get(job_id, 0) + change
 
     # The audit log -----------------------------------------------------------------------------
 
@@ -291,12 +261,11 @@ async def run(
     client: Redis,
     keys: Keys,
     change: Callable[[Tx], Awaitable[T]],
-    gone: dict[str, int] | None = None,
 ) -> T:
     """Make ``change`` as one transaction, again from fresh reads while others interfere."""
     for _ in range(_ATTEMPTS):
         async with client.pipeline(transaction=True) as pipe:
-            tx = Tx(pipe, keys, gone)
+            tx = Tx(pipe, keys)
             result = await change(tx)
             try:
                 await tx.commit()

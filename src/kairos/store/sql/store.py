@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -25,10 +24,11 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from kairos.errors import JobExists, JobNotFound, RunNotFound, StoreUnavailable
 from kairos.identity import Actor
-from kairos.models import JobRecord, JobSpec, JobState, RunRecord, RunStatus
+from kairos.models import JobRecord, JobState, RunRecord, RunStatus
 from kairos.store.base import Claim, ClaimPolicy, FinishedRun, JobQuery, NodeInfo, Store
 from kairos.store.driver import DriverStatement
 from kairos.store.schema import CAN_CALL, IS_QUEUED, jobs, meta, runs
+from kairos.store.specs import SpecCache
 from kairos.store.sql import jobs as job_tx
 from kairos.store.sql import ledger, nodes, retention
 from kairos.store.sql.accounts import SqlAccounts
@@ -40,7 +40,6 @@ from kairos.store.sql.rows import JOB_COLUMNS, job_from_row, run_from_row
 __all__ = ["SqlStore"]
 
 _MIGRATIONS = Path(__file__).parent.parent / "migrations"
-_SPEC_CACHE_SIZE = 50_000
 # A batch of up to this many jobs is a short write.
 _SHORT_BATCH = 16
 # ``check_writable``'s probe: a value larger than a database page, so that writing it needs a free
@@ -66,7 +65,7 @@ class SqlStore(SqlConnections, SqlAccounts, SqlImports, Store):
         self, writer: Engine, reader: Engine, inline: tuple[Engine, Engine] | None = None
     ) -> None:
         super().__init__(writer, reader, inline)
-        self._specs: OrderedDict[str, JobSpec] = OrderedDict()
+        self._specs = SpecCache()
         self._probing = asyncio.Lock()
         self._next_probe = 0.0
         self._probe_failure: str | None = None
@@ -148,17 +147,8 @@ class SqlStore(SqlConnections, SqlAccounts, SqlImports, Store):
         migrations succeeded or not)."""
 
     def _due_job(self, row: Sequence[Any]) -> JobRecord:
-        """``job_from_row`` with the parsed spec cached by its text (specs are immutable): a job
-        that fires every second is claimed every second, and jobs made from one template share
-        one parse. Only claims fill the cache, so browsing a million jobs does not grow memory."""
-        text = row[1]
-        spec = self._specs.get(text)
-        if spec is None:
-            spec = JobSpec.from_stored(text)
-            self._specs[text] = spec
-            if len(self._specs) > _SPEC_CACHE_SIZE:
-                self._specs.popitem(last=False)
-        return job_from_row(row, spec)
+        """``job_from_row`` with the parsed spec from the claims' ``SpecCache``."""
+        return job_from_row(row, self._specs.parse(row[1]))
 
     # Lifecycle ---------------------------------------------------------------------------------
 
