@@ -433,7 +433,9 @@ class RunSummary:
     queued: int
     """Queued (``scheduled``) runs: retries, runs now, runs waiting for a slot."""
     failing: int
-    """Jobs whose last call failed (``FAILING_STATUSES``)."""
+    """Jobs whose last call failed (``FAILING_STATUSES``). A job deleted is not one, but for a
+    run it had in flight that fails after the delete: a store may then count it until its id
+    is used again."""
     failing_jobs: list[str]
     """The first of them, the most recent failure first."""
     tripped: int

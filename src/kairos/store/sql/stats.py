@@ -54,8 +54,10 @@ _ENDED_SINCE = (
 )
 _COUNT_RUNNING = select(func.count()).select_from(runs).where(IS_RUNNING)
 _COUNT_QUEUED = select(func.count()).select_from(runs).where(IS_QUEUED)
-# Jobs deleted keep their row (their history stays) but not their last status; a run in flight
-# when its job went may set it again as it ends: the join leaves such jobs out.
+# Jobs deleted keep their row (their history stays) but not their last status. A run in flight
+# when its job went may set it again as it ends: the jobs listed are joined with the jobs there
+# are, to leave such a job out; the count is not (a join there would read a job per failing job),
+# so it may count it until its id is used again.
 _FAILING = job_stats.join(jobs, jobs.c.id == job_stats.c.job_id)
 _TRIPPED = (jobs.c.paused.is_(True), IS_TRIPPED)
 
@@ -143,7 +145,7 @@ def run_summary(conn: Connection, *, since_us: Sequence[int], limit: int) -> Run
     newest: list[tuple[int, str]] = []
     for status in FAILING_STATUSES:
         is_status = job_stats.c.last_status == status.value
-        count = select(func.count()).select_from(_FAILING).where(is_status)
+        count = select(func.count()).select_from(job_stats).where(is_status)
         failing += conn.execute(count).scalar_one()
         first = (
             select(job_stats.c.last_ended_us, job_stats.c.job_id)
