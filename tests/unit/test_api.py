@@ -526,6 +526,58 @@ def test_cluster_lists_this_node(client: TestClient) -> None:
     assert node["running"] == 0
 
 
+def test_the_overview_counts_runs_and_failing_jobs(client: TestClient) -> None:
+    empty = client.get("/overview").json()
+    assert empty["ended_last_hour"] == dict.fromkeys(
+        ["succeeded", "failed", "missed", "skipped", "interrupted", "cancelled"], 0
+    )
+    assert (empty["running"], empty["failing"], empty["tripped"]) == (0, 0, 0)
+    [node] = empty["nodes"]
+    assert node["id"] == empty["node_id"]
+    client.put("/jobs/later", json=cron_job())
+    # Port 9 refuses: the call fails.
+    client.put("/jobs/broken", json=cron_job(misfire_grace_time=0.2))
+    assert client.post("/jobs/broken/run").status_code == 202
+    deadline = time.monotonic() + 10
+    while (body := client.get("/overview").json())["ended_last_hour"]["failed"] < 1:
+        assert time.monotonic() < deadline, "the run did not fail"
+        time.sleep(0.02)
+    assert body["ended_last_24h"]["failed"] == 1
+    assert (body["failing"], body["failing_jobs"]) == (1, ["broken"])
+    # Both fire next at 02:00: the soonest first, then by id.
+    assert [fire["job_id"] for fire in body["next_fires"]] == ["broken", "later"]
+    assert body["lag"]["calls"] == 1
+    counts = client.get("/overview/jobs", params={"job_id": ["broken", "later"]}).json()
+    broken, later = counts["items"]
+    assert (broken["job_id"], broken["runs"]["failed"], broken["success_rate"]) == (
+        "broken",
+        1,
+        0.0,
+    )
+    assert broken["last_status"] == "failed"
+    assert (later["success_rate"], later["last_status"]) == (None, None)
+
+
+def test_the_overview_needs_runs_read_and_jobs_read(client: TestClient) -> None:
+    key = client.post("/auth/keys", json={"name": "jobs", "scopes": ["jobs:read"]}).json()
+    response = client.get("/overview", headers={"Authorization": f"Bearer {key['key']}"})
+    assert response.status_code == 403
+    assert "runs:read" in response.json()["detail"]
+    both = client.post(
+        "/auth/keys", json={"name": "both", "scopes": ["jobs:read", "runs:read"]}
+    ).json()
+    assert client.get("/overview", headers={"Authorization": f"Bearer {both['key']}"}).is_success
+
+
+def test_overview_job_counts_need_an_id_and_at_most_200(client: TestClient) -> None:
+    missing = client.get("/overview/jobs")
+    assert missing.status_code == 422
+    assert missing.json()["detail"][0]["loc"][-1] == "job_id"
+    many = client.get("/overview/jobs", params={"job_id": [str(i) for i in range(201)]})
+    assert many.status_code == 422
+    assert client.get("/overview", params={"limit": -1}).status_code == 422
+
+
 def test_a_retry_policy_gets_its_defaults_and_round_trips(client: TestClient) -> None:
     created = client.put("/jobs/r", json=cron_job(retry={"max_attempts": 4}, deadline=600))
     assert created.status_code == 201, created.text

@@ -1,5 +1,5 @@
-"""Wire shapes of the API's accounts, secrets, cluster, targets and audit routes: shared by the
-routes and ``kairos.client``, so they import nothing of FastAPI or the engine."""
+"""Wire shapes of the API's accounts, secrets, cluster, overview, targets and audit routes:
+shared by the routes and ``kairos.client``, so they import nothing of FastAPI or the engine."""
 
 from __future__ import annotations
 
@@ -14,11 +14,17 @@ __all__ = [
     "AuditOut",
     "AuditPage",
     "ClusterOut",
+    "EndedRunsOut",
+    "JobRunCountsList",
+    "JobRunCountsOut",
     "KeyIn",
     "KeyList",
     "KeyOut",
+    "LagOut",
     "NewKeyOut",
+    "NextFireOut",
     "NodeOut",
+    "OverviewOut",
     "SecretIn",
     "SecretList",
     "SecretOut",
@@ -112,6 +118,66 @@ class ClusterOut(BaseModel):
     node_id: str
     node_lease_s: float
     nodes: list[NodeOut]
+
+
+# Overview ----------------------------------------------------------------------------------------
+
+
+class EndedRunsOut(BaseModel):
+    """Runs ended, by how they ended."""
+
+    succeeded: int
+    failed: int
+    missed: int
+    skipped: int
+    interrupted: int
+    cancelled: int
+
+
+class NextFireOut(BaseModel):
+    job_id: str
+    next_run_time: datetime = Field(description="When the fire is due (UTC), jitter included")
+
+
+class LagOut(BaseModel):
+    """How late this node's calls began (after their due time), over the last minute."""
+
+    calls: int = Field(description="Calls begun by this node in the last minute")
+    mean_s: float
+    max_s: float
+
+
+class OverviewOut(BaseModel):
+    at: datetime = Field(description="When this was read (UTC)")
+    ended_last_hour: EndedRunsOut = Field(description="Runs ended in the last hour, every node")
+    ended_last_24h: EndedRunsOut = Field(description="Runs ended in the last 24 hours")
+    running: int = Field(description="Runs in flight, every node")
+    queued: int = Field(description="Queued runs: retries, runs now, runs waiting for a slot")
+    failing: int = Field(description="Jobs whose last call failed or was interrupted")
+    failing_jobs: list[str] = Field(description="The first of them, the latest failure first")
+    tripped: int = Field(description="Jobs paused by the circuit breaker")
+    tripped_jobs: list[str] = Field(description="The first of them, by id")
+    next_fires: list[NextFireOut] = Field(description="The jobs due soonest")
+    lag: LagOut
+    node_id: str = Field(description="The node that answered")
+    nodes: list[NodeOut]
+
+
+class JobRunCountsOut(BaseModel):
+    job_id: str
+    runs: EndedRunsOut = Field(description="Ended runs kept in the job's history, by status")
+    success_rate: float | None = Field(
+        description="succeeded / (succeeded + failed + interrupted) over the kept history; null"
+        " with no call ended"
+    )
+    last_status: str | None = Field(
+        description="How the job's last call ended: succeeded, failed or interrupted"
+    )
+    last_ended_at: datetime | None
+
+
+class JobRunCountsList(BaseModel):
+    items: list[JobRunCountsOut]
 
 
 class TargetHostOut(BaseModel):

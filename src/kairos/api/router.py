@@ -12,6 +12,7 @@ from kairos.api.routes import (
     cluster,
     jobs,
     ops,
+    overview,
     runs,
     secrets,
     targets,
@@ -25,7 +26,20 @@ __all__ = ["build_router", "build_routers"]
 
 # Routes are matched in order, and matching one costs a few microseconds: the most called
 # (jobs, runs) go first. No two routers' paths overlap, so the order changes nothing else.
-_MODULES = (jobs, runs, ops, auth, tasks, triggers, cluster, targets, audit, apply, secrets)
+_MODULES = (
+    jobs,
+    runs,
+    ops,
+    auth,
+    tasks,
+    triggers,
+    cluster,
+    overview,
+    targets,
+    audit,
+    apply,
+    secrets,
+)
 _PROBES = (ops,)
 """Open to probes and scrapers: with the app's own authentication, the only routes that do
 not go through it."""

@@ -12,7 +12,8 @@ Two sweeps, each bounded per tick so the database never sees one long delete:
   ``_IDLE_MAX_S``, while they find nothing to delete.
 
 The audit log is kept by age alone (``KAIROS_AUDIT_MAX_AGE``), its oldest records deleted in
-chunks alongside.
+chunks alongside, and the counts of runs ended per minute (``Store.run_summary``) for two days,
+older minutes forgotten once a minute.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from kairos.engine.tasks import in_background
 from kairos.errors import StoreUnavailable
 from kairos.models import JobSpec
 from kairos.store import Store
+from kairos.store.base import RUN_COUNT_MINUTE_US, RUN_COUNTS_KEPT_US
 
 __all__ = ["Retention"]
 
@@ -70,6 +72,7 @@ class Retention:
         self._on_store_error = on_store_error
         self._pending: deque[tuple[str, int, int | None]] = deque()
         self._queued: set[str] = set()
+        self._next_counts_purge_us = 0
 
     def finished(self, job_id: str, spec: JobSpec) -> None:
         """A fire of the job ended: maybe put the job on the trim list (see the module doc)."""
@@ -100,6 +103,9 @@ class Retention:
         )
         aged = await self._store.purge_expired_runs(now_us - self._max_age_us, _ROWS_PER_CHUNK)
         audited = await self._store.purge_audit(now_us - self._audit_max_age_us, _ROWS_PER_CHUNK)
+        if now_us >= self._next_counts_purge_us:
+            await self._store.purge_run_counts(now_us - RUN_COUNTS_KEPT_US)
+            self._next_counts_purge_us = now_us + RUN_COUNT_MINUTE_US
         more = bool(self._pending) or aged == _ROWS_PER_CHUNK or audited == _ROWS_PER_CHUNK
         return trimmed + aged, more
 

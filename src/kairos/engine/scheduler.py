@@ -29,6 +29,7 @@ from kairos.engine.hosts import HostState
 from kairos.engine.membership import Membership
 from kairos.engine.notifier import Notifier
 from kairos.engine.options import EngineOptions
+from kairos.engine.overview import Overview, read_overview
 from kairos.engine.policies import Planner
 from kairos.engine.retention import Retention
 from kairos.engine.secrets import Secrets
@@ -48,7 +49,7 @@ from kairos.models import (
 )
 from kairos.pagination import Page, id_cursor, job_cursor, job_key, page_of
 from kairos.settings import Settings
-from kairos.store import JobQuery, NodeInfo, SecretRecord, Store, store_for_url
+from kairos.store import JobQuery, JobRunCounts, NodeInfo, SecretRecord, Store, store_for_url
 from kairos.tasks import TaskRegistry
 
 __all__ = ["Scheduler"]
@@ -450,6 +451,20 @@ class Scheduler:
         served = self.membership.tasks_served
         counts = await self._store.count_jobs_by_task()
         return {task: n for task, n in counts.items() if task not in served}
+
+    async def overview(self, *, limit: int = 10) -> Overview:
+        """The installation at a glance (see ``Overview``): runs ended in the last hour and day
+        by status, runs in flight and queued, failing and tripped jobs, the next fires (the
+        first ``limit`` of each list), this node's lag and the live nodes. Read from summaries
+        and index ranges only: as fast with a million jobs as with ten."""
+        return await read_overview(
+            self._store, self.telemetry, node_id=self.node_id, now_us=self.now_us(), limit=limit
+        )
+
+    async def job_run_counts(self, job_ids: Sequence[str]) -> dict[str, JobRunCounts]:
+        """Each job's ended runs by status over its kept history, and how its last call ended
+        (one read for them all, from the store's summaries)."""
+        return await self._store.job_run_counts(job_ids)
 
     async def list_nodes(self) -> list[NodeInfo]:
         """The live nodes sharing the store, this one included."""

@@ -27,15 +27,18 @@ __all__ = [
     "CAN_CALL",
     "IS_QUEUED",
     "IS_RUNNING",
+    "IS_TRIPPED",
     "api_keys",
     "audit",
     "changes",
+    "job_stats",
     "job_tags",
     "jobs",
     "meta",
     "metadata",
     "node_tasks",
     "nodes",
+    "run_counts",
     "runs",
     "secrets",
     "user_generations",
@@ -137,6 +140,48 @@ Index(
     runs.c.node_id,
     sqlite_where=IS_RUNNING,
     postgresql_where=IS_RUNNING,
+)
+
+# Jobs the circuit breaker paused (they hold a pause reason, and are paused): the overview counts
+# them off this index. (On MariaDB, without partial indexes, it indexes every job by ``paused``:
+# the count then reads the paused jobs.)
+IS_TRIPPED = jobs.c.pause_reason.is_not(None)
+Index(
+    "ix_kairos_jobs_tripped",
+    jobs.c.paused,
+    jobs.c.id,
+    sqlite_where=IS_TRIPPED,
+    postgresql_where=IS_TRIPPED,
+)
+
+# Runs ended per minute (of their ``finished_us``), node (the one that recorded them; '' for a
+# run that none did, as one skipped when its job was deleted) and status: written in the
+# transaction that ends the runs, one row per node so that replicas never wait for each other's
+# row. Minutes older than two days are purged.
+run_counts = Table(
+    "kairos_run_counts",
+    metadata,
+    Column("minute_us", BigInteger, primary_key=True),
+    Column("node_id", String(64), primary_key=True),
+    Column("status", String(16), primary_key=True),
+    Column("ended", BigInteger, nullable=False),
+)
+
+# What each job's runs came to: its ended runs by status (kept in step as runs end and as
+# retention purges them, in the same transactions) and how its last call ended. Keyed by job id,
+# as the runs are: a job deleted without its history keeps its row (its last status cleared).
+job_stats = Table(
+    "kairos_job_stats",
+    metadata,
+    Column("job_id", _JobId, primary_key=True),
+    Column("last_status", String(16), nullable=True),
+    Column("last_ended_us", BigInteger, nullable=True),
+    *(
+        Column(status, BigInteger, nullable=False, server_default="0")
+        for status in ("succeeded", "failed", "missed", "skipped", "interrupted", "cancelled")
+    ),
+    # Failing jobs (by their last status), the most recent failure first.
+    Index("ix_kairos_job_stats_last_status", "last_status", "last_ended_us"),
 )
 
 meta = Table(

@@ -99,6 +99,7 @@ def delete_job(t: Tables, job_id: str, purge_runs: bool, by: Actor | None) -> No
             t.put_run(dataclasses.replace(run, status=skipped, error=_DELETED, due_us=None))
         elif purge_runs and run.finished_us is not None:
             t.remove_run(run_id)
+    t.forget_last_call(job_id)
 
 
 def list_jobs(t: Tables, query: JobQuery, limit: int) -> list[JobRecord]:

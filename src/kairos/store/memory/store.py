@@ -24,7 +24,9 @@ from kairos.store.base import (
     ClaimPolicy,
     FinishedRun,
     JobQuery,
+    JobRunCounts,
     NodeInfo,
+    RunSummary,
     SecretRecord,
     Store,
 )
@@ -236,6 +238,29 @@ class MemoryStore(Store):
         if deleted < limit:
             self._purge_next_id = resume
         return deleted
+
+    # Summaries ---------------------------------------------------------------------------------
+
+    async def run_summary(self, since_us: Sequence[int], limit: int) -> RunSummary:
+        with self._reading() as t:
+            summaries = t.summaries
+            failing, failing_jobs = summaries.failing_jobs(t.jobs.__contains__, limit)
+            return RunSummary(
+                ended=[summaries.ended_since(at_us) for at_us in since_us],
+                running=sum(len(held) for held in t.running_by_node.values()),
+                queued=len(t.queued),
+                failing=failing,
+                failing_jobs=failing_jobs,
+                tripped=len(summaries.tripped),
+                tripped_jobs=list(islice(summaries.tripped.ascending(), max(limit, 0))),
+            )
+
+    async def job_run_counts(self, job_ids: Sequence[str]) -> dict[str, JobRunCounts]:
+        with self._reading() as t:
+            return t.summaries.counts_of(job_ids)
+
+    async def purge_run_counts(self, older_than_us: int) -> None:
+        self._write(lambda t: t.purge_run_counts(older_than_us))
 
     # Nodes -------------------------------------------------------------------------------------
 

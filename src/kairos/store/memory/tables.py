@@ -20,6 +20,7 @@ from kairos.identity import Actor, ApiKeyRecord, AuditRecord, UserRecord
 from kairos.models import JobRecord, RunRecord, RunStatus
 from kairos.store.base import SecretRecord
 from kairos.store.memory.ordered import OrderedKeys
+from kairos.store.memory.stats import Summaries
 
 __all__ = ["NodeRow", "Tables", "check_int64"]
 
@@ -66,6 +67,7 @@ class Tables:
         """``(due_us, id)`` of every queued (``scheduled``) run."""
         self.running_by_node: dict[str, set[int]] = {}
         self.running_by_job: dict[str, int] = {}
+        self.summaries = Summaries()
         self.nodes: dict[str, NodeRow] = {}
         self.meta: dict[str, str] = {}
         self.users: dict[str, UserRecord] = {}
@@ -143,6 +145,7 @@ class Tables:
                 del self.tags[tag]
         for tag in new_tags - old_tags:
             self.tags.setdefault(tag, OrderedKeys()).add(job_id)
+        self.summaries.job_changed(job_id, old, new)
 
     # Runs --------------------------------------------------------------------------------------
 
@@ -156,11 +159,13 @@ class Tables:
         self._index_run(old, run)
         self.runs[run.id] = run
         self._logged(lambda: self._restore_run(run, old))
+        self.summaries.run_changed(old, run, self._logged)
 
     def remove_run(self, run_id: int) -> None:
         old = self.runs.pop(run_id)
         self._index_run(old, None)
         self._logged(lambda: self._restore_run(old, old, absent=True))
+        self.summaries.run_changed(old, None, self._logged)
 
     def _restore_run(self, run: RunRecord, old: RunRecord | None, *, absent: bool = False) -> None:
         self._index_run(None if absent else self.runs[run.id], old)
@@ -214,6 +219,13 @@ class Tables:
             if new_node is not None:
                 self.running_by_node.setdefault(new_node, set()).add(run_id)
                 self.running_by_job[job_id] = self.running_by_job.get(job_id, 0) + 1
+
+    def forget_last_call(self, job_id: str) -> None:
+        """The job was deleted: its summary keeps its counts, not its last call."""
+        self.summaries.forget_last(job_id, self._logged)
+
+    def purge_run_counts(self, older_than_us: int) -> None:
+        self.summaries.purge_minutes(older_than_us, self._logged)
 
     # Other tables ------------------------------------------------------------------------------
 

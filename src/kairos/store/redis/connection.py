@@ -15,6 +15,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from kairos.errors import StoreUnavailable
+from kairos.store.redis import stats
 from kairos.store.redis.keys import SCHEMA_VERSION, Keys
 
 __all__ = ["command", "guarded", "migrate", "scored", "server_now_us", "wiped_reason"]
@@ -66,7 +67,10 @@ async def migrate(client: Redis, k: Keys, where: str) -> str:
             f"the Kairos data in Redis at {where} has layout {version}, newer than this"
             f" version of Kairos knows ({SCHEMA_VERSION}); upgrade Kairos"
         )
-    # Layouts before the current one are migrated here, one step a version; there are none yet.
+    # Layouts before the current one are migrated here, one step a version.
+    if version < 2:
+        await stats.rebuild(client, k)  # 2: the run ledger's summaries
+        await client.set(k.schema, 2)
     installation = await client.get(k.installation)
     return str(installation or fresh)
 

@@ -11,7 +11,7 @@ from kairos.errors import Conflict, JobExists, JobNotFound
 from kairos.identity import Actor
 from kairos.models import JobRecord, RunStatus
 from kairos.store.base import JobQuery
-from kairos.store.redis import codec
+from kairos.store.redis import codec, stats
 from kairos.store.redis.connection import command, scored
 from kairos.store.redis.keys import Keys
 from kairos.store.redis.tx import Tx
@@ -109,6 +109,7 @@ async def delete_job(tx: Tx, job_id: str, purge_runs: bool, by: Actor | None) ->
             )
         elif purge_runs and run.finished_us is not None:
             tx.remove_run(run)
+    stats.job_deleted(tx.write, tx.k, job_id)
     tx.notify(None, job_id)
 
 

@@ -11,7 +11,7 @@ from kairos.models import RunStatus
 
 __all__ = ["SCHEMA_VERSION", "Keys"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The layout of the keys below; ``RedisStore.open`` migrates an older one up to it."""
 
 
@@ -51,6 +51,12 @@ class Keys:
         self.audit_seq = f"{p}audit-seq"
         self.audit = f"{p}audit"
         self.audit_ids = f"{p}audit-ids"
+        self.ended_minutes = f"{p}ended-minutes"
+        """``<minute_us>:<status>`` -> runs ended in that minute (see ``redis/stats.py``)."""
+        self.failing = f"{p}failing"
+        """Job id by when its last call failed, of the jobs whose last call failed."""
+        self.tripped = f"{p}tripped"
+        """The ids of the jobs the circuit breaker paused, score 0."""
 
     def job(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}"
@@ -79,6 +85,10 @@ class Keys:
         """The start of the key names of jobs, runs, jobs' runs, fires and statuses, in this
         order: for the scripts that name records' keys themselves."""
         return [self.job(""), self.run(""), self.job_runs(""), self.fires(""), self.status("")]
+
+    def job_stats(self, job_id: str) -> str:
+        """The job's ended runs by status, and how its last call ended."""
+        return f"{self.prefix}job-stats:{job_id}"
 
     def audit_target(self, target: str) -> str:
         return f"{self.prefix}audit-target:{target}"

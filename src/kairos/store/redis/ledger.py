@@ -60,7 +60,9 @@ async def finish(tx: Tx, node_id: str, finished: Sequence[FinishedRun]) -> dict[
     jobs' circuit breakers."""
     held: list[tuple[RunRecord, FinishedRun]] = []
     runs = await tx.runs([outcome.run_id for outcome in finished])
-    for run, outcome in zip(runs, finished, strict=True):
+    # In the order they ended: the summaries take the last outcome written as the job's last.
+    in_order = sorted(zip(runs, finished, strict=True), key=lambda pair: pair[1].finished_us)
+    for run, outcome in in_order:
         if run is None or run.status is not RunStatus.RUNNING or run.node_id != node_id:
             continue  # taken over by another node: its fate is theirs now
         new = dataclasses.replace(

@@ -37,10 +37,12 @@ from kairos.store.base import (
     ClaimPolicy,
     FinishedRun,
     JobQuery,
+    JobRunCounts,
+    RunSummary,
     SecretRecord,
     Store,
 )
-from kairos.store.redis import accounts, codec, imports, jobs, ledger, retention, tx
+from kairos.store.redis import accounts, codec, imports, jobs, ledger, retention, stats, tx
 from kairos.store.redis.claim import Claimer
 from kairos.store.redis.connection import command, guarded, migrate, server_now_us, wiped_reason
 from kairos.store.redis.keys import Keys
@@ -348,6 +350,20 @@ class RedisStore(NodeBook, Store):
         if deleted < limit:
             self._purge_next_id = resume
         return deleted
+
+    # Summaries ---------------------------------------------------------------------------------
+
+    async def run_summary(self, since_us: Sequence[int], limit: int) -> RunSummary:
+        with guarded(self._where):
+            return await stats.run_summary(self.client, self.k, since_us, limit)
+
+    async def job_run_counts(self, job_ids: Sequence[str]) -> dict[str, JobRunCounts]:
+        with guarded(self._where):
+            return await stats.job_run_counts(self.client, self.k, job_ids)
+
+    async def purge_run_counts(self, older_than_us: int) -> None:
+        with guarded(self._where):
+            await stats.purge_run_counts(self.client, self.k, older_than_us)
 
     # Users and API keys ------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from redis.exceptions import WatchError
 
 from kairos.identity import Actor, AuditRecord
 from kairos.models import JobRecord, RunRecord, RunStatus
-from kairos.store.redis import codec
+from kairos.store.redis import codec, stats
 from kairos.store.redis.keys import Keys
 
 __all__ = ["Tx", "run"]
@@ -143,6 +143,7 @@ class Tx:
             self.write("ZREM", k.tag(tag), job_id)
         for tag in new_tags - old_tags:
             self.write("ZADD", k.tag(tag), 0, job_id)
+        stats.job_changed(self.write, k, old, new)
 
     # Runs --------------------------------------------------------------------------------------
 
@@ -203,6 +204,7 @@ class Tx:
         k = self.k
         some = new if new is not None else old
         assert some is not None
+        stats.run_changed(self.write, k, old, new)
         if old is None or new is None or old.status is not new.status:
             if old is not None:
                 self.write("ZREM", k.status(old.status), old.id)

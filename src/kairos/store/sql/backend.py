@@ -4,13 +4,16 @@ modules) ask of the store they run in: the backend's hooks, and the statements i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Connection, Select, Table
 
 from kairos.models import JobRecord
 from kairos.store.driver import DriverStatement
 from kairos.store.sql.dialect import SqlDialect
+
+if TYPE_CHECKING:
+    from kairos.store.sql.stats import SqlStatStatements
 
 __all__ = ["Backend"]
 
@@ -24,6 +27,7 @@ class Backend(Protocol):
     _upsert_job: DriverStatement
     _insert_runs: Any
     """Runs, skipping those the ledger holds already."""
+    _stats: SqlStatStatements
 
     def _lock_due(self, query: Select[Any], of: Table) -> Select[Any]: ...
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, Table, select
+from sqlalchemy import ColumnElement, Connection, Row, Table, and_, case, or_, select
 from sqlalchemy.dialects import mysql
 from sqlalchemy.sql.dml import Delete, Update, UpdateBase
 
@@ -40,6 +40,25 @@ class SqlDialect:
         values = {name: add.excluded[name] for name in replace}
         return add.on_conflict_do_update(index_elements=list(key), set_={**values, **(set_ or {})})
 
+    def upsert_adding(
+        self,
+        table: Table,
+        key: Sequence[str],
+        *,
+        adding: Sequence[str],
+        newest_by: str | None = None,
+        newest: Sequence[str] = (),
+    ) -> Any:
+        """An insert into ``table`` that, where a row with the same ``key`` exists, adds the
+        values inserted to its ``adding`` columns, and gives its ``newest`` columns (and
+        ``newest_by``) the values inserted if the ``newest_by`` inserted is not NULL and not
+        older than the row's. Atomic, as ``upsert``."""
+        add = self._insert(table)
+        return add.on_conflict_do_update(
+            index_elements=list(key),
+            set_=dict(_adding(table, add.excluded, adding, newest_by, newest)),
+        )
+
     def insert_ignoring_duplicates(self, table: Table, key: Sequence[str]) -> Any:
         """An insert into ``table`` that skips the rows whose ``key`` exists already."""
         return self._insert(table).on_conflict_do_nothing(index_elements=list(key))
@@ -65,6 +84,16 @@ class SqlDialect:
         """Run ``statement``; return how many rows it deleted."""
         deleted: int = conn.execute(statement, dict(params or {})).rowcount
         return deleted
+
+    def delete_returning(
+        self,
+        conn: Connection,
+        statement: Delete,
+        columns: Sequence[ColumnElement[Any]],
+        params: Mapping[str, Any] | None = None,
+    ) -> Sequence[Row[Any]]:
+        """Run ``statement``; return ``columns`` of each row it deleted."""
+        return conn.execute(statement.returning(*columns), dict(params or {})).all()
 
 
 class MariaDbDialect(SqlDialect):
@@ -98,6 +127,19 @@ class MariaDbDialect(SqlDialect):
         values = {name: add.inserted[name] for name in replace}
         return add.on_duplicate_key_update({**values, **(set_ or {})})
 
+    def upsert_adding(
+        self,
+        table: Table,
+        key: Sequence[str],
+        *,
+        adding: Sequence[str],
+        newest_by: str | None = None,
+        newest: Sequence[str] = (),
+    ) -> Any:
+        add = mysql.insert(table)
+        # In this order: the ``newest`` columns read the row's ``newest_by`` before it is set.
+        return add.on_duplicate_key_update(_adding(table, add.inserted, adding, newest_by, newest))
+
     def insert_ignoring_duplicates(self, table: Table, key: Sequence[str]) -> Any:
         return mysql.insert(table).prefix_with("IGNORE")
 
@@ -123,12 +165,38 @@ class MariaDbDialect(SqlDialect):
     def delete(
         self, conn: Connection, statement: Delete, params: Mapping[str, Any] | None = None
     ) -> int:
+        return len(self.delete_returning(conn, statement, (), params))
+
+    def delete_returning(
+        self,
+        conn: Connection,
+        statement: Delete,
+        columns: Sequence[ColumnElement[Any]],
+        params: Mapping[str, Any] | None = None,
+    ) -> Sequence[Row[Any]]:
         table = statement.table
         assert isinstance(table, Table)
         (key,) = table.primary_key.columns
-        chosen = select(key).where(statement.whereclause).with_for_update()  # type: ignore[arg-type]
-        ids = list(conn.execute(chosen, dict(params or {})).scalars())
-        if not ids:
-            return 0
-        deleted: int = conn.execute(table.delete().where(key.in_(ids))).rowcount
-        return deleted
+        chosen = select(key, *columns).where(statement.whereclause).with_for_update()  # type: ignore[arg-type]
+        rows = conn.execute(chosen, dict(params or {})).all()
+        if rows:
+            conn.execute(table.delete().where(key.in_([row[0] for row in rows])))
+        return [row[1:] for row in rows]  # type: ignore[misc]
+
+
+def _adding(
+    table: Table,
+    inserted: Any,
+    adding: Sequence[str],
+    newest_by: str | None,
+    newest: Sequence[str],
+) -> list[tuple[str, Any]]:
+    """The assignments of ``SqlDialect.upsert_adding``, in the order they must be made;
+    ``inserted``: the values being inserted, as the dialect names them."""
+    pairs: list[tuple[str, Any]] = [(name, table.c[name] + inserted[name]) for name in adding]
+    if newest_by is not None:
+        mine, theirs = table.c[newest_by], inserted[newest_by]
+        newer = and_(theirs.is_not(None), or_(mine.is_(None), theirs >= mine))
+        for name in (*newest, newest_by):
+            pairs.append((name, case((newer, inserted[name]), else_=table.c[name])))
+    return pairs

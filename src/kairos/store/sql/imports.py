@@ -11,8 +11,9 @@ from sqlalchemy.exc import IntegrityError
 from kairos.errors import Conflict
 from kairos.identity import ApiKeyRecord, AuditRecord, UserRecord
 from kairos.models import JobRecord, RunRecord, RunStatus
-from kairos.store.base import SecretRecord
+from kairos.store.base import ENDED_STATUSES, SecretRecord
 from kairos.store.schema import api_keys, audit, jobs, runs, secrets, user_generations, users
+from kairos.store.sql import stats
 from kairos.store.sql.accounts import key_values, user_values
 from kairos.store.sql.jobs import set_tags
 from kairos.store.sql.rows import job_values
@@ -20,6 +21,7 @@ from kairos.store.sql.rows import job_values
 __all__ = ["SqlImports"]
 
 T = TypeVar("T")
+ENDED = frozenset(ENDED_STATUSES)
 
 
 class SqlImports:
@@ -42,8 +44,14 @@ class SqlImports:
         await self._import("jobs", tx)
 
     async def import_runs(self, batch: Sequence[RunRecord]) -> None:
-        # One row at a time: ids then follow the order given on every database.
-        await self._import("runs", lambda conn: _insert(conn, runs, map(_run_values, batch)))
+        ended = [(run.job_id, run.status, run.finished_us) for run in batch if run.status in ENDED]
+
+        def tx(conn: Connection) -> None:
+            # One row at a time: ids then follow the order given on every database.
+            _insert(conn, runs, map(_run_values, batch))
+            stats.count_ended(conn, self, "", ended)  # type: ignore[arg-type]
+
+        await self._import("runs", tx)
 
     async def import_users(self, batch: Sequence[UserRecord]) -> None:
         def tx(conn: Connection) -> None:

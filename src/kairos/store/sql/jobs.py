@@ -15,6 +15,7 @@ from kairos.models import JobRecord, JobState, RunStatus
 from kairos.store.base import JobQuery
 from kairos.store.driver import DriverStatement
 from kairos.store.schema import IS_QUEUED, job_tags, jobs, runs
+from kairos.store.sql import stats
 from kairos.store.sql.accounts import audit_row, write_audit
 from kairos.store.sql.backend import Backend
 from kairos.store.sql.rows import FINAL, JOB_COLUMNS, job_from_row, job_values
@@ -209,13 +210,17 @@ def delete_job(
         detail = {"purge_runs": True} if purge_runs else None
         write_audit(conn, [audit_row(by, "job.delete", job_id, detail)])
     db._notify(conn, None, job_id)
-    conn.execute(
+    skipped = conn.execute(
         update(runs)
         .where(runs.c.job_id == job_id, IS_QUEUED)
         .values(status=RunStatus.SKIPPED.value, error=_DELETED)
-    )
+    ).rowcount
+    stats.count_ended(conn, db, "", [(job_id, RunStatus.SKIPPED, None)] * skipped)
     if purge_runs:
-        conn.execute(runs.delete().where(runs.c.job_id == job_id, FINAL))
+        purge = runs.delete().where(runs.c.job_id == job_id, FINAL)
+        purged = db._dialect.delete_returning(conn, purge, [runs.c.job_id, runs.c.status])
+        stats.uncount(conn, purged)
+    stats.forget_last(conn, job_id)
 
 
 def set_tags(

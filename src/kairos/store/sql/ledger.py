@@ -16,7 +16,7 @@ from kairos.models import JobRecord, RunRecord, RunStatus
 from kairos.store.base import Claim, ClaimPolicy, FinishedRun, QueuedRun, Slots, StartedRun
 from kairos.store.driver import DriverStatement
 from kairos.store.schema import CAN_CALL, IS_QUEUED, IS_RUNNING, jobs, runs
-from kairos.store.sql import breaker
+from kairos.store.sql import breaker, stats
 from kairos.store.sql.accounts import audit_row, write_audit
 from kairos.store.sql.backend import Backend
 from kairos.store.sql.rows import MOVE_JOBS, run_from_row, run_values
@@ -74,12 +74,15 @@ _START_PENDING = DriverStatement(
     )
 )
 # The runs among ``ids`` still held by ``node``: the ones whose outcome will be recorded.
-_HELD = select(
-    runs.c.id, runs.c.job_id, runs.c.scheduled_for_us, runs.c.attempt, runs.c.manual
-).where(
-    runs.c.id.in_(bindparam("ids", expanding=True)),
-    IS_RUNNING,
-    runs.c.node_id == bindparam("node"),
+# Locked, so that none is cancelled or taken over between this read and the write.
+_HELD = (
+    select(runs.c.id, runs.c.job_id, runs.c.scheduled_for_us, runs.c.attempt, runs.c.manual)
+    .where(
+        runs.c.id.in_(bindparam("ids", expanding=True)),
+        IS_RUNNING,
+        runs.c.node_id == bindparam("node"),
+    )
+    .with_for_update()
 )
 _MISS_PENDING = DriverStatement(
     update(runs)
@@ -204,7 +207,7 @@ def _claim(
         moves.append(
             {"b_id": job.id, "b_fire": fire_plan.next_fire_us, "b_run": fire_plan.next_run_us}
         )
-    started += _insert_claimed(conn, db, rows, {job.id: job for job in claimed})
+    started += _insert_claimed(conn, db, rows, {job.id: job for job in claimed}, node_id, now_us)
     MOVE_JOBS.executemany(conn, moves)
     exhausted = len(due) >= limit or len(started) >= limit
     return Claim(
@@ -232,11 +235,19 @@ def _running_counts(conn: Connection, db: Backend, job_ids: list[str], me: str) 
 
 
 def _insert_claimed(
-    conn: Connection, db: Backend, rows: list[dict[str, Any]], by_id: dict[str, JobRecord]
+    conn: Connection,
+    db: Backend,
+    rows: list[dict[str, Any]],
+    by_id: dict[str, JobRecord],
+    node_id: str,
+    now_us: int,
 ) -> list[StartedRun]:
+    """Insert the planned runs (those whose fire the ledger holds already are left out);
+    return the ones started, and count the ones recorded ended (``missed``, ``skipped``)."""
     if not rows:
         return []
     started = []
+    ended: list[stats.Ended] = []
     for run_id, job_id, scheduled_for_us, status in db._insert_claimed_runs.execute_each(
         conn, rows
     ):
@@ -244,6 +255,9 @@ def _insert_claimed(
             job = by_id[job_id]
             run = RunRecord(run_id, job_id, scheduled_for_us, 1, RunStatus.RUNNING)
             started.append(StartedRun(run, job, _due_of(job, scheduled_for_us)))
+        elif status != RunStatus.SCHEDULED.value:
+            ended.append((job_id, RunStatus(status), now_us))
+    stats.count_ended(conn, db, node_id, ended)
     return started
 
 
@@ -262,6 +276,7 @@ def _start_pending(
     updates: list[dict[str, Any]] = []
     waiting = False
     missed: list[dict[str, Any]] = []
+    ended: list[stats.Ended] = []
     for (run_id, scheduled_for_us, due_us, attempt, manual), job in pending:
         # SQLite's driver gives ``manual`` as 0 or 1.
         queued = QueuedRun(run_id, scheduled_for_us, due_us, attempt, bool(manual))
@@ -269,6 +284,7 @@ def _start_pending(
         admitted = policy.admit_queued(queued, job, now_us, slots)
         if admitted.status is RunStatus.MISSED:
             missed.append({"b_id": run_id, "b_finished": now_us, "b_error": admitted.error})
+            ended.append((job.id, RunStatus.MISSED, now_us))
             continue
         if admitted.status is not RunStatus.RUNNING:
             waiting = True
@@ -288,6 +304,7 @@ def _start_pending(
         started.append(StartedRun(run, job, scheduled_for_us))
     _START_PENDING.executemany(conn, updates)
     _MISS_PENDING.executemany(conn, missed)
+    stats.count_ended(conn, db, node_id, ended)
     return started, waiting, len(missed)
 
 
@@ -296,13 +313,12 @@ def finish(
 ) -> dict[int, str]:
     """Record outcomes, fenced (see ``Store.finish_runs``), queue the retries they ask for and
     move the circuit breakers of their jobs."""
-    special = [f for f in finished if f.retry_due_us is not None or f.verdict is not None]
-    ids = [f.run_id for f in special]
-    held = conn.execute(_HELD, {"ids": ids, "node": node_id}).all() if special else ()
-    _FINISH.executemany(conn, _finish_params(node_id, finished))
+    by_id = {f.run_id: f for f in finished}
+    held = conn.execute(_HELD, {"ids": list(by_id), "node": node_id}).all()
     if not held:
         return {}
-    by_id = {f.run_id: f for f in special}
+    _FINISH.executemany(conn, _finish_params(node_id, [by_id[r.id] for r in held]))
+    ended = [(r.job_id, by_id[r.id].status, by_id[r.id].finished_us) for r in held]
     retries = [
         run_values(
             r.job_id,
@@ -325,10 +341,11 @@ def finish(
             reason = breaker.judge(conn, db, r.job_id, verdict)
             if reason is not None:
                 paused[r.id] = reason
+    stats.count_ended(conn, db, node_id, ended)
     return paused
 
 
-def cancel_run(conn: Connection, *, run_id: int, by: Actor) -> RunRecord:
+def cancel_run(conn: Connection, *, db: Backend, run_id: int, by: Actor) -> RunRecord:
     """``Store.cancel_run``."""
     # Locked, so that a finish or a takeover waiting for the row acts on what this wrote.
     row = conn.execute(select(runs).where(runs.c.id == run_id).with_for_update()).first()
@@ -352,6 +369,7 @@ def cancel_run(conn: Connection, *, run_id: int, by: Actor) -> RunRecord:
         )
     )
     write_audit(conn, [audit_row(by, "run.cancel", run.job_id, {"run_id": run_id})])
+    stats.count_ended(conn, db, "", [(run.job_id, RunStatus.CANCELLED, by.at_us)])
     return cancelled
 
 
@@ -360,7 +378,7 @@ def interrupt_running(
 ) -> int:
     """``Store.interrupt_running``."""
     condition = runs.c.node_id == node_id if node_id is not None else true()
-    return interrupt(conn, db, condition, db._db_now_us(conn), retries, policy)
+    return interrupt(conn, db, condition, db._db_now_us(conn), retries, policy, node_id or "")
 
 
 def interrupt(
@@ -370,9 +388,10 @@ def interrupt(
     now_us: int,
     retries: int,
     policy: ClaimPolicy,
+    node_id: str = "",
 ) -> int:
     """Mark the running runs that meet ``condition`` interrupted and queue their retries;
-    return how many there were."""
+    return how many there were. ``node_id``: the node counted as recording it ('' for none)."""
     # One statement: a run its node finishes meanwhile is no longer ``running`` when this
     # reaches it (PostgreSQL checks the row again after waiting for its lock).
     stop = (
@@ -397,6 +416,8 @@ def interrupt(
     given_up = {v.job_id for v in victims if v.attempt > retries and v.job_id in alive}
     if given_up:
         breaker.rearm_probes(conn, db, given_up, now_us, policy)
+    interrupted = RunStatus.INTERRUPTED
+    stats.count_ended(conn, db, node_id, [(v.job_id, interrupted, now_us) for v in victims])
     return len(victims)
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, exists, func, select
 
 from kairos.store.schema import jobs, runs
+from kairos.store.sql import stats
 from kairos.store.sql.backend import Backend
 from kairos.store.sql.rows import FINAL
 
@@ -44,6 +46,8 @@ _AGED = (
     .limit(bindparam("b_limit"))
     .subquery()
 )
+# What a purge reads of the runs it deletes, to take them off their jobs' counts.
+_PURGED = (runs.c.job_id, runs.c.status)
 _PURGE_AGED_RUNS = runs.delete().where(runs.c.id.in_(select(_AGED.c.id)))
 
 
@@ -51,14 +55,15 @@ def purge_runs(
     conn: Connection, *, db: Backend, limits: Sequence[tuple[str, int, int | None]]
 ) -> int:
     """``Store.purge_runs``: how many runs went."""
-    deleted = 0
+    purged: list[Sequence[Any]] = []
     for job_id, keep, older_than_us in limits:
         trim = {"b_job": job_id, "b_keep": keep}
-        deleted += db._dialect.delete(conn, _TRIM_JOB_RUNS, trim)
+        purged += db._dialect.delete_returning(conn, _TRIM_JOB_RUNS, _PURGED, trim)
         if older_than_us is not None:
             age = {"b_job": job_id, "b_older": older_than_us}
-            deleted += db._dialect.delete(conn, _AGE_JOB_RUNS, age)
-    return deleted
+            purged += db._dialect.delete_returning(conn, _AGE_JOB_RUNS, _PURGED, age)
+    stats.uncount(conn, purged)
+    return len(purged)
 
 
 def purge_aged_runs(
@@ -72,5 +77,6 @@ def purge_aged_runs(
 ) -> tuple[int, int | None]:
     """``Store.purge_aged_runs``."""
     params = {"b_first": first_id, "b_last": last_id, "b_older": older_than_us, "b_limit": limit}
-    deleted = db._dialect.delete(conn, _PURGE_AGED_RUNS, params)
-    return deleted, conn.execute(select(func.max(runs.c.id))).scalar()
+    purged = db._dialect.delete_returning(conn, _PURGE_AGED_RUNS, _PURGED, params)
+    stats.uncount(conn, purged)
+    return len(purged), conn.execute(select(func.max(runs.c.id))).scalar()

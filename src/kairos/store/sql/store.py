@@ -25,12 +25,21 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from kairos.errors import JobExists, JobNotFound, RunNotFound, StoreUnavailable
 from kairos.identity import Actor
 from kairos.models import JobRecord, JobState, RunRecord, RunStatus
-from kairos.store.base import Claim, ClaimPolicy, FinishedRun, JobQuery, NodeInfo, Store
+from kairos.store.base import (
+    Claim,
+    ClaimPolicy,
+    FinishedRun,
+    JobQuery,
+    JobRunCounts,
+    NodeInfo,
+    RunSummary,
+    Store,
+)
 from kairos.store.driver import DriverStatement
 from kairos.store.schema import CAN_CALL, IS_QUEUED, jobs, meta, runs
 from kairos.store.specs import SpecCache
 from kairos.store.sql import jobs as job_tx
-from kairos.store.sql import ledger, nodes, retention
+from kairos.store.sql import ledger, nodes, retention, stats
 from kairos.store.sql.accounts import SqlAccounts
 from kairos.store.sql.connections import SqlConnections, one_line
 from kairos.store.sql.dialect import SqlDialect
@@ -79,6 +88,7 @@ class SqlStore(SqlConnections, SqlAccounts, SqlImports, Store):
         )
         self._upsert_job = DriverStatement(self._upsert_jobs)
         self._insert_runs = dialect.insert_ignoring_duplicates(runs, ledger.RUN_KEY)
+        self._stats = stats.SqlStatStatements(dialect)
         self._insert_claimed_runs = DriverStatement(
             dialect.returning(
                 self._insert_runs, runs.c.id, runs.c.job_id, runs.c.scheduled_for_us, runs.c.status
@@ -323,7 +333,8 @@ class SqlStore(SqlConnections, SqlAccounts, SqlImports, Store):
         return await self._write(tx)
 
     async def cancel_run(self, run_id: int, *, by: Actor) -> RunRecord:
-        return await self._write(partial(ledger.cancel_run, run_id=run_id, by=by), short=True)
+        tx = partial(ledger.cancel_run, db=self, run_id=run_id, by=by)
+        return await self._write(tx, short=True)
 
     async def cancelled_among(self, run_ids: Sequence[int]) -> set[int]:
         if not run_ids:
@@ -401,6 +412,17 @@ class SqlStore(SqlConnections, SqlAccounts, SqlImports, Store):
         if deleted < limit:
             self._purge_next_id = 0 if highest is None or last >= highest else last + 1
         return deleted
+
+    # Summaries ---------------------------------------------------------------------------------
+
+    async def run_summary(self, since_us: Sequence[int], limit: int) -> RunSummary:
+        return await self._read(partial(stats.run_summary, since_us=since_us, limit=limit))
+
+    async def job_run_counts(self, job_ids: Sequence[str]) -> dict[str, JobRunCounts]:
+        return await self._read(partial(stats.job_run_counts, job_ids=job_ids))
+
+    async def purge_run_counts(self, older_than_us: int) -> None:
+        await self._write(partial(stats.purge_run_counts, older_than_us=older_than_us))
 
     # Nodes and metadata ------------------------------------------------------------------------
 
