@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import ClauseElement, Connection, Engine, create_engine
+from sqlalchemy import ClauseElement, Connection, Engine, create_engine, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 
+import kairos.store
+from kairos.models import RunStatus
 from kairos.store import store_for_url
 from kairos.store.mariadb import url_for_driver
 from kairos.store.schema import metadata
 from tests.support import mariadb
 from tests.support.postgres import create_database, drop_database, require_postgres
+
+MIGRATIONS = Path(kairos.store.__file__).parent / "migrations"
 
 
 @pytest.fixture(
@@ -206,3 +213,80 @@ async def test_a_search_by_id_prefix_reads_a_range_of_the_primary_key(fresh_url:
         else:
             assert any("id>? AND id<?" in line for line in plan), plan
     engine.dispose()
+
+
+async def test_the_run_summaries_are_built_from_the_runs_a_store_had_before_them(
+    fresh_url: str,
+) -> None:
+    """A store migrated up to 0011 holds runs; upgrading to 0012 fills the summaries from them:
+    each job's counts and last call, and the recent minutes' counts."""
+    engine, _ = _connect(fresh_url)
+    with engine.begin() as conn:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0011")
+    now_us = time.time_ns() // 1000
+    old_us = now_us - 3 * 86_400 * 1_000_000  # ended before the minutes kept
+    runs = [  # in the order they were made, as their ids say
+        # job, status, finished_us
+        ("a", "succeeded", old_us),
+        ("b", "failed", old_us),
+        ("a", "succeeded", now_us - 50_000_000),
+        ("a", "failed", now_us - 40_000_000),
+        ("b", "missed", now_us - 30_000_000),  # not a call: b's last call stays the failure
+        ("b", "running", None),
+        ("c", "cancelled", now_us - 20_000_000),
+        ("gone", "failed", now_us - 10_000_000),  # a job deleted since: not failing now
+    ]
+    with engine.begin() as conn:
+        for job_id in ("a", "b", "c"):
+            conn.execute(
+                text(
+                    "INSERT INTO kairos_jobs (id, spec, paused, created_us, updated_us)"
+                    " VALUES (:id, '{}', :paused, 1, 1)"
+                ),
+                {"id": job_id, "paused": False},
+            )
+        for index, (job_id, status, finished_us) in enumerate(runs, start=1):
+            conn.execute(
+                text(
+                    "INSERT INTO kairos_runs (id, job_id, scheduled_for_us, attempt, status,"
+                    " manual, node_id, finished_us) VALUES (:id, :job, :at, 1, :status,"
+                    " :manual, 'n1', :finished)"
+                ),
+                {
+                    "id": index,
+                    "job": job_id,
+                    "at": index,
+                    "status": status,
+                    "manual": False,
+                    "finished": finished_us,
+                },
+            )
+    engine.dispose()
+
+    store = store_for_url(fresh_url)
+    await store.open()
+    try:
+        counts = await store.job_run_counts(["a", "b", "c"])
+        summary = await store.run_summary([now_us - 3600 * 1_000_000], 10)
+    finally:
+        await store.close()
+    a, b, c = counts["a"], counts["b"], counts["c"]
+    assert (a.counts[RunStatus.SUCCEEDED], a.counts[RunStatus.FAILED]) == (2, 1)
+    assert (a.last_status, a.last_ended_us) == (RunStatus.FAILED, now_us - 40_000_000)
+    assert (b.counts[RunStatus.FAILED], b.counts[RunStatus.MISSED]) == (1, 1)
+    assert (b.last_status, b.last_ended_us) == (RunStatus.FAILED, old_us)
+    assert c.counts[RunStatus.CANCELLED] == 1
+    assert c.last_status is None
+    last_hour = summary.ended[0]
+    assert {status: n for status, n in last_hour.items() if n} == {
+        RunStatus.SUCCEEDED: 1,
+        RunStatus.FAILED: 2,
+        RunStatus.MISSED: 1,
+        RunStatus.CANCELLED: 1,
+    }
+    assert last_hour[RunStatus.FAILED] == 2  # the deleted job's run ended all the same
+    assert summary.running == 1
+    assert (summary.failing, sorted(summary.failing_jobs)) == (2, ["a", "b"])

@@ -4,7 +4,7 @@ from the runs already there.
 
 Revision ID: 0012
 Revises: 0011
-Create Date: 2027-01-10
+Create Date: 2026-12-07
 """
 
 from __future__ import annotations
@@ -64,11 +64,13 @@ def _build_from_runs() -> None:
         "GROUP BY job_id"
     )
     calls = _quoted(_CALLS)
-    # Each job's last call: its newest run by id that ended with a call outcome.
+    # Each job's last call: its newest run by id that ended with a call outcome. A job deleted
+    # has none (its runs stay in the history, counted, but it is not failing now).
     last = (
         "SELECT r.job_id, r.status, r.finished_us FROM kairos_runs r JOIN ("
         f"SELECT job_id, MAX(id) AS id FROM kairos_runs WHERE status IN ({calls}) "
-        "GROUP BY job_id) newest ON newest.id = r.id"
+        "GROUP BY job_id) newest ON newest.id = r.id "
+        "JOIN kairos_jobs j ON j.id = r.job_id"
     )
     rows = op.get_bind().execute(sa.text(last)).all()
     stats = sa.table(
