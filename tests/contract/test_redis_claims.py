@@ -8,13 +8,15 @@ import asyncio
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
 from kairos.identity import Actor
 from kairos.models import JobRecord, RunStatus
 from kairos.store import FinishedRun, FirePlan, Slots, Store, store_for_url
+from kairos.store.redis import stats
+from kairos.store.redis.store import RedisStore
 from tests.contract.test_store import NOW, S, every_minute, plan_every_minute, record
 from tests.support.policies import PlanPolicy
 from tests.support.redis import redis_store_url
@@ -196,3 +198,53 @@ async def test_replicas_claiming_at_once_take_every_fire_exactly_once(url: str) 
     finally:
         for store in stores:
             await store.close()
+
+
+async def summaries(store: RedisStore) -> dict[str, Any]:
+    """The run ledger's summaries as stored: runs ended per minute, failing jobs, jobs' counts."""
+    client, k = store.client, store.k
+    found: dict[str, Any] = {
+        k.ended_minutes: await client.hgetall(k.ended_minutes),
+        k.failing: await client.zrange(k.failing, 0, -1, withscores=True),
+    }
+    async for key in client.scan_iter(match=k.job_stats("*")):
+        found[key] = await client.hgetall(key)
+    return found
+
+
+async def test_the_summaries_a_claim_keeps_are_those_its_runs_make(url: str) -> None:
+    """What the claim's commit counts of the runs it ends (outcomes, skipped fires, missed
+    retries) is what the summaries built afresh from those runs hold."""
+    store = await opened(url)
+    assert isinstance(store, RedisStore)
+    try:
+        jobs = [f"job-{i:02}" for i in range(30)]
+        await store.upsert_jobs([record(job_id, NOW) for job_id in jobs])
+        first = (await store.claim_due(NOW, 100, "me", every_minute)).started
+        skipped = await store.claim_due(NOW + 60 * S, 100, "me", every_minute)
+        assert skipped.recorded == {RunStatus.SKIPPED: 30}  # each job's first run in flight
+
+        def outcome(i: int, run_id: int) -> FinishedRun:
+            if i % 3 == 0:  # retried: due long before the claim, and missed by it
+                at = NOW + 30 * S + i
+                return FinishedRun(run_id, RunStatus.FAILED, NOW, at, retry_due_us=NOW + S)
+            status = RunStatus.FAILED if i % 3 == 1 else RunStatus.SUCCEEDED
+            return FinishedRun(run_id, status, NOW, NOW + 90 * S + i)
+
+        done = [outcome(i, s.run.id) for i, s in enumerate(first)]
+        second = await store.claim_due(NOW + 120 * S, 100, "me", every_minute, finished=done)
+        assert second.recorded == {RunStatus.MISSED: 10}
+        assert len(second.started) == 30
+        done = [
+            FinishedRun(s.run.id, RunStatus.FAILED if i % 2 else RunStatus.SUCCEEDED, NOW, at)
+            for i, s in enumerate(second.started)
+            for at in [NOW + 150 * S + i]
+        ]
+        await store.claim_due(NOW + 180 * S, 100, "me", every_minute, finished=done)
+        kept = await summaries(store)
+        assert len(kept[store.k.failing]) == 15
+        await store.client.delete(*kept)
+        await stats.rebuild(store.client, store.k)
+        assert await summaries(store) == kept
+    finally:
+        await store.close()

@@ -197,3 +197,83 @@ async def test_imported_runs_are_counted(store: Store) -> None:
     counts = await store.job_run_counts(["a", "none"])
     assert counts["a"].last_status is RunStatus.SUCCEEDED
     assert counts["none"].counts == dict.fromkeys(ENDED_STATUSES, 0)
+
+
+async def test_runs_a_claim_ends_are_counted_in_its_minute(store: Store) -> None:
+    await store.insert_job(record("a", NOW))
+    (run,) = [s.run for s in (await store.claim_due(NOW, 10, "n", every_minute)).started]
+    retry = FinishedRun(run.id, RunStatus.FAILED, NOW, NOW + S, retry_due_us=NOW + S)
+    await store.finish_runs("n", [retry])
+    # Minutes later: the retry is too late (missed) and the fire due is skipped by the plan.
+    later = NOW + 5 * MINUTE + 7
+    claim = await store.claim_due(later, 10, "n", skip_all)
+    assert claim.recorded == {RunStatus.MISSED: 1, RunStatus.SKIPPED: 1}
+    await assert_counts_agree(store, "a")
+    summary = await store.run_summary([NOW, NOW + 5 * MINUTE, NOW + 6 * MINUTE], 10)
+    ended = [
+        (c[RunStatus.FAILED], c[RunStatus.MISSED], c[RunStatus.SKIPPED]) for c in summary.ended
+    ]
+    assert ended == [(1, 1, 1), (0, 1, 1), (0, 0, 0)]
+    # Neither says anything of the target: the failed call is still the job's last.
+    counts = (await store.job_run_counts(["a"]))["a"]
+    assert (counts.last_status, counts.last_ended_us) == (RunStatus.FAILED, NOW + S)
+    assert (await store.run_summary([], 10)).failing_jobs == ["a"]
+
+
+async def test_outcomes_recorded_with_a_claim_are_counted_as_those_recorded_alone(
+    store: Store,
+) -> None:
+    for job_id in ("a", "b"):
+        await store.insert_job(record(job_id, None, paused=True, max_instances=3))
+    a1, a2, a3 = [await start(store, "a", NOW + i) for i in range(3)]
+    b1 = await start(store, "b", NOW)
+    await finish(store, a1, RunStatus.SUCCEEDED, NOW + S)
+    outcomes = [  # the later of a's two first, as the two may come
+        FinishedRun(a3.id, RunStatus.FAILED, NOW, NOW + MINUTE + 2 * S),
+        FinishedRun(a2.id, RunStatus.SUCCEEDED, NOW, NOW + MINUTE + S),
+        FinishedRun(b1.id, RunStatus.INTERRUPTED, NOW, NOW + 2 * MINUTE),
+    ]
+    await store.claim_due(NOW + 3 * MINUTE, 10, "n", every_minute, finished=outcomes)
+    await assert_counts_agree(store, "a", "b")
+    counts = await store.job_run_counts(["a", "b"])
+    assert (counts["a"].last_status, counts["a"].last_ended_us) == (
+        RunStatus.FAILED,
+        NOW + MINUTE + 2 * S,
+    )
+    assert counts["b"].last_status is RunStatus.INTERRUPTED
+    summary = await store.run_summary([NOW, NOW + MINUTE, NOW + 2 * MINUTE], 10)
+    ended = [
+        (c[RunStatus.SUCCEEDED], c[RunStatus.FAILED], c[RunStatus.INTERRUPTED])
+        for c in summary.ended
+    ]
+    assert ended == [(2, 1, 1), (1, 1, 1), (0, 0, 1)]
+    assert (summary.failing, summary.failing_jobs) == (2, ["b", "a"])
+    # A success through a claim ends the failing.
+    a4 = await start(store, "a", NOW + 3)
+    done = [FinishedRun(a4.id, RunStatus.SUCCEEDED, NOW, NOW + 4 * MINUTE)]
+    await store.claim_due(NOW + 4 * MINUTE, 10, "n", every_minute, finished=done)
+    assert (await store.run_summary([], 10)).failing_jobs == ["b"]
+
+
+async def test_a_jobs_last_call_is_the_one_that_ended_last_of_a_claims_outcomes(
+    store: Store,
+) -> None:
+    """Outcomes that ask for a retry travel with plain ones: whichever ended last is the last
+    call, whatever the order given."""
+    for job_id, retried_last in (("a", True), ("b", False)):
+        await store.insert_job(record(job_id, None, paused=True, max_instances=2))
+        first, second = await start(store, job_id, NOW), await start(store, job_id, NOW + 1)
+        failed_us, succeeded_us = (NOW + 2 * S, NOW + S) if retried_last else (NOW + S, NOW + 2 * S)
+        outcomes = [
+            FinishedRun(second.id, RunStatus.SUCCEEDED, NOW, succeeded_us),
+            FinishedRun(first.id, RunStatus.FAILED, NOW, failed_us, retry_due_us=NOW + 9 * S),
+        ]
+        await store.claim_due(NOW + 3 * S, 10, "n", every_minute, finished=outcomes)
+    counts = await store.job_run_counts(["a", "b"])
+    assert (counts["a"].last_status, counts["a"].last_ended_us) == (RunStatus.FAILED, NOW + 2 * S)
+    assert (counts["b"].last_status, counts["b"].last_ended_us) == (
+        RunStatus.SUCCEEDED,
+        NOW + 2 * S,
+    )
+    assert (await store.run_summary([], 10)).failing_jobs == ["a"]
+    await assert_counts_agree(store, "a", "b")

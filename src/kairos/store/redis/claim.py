@@ -13,9 +13,11 @@ over. Where several nodes beat, a claim's page of due jobs starts at a random po
 first pages, so that replicas claiming at once mostly take different jobs.
 
 The finished runs are recorded by the same commit, each only if its record is as read (running
-under this node). Those that ask for a retry or move a circuit breaker are recorded first, in a
-``Tx`` of their own (``ledger.finish``); a job whose plan says to pause it is paused by a ``Tx``
-after the commit, if it is still as read.
+under this node), in the order they ended. Those that ask for a retry or move a circuit breaker
+(and any that ended before them) are recorded first, in a ``Tx`` of their own
+(``ledger.finish``); a job whose plan says to pause it is paused by a ``Tx`` after the commit, if
+it is still as read. The commit keeps the summaries (``stats``) of every run it ends, as ``Tx``
+does for the others.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from kairos.store.base import (
     Slots,
     StartedRun,
 )
-from kairos.store.redis import breaker, codec, ledger, scripts, tx
+from kairos.store.redis import breaker, codec, ledger, scripts, stats, tx
 from kairos.store.redis.jobs import check_int64
 from kairos.store.redis.keys import Keys
 from kairos.store.redis.nodes import tasks_of
@@ -149,11 +151,10 @@ class Claimer:
     ) -> Claim:
         """``Store.claim_due``; ``crashed()``: runs per job that crashed nodes still hold, asked
         only when a job claimed has runs in flight."""
-        special = [f for f in finished if f.retry_due_us is not None or f.verdict is not None]
+        special, plain = _split(finished)
         paused = {}
         if special:
             paused = await tx.run(self.client, self.k, lambda t: ledger.finish(t, node_id, special))
-        plain = [f for f in finished if f.retry_due_us is None and f.verdict is None]
         due_by = now_us + ahead_us
         first = await self._read(node_id, now_us, 0, limit, due_by, 0, limit, True, plain)
         this = _Pass(node_id, now_us, tasks_of(first.node), {}, self._specs)
@@ -251,7 +252,15 @@ class Claimer:
         """Apply the claim; return the parts applied, each with its new runs' ids (0: the
         ledger held the fire already), and (if ``peek``) what ``scripts.NEXT`` would give."""
         units: list[Any] = [
-            ("F", run.id, run.job_id, _digest(raw), codec.run_to(run), run.status.value)
+            (
+                "F",
+                run.id,
+                run.job_id,
+                _digest(raw),
+                codec.run_to(run),
+                run.status.value,
+                stats.counted(run),
+            )
             for raw, run in this.finishing
         ]
         parts = [p for p in this.parts.values() if p.queued or p.move is not None]
@@ -260,7 +269,7 @@ class Claimer:
             return [], None
         k = self.k
         keys = [k.due, k.queued, k.running_jobs, k.run_ids, k.holders, k.run_seq]
-        keys.append(k.running(this.node_id))
+        keys += [k.running(this.node_id), k.ended_minutes, k.failing]
         args: list[Any] = [this.node_id, _RUNNING.value, _SCHEDULED.value, *k.families()]
         args += [peek, this.now_us, codec.dumps(units)]
         done, *peeked = await self._commit_script(keys, args)
@@ -341,6 +350,27 @@ def _first_run(
         if run.status is _SCHEDULED and this.callable(this.job(run.job_id, job_raw)):
             return run.due_us
     return None
+
+
+def _split(finished: Sequence[FinishedRun]) -> tuple[list[FinishedRun], list[FinishedRun]]:
+    """The outcomes to record in a ``Tx`` first: those that ask for a retry or move a circuit
+    breaker, and any that ended by the last of these; and the rest, for the commit, in the order
+    they ended. So the outcomes are written in the order ``ledger.finish`` writes them all in,
+    and a job's last call in the summaries is the same (the last outcome written)."""
+    by_us = max((f.finished_us for f in finished if _special(f)), default=None)
+    if by_us is None:
+        return [], sorted(finished, key=_ended_us)
+    first = [f for f in finished if f.finished_us <= by_us or _special(f)]
+    rest = [f for f in finished if f.finished_us > by_us and not _special(f)]
+    return first, sorted(rest, key=_ended_us)
+
+
+def _special(outcome: FinishedRun) -> bool:
+    return outcome.retry_due_us is not None or outcome.verdict is not None
+
+
+def _ended_us(outcome: FinishedRun) -> int:
+    return outcome.finished_us
 
 
 def _finishing(this: _Pass, finished: Sequence[FinishedRun], raws: list[str | None]) -> None:
@@ -437,7 +467,8 @@ def _job_unit(part: _Part) -> tuple[Any, ...]:
         kept, rest = codec.job_moved(part.raw, *part.move)
         due_us = "" if part.move[1] is None else str(part.move[1])
     queued = [
-        (run.id, _digest(raw), codec.run_to(run), run.status.value) for raw, run in part.queued
+        (run.id, _digest(raw), codec.run_to(run), run.status.value, stats.counted(run))
+        for raw, run in part.queued
     ]
     planned = [
         (
@@ -445,6 +476,7 @@ def _job_unit(part: _Part) -> tuple[Any, ...]:
             run.status.value,
             codec.run_to(run),
             "" if run.due_us is None else str(run.due_us),
+            stats.counted(run),
         )
         for _, run in part.planned
     ]

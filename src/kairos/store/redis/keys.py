@@ -82,9 +82,16 @@ class Keys:
         return f"{self.prefix}running:{node_id}"
 
     def families(self) -> list[str]:
-        """The start of the key names of jobs, runs, jobs' runs, fires and statuses, in this
-        order: for the scripts that name records' keys themselves."""
-        return [self.job(""), self.run(""), self.job_runs(""), self.fires(""), self.status("")]
+        """The start of the key names of jobs, runs, jobs' runs, fires, statuses and jobs'
+        counts, in this order: for the scripts that name records' keys themselves."""
+        return [
+            self.job(""),
+            self.run(""),
+            self.job_runs(""),
+            self.fires(""),
+            self.status(""),
+            self.job_stats(""),
+        ]
 
     def job_stats(self, job_id: str) -> str:
         """The job's ended runs by status, and how its last call ended."""

@@ -7,7 +7,9 @@ with any other change. The scripts name the records' keys from the starts of the
 (``Keys.families``) and keep the indexes as ``Tx`` keeps them: a new run in the run ids, its
 job's runs, its status and the job's ledger of fires (``fires``); a running run in its node's
 set, its node among the holders and its job's count of runs in flight; a queued run in the
-queued index.
+queued index. The commit also keeps the summaries of the runs it ends (``stats``: their jobs'
+counts and last calls, the runs ended per minute, the failing jobs), as ``stats.count`` does
+for ``Tx`` from the same tallies (``stats.counted``, computed in Python).
 """
 
 from __future__ import annotations
@@ -86,19 +88,38 @@ runs due after ``after`` (ids, records, their jobs' records)."""
 COMMIT = (
     _PEEK
     + """
--- KEYS: due, queued, running-jobs, runs, holders, run-seq, the node's running runs.
--- ARGV: node, running, scheduled, the families of jobs, runs, jobs' runs, fires and statuses,
---   how many jobs and queued runs to peek at after (0: none), after when, then the units
---   (JSON), each one of:
---   ["F", run id, job id, digest as read, record, status]: a finished run;
+-- KEYS: due, queued, running-jobs, runs, holders, run-seq, the node's running runs,
+--   ended-minutes, failing.
+-- ARGV: node, running, scheduled, the families of jobs, runs, jobs' runs, fires, statuses and
+--   jobs' counts, how many jobs and queued runs to peek at after (0: none), after when, then
+--   the units (JSON), each one of:
+--   ["F", run id, job id, digest as read, record, status, tally]: a finished run;
 --   ["J", job id, digest as read, runs in flight as read, bytes of the record kept, the rest
 --     of the new record ("": as is), due time ("": none), [[queued run id, digest as read,
---     record, status]...], [[fire, status, record, due time ("": not queued)]...]]: a job's
---     part.
--- A digest is a record's SHA-1 (hex).
+--     record, status, tally]...], [[fire, status, record, due time ("": not queued),
+--     tally]...]]: a job's part.
+-- A digest is a record's SHA-1 (hex); a tally, how a run counts as it ends (null: it does not
+-- end), as ``stats.counted`` gives it.
 local node, running, scheduled = ARGV[1], ARGV[2], ARGV[3]
 local jobs, runs, job_runs, fires, statuses = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local job_stats = ARGV[9]
 local held = false
+local minutes = {}
+-- The summaries' writes of ``stats.count`` (keep the two alike), those of ended-minutes added
+-- up and written once per field at the end.
+local function count(job_id, tally)
+    if tally == cjson.null then return end
+    local status, minute, last_us, failed = tally[1], tally[2], tally[3], tally[4]
+    redis.call('HINCRBY', job_stats .. job_id, status, 1)
+    if minute ~= '' then minutes[minute] = (minutes[minute] or 0) + 1 end
+    if last_us == '' then return end
+    redis.call('HSET', job_stats .. job_id, 'last', status, 'last_us', last_us)
+    if failed ~= '' then
+        redis.call('ZADD', KEYS[9], last_us, job_id)
+    else
+        redis.call('ZREM', KEYS[9], job_id)
+    end
+end
 local function hold(job_id, run_id)
     redis.call('SADD', KEYS[7], run_id)
     redis.call('HINCRBY', KEYS[3], job_id, 1)
@@ -111,13 +132,14 @@ local function as_read(key, digest)
     local raw = redis.call('GET', key)
     return raw and redis.sha1hex(raw) == digest and raw
 end
-local function finish(id, job_id, digest, new, status)
+local function finish(id, job_id, digest, new, status, tally)
     if not as_read(runs .. id, digest) then return 0 end
     redis.call('SET', runs .. id, new)
     redis.call('ZREM', statuses .. running, id)
     redis.call('ZADD', statuses .. status, id, id)
     redis.call('SREM', KEYS[7], id)
     redis.call('HINCRBY', KEYS[3], job_id, -1)
+    count(job_id, tally)
     return 1
 end
 local function unchanged(job_id, digest, in_flight, queued)
@@ -129,14 +151,15 @@ local function unchanged(job_id, digest, in_flight, queued)
     end
     return raw
 end
-local function start(job_id, id, new, status)
+local function start(job_id, id, new, status, tally)
     redis.call('SET', runs .. id, new)
     redis.call('ZREM', KEYS[2], id)
     redis.call('ZREM', statuses .. scheduled, id)
     redis.call('ZADD', statuses .. status, id, id)
     if status == running then hold(job_id, id) end
+    count(job_id, tally)
 end
-local function record(job_id, fire, status, new, due)
+local function record(job_id, fire, status, new, due, tally)
     if redis.call('HEXISTS', fires .. job_id, fire) == 1 then return 0 end
     local id = redis.call('INCR', KEYS[6])
     redis.call('HSET', fires .. job_id, fire, id)
@@ -146,12 +169,13 @@ local function record(job_id, fire, status, new, due)
     redis.call('ZADD', statuses .. status, id, id)
     if status == running then hold(job_id, id) end
     if due ~= '' then redis.call('ZADD', KEYS[2], due, id) end
+    count(job_id, tally)
     return id
 end
 local function job(job_id, digest, in_flight, kept, rest, due, queued, planned)
     local raw = unchanged(job_id, digest, in_flight, queued)
     if not raw then return {0} end
-    for _, run in ipairs(queued) do start(job_id, run[1], run[3], run[4]) end
+    for _, run in ipairs(queued) do start(job_id, run[1], run[3], run[4], run[5]) end
     if rest ~= '' then
         redis.call('SET', jobs .. job_id, string.sub(raw, 1, kept) .. rest)
         if due == '' then
@@ -165,20 +189,22 @@ local function job(job_id, digest, in_flight, kept, rest, due, queued, planned)
     return ids
 end
 local done = {}
-for i, unit in ipairs(cjson.decode(ARGV[11])) do
+for i, unit in ipairs(cjson.decode(ARGV[12])) do
     if unit[1] == 'F' then
-        done[i] = finish(unit[2], unit[3], unit[4], unit[5], unit[6])
+        done[i] = finish(unit[2], unit[3], unit[4], unit[5], unit[6], unit[7])
     else
         done[i] = job(unit[2], unit[3], unit[4], unit[5], unit[6], unit[7], unit[8], unit[9])
     end
 end
-local count = tonumber(ARGV[9])
-if count == 0 then return {done} end
-return {done, peek(jobs, runs, 0, count, ARGV[10], 0, count)}
+for minute, n in pairs(minutes) do redis.call('HINCRBY', KEYS[8], minute, n) end
+local peeking = tonumber(ARGV[10])
+if peeking == 0 then return {done} end
+return {done, peek(jobs, runs, 0, peeking, ARGV[11], 0, peeking)}
 """
 )
 """Apply a claim's units in order, each only if what it was based on is as read: a finished
 run's record (gives 1, else 0); a job's record, its count of runs in flight and its queued runs'
 records (gives 1 followed by the new runs' ids, 0 for a fire the ledger already holds; else
-{0}: the job is left as it is, due for the next claim). Then, if asked, peek as ``NEXT`` does
-from the first."""
+{0}: the job is left as it is, due for the next claim). Each run it ends (finished, missed,
+recorded ended) is counted in the summaries as it is written. Then, if asked, peek as ``NEXT``
+does from the first."""

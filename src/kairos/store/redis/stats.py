@@ -1,5 +1,6 @@
 """The run ledger's summaries (``RunStats``) in Redis: written by ``Tx`` as runs end and go and
-as jobs are tripped, in the same ``MULTI``; read for the overview off a few keys.
+as jobs are tripped, in the same ``MULTI``, and by the claim's commit (``scripts.COMMIT``, which
+mirrors ``count``) for the runs it ends, in the same script; read for the overview off a few keys.
 
 - ``ended-minutes``, a hash: ``<minute_us>:<status>`` -> runs ended in that minute (of their
   ``finished_us``); minutes older than two days are purged;
@@ -32,6 +33,8 @@ from kairos.store.redis import codec
 from kairos.store.redis.keys import Keys
 
 __all__ = [
+    "count",
+    "counted",
     "job_changed",
     "job_deleted",
     "job_run_counts",
@@ -53,18 +56,43 @@ def run_changed(write: _Write, k: Keys, old: RunRecord | None, new: RunRecord | 
     was = old is not None and old.status in _ENDED
     if old is not None and was and (new is None or new.status is not old.status):
         write("HINCRBY", k.job_stats(old.job_id), old.status.value, -1)
-    if new is None or new.status not in _ENDED or (was and old and old.status is new.status):
+    if new is None or (was and old and old.status is new.status):
         return
-    write("HINCRBY", k.job_stats(new.job_id), new.status.value, 1)
-    if new.finished_us is None:
-        return
-    write("HINCRBY", k.ended_minutes, f"{minute_of(new.finished_us)}:{new.status.value}", 1)
-    if new.status in CALL_OUTCOMES:
-        write("HSET", k.job_stats(new.job_id), "last", new.status.value, "last_us", new.finished_us)
-        if new.status in _FAILING:
-            write("ZADD", k.failing, new.finished_us, new.job_id)
+    tally = counted(new)
+    if tally is not None:
+        count(write, k, new.job_id, tally)
+
+
+def counted(run: RunRecord) -> list[str] | None:
+    """How ``run`` counts as it ends (None: it has not ended): its status; its field of
+    ``ended-minutes`` ('': it has no end time); when its call ended ('': it is no call's outcome,
+    or has no end time); and '1' if that call failed (else ''). ``count`` writes it, and
+    ``scripts.COMMIT`` for the runs a claim ends."""
+    status = run.status
+    if status not in _ENDED:
+        return None
+    at_us = run.finished_us
+    if at_us is None:
+        return [status.value, "", "", ""]
+    minute = f"{minute_of(at_us)}:{status.value}"
+    if status not in CALL_OUTCOMES:
+        return [status.value, minute, "", ""]
+    return [status.value, minute, str(at_us), "1" if status in _FAILING else ""]
+
+
+def count(write: _Write, k: Keys, job_id: str, tally: list[str]) -> None:
+    """Count a run of ``job_id`` that ended, as ``counted`` gives it. ``scripts.COMMIT``'s
+    ``count`` makes the same writes (keep the two alike)."""
+    status, minute, last_us, failed = tally
+    write("HINCRBY", k.job_stats(job_id), status, 1)
+    if minute:
+        write("HINCRBY", k.ended_minutes, minute, 1)
+    if last_us:
+        write("HSET", k.job_stats(job_id), "last", status, "last_us", last_us)
+        if failed:
+            write("ZADD", k.failing, last_us, job_id)
         else:
-            write("ZREM", k.failing, new.job_id)
+            write("ZREM", k.failing, job_id)
 
 
 def job_changed(write: _Write, k: Keys, old: JobRecord | None, new: JobRecord | None) -> None:
