@@ -1,11 +1,10 @@
 """The store's side of every fire, alone: claim due jobs and record their outcomes.
 
 In process, on a SQLite file (or the store at a URL given: a fresh PostgreSQL or MariaDB
-database, Redis under a fresh key prefix): ``jobs`` jobs due at one instant are claimed ``batch``
-at a time (as the dispatcher does, each claim writing the previous claim's outcomes), with no
-HTTP call in
-between. CPU time per run is what the scheduler's process spends on its store for each fire: the
-part of a burst that no HTTP client or target shares.
+database, Redis under a fresh key prefix): ``jobs`` jobs due at one instant are claimed
+``batch`` at a time (as the dispatcher does, each claim writing the previous claim's outcomes),
+with no HTTP call in between. CPU time per run is what the scheduler's process spends on its
+store for each fire: the part of a burst that no HTTP client or target shares.
 """
 
 from __future__ import annotations

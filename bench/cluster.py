@@ -1,4 +1,4 @@
-"""The cluster workloads: 1, 2 and 3 replicas on one PostgreSQL or MariaDB database."""
+"""The cluster workloads: 1, 2 and 3 replicas on one PostgreSQL, MariaDB or Redis store."""
 
 from __future__ import annotations
 

@@ -9,8 +9,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 __all__ = [
@@ -19,7 +17,6 @@ __all__ = [
     "create_server_database",
     "drop_server_database",
     "free_port",
-    "fresh_redis_prefix",
     "mariadb_reachable",
     "pg_reachable",
     "redis_reachable",
@@ -110,11 +107,14 @@ def sqlite_url(directory: Path) -> str:
 
 
 def create_server_database(admin_url: str) -> str:
-    """A fresh database on the PostgreSQL or MariaDB server of ``admin_url``; returns its URL."""
+    """A fresh database on the PostgreSQL or MariaDB server of ``admin_url``, or a fresh key
+    prefix on the Redis of ``admin_url``; returns its URL."""
     import uuid
 
     from sqlalchemy.engine import make_url
 
+    if _is_redis(admin_url):
+        return f"{admin_url}?prefix=kairos-bench-{uuid.uuid4().hex[:10]}:"
     name = f"kairos_bench_{uuid.uuid4().hex[:10]}"
     _on_server(admin_url, f"CREATE DATABASE {_quoted(admin_url, name)}")
     return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
@@ -123,9 +123,25 @@ def create_server_database(admin_url: str) -> str:
 def drop_server_database(admin_url: str, url: str) -> None:
     from sqlalchemy.engine import make_url
 
+    if _is_redis(admin_url):
+        _drop_redis_prefix(admin_url, url.rsplit("?prefix=", 1)[1])
+        return
     name = _quoted(admin_url, make_url(url).database or "")
     force = "" if _is_mariadb(admin_url) else " WITH (FORCE)"
     _on_server(admin_url, f"DROP DATABASE IF EXISTS {name}{force}")
+
+
+def _is_redis(url: str) -> bool:
+    return url.startswith(("redis://", "rediss://"))
+
+
+def _drop_redis_prefix(url: str, prefix: str) -> None:
+    import redis
+
+    with redis.Redis.from_url(url) as client:
+        doomed = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        for start in range(0, len(doomed), 1000):
+            client.delete(*doomed[start : start + 1000])
 
 
 def _is_mariadb(url: str) -> bool:
@@ -188,23 +204,6 @@ def redis_reachable(url: str) -> bool:
     except redis.RedisError:
         return False
     return True
-
-
-@asynccontextmanager
-async def fresh_redis_prefix(url: str) -> AsyncIterator[str]:
-    """A Redis store URL under a new key prefix, whose keys are deleted afterwards."""
-    import uuid
-
-    from redis.asyncio import Redis
-
-    prefix = f"kairos-bench-{uuid.uuid4().hex[:10]}:"
-    try:
-        yield f"{url}?prefix={prefix}"
-    finally:
-        async with Redis.from_url(url) as client:
-            doomed = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
-            for start in range(0, len(doomed), 1000):
-                await client.delete(*doomed[start : start + 1000])
 
 
 def cpu_seconds(pid: int) -> float:

@@ -2,7 +2,7 @@
 
 Prints the medians of ``--repeat`` runs with the machine they ran on and writes them to
 bench/RESULTS.md. ``--only`` picks sections: precision, burst, sustained, rest, api, postgres,
-mariadb, cluster, wakeup, retention, claims, small, mixed, python, ceiling.
+mariadb, redis, cluster, wakeup, retention, claims, small, mixed, python, ceiling.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from bench.delivery import Mixed, SmallTarget, mixed_targets, small_target
 from bench.processes import (
     create_server_database,
     drop_server_database,
-    fresh_redis_prefix,
     mariadb_reachable,
     pg_reachable,
     redis_reachable,
@@ -42,10 +41,10 @@ from bench.wakeup import Wakeup, wakeup
 from kairos.executors import default_http_workers
 
 SECTIONS = (
-    "precision,burst,sustained,rest,api,postgres,mariadb,cluster,wakeup,retention,claims,small,"
+    "precision,burst,sustained,rest,api,postgres,mariadb,redis,cluster,wakeup,retention,claims,small,"
     "mixed,python,ceiling"
 )
-SERVER_NAMES = {"postgres": "PostgreSQL", "mariadb": "MariaDB"}
+SERVER_NAMES = {"postgres": "PostgreSQL", "mariadb": "MariaDB", "redis": "Redis"}
 
 SEED_REFERENCE = (
     "Seed design (APScheduler BackgroundScheduler + SQLite job store + a new HTTP client per "
@@ -111,8 +110,8 @@ def machine() -> str:
 
 class Databases:
     """A fresh database per workload run: SQLite files in a directory, or databases created on
-    a PostgreSQL or MariaDB server (``admin_url``; ``server`` names it) and dropped by
-    ``drop_all``."""
+    a PostgreSQL or MariaDB server, or key prefixes on a Redis (``admin_url``; ``server`` names
+    it), dropped by ``drop_all``."""
 
     def __init__(self, db_dir: Path, admin_url: str | None = None, server: str = "") -> None:
         self.db_dir = db_dir
@@ -333,6 +332,9 @@ class Bench:
     async def mariadb(self) -> list[str]:
         return await self._on_server("mariadb")
 
+    async def redis(self) -> list[str]:
+        return await self._on_server("redis")
+
     async def _on_server(self, server: str) -> list[str]:
         """Precision, sustained load, jobs at rest and the API on one replica on a database
         server (the cluster section has 1 against 3 replicas)."""
@@ -442,16 +444,13 @@ class Bench:
             async def one(trigger: str = trigger, store: str = store) -> ClaimRun:
                 if store == "SQLite":
                     return await claims(trigger)
-                jobs = self.args.claims_shared
-                if store in SERVER_NAMES.values():
-                    admin_url = self.args.postgres if store == "PostgreSQL" else self.args.mariadb
-                    url = create_server_database(admin_url)
-                    try:
-                        return await claims(trigger, jobs, url=url)
-                    finally:
-                        drop_server_database(admin_url, url)
-                async with fresh_redis_prefix(self.args.redis) as url:
-                    return await claims(trigger, jobs, url=url)
+                server = next(key for key, name in SERVER_NAMES.items() if name == store)
+                admin_url = getattr(self.args, server)
+                url = create_server_database(admin_url)
+                try:
+                    return await claims(trigger, self.args.claims_shared, url=url)
+                finally:
+                    drop_server_database(admin_url, url)
 
             runs = await repeat(self.args.repeat, one)
             rows.append(
@@ -552,7 +551,7 @@ async def main_async(args: argparse.Namespace) -> str:
         with tempfile.TemporaryDirectory(prefix="kairos-bench-") as tmp:
             bench = Bench(args, target, Path(tmp))
             # The ceiling first: the sustained table states throughput as a fraction of it.
-            if {"ceiling", "sustained", "postgres", "mariadb"} & set(args.only):
+            if {"ceiling", "sustained", "postgres", "mariadb", "redis"} & set(args.only):
                 lines += await bench.ceiling()
             for section in SECTIONS.split(","):
                 if section in args.only and section != "ceiling":
@@ -600,15 +599,24 @@ def main() -> None:
         help="a MariaDB database to create the MariaDB sections' databases from",
     )
     parser.add_argument(
-        "--redis", default="redis://127.0.0.1:6379/0", help="the Redis the claims section uses"
+        "--redis",
+        default="redis://127.0.0.1:6379/0",
+        help="the Redis to make the Redis sections' key prefixes on",
     )
     parser.add_argument(
         "--claims-shared", default=5_000, type=int, help="jobs due in the claims on a server"
     )
-    parser.add_argument("--pg-sustained", default="1000,2000", type=_sizes, help="also MariaDB's")
-    parser.add_argument("--pg-rest", default="100000", type=_ints, help="also MariaDB's")
     parser.add_argument(
-        "--cluster-on", default="postgres,mariadb", type=lambda s: s.split(","), help="servers"
+        "--pg-sustained", default="1000,2000", type=_sizes, help="also MariaDB's and Redis's"
+    )
+    parser.add_argument(
+        "--pg-rest", default="100000", type=_ints, help="also MariaDB's and Redis's"
+    )
+    parser.add_argument(
+        "--cluster-on",
+        default="postgres,mariadb,redis",
+        type=lambda s: s.split(","),
+        help="servers",
     )
     parser.add_argument("--replicas", default="1,3", type=_ints)
     parser.add_argument("--cluster-burst", default=10_000, type=int)

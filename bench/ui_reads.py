@@ -22,7 +22,7 @@ import httpx
 import psycopg
 from fastapi import FastAPI
 
-from bench.processes import create_pg_database, drop_pg_database
+from bench.processes import create_server_database, drop_server_database
 from bench.stats import percentile
 from kairos.library import Kairos
 from kairos.models import JobSpec
@@ -50,7 +50,7 @@ class Poll:
 
 
 async def measure(admin_url: str, jobs: int, runs: int, samples: int) -> list[Poll]:
-    url = create_pg_database(admin_url)
+    url = create_server_database(admin_url)
     try:
         settings = Settings(database_url=url, admin_token=TOKEN)
         async with Kairos(settings=settings) as kairos:
@@ -58,7 +58,7 @@ async def measure(admin_url: str, jobs: int, runs: int, samples: int) -> list[Po
             await asyncio.to_thread(_fill, url, jobs, runs)
             return await _polls(kairos, samples)
     finally:
-        drop_pg_database(admin_url, url)
+        drop_server_database(admin_url, url)
 
 
 def _fill(url: str, jobs: int, runs: int) -> None:

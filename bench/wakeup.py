@@ -1,9 +1,11 @@
 """How late one node hears of another's change: the wake-up latency of the change feed.
 
 In process: two stores on one fresh database (PostgreSQL: ``NOTIFY``; MariaDB: the
-``kairos_changes`` table, read every 50 ms). One writes ``changes`` jobs, one at a time at
-random moments; the other watches. The latency is from the write's commit (its call returning)
-until the watcher's callback runs for that job.
+``kairos_changes`` table, read every 50 ms; Redis: pub/sub). One writes ``changes`` jobs, one
+at a time at random moments; the other watches. The latency is from the write's commit (its call
+returning) until the watcher's callback runs for that job; a watcher that hears of the change
+before the writer's call has returned (Redis's pub/sub message can overtake the reply to the
+``EXEC``) counts as 0.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Literal
 
@@ -124,6 +125,12 @@ class Settings(BaseSettings):
     cloud metadata addresses are refused whatever this says."""
     allowed_networks: Annotated[list[str], NoDecode] = []
     """Exceptions to ``block_private_networks``: networks and host names, comma-separated."""
+    trusted_proxies: Annotated[list[str], NoDecode] = []
+    """The reverse proxies in front of the server, as addresses and networks, comma-separated
+    (``127.0.0.1,10.0.0.0/8``): from them, and from no other client, ``X-Forwarded-Prefix`` is
+    the path the UI and API are served under, and ``X-Forwarded-For`` and
+    ``X-Forwarded-Proto`` name the client and its scheme. Empty: no ``X-Forwarded-Prefix`` is
+    honoured (and the server's own defaults apply to the other two)."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
     """``json``: one JSON object per line, for log collectors."""
@@ -138,6 +145,19 @@ class Settings(BaseSettings):
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for entry in value:
+                try:
+                    ipaddress.ip_network(str(entry), strict=False)
+                except ValueError:
+                    raise ValueError(f"{entry!r} is neither an address nor a network") from None
         return value
 
     @field_validator("retry_statuses", mode="before")

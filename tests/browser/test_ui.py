@@ -56,7 +56,7 @@ def test_create_a_job_in_the_form_watch_it_fire_then_pause_it(
     # A run's status badge, not the word: the chart's legend says "succeeded" from the first run.
     reload_until(page, ".badge.succeeded")
     assert target.deliveries("/from-browser")
-    assert page.locator("svg.chart rect.bar.succeeded").count() >= 1
+    assert page.locator("svg.chart a.mark.succeeded").count() >= 1
 
     page.get_by_role("button", name="Pause", exact=True).click()
     page.locator(".badge.paused").first.wait_for()
@@ -158,7 +158,7 @@ def test_a_job_firing_every_second_updates_its_page_without_a_reload(
             wait_until(finished, 10, what="a finished run")
             page.wait_for_function(f"() => ({NEWEST_RUN_SHOWN})() >= {newest}", timeout=2_000)
         assert page.evaluate("window.sameDocument") is True  # never reloaded
-        assert page.locator("#job-history svg.chart rect.bar.succeeded").count() >= 1
+        assert page.locator("#job-history svg.chart a.mark.succeeded").count() >= 1
         api.delete("/jobs/every-second")
 
 

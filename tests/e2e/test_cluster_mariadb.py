@@ -11,21 +11,16 @@ import pytest
 
 from tests.support import mariadb
 from tests.support.cluster import (
+    TICKS,
     burst_fires_once_across_three_replicas,
     duplicates,
-    node_id_of,
     readyz,
+    sigkill_of_a_replica_loses_no_fire,
     wait_covered,
 )
 from tests.support.server import KairosProcess, TargetProcess, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.mariadb]
-
-TICKS = {
-    "trigger": {"type": "interval", "seconds": 1},
-    "coalesce": False,
-    "misfire_grace_time": 120,
-}
 
 
 @pytest.fixture
@@ -56,23 +51,7 @@ def test_a_thousand_jobs_due_at_once_fire_exactly_once_across_three_replicas(
 def test_sigkill_of_a_replica_loses_no_fire_and_duplicates_none(
     replicas: list[KairosProcess], target: TargetProcess
 ) -> None:
-    jobs = [f"tick-{i}" for i in range(10)]
-    with replicas[0].client() as api:
-        for job_id in jobs:
-            api.put(f"/jobs/{job_id}", json=TICKS | {"target": {"url": target.url("/tick")}})
-    wait_until(lambda: len(target.deliveries("/tick")) >= 50, 30, what="ticks from every node")
-    victim = replicas[2]
-    victim_id = node_id_of(victim)
-    victim.kill()
-    killed_at = datetime.now(UTC)
-
-    def gone() -> bool:
-        with replicas[0].client() as api:
-            return victim_id not in {n["id"] for n in api.get("/cluster").json()["nodes"]}
-
-    wait_until(gone, 15 + 5, what="the dead node to be taken over")
-    wait_covered(target, jobs, killed_at + timedelta(seconds=16), replicas[0])
-    assert duplicates(target.deliveries("/tick")) == []
+    sigkill_of_a_replica_loses_no_fire(replicas, target)
 
 
 def test_an_outage_pauses_claims_and_they_resume_by_themselves(

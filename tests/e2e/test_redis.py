@@ -11,17 +11,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.cluster import duplicates, node_id_of, wait_covered
+from tests.support.cluster import (
+    TICKS,
+    duplicates,
+    sigkill_of_a_replica_loses_no_fire,
+    wait_covered,
+)
 from tests.support.redis import ThrowawayRedis, redis_store_url
 from tests.support.server import KairosProcess, TargetProcess, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
-
-TICKS = {
-    "trigger": {"type": "interval", "seconds": 1},
-    "coalesce": False,
-    "misfire_grace_time": 120,
-}
 
 
 @pytest.fixture
@@ -42,23 +41,7 @@ def redis_replicas(redis_url: str, tmp_path: Path) -> Iterator[list[KairosProces
 def test_sigkill_of_a_replica_on_redis_loses_no_fire_and_duplicates_none(
     redis_replicas: list[KairosProcess], target: TargetProcess
 ) -> None:
-    jobs = [f"tick-{i}" for i in range(10)]
-    with redis_replicas[0].client() as api:
-        for job_id in jobs:
-            api.put(f"/jobs/{job_id}", json={**TICKS, "target": {"url": target.url("/tick")}})
-    wait_until(lambda: len(target.deliveries("/tick")) >= 50, 30, what="ticks from every node")
-    victim = redis_replicas[2]
-    victim_id = node_id_of(victim)
-    victim.kill()
-    killed_at = datetime.now(UTC)
-
-    def gone() -> bool:
-        with redis_replicas[0].client() as api:
-            return victim_id not in {n["id"] for n in api.get("/cluster").json()["nodes"]}
-
-    wait_until(gone, 15 + 5, what="the dead node to be taken over")
-    wait_covered(target, jobs, killed_at + timedelta(seconds=16), redis_replicas[0])
-    assert duplicates(target.deliveries("/tick")) == []
+    sigkill_of_a_replica_loses_no_fire(redis_replicas, target)
     assert len(_fired_by(redis_replicas[0])) >= 2, "only one replica ever claimed"
 
 

@@ -127,6 +127,12 @@ def test_the_live_fragments_are_the_parts_that_change(client: TestClient) -> Non
         'id="job-history" data-live="1" hx-get="/ui/jobs/busy"' in client.get("/ui/jobs/busy").text
     )
 
+    # A window of time reads more runs: asked for less often, and the range kept.
+    windowed = client.get("/ui/jobs/busy?chart=7d").text
+    assert 'id="job-history" data-live="5" hx-get="/ui/jobs/busy?chart=7d"' in windowed
+    history = client.get("/ui/jobs/busy?chart=7d", headers=htmx("job-history")).text
+    assert 'id="run-chart" data-range="7d"' in history
+
     runs = client.get("/ui/runs?job_id=busy", headers=htmx("run-list")).text
     assert "<html" not in runs
     assert ">busy</a>" in runs

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -15,6 +16,7 @@ from fastapi.testclient import TestClient
 from kairos.api import create_app
 from kairos.settings import Settings
 from kairos.web.highlight import json_excerpt
+from tests.support.fakes import FakeClock
 from tests.support.server import wait_until
 from tests.support.target import ThreadedTarget
 
@@ -341,7 +343,7 @@ def test_a_key_is_shown_once_works_and_stops_working_once_revoked(client: TestCl
     assert client.get("/jobs", headers={"Authorization": f"Bearer {key}"}).status_code == 200
     listed = client.get("/ui/keys").text
     assert key not in listed  # shown once
-    key_id = re.search(r'<tr id="key-([^"]+)">', listed)
+    key_id = re.search(r'<tr id="key-([^"]+)"', listed)
     assert key_id is not None
     assert "deploys" in listed
     revoked = client.post(f"/ui/keys/{key_id[1]}/revoke", data={"csrf_token": csrf})
@@ -376,3 +378,38 @@ def test_revoking_a_missing_key_is_said(client: TestClient) -> None:
     response = client.post("/ui/keys/nope/revoke", data={"csrf_token": csrf})
     assert response.status_code == 404
     assert "not found" in response.text
+
+
+def test_expired_keys_are_marked_expired_apart_from_revoked_ones_and_listed_after_live_ones() -> (
+    None
+):
+    clock = FakeClock(datetime(2026, 5, 1, 12, tzinfo=UTC))
+    app = create_app(Settings(database_url="memory://", admin_token=ADMIN), clock=clock)
+    with TestClient(app, follow_redirects=False) as client:
+        made = {}
+        for name, expires_in in (("short", 3600), ("revoked", None), ("long", 30 * 86_400)):
+            body = {"name": name, "scopes": ["jobs:read"], "expires_in": expires_in}
+            made[name] = client.post("/auth/keys", json=body, headers=API).json()
+            clock.advance(1)  # each created a second after the one before
+        revoked = client.delete(f"/auth/keys/{made['revoked']['id']}", headers=API)
+        assert revoked.status_code == 204
+        clock.advance(3600)  # "short" is past its expiry time: refused, and shown so
+        short = {"Authorization": f"Bearer {made['short']['key']}"}
+        assert client.get("/jobs", headers=short).status_code == 401
+        sign_in(client)
+        listed = client.get("/ui/keys").text
+        rows = dict(re.findall(r'<tr id="key-([^"]+)" class="key-(\w+)">', listed))
+        ids = {name: key["id"] for name, key in made.items()}
+        assert rows == {ids["long"]: "active", ids["short"]: "expired", ids["revoked"]: "revoked"}
+        assert list(rows) == [ids["long"], ids["short"], ids["revoked"]]  # live, expired, revoked
+        cells = {
+            key_id: re.search(rf'<tr id="key-{key_id}".*?</tr>', listed, re.S)[0]  # type: ignore[index]
+            for key_id in rows
+        }
+        assert 'class="badge expired">expired</span>' in cells[ids["short"]]
+        assert "revoked" not in cells[ids["short"]]
+        assert 'class="badge failed">revoked</span>' in cells[ids["revoked"]]
+        assert "expired" not in cells[ids["revoked"]]
+        assert "expires <time" in cells[ids["long"]]
+        assert "Revoke" in cells[ids["long"]]
+        assert "Revoke" not in cells[ids["short"]]  # it opens nothing already

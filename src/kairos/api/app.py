@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 
 from kairos import __version__
 from kairos.api.body import BodyGuard
 from kairos.api.docs import add_offline_docs
+from kairos.api.forwarded import Forwarded
 from kairos.clock import Clock
 from kairos.engine import Scheduler
 from kairos.settings import Settings
@@ -65,6 +66,8 @@ def create_app(
         max_bytes=settings.max_request_bytes,
         max_batch_bytes=settings.max_batch_bytes,
     )
+    if settings.trusted_proxies:
+        app.add_middleware(Forwarded, trusted=settings.trusted_proxies)
     for router in kairos.routers():
         app.include_router(router)
     add_offline_docs(app)
@@ -74,9 +77,15 @@ def create_app(
     return app
 
 
-async def _to_ui() -> Response:
-    return RedirectResponse("/ui", status_code=307)
+async def _to_ui(request: Request) -> Response:
+    return RedirectResponse(f"{_root(request)}/ui", status_code=307)
 
 
-async def _ui_home() -> Response:
-    return RedirectResponse("/ui/jobs", status_code=303)
+async def _ui_home(request: Request) -> Response:
+    return RedirectResponse(f"{_root(request)}/ui/jobs", status_code=303)
+
+
+def _root(request: Request) -> str:
+    """The path this app is served under (an ASGI ``root_path``, a trusted proxy's prefix)."""
+    root: str = request.scope.get("root_path", "")
+    return root.rstrip("/")

@@ -160,6 +160,9 @@ def _serve(
         log_level=settings.log_level,
         log_config=None,  # uvicorn's lines go through the handler ``logs.configure`` set
         lifespan="on",
+        # Listed proxies: their X-Forwarded-* headers are read by the app (api/forwarded.py),
+        # which must see the address the connection came from.
+        proxy_headers=not settings.trusted_proxies,
     )
     QuietServer(config).run()
 

@@ -14,7 +14,7 @@ from starlette.datastructures import FormData
 from kairos.auth.accounts import MAX_KEY_LIFETIME_S, Accounts
 from kairos.context import context_of
 from kairos.errors import InvalidField, KairosError, NotFound, UserExists
-from kairos.identity import SCOPE_HELP, Scope
+from kairos.identity import SCOPE_HELP, ApiKeyRecord, Scope
 from kairos.web.render import page
 from kairos.web.session import Viewer, ViewerDep, root_of
 
@@ -137,13 +137,27 @@ async def _keys_page(
     created: tuple[str, str] | None = None,
 ) -> Response:
     found = await _accounts(request).list_keys()
-    found.sort(key=lambda key: key.created_us, reverse=True)
-    context: dict[str, Any] = {"keys": found, "scopes": _SCOPES, "typed": typed}
+    now_us = context_of(request).scheduler.now_us()
+    states = {key.id: _key_state(key, now_us) for key in found}
+    # The keys that open something first, newest first; then the expired, then the revoked.
+    found.sort(key=lambda key: (_KEY_ORDER[states[key.id]], -key.created_us))
+    context: dict[str, Any] = {"keys": found, "states": states, "scopes": _SCOPES, "typed": typed}
     context |= {"created": created, "section": "API keys"}
     return page(request, "keys.html", who, status, note=note, error=error, **context)
 
 
 # Helpers ----------------------------------------------------------------------------------------
+
+
+_KEY_ORDER = {"active": 0, "expired": 1, "revoked": 2}
+
+
+def _key_state(key: ApiKeyRecord, now_us: int) -> str:
+    """What the keys page says of ``key``: revoked, expired (past ``expires_us``, so the
+    authenticator refuses it) or active."""
+    if key.revoked_us is not None:
+        return "revoked"
+    return "active" if key.usable(now_us) else "expired"
 
 
 def _accounts(request: Request) -> Accounts:

@@ -27,12 +27,13 @@ from kairos.models import (
     JobRecord,
     JobSpec,
     JobState,
+    RunRecord,
     TriggerSpec,
     parse_zone,
 )
 from kairos.pagination import job_query
 from kairos.triggers.describe import describe
-from kairos.web.chart import Outcomes, outcomes, runs_chart
+from kairos.web.chart import CHART_RANGES, ChartRange, Outcomes, chart_range, outcomes, run_chart
 from kairos.web.forms import UNITS, FieldError, JobForm, form_field
 from kairos.web.render import page
 from kairos.web.session import Viewer, ViewerDep, root_of
@@ -44,6 +45,9 @@ PAGE = 50
 HISTORY = 50
 RECENT = 20
 """Runs per job the list reads for its last run, success rate and sparkline."""
+CHART_CAP = 2_000
+"""Runs a job's chart of a window of time reads at most: the newest of the window."""
+_CHART_PAGE = 250
 _ZONES = sorted(available_timezones())
 _TRIGGER = TypeAdapter[TriggerSpec](TriggerSpec)
 _JOB_ID = TypeAdapter[str](JobId)
@@ -151,8 +155,11 @@ async def create_job(request: Request, who: ViewerDep) -> Response:
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
-async def job_detail(request: Request, who: ViewerDep, job_id: str, note: str = "") -> Response:
+async def job_detail(
+    request: Request, who: ViewerDep, job_id: str, note: str = "", chart: str = "50"
+) -> Response:
     who.need(Scope.JOBS_READ)
+    chosen = chart_range(chart)
     scheduler = _scheduler(request)
     job = await _job_or_none(scheduler, job_id)
     if job is None:
@@ -168,6 +175,8 @@ async def job_detail(request: Request, who: ViewerDep, job_id: str, note: str = 
     )
     shown = job.spec.masked()
     live = _htmx_target(request) == "job-history"
+    now_us = scheduler.now_us()
+    charted, capped = await _charted(scheduler, job.id, chosen, runs, now_us)
     return page(
         request,
         "_job_history.html" if live else "job.html",
@@ -179,11 +188,33 @@ async def job_detail(request: Request, who: ViewerDep, job_id: str, note: str = 
         words=describe(job.spec.trigger, zone),
         fires=fires,
         runs=runs,
-        chart=runs_chart(runs),
+        chart=run_chart(charted, chosen, now_us=now_us, zone=zone, capped=capped),
+        ranges=CHART_RANGES,
         definition=json.dumps(shown.model_dump(mode="json"), indent=2),
         note=note,
         section="Jobs",
     )
+
+
+async def _charted(
+    scheduler: Scheduler, job_id: str, chosen: ChartRange, newest: list[RunRecord], now_us: int
+) -> tuple[list[RunRecord], int]:
+    """The runs the chart draws and, when a window of time holds more than ``CHART_CAP``, that
+    cap (0 otherwise): the newest runs the page lists, or those of the window, read newest first
+    a page at a time on the runs' ``(job_id, id)`` index until one is older than the window."""
+    if chosen.window_us is None or not newest:
+        return newest, 0
+    since, _ = chosen.bounds(now_us)
+    found: list[RunRecord] = []
+    before = None
+    while True:
+        limit = min(_CHART_PAGE, CHART_CAP + 1 - len(found))
+        page = await scheduler.list_runs(job_id=job_id, before_id=before, limit=limit)
+        found += [run for run in page if run.scheduled_for_us >= since]
+        if len(page) < limit or page[-1].scheduled_for_us < since or len(found) > CHART_CAP:
+            break
+        before = page[-1].id
+    return found[:CHART_CAP], CHART_CAP if len(found) > CHART_CAP else 0
 
 
 @router.get("/jobs/{job_id}/edit", response_class=HTMLResponse)
