@@ -4,8 +4,10 @@ In process: a fresh PostgreSQL database filled directly (``--jobs`` jobs, defaul
 tenth tagged ``nightly``; the first page's jobs with a full kept history of 1,000 runs each and
 ``--runs`` more runs, default 1,000,000, spread over the others), then each live fragment asked
 for through the UI's ASGI app exactly as a visible tab asks for it every second (session cookie,
-``HX-Request``, ``HX-Target``): the whole request, reads and rendering. Also the reads alone for
-a list that would count each job's whole kept history instead of its newest 30 runs.
+``HX-Request``, ``HX-Target``): the whole request, reads and rendering. Also the reads alone
+for a list that would count each job's whole kept history instead of its newest 20 runs. (The
+runs are written directly, not through the store: the summaries that the overview and the jobs
+list's success rates read are empty here.)
 
 ``python -m bench.ui_reads [--jobs N] [--runs N] [--samples N] [--postgres URL]``
 """
@@ -131,20 +133,25 @@ async def _polls(kairos: Kairos, samples: int) -> list[Poll]:
 
             return read
 
+        async def counts_only() -> object:
+            query = job_query(prefix=None, state=None, tag=None, sort="id")
+            page = await scheduler.job_page(query, PAGE, None)
+            return await scheduler.job_run_counts([job.id for job in page.items])
+
         cases = [
             (
                 "jobs list, first page",
-                f"1 page of {PAGE} jobs + {PAGE} x newest {RECENT} runs",
+                f"1 page of {PAGE} jobs + {PAGE} x newest {RECENT} runs + their counts",
                 fragment("/ui/jobs", "job-rows"),
             ),
             (
                 "jobs list, tag filter",
-                f"1 page of {PAGE} tagged jobs + {PAGE} x newest {RECENT} runs",
+                f"1 page of {PAGE} tagged jobs + {PAGE} x newest {RECENT} runs + their counts",
                 fragment("/ui/jobs?tag=nightly", "job-rows"),
             ),
             (
                 "jobs list, by next run",
-                f"1 page of {PAGE} jobs by next run + {PAGE} x newest {RECENT} runs",
+                f"1 page of {PAGE} jobs by next run + {PAGE} x newest {RECENT} runs + their counts",
                 fragment("/ui/jobs?sort=next_run", "job-rows"),
             ),
             (
@@ -154,9 +161,19 @@ async def _polls(kairos: Kairos, samples: int) -> list[Poll]:
             ),
             ("runs page", "the newest 51 runs", fragment("/ui/runs", "run-list")),
             (
+                "overview",
+                "run summaries + the 10 soonest jobs + the nodes",
+                fragment("/ui/overview", "overview"),
+            ),
+            (
                 "jobs list, first page: its reads alone",
                 f"1 page of {PAGE} jobs + {PAGE} x newest {RECENT} runs",
                 reads_only(RECENT),
+            ),
+            (
+                "jobs list, first page: its counts alone",
+                f"1 page of {PAGE} jobs + their counts",
+                counts_only,
             ),
             (
                 "(not done) whole kept history",

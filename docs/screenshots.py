@@ -104,7 +104,9 @@ def _shoot(base_url: str) -> None:
             page.get_by_label("User name").fill("ann")
             page.get_by_label("Password").fill(PASSWORD)
             page.get_by_role("button", name="Sign in", exact=True).click()
-            page.get_by_role("heading", name="Jobs").wait_for()
+            page.get_by_role("heading", name="Overview").wait_for()
+            page.screenshot(path=OUT / f"overview-{scheme}.png", full_page=True)
+            page.goto("/ui/jobs")
             page.screenshot(path=OUT / f"jobs-{scheme}.png")
             if scheme == "dark":
                 context.close()
@@ -134,6 +136,8 @@ def _shoot(base_url: str) -> None:
             page.set_viewport_size({"width": 390, "height": 844})
             page.goto("/ui/jobs")
             page.screenshot(path=OUT / "jobs-phone.png")
+            page.goto("/ui/overview")
+            page.screenshot(path=OUT / "overview-phone.png", full_page=True)
             context.close()
         browser.close()
 

@@ -63,6 +63,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KairosProcess]:
 
 @pytest.fixture
 def signed_in(browser: Any, server: KairosProcess) -> Iterator[Any]:
+    """A page signed in as ``ann``: landed on the overview, then on the jobs list."""
     context = browser.new_context(base_url=server.base_url)
     page = context.new_page()
     page.set_default_timeout(15_000)
@@ -70,6 +71,8 @@ def signed_in(browser: Any, server: KairosProcess) -> Iterator[Any]:
     page.get_by_label("User name").fill("ann")
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in", exact=True).click()
+    page.get_by_role("heading", name="Overview").wait_for()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Jobs").click()
     page.get_by_role("heading", name="Jobs").wait_for()
     yield page
     context.close()

@@ -1,6 +1,7 @@
 """The web UI of a real ``kairos serve`` driven in Chromium through a real reverse proxy that
 serves it under ``/scheduler`` (stripping the prefix and saying it in ``X-Forwarded-Prefix``):
-sign in, list jobs, open a job, follow links, sign out, and never leave ``/scheduler``."""
+sign in, land on the overview, list jobs, open a job, follow links, sign out, and never leave
+``/scheduler``."""
 
 from __future__ import annotations
 
@@ -48,6 +49,10 @@ def proxied(
             yield proxy, server
 
 
+def is_htmx(response: Any) -> bool:
+    return bool(response.request.headers.get("hx-request"))
+
+
 def outside(page: Any) -> list[str]:
     urls: list[str] = page.evaluate(_URLS)
     return [url for url in urls if not url.startswith(("/scheduler/", "?", "#"))]
@@ -73,13 +78,19 @@ def test_the_whole_ui_through_a_proxy_stays_under_its_prefix(
     here("/ui/login?next=")
     page.get_by_label("User name").fill("ann")
     page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in", exact=True).click()
-    page.get_by_role("heading", name="Jobs").wait_for()
-    here("/ui/jobs")
+    with page.expect_response(lambda r: "/scheduler/ui/overview" in r.url and is_htmx(r)):
+        page.get_by_role("button", name="Sign in", exact=True).click()
+        page.get_by_role("heading", name="Overview").wait_for()  # where the UI lands
+        here("/ui/overview")  # and every count's link
+    # ... and its figures are live, asked for again through the proxy.
+    page.locator("#ov-hour-succeeded").wait_for()
     session = next(c for c in context.cookies() if c["name"] == "kairos_session")
     assert session["path"] == "/scheduler/ui"
     # The stylesheet came through the proxy, so the page is styled.
     assert page.evaluate("getComputedStyle(document.body).margin") == "0px"
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Jobs").click()
+    page.get_by_role("heading", name="Jobs").wait_for()
+    here("/ui/jobs")
 
     page.get_by_role("link", name="behind-the-proxy", exact=True).click()
     page.get_by_role("heading", name="behind-the-proxy").wait_for()

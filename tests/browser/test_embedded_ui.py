@@ -53,6 +53,10 @@ def sign_in(page: Any, host: str) -> None:
     page.get_by_text("Sign in with a token instead").click()
     page.get_by_label("Admin token or API key").fill(TOKEN)
     page.get_by_role("button", name="Sign in with the token").click()
+    page.get_by_role("heading", name="Overview").wait_for()
+    assert page.url == f"{host}{UI}/overview"
+    assert outside_the_prefix(page) == []
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Jobs").click()
     page.get_by_role("heading", name="Jobs").wait_for()
     assert page.url == f"{host}{UI}/jobs"
 

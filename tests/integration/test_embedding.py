@@ -313,8 +313,8 @@ async def test_a_generated_admin_token_is_logged_once(
     ("asked", "sent_to"),
     [
         (f"{UI}/runs?status=failed", f"{UI}/runs?status=failed"),
-        ("/ui/jobs", f"{UI}/jobs"),  # kairos serve's UI path is not this one's
-        ("https://elsewhere.example/", f"{UI}/jobs"),
+        ("/ui/jobs", f"{UI}/"),  # kairos serve's UI path is not this one's: this UI's root
+        ("https://elsewhere.example/", f"{UI}/"),
     ],
 )
 async def test_signing_in_under_a_prefix_goes_only_to_that_ui(
@@ -330,7 +330,7 @@ async def test_signing_in_under_a_prefix_goes_only_to_that_ui(
             assert signed_in.headers["location"] == sent_to
             assert f"Path={UI};" in signed_in.headers["set-cookie"]
             home = await client.get(f"{UI}/")
-            assert home.headers["location"] == f"{UI}/jobs"
+            assert home.headers["location"] == f"{UI}/overview"
 
 
 async def test_the_hosts_own_functions_run_as_python_tasks_put_through_the_router(

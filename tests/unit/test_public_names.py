@@ -35,6 +35,7 @@ ROUTE_MODULES = {
     "kairos.web.accounts",
     "kairos.web.bulk",
     "kairos.web.jobs",
+    "kairos.web.overview",
     "kairos.web.pages",
     "kairos.web.runs",
 }

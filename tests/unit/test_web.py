@@ -71,7 +71,7 @@ def test_signing_in_sets_a_strict_http_only_cookie_and_goes_only_to_this_ui(
     client: TestClient,
 ) -> None:
     response = client.post("/ui/login", data={"token": ADMIN, "next": "https://evil.example/"})
-    assert response.headers["location"] == "/ui/jobs"
+    assert response.headers["location"] == "/ui/"
     cookie = response.headers["set-cookie"]
     for part in ("HttpOnly", "Path=/ui", "SameSite=strict"):
         assert part in cookie

@@ -93,7 +93,7 @@ def test_the_list_shows_each_jobs_last_run_success_rate_and_next_run(client: Tes
     assert re.search(
         r'class="badge failed">failed</span>\s*<time [^>]*>(now|\d+ s ago)</time>', mixed[1]
     )
-    assert '<span class="rate">75%</span>' in mixed[1]
+    assert '<span class="rate" title="3 of 4 calls succeeded (kept history)">75%</span>' in mixed[1]
     assert 'aria-label="3 of the last 4 calls succeeded"' in mixed[1]
     assert len(re.findall(r'<rect class="bar succeeded"', mixed[1])) == 3
     assert re.search(

@@ -177,7 +177,7 @@ def test_cancelling_needs_jobs_write(client: TestClient, target: ThreadedTarget)
     refused = client.post(f"/ui/runs/{run['id']}/cancel", data={"csrf_token": csrf})
     assert refused.status_code == 403
     assert "&#39;jobs:write&#39; scope" in refused.text
-    assert nav_links(refused.text) == ["Jobs", "Runs"]
+    assert nav_links(refused.text) == ["Overview", "Jobs", "Runs"]
     assert client.get(f"/runs/{run['id']}", headers=API).json()["status"] != "cancelled"
 
 
@@ -213,6 +213,7 @@ def test_an_excerpt_that_is_not_json_is_left_plain() -> None:
 def test_the_navigation_shows_only_what_the_scopes_open(client: TestClient) -> None:
     sign_in(client)
     assert nav_links(client.get("/ui/jobs").text) == [
+        "Overview",
         "Jobs",
         "Runs",
         "Cluster",

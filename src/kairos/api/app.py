@@ -82,7 +82,7 @@ async def _to_ui(request: Request) -> Response:
 
 
 async def _ui_home(request: Request) -> Response:
-    return RedirectResponse(f"{_root(request)}/ui/jobs", status_code=303)
+    return RedirectResponse(f"{_root(request)}/ui/", status_code=303)
 
 
 def _root(request: Request) -> str:

@@ -15,9 +15,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kairos.context import CONTEXT_KEY, Binding
 from kairos.errors import KairosError, NotStarted
-from kairos.web import accounts, bulk, jobs, pages, runs
+from kairos.web import accounts, bulk, jobs, overview, pages, runs
 from kairos.web.render import STATIC_DIR, page
-from kairos.web.session import Forbidden, SignInNeeded, root_of
+from kairos.web.session import Forbidden, SignInNeeded
 
 __all__ = ["ui_app"]
 
@@ -25,12 +25,12 @@ __all__ = ["ui_app"]
 def ui_app(binding: Binding) -> ASGIApp:
     """The UI of the Kairos behind ``binding``: its pages, its static files, its error pages."""
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app.include_router(overview.router)
     app.include_router(pages.router)
     app.include_router(jobs.router)
     app.include_router(runs.router)
     app.include_router(accounts.router)
     app.include_router(bulk.router)
-    app.add_api_route("/", _home, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(SignInNeeded, _sign_in)
     app.add_exception_handler(Forbidden, _forbidden)
@@ -54,10 +54,6 @@ class _Bound:
                 await response(scope, receive, send)
                 return
         await self._app(scope, receive, send)
-
-
-async def _home(request: Request) -> Response:
-    return RedirectResponse(f"{root_of(request)}/jobs", status_code=303)
 
 
 async def _sign_in(request: Request, exc: Exception) -> Response:

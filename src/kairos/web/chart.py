@@ -9,6 +9,7 @@ with round marks and text at its own size."""
 from __future__ import annotations
 
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -288,11 +289,14 @@ _SPARK_HEIGHT = 16
 
 @dataclass(frozen=True)
 class Outcomes:
-    """What the jobs list says of a job's newest runs."""
+    """What the jobs list says of a job's runs: its newest run, its success rate over the
+    history kept, and a sparkline of its newest calls."""
 
     last: RunRecord | None
     succeeded: int
+    """Calls that succeeded, over the job's kept history."""
     decided: int
+    """Calls that ended (succeeded, failed or interrupted), over the job's kept history."""
     sparkline: Markup
 
     @property
@@ -301,12 +305,15 @@ class Outcomes:
         return f"{100 * self.succeeded // self.decided}%" if self.decided else ""
 
 
-def outcomes(runs: list[RunRecord]) -> Outcomes:
-    """``runs`` newest first: the last one, the success rate, and a sparkline (oldest on the
-    left, one tick per run: tall and green if it succeeded, short and red if it failed)."""
+def outcomes(runs: list[RunRecord], kept: Mapping[RunStatus, int]) -> Outcomes:
+    """``runs`` newest first and ``kept``, the job's ended runs by status over its kept history:
+    the last run, the success rate over that history, and a sparkline of the newest runs
+    (oldest on the left, one tick per call: tall and green if it succeeded, short and red if
+    it failed)."""
     decided = [run for run in runs if run.status in _DECIDED]
-    succeeded = sum(run.status is RunStatus.SUCCEEDED for run in decided)
-    return Outcomes(runs[0] if runs else None, succeeded, len(decided), _sparkline(decided))
+    calls = sum(kept.get(status, 0) for status in _DECIDED)
+    succeeded = kept.get(RunStatus.SUCCEEDED, 0)
+    return Outcomes(runs[0] if runs else None, succeeded, calls, _sparkline(decided))
 
 
 def _sparkline(decided: list[RunRecord]) -> Markup:

@@ -1,5 +1,6 @@
-"""The job pages: list (search, filter, sort, inline actions, each job's last run and success
-rate), detail, create and edit forms, and the live trigger preview the forms ask for as you type.
+"""The job pages: list (search, filter, sort, inline actions, each job's last run, success rate
+over its kept history and sparkline of its newest calls), detail, create and edit forms, and
+the live trigger preview the forms ask for as you type.
 
 The list's rows and a job's run history are live: the page asks for them again (same URL, the
 fragment named by ``HX-Target``) while it is visible; see ``static/kairos.js``."""
@@ -44,7 +45,8 @@ router = APIRouter()
 PAGE = 50
 HISTORY = 50
 RECENT = 20
-"""Runs per job the list reads for its last run, success rate and sparkline."""
+"""Runs per job the list reads for its last run and sparkline (its success rate is over the
+job's kept history, from the store's per-job counts)."""
 CHART_CAP = 2_000
 """Runs a job's chart of a window of time reads at most: the newest of the window."""
 _CHART_PAGE = 250
@@ -117,10 +119,12 @@ def _htmx_target(request: Request) -> str:
 async def _outcomes(
     scheduler: Scheduler, who: Viewer, jobs: list[JobRecord]
 ) -> dict[str, Outcomes]:
-    if not who.may(Scope.RUNS_READ.value):
+    if not who.may(Scope.RUNS_READ):
         return {}
-    recent = await scheduler.newest_runs([job.id for job in jobs], RECENT)
-    return {job_id: outcomes(runs) for job_id, runs in recent.items()}
+    ids = [job.id for job in jobs]
+    recent = await scheduler.newest_runs(ids, RECENT)
+    kept = await scheduler.job_run_counts(ids)
+    return {job_id: outcomes(runs, kept[job_id].counts) for job_id, runs in recent.items()}
 
 
 # One job ----------------------------------------------------------------------------------------

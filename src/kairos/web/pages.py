@@ -143,11 +143,12 @@ async def audit(
 
 
 def _safe(request: Request, target: str) -> str:
-    """Only a path of this UI: never an open redirect to another site."""
+    """Only a path of this UI (else its root, which leads to the viewer's landing page): never
+    an open redirect to another site."""
     root = root_of(request)
     parsed = urlparse(target)
     if parsed.scheme or parsed.netloc or not parsed.path.startswith(f"{root}/"):
-        return f"{root}/jobs"
+        return f"{root}/"
     return target
 
 

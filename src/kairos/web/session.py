@@ -72,8 +72,9 @@ class Viewer:
     def name(self) -> str:
         return self.principal.name.removeprefix("user:")
 
-    def may(self, scope: str) -> bool:
-        return self.principal.allows(Scope(scope))
+    def may(self, *scopes: str) -> bool:
+        """Whether the viewer holds every one of ``scopes``."""
+        return all(self.principal.allows(Scope(scope)) for scope in scopes)
 
     def need(self, scope: Scope) -> None:
         if not self.principal.allows(scope):
