@@ -21,7 +21,7 @@ from kairos.client import (
     Unauthorized,
     Unreachable,
 )
-from tests.support.server import ADMIN_TOKEN, KairosProcess, free_port
+from tests.support.server import ADMIN_TOKEN, KairosProcess, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -140,6 +140,23 @@ def test_operations_auth_and_secrets(server: KairosProcess, kairos: Client) -> N
     assert [node.this_node for node in kairos.cluster().nodes] == [True]
     assert kairos.targets().node_id == kairos.cluster().node_id
     assert kairos.me().name == "admin-token"
+    # A call to a closed port fails once its second of grace is spent trying to connect: the
+    # job's counts and the overview say so.
+    closed = {"url": f"http://127.0.0.1:{free_port()}/"}
+    kairos.put_job("ov.fails", spec(target=closed, misfire_grace_time=1))
+    kairos.run_job("ov.fails")
+
+    def counted() -> bool:
+        return kairos.job_run_counts(["ov.fails"])[0].last_status == "failed"
+
+    wait_until(counted, 30, what="the failed run counted")
+    [counts] = kairos.job_run_counts(["ov.fails"])
+    assert (counts.job_id, counts.success_rate) == ("ov.fails", 0.0)
+    seen = kairos.overview(limit=100)
+    assert seen.node_id == kairos.cluster().node_id
+    assert seen.ended_last_hour.failed >= counts.runs.failed >= 1
+    assert "ov.fails" in seen.failing_jobs
+    kairos.delete_job("ov.fails")
 
     token = kairos.sign_in("ann", PASSWORD, ["jobs:read"])
     with Client(server.base_url, token.access_token) as ann:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -12,8 +12,10 @@ import httpx
 from kairos.api.admin_schemas import (
     AuditOut,
     ClusterOut,
+    JobRunCountsOut,
     KeyOut,
     NewKeyOut,
+    OverviewOut,
     SecretOut,
     SecretSet,
     TargetsOut,
@@ -202,6 +204,16 @@ class AsyncClient:
 
     async def cluster(self) -> ClusterOut:
         return await self.send(calls.cluster())
+
+    async def overview(self, limit: int = 10) -> OverviewOut:
+        """The installation at a glance (``GET /overview``), with the first ``limit`` failing
+        and tripped jobs and next fires."""
+        return await self.send(calls.overview(limit))
+
+    async def job_run_counts(self, job_ids: Sequence[str]) -> list[JobRunCountsOut]:
+        """Each job's ended runs by status over its kept history, success rate and last call
+        (``GET /overview/jobs``, up to 200 jobs)."""
+        return (await self.send(calls.job_run_counts(job_ids))).items
 
     async def targets(self) -> TargetsOut:
         return await self.send(calls.targets())

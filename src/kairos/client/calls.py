@@ -15,9 +15,11 @@ from pydantic import BaseModel
 from kairos.api.admin_schemas import (
     AuditPage,
     ClusterOut,
+    JobRunCountsList,
     KeyList,
     KeyOut,
     NewKeyOut,
+    OverviewOut,
     SecretList,
     SecretOut,
     SecretSet,
@@ -59,9 +61,11 @@ __all__ = [
     "headers",
     "healthy",
     "job_page",
+    "job_run_counts",
     "list_keys",
     "list_secrets",
     "me",
+    "overview",
     "patch_job",
     "pause_job",
     "preview",
@@ -274,6 +278,16 @@ def run_page(
 
 def cluster() -> Call[ClusterOut]:
     return _call("GET", "/cluster", _model(ClusterOut))
+
+
+def overview(limit: int) -> Call[OverviewOut]:
+    return _call("GET", "/overview", _model(OverviewOut), params={"limit": limit})
+
+
+def job_run_counts(job_ids: Sequence[str]) -> Call[JobRunCountsList]:
+    return _call(
+        "GET", "/overview/jobs", _model(JobRunCountsList), params={"job_id": list(job_ids)}
+    )
 
 
 def targets() -> Call[TargetsOut]:

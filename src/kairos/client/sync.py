@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -12,8 +12,10 @@ import httpx
 from kairos.api.admin_schemas import (
     AuditOut,
     ClusterOut,
+    JobRunCountsOut,
     KeyOut,
     NewKeyOut,
+    OverviewOut,
     SecretOut,
     SecretSet,
     TargetsOut,
@@ -203,6 +205,16 @@ class Client:
 
     def cluster(self) -> ClusterOut:
         return self.send(calls.cluster())
+
+    def overview(self, limit: int = 10) -> OverviewOut:
+        """The installation at a glance (``GET /overview``), with the first ``limit`` failing
+        and tripped jobs and next fires."""
+        return self.send(calls.overview(limit))
+
+    def job_run_counts(self, job_ids: Sequence[str]) -> list[JobRunCountsOut]:
+        """Each job's ended runs by status over its kept history, success rate and last call
+        (``GET /overview/jobs``, up to 200 jobs)."""
+        return (self.send(calls.job_run_counts(job_ids))).items
 
     def targets(self) -> TargetsOut:
         return self.send(calls.targets())
