@@ -5,6 +5,7 @@ interleave, and a replica keeps what it won of an overlapping claim."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -248,3 +249,49 @@ async def test_the_summaries_a_claim_keeps_are_those_its_runs_make(url: str) -> 
         assert await summaries(store) == kept
     finally:
         await store.close()
+
+
+async def test_a_store_of_the_layout_before_summaries_gets_them_once_however_many_open_it(
+    url: str,
+) -> None:
+    """Layout 1 had no summaries: three replicas opening such a store at once build them once
+    (not three times, and not on top of what a rebuild cut short left), from its runs and jobs:
+    a deleted job's failure is counted but does not make it failing; a tripped job is tripped."""
+    store = await opened(url)
+    assert isinstance(store, RedisStore)
+    k = store.k
+    try:
+        jobs = [f"job-{i:02}" for i in range(6)]
+        await store.upsert_jobs([record(job_id, NOW) for job_id in jobs])
+        first = (await store.claim_due(NOW, 100, "me", every_minute)).started
+        done = [
+            FinishedRun(s.run.id, RunStatus.FAILED if i % 2 else RunStatus.SUCCEEDED, NOW, NOW + i)
+            for i, s in enumerate(first)
+        ]
+        await store.finish_runs("me", done)
+        await store.delete_job("job-01", by=Actor("test", NOW))  # its last call failed
+        tripped = dataclasses.replace(record("job-02", None), pause_reason="tripped")
+        await store.upsert_jobs([tripped])
+        kept = await summaries(store)
+        kept[k.tripped] = await store.client.zrange(k.tripped, 0, -1)
+        assert kept[k.tripped] == ["job-02"]
+        assert [job for job, _ in kept[k.failing]] == ["job-03", "job-05"]
+        # Layout 1: no summaries, but what a rebuild stopped halfway would have left.
+        await store.client.delete(*kept)
+        await store.client.hincrby(k.job_stats("job-00"), "succeeded", 5)
+        await store.client.set(k.schema, 1)
+    finally:
+        await store.close()
+
+    replicas = [store_for_url(url) for _ in range(3)]
+    await asyncio.gather(*(replica.open() for replica in replicas))
+    try:
+        again = replicas[0]
+        assert isinstance(again, RedisStore)
+        found = await summaries(again)
+        found[k.tripped] = await again.client.zrange(k.tripped, 0, -1)
+        assert found == kept
+        assert await again.client.get(k.schema) == "2"
+    finally:
+        for replica in replicas:
+            await replica.close()

@@ -3,10 +3,11 @@ server's clock, the schema's version and the installation id that tells a wiped 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from redis.asyncio import Redis
@@ -21,6 +22,11 @@ from kairos.store.redis.keys import SCHEMA_VERSION, Keys
 __all__ = ["command", "guarded", "migrate", "scored", "server_now_us", "wiped_reason"]
 
 log = logging.getLogger("kairos.store.redis")
+_MIGRATION_LEASE_MS = 10 * 60 * 1000
+"""How long a migrating process holds the others off; a migration taking longer is made again
+by another (from the start), so this is far above what a million runs take."""
+_MIGRATION_POLL_S = 0.2
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end"
 
 
 @contextlib.contextmanager
@@ -69,10 +75,28 @@ async def migrate(client: Redis, k: Keys, where: str) -> str:
         )
     # Layouts before the current one are migrated here, one step a version.
     if version < 2:
-        await stats.rebuild(client, k)  # 2: the run ledger's summaries
-        await client.set(k.schema, 2)
+        await _step(client, k, 2, stats.rebuild)  # 2: the run ledger's summaries
     installation = await client.get(k.installation)
     return str(installation or fresh)
+
+
+async def _step(
+    client: Redis, k: Keys, version: int, change: Callable[[Redis, Keys], Awaitable[None]]
+) -> None:
+    """Move the layout to ``version`` by ``change``, in one process: the others starting at the
+    same time wait until it is done (or, if that process died, until its lease ends and one of
+    them makes the change again; each change starts by clearing what a half-made one left)."""
+    token = secrets.token_hex(8)
+    while int(await client.get(k.schema) or 0) < version:
+        if not await client.set(k.migrating, token, nx=True, px=_MIGRATION_LEASE_MS):
+            await asyncio.sleep(_MIGRATION_POLL_S)
+            continue
+        try:
+            log.info("migrating the Kairos data in Redis to layout %d", version)
+            await change(client, k)
+            await client.set(k.schema, version)
+        finally:
+            await client.eval(_RELEASE, 1, k.migrating, token)
 
 
 async def wiped_reason(client: Redis, k: Keys, installation: str, where: str) -> str | None:

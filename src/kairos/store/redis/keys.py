@@ -23,6 +23,8 @@ class Keys:
         """The layout's version (``SCHEMA_VERSION``)."""
         self.installation = f"{p}installation"
         """A random id written when the store is first opened: gone means the data is gone."""
+        self.migrating = f"{p}migrating"
+        """Held by the process moving the layout to a newer version."""
         self.meta = f"{p}meta"
         self.changes = f"{p}changes"
         """The pub/sub channel of ``Store.watch``."""

@@ -14,7 +14,7 @@ mirrors ``count``) for the runs it ends, in the same script; read for the overvi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -195,18 +195,62 @@ async def purge_run_counts(client: Redis, k: Keys, older_than_us: int) -> None:
 
 
 async def rebuild(client: Redis, k: Keys) -> None:
-    """Build the summaries from the runs there are (once, as the layout that has them is
-    reached), a chunk of runs at a time."""
+    """Build the summaries from the runs and jobs there are (as the layout that has them is
+    reached, by one process at a time), a chunk at a time. What an earlier rebuild left, had it
+    stopped halfway, is cleared first, so the counts never come out twice. As in the SQL
+    stores' migration, a job deleted has no last call, and is therefore not failing."""
+    await _command(client, "DEL", k.ended_minutes, k.failing, k.tripped)
+    async for runs in _runs(client, k):
+        jobs = sorted({run.job_id for run in runs})
+        if jobs:
+            await _command(client, "DEL", *(k.job_stats(job_id) for job_id in jobs))
+    async for runs in _runs(client, k):
+        exists = await _existing_jobs(client, k, {run.job_id for run in runs})
+        async with client.pipeline(transaction=True) as pipe:
+            for run in runs:
+                tally = counted(run)
+                if tally is not None:
+                    if run.job_id not in exists:
+                        tally = [*tally[:2], "", ""]  # counted, but no last call
+                    count(pipe.execute_command, k, run.job_id, tally)
+            await pipe.execute()
+    offset = 0
+    while True:
+        job_ids = await _command(client, "ZRANGE", k.job_ids, offset, offset + _CHUNK - 1)
+        offset += len(job_ids)
+        raws = await _command(client, "MGET", *(k.job(i) for i in job_ids)) if job_ids else []
+        tripped = [
+            job_id
+            for job_id, raw in zip(job_ids, raws, strict=True)
+            if raw is not None and codec.job_from(job_id, raw).pause_reason is not None
+        ]
+        if tripped:
+            await _command(client, "ZADD", k.tripped, *(x for i in tripped for x in (0, i)))
+        if len(job_ids) < _CHUNK:
+            return
+
+
+async def _runs(client: Redis, k: Keys) -> AsyncIterator[list[RunRecord]]:
+    """Every run, a chunk at a time, oldest first."""
     offset = 0
     while True:
         ids = await _command(client, "ZRANGE", k.run_ids, offset, offset + _CHUNK - 1)
         offset += len(ids)
         raws = await _command(client, "MGET", *(k.run(int(i)) for i in ids)) if ids else []
-        async with client.pipeline(transaction=True) as pipe:
-            for run_id, raw in zip(ids, raws, strict=True):
-                if raw is not None:
-                    run = codec.run_from(int(run_id), raw)
-                    run_changed(pipe.execute_command, k, None, run)
-            await pipe.execute()
+        runs = [
+            codec.run_from(int(run_id), raw)
+            for run_id, raw in zip(ids, raws, strict=True)
+            if raw is not None
+        ]
+        yield runs
         if len(ids) < _CHUNK:
             return
+
+
+async def _existing_jobs(client: Redis, k: Keys, job_ids: set[str]) -> set[str]:
+    ordered = sorted(job_ids)
+    async with client.pipeline(transaction=False) as pipe:
+        for job_id in ordered:
+            pipe.execute_command("EXISTS", k.job(job_id))
+        found = await pipe.execute()
+    return {job_id for job_id, there in zip(ordered, found, strict=True) if there}
