@@ -179,11 +179,12 @@ def _duration_us(run: RunRecord) -> int | None:
 
 
 def _padded(times: list[int]) -> tuple[int, int]:
-    """From a little before the first time to a little after the last, so no mark is cut."""
+    """From a little before the first time to a little after the last, so no mark is cut (a
+    second at least, so one run alone still has an axis around it)."""
     if not times:
         return 0, 60 * _S
     low, high = min(times), max(times)
-    pad = max((high - low) // 30, 30 * _S)
+    pad = max((high - low) // 30, _S)
     return low - pad, high + pad
 
 
