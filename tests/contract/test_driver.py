@@ -1,6 +1,6 @@
 """``DriverStatement`` on each driver it runs directly: one statement object serving a SQLite
-file and PostgreSQL (or MariaDB) in one process, its rows, its parameter conversions and its
-errors."""
+file and PostgreSQL (or MariaDB) in one process, its rows, its parameter conversions (a list
+among them) and its errors."""
 
 from __future__ import annotations
 
@@ -39,6 +39,11 @@ _BY_NAME = DriverStatement(
     .where(_table.c.name == bindparam("name"))
     .order_by(_table.c.id)
     .limit(bindparam("limit"))
+)
+_AMONG = DriverStatement(
+    select(_table.c.id)
+    .where(_table.c.id.in_(bindparam("ids", expanding=True)), _table.c.flag == bindparam("flag"))
+    .order_by(_table.c.id)
 )
 
 
@@ -87,6 +92,10 @@ def _serve_alike(engines: list[Engine]) -> None:
                     assert sorted((row[0], bool(row[1])) for row in rows) == sorted(expected)
                     flags = _BY_NAME.execute(conn, {"name": "b", "limit": 1})
                     assert [bool(row[1]) for row in flags] == [True]  # 1 stored as true
+                    # A list parameter: SQL of its own for each length.
+                    for ids in ([first + 1], [first, first + 1, first + 2, 99], [first + 2]):
+                        among = _AMONG.execute(conn, {"ids": ids, "flag": False})
+                        assert [row[0] for row in among] == [n for n in ids if n == first + 1]
         for engine in engines:
             with pytest.raises(IntegrityError), engine.begin() as conn:
                 _INSERT.execute(conn, {"id": 0, "name": "again", "flag": False})

@@ -1,10 +1,12 @@
-"""What only MariaDB's store does: its URLs and drivers, the server versions it accepts, and the
-deadlocks InnoDB breaks by rolling a transaction back, which the store runs again."""
+"""What only MariaDB's store does: its URLs and drivers, the server versions it accepts, the
+deadlocks InnoDB breaks by rolling a transaction back, which the store runs again, and the row
+locks that fence an outcome recorded while its run is being cancelled."""
 
 from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Iterator
 
 import MySQLdb
@@ -13,8 +15,10 @@ from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
 
 from kairos.errors import StoreUnavailable
-from kairos.store import store_for_url
+from kairos.models import RunStatus
+from kairos.store import FinishedRun, store_for_url
 from kairos.store.mariadb import MariaDbStore
+from tests.contract.test_store import NOW, S, every_minute, record
 from tests.support import mariadb
 
 WAIT_S = 10
@@ -143,6 +147,69 @@ async def test_a_transaction_rolled_back_to_break_a_deadlock_runs_again(database
         cursor.execute("SELECT k, v FROM rows_ ORDER BY k")
         other.commit()
         assert cursor.fetchall() == (("a", 11), ("b", 11))
+    finally:
+        other.close()
+        await store.close()
+
+
+@pytest.mark.mariadb
+@pytest.mark.parametrize("cancelled", [True, False])
+async def test_an_outcome_recorded_while_its_run_is_being_cancelled_follows_the_cancel(
+    database: str, cancelled: bool
+) -> None:
+    """The cancel, in another session, holds the run; the outcome waits for it. A cancel that
+    commits leaves the outcome out (of the run and of its job's counts); one rolled back leaves
+    it in."""
+    store = MariaDbStore(database)
+    await store.open()
+    parsed = make_url(database)
+    other = MySQLdb.connect(
+        host=parsed.host, port=parsed.port or 3306, user=parsed.username, database=parsed.database
+    )
+    try:
+        await store.insert_job(record("a", NOW))
+        run = (await store.claim_due(NOW, 1, "n", every_minute)).started[0].run
+        cursor = other.cursor()
+        cancel = "UPDATE kairos_runs SET status = 'cancelled', finished_us = %s WHERE id = %s"
+        cursor.execute(cancel, (NOW + S, run.id))
+        waits = (
+            "SELECT count(*) FROM information_schema.innodb_trx t"
+            " JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id"
+            " WHERE t.trx_state = 'LOCK WAIT' AND p.db = %s"
+        )
+
+        waited: list[bool] = []
+
+        def end_the_cancel_once_the_outcome_waits() -> None:
+            watching = MySQLdb.connect(
+                host=parsed.host, port=parsed.port or 3306, user=parsed.username
+            )
+            try:
+                deadline = time.monotonic() + WAIT_S
+                while not waited and time.monotonic() < deadline:
+                    looking = watching.cursor()
+                    looking.execute(waits, (parsed.database,))
+                    if looking.fetchone() == (1,):
+                        waited.append(True)
+                    time.sleep(0.01)
+            finally:
+                watching.close()
+            if cancelled:
+                other.commit()
+            else:
+                other.rollback()
+
+        ending = threading.Thread(target=end_the_cancel_once_the_outcome_waits)
+        ending.start()
+        done = FinishedRun(run.id, RunStatus.SUCCEEDED, NOW, NOW + 2 * S, 200)
+        await store.finish_runs("n", [done])
+        ending.join(WAIT_S)
+        assert waited == [True]
+        expected = RunStatus.CANCELLED if cancelled else RunStatus.SUCCEEDED
+        assert (await store.get_run(run.id)).status is expected
+        counts = (await store.job_run_counts(["a"]))["a"]
+        assert counts.counts[RunStatus.SUCCEEDED] == (0 if cancelled else 1)
+        assert counts.last_status is (None if cancelled else RunStatus.SUCCEEDED)
     finally:
         other.close()
         await store.close()

@@ -135,3 +135,26 @@ async def test_a_job_replaced_while_its_probe_is_interrupted_gets_no_probe(
     assert await interrupting == 1
     job = await store.get_job("a")
     assert (job.spec, job.pause_reason, job.next_run_us) == (REPLACED, None, NOW + 60 * S)
+
+
+@pytest.mark.parametrize("cancelled", [True, False])
+async def test_an_outcome_recorded_while_its_run_is_being_cancelled_follows_the_cancel(
+    store: Store, store_url: str, cancelled: bool
+) -> None:
+    """The cancel holds the run; the outcome waits for it. A cancel that commits leaves the
+    outcome out (of the run and of its job's counts); one rolled back leaves it in."""
+    await store.insert_job(record("a", NOW))
+    run = (await store.claim_due(NOW, 1, "n", every_minute)).started[0].run
+    done = FinishedRun(run.id, RunStatus.SUCCEEDED, NOW, NOW + 2 * S, 200)
+    async with elsewhere(store_url) as cancelling:
+        cancel = "UPDATE kairos_runs SET status = 'cancelled', finished_us = %s WHERE id = %s"
+        await cancelling.execute(cancel, (NOW + S, run.id))
+        finishing = asyncio.create_task(store.finish_runs("n", [done]))
+        await until_waiting(store_url)
+        await (cancelling.commit() if cancelled else cancelling.rollback())
+    await finishing
+    expected = RunStatus.CANCELLED if cancelled else RunStatus.SUCCEEDED
+    assert (await store.get_run(run.id)).status is expected
+    counts = (await store.job_run_counts(["a"]))["a"]
+    assert counts.counts[RunStatus.SUCCEEDED] == (0 if cancelled else 1)
+    assert counts.last_status is (None if cancelled else RunStatus.SUCCEEDED)

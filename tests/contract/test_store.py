@@ -304,6 +304,51 @@ async def test_finish_records_the_outcome(store: Store) -> None:
     )
 
 
+async def test_a_batch_of_outcomes_is_recorded_as_given_for_the_runs_still_held(
+    store: Store,
+) -> None:
+    """One call records many runs at once (in one statement on a server): each keeps its own
+    values, whatever its text holds, and a run another node holds now is left alone."""
+    for job_id in ("a", "b", "c", "d"):
+        await store.insert_job(record(job_id, NOW))
+    claim = await store.claim_due(NOW, 3, "n", every_minute)
+    a, b, c = sorted((s.run for s in claim.started), key=lambda run: run.job_id)
+    taken = (await store.claim_due(NOW, 1, "other", every_minute)).started[0].run
+    text = "quote ' \" \\ back, tab\t, line\n, accents éü, symbol ☃, emoji 🛰, percent %s %(x)s"
+    done = [
+        FinishedRun(a.id, RunStatus.FAILED, NOW + 1, NOW + 5, 500, text, "x" * 5000),
+        FinishedRun(b.id, RunStatus.FAILED, None, NOW + 6, None, "refused", None),
+        FinishedRun(c.id, RunStatus.SUCCEEDED, NOW + 2, NOW + 7, 204, None, ""),
+        FinishedRun(taken.id, RunStatus.SUCCEEDED, NOW + 3, NOW + 8, 200),
+    ]
+    await store.finish_runs("n", done)
+    for finished in done[:3]:
+        got = await store.get_run(finished.run_id)
+        assert (
+            got.status,
+            got.started_us,
+            got.finished_us,
+            got.http_status,
+            got.error,
+            got.response_excerpt,
+        ) == (
+            finished.status,
+            finished.started_us,
+            finished.finished_us,
+            finished.http_status,
+            finished.error,
+            finished.response_excerpt,
+        )
+    assert (await store.get_run(taken.id)).status is RunStatus.RUNNING
+    counts = await store.job_run_counts(["a", "b", "c", "d"])
+    assert [counts[j].last_status for j in "abcd"] == [
+        RunStatus.FAILED,
+        RunStatus.FAILED,
+        RunStatus.SUCCEEDED,
+        None,
+    ]
+
+
 async def test_manual_runs_queue_then_start_on_claim(store: Store) -> None:
     await store.insert_job(record("a", None, paused=True))
     first = await store.add_manual_run("a", NOW)

@@ -20,13 +20,12 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import Connection, Select, Table, create_engine, text
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, make_url
 
 from kairos.errors import StoreUnavailable
 from kairos.store.base import ChangeFn
 from kairos.store.sql import SqlStore
-from kairos.store.sql.dialect import SqlDialect
+from kairos.store.sql.dialect import PostgresDialect
 
 __all__ = ["PostgresStore"]
 
@@ -66,7 +65,7 @@ _CRASHED = text(
 
 class PostgresStore(SqlStore):
     writer_threads = 4
-    _dialect = SqlDialect(postgresql.insert)
+    _dialect = PostgresDialect()
 
     def __init__(self, url: str) -> None:
         parsed = make_url(url)

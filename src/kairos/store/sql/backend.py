@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Select, Table
 
 from kairos.models import JobRecord
 from kairos.store.driver import DriverStatement
+from kairos.store.sql.batches import RowsStatement
 from kairos.store.sql.dialect import SqlDialect
 
 if TYPE_CHECKING:
@@ -28,6 +29,8 @@ class Backend(Protocol):
     _insert_runs: Any
     """Runs, skipping those the ledger holds already."""
     _stats: SqlStatStatements
+    _finish_runs: RowsStatement
+    """Outcomes recorded, fenced (see ``ledger.FINISHED_WHERE``)."""
 
     def _lock_due(self, query: Select[Any], of: Table) -> Select[Any]: ...
 

@@ -5,6 +5,10 @@ speaks ``INSERT ... ON CONFLICT`` and ``RETURNING``, as SQLite and PostgreSQL bo
 database that spells them otherwise brings a subclass, as MariaDB does here (``ON DUPLICATE KEY
 UPDATE``, ``INSERT IGNORE``, no ``RETURNING`` on updates, deletes that choose their rows
 first).
+
+The statements of many rows at once are built as ``batches`` describes: row by row on SQLite,
+as one statement taking the rows as one JSON document on PostgreSQL (``PostgresDialect``) and
+MariaDB.
 """
 
 from __future__ import annotations
@@ -12,11 +16,32 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, Table, and_, case, or_, select
-from sqlalchemy.dialects import mysql
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Connection,
+    Row,
+    Table,
+    and_,
+    case,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.sql.dml import Delete, Update, UpdateBase
 
-__all__ = ["MariaDbDialect", "SqlDialect"]
+from kairos.store.sql.batches import (
+    EachRow,
+    JsonRows,
+    JsonRowsUpdate,
+    ReadThenUpdate,
+    RowsStatement,
+    json_records,
+    json_table,
+)
+
+__all__ = ["MariaDbDialect", "PostgresDialect", "SqlDialect"]
 
 
 class SqlDialect:
@@ -48,16 +73,32 @@ class SqlDialect:
         adding: Sequence[str],
         newest_by: str | None = None,
         newest: Sequence[str] = (),
-    ) -> Any:
+    ) -> RowsStatement:
         """An insert into ``table`` that, where a row with the same ``key`` exists, adds the
         values inserted to its ``adding`` columns, and gives its ``newest`` columns (and
         ``newest_by``) the values inserted if the ``newest_by`` inserted is not NULL and not
-        older than the row's. Atomic, as ``upsert``."""
+        older than the row's. Atomic, as ``upsert``. Its rows are keyed by column name, and no
+        two of one run may share a ``key``."""
         add = self._insert(table)
-        return add.on_conflict_do_update(
+        statement = add.on_conflict_do_update(
             index_elements=list(key),
             set_=dict(_adding(table, add.excluded, adding, newest_by, newest)),
         )
+        return EachRow(statement)
+
+    def update_rows(
+        self,
+        table: Table,
+        *,
+        set_: Sequence[str],
+        where: ColumnElement[bool],
+        returning: Sequence[Column[Any]],
+    ) -> RowsStatement:
+        """An update of rows of ``table`` by primary key, each row its own values of the
+        columns ``set_``, of those rows only that meet ``where`` when it reaches them (fenced);
+        it returns ``returning`` (columns it does not set) of each row it changed. Its rows are
+        keyed ``b_<column>``: the key, and each of ``set_``."""
+        return ReadThenUpdate(table, set_, where, returning)
 
     def insert_ignoring_duplicates(self, table: Table, key: Sequence[str]) -> Any:
         """An insert into ``table`` that skips the rows whose ``key`` exists already."""
@@ -94,6 +135,53 @@ class SqlDialect:
     ) -> Sequence[Row[Any]]:
         """Run ``statement``; return ``columns`` of each row it deleted."""
         return conn.execute(statement.returning(*columns), dict(params or {})).all()
+
+
+class PostgresDialect(SqlDialect):
+    """PostgreSQL's: a statement of many rows takes them as one JSON document,
+    ``json_to_recordset`` turning it back into rows."""
+
+    def __init__(self) -> None:
+        super().__init__(postgresql.insert)
+
+    def upsert_adding(
+        self,
+        table: Table,
+        key: Sequence[str],
+        *,
+        adding: Sequence[str],
+        newest_by: str | None = None,
+        newest: Sequence[str] = (),
+    ) -> RowsStatement:
+        names = [c.name for c in table.columns]
+        rows = json_records(table, {name: name for name in names})
+        add = postgresql.insert(table).from_select(names, select(rows))
+        statement = add.on_conflict_do_update(
+            index_elements=list(key),
+            set_=dict(_adding(table, add.excluded, adding, newest_by, newest)),
+        )
+        return JsonRows(statement)
+
+    def update_rows(
+        self,
+        table: Table,
+        *,
+        set_: Sequence[str],
+        where: ColumnElement[bool],
+        returning: Sequence[Column[Any]],
+    ) -> RowsStatement:
+        (key,) = table.primary_key.columns
+        rows = json_records(table, {f"b_{name}": name for name in (key.name, *set_)})
+        # One statement: a row that a concurrent transaction changes (a cancel) is checked
+        # against ``where`` again once its lock is released, and left alone if it no longer
+        # meets it.
+        statement = (
+            update(table)
+            .where(key == rows.c[f"b_{key.name}"], where)
+            .values({name: rows.c[f"b_{name}"] for name in set_})
+            .returning(*returning)
+        )
+        return JsonRows(statement)
 
 
 class MariaDbDialect(SqlDialect):
@@ -135,10 +223,25 @@ class MariaDbDialect(SqlDialect):
         adding: Sequence[str],
         newest_by: str | None = None,
         newest: Sequence[str] = (),
-    ) -> Any:
-        add = mysql.insert(table)
+    ) -> RowsStatement:
+        names = [c.name for c in table.columns]
+        rows = json_table(table, {name: name for name in names})
+        add = mysql.insert(table).from_select(names, select(rows))
         # In this order: the ``newest`` columns read the row's ``newest_by`` before it is set.
-        return add.on_duplicate_key_update(_adding(table, add.inserted, adding, newest_by, newest))
+        statement = add.on_duplicate_key_update(
+            _adding(table, add.inserted, adding, newest_by, newest)
+        )
+        return JsonRows(statement)
+
+    def update_rows(
+        self,
+        table: Table,
+        *,
+        set_: Sequence[str],
+        where: ColumnElement[bool],
+        returning: Sequence[Column[Any]],
+    ) -> RowsStatement:
+        return JsonRowsUpdate(table, set_, where, returning)
 
     def insert_ignoring_duplicates(self, table: Table, key: Sequence[str]) -> Any:
         return mysql.insert(table).prefix_with("IGNORE")

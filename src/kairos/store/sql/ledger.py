@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, bindparam, func, select, true, update
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, func, select, true, update
 
 from kairos.errors import JobNotFound, RunEnded, RunNotFound
 from kairos.identity import Actor
@@ -22,6 +22,9 @@ from kairos.store.sql.backend import Backend
 from kairos.store.sql.rows import MOVE_JOBS, run_from_row, run_values
 
 __all__ = [
+    "FINISHED_COLUMNS",
+    "FINISHED_RETURNING",
+    "FINISHED_WHERE",
     "NEXT_RUN_DUE",
     "PENDING_RUN_COLUMNS",
     "RUNNING_COUNTS",
@@ -73,17 +76,6 @@ _START_PENDING = DriverStatement(
         started_us=bindparam("b_started"),
     )
 )
-# The runs among ``ids`` still held by ``node``: the ones whose outcome will be recorded.
-# Locked, so that none is cancelled or taken over between this read and the write.
-_HELD = (
-    select(runs.c.id, runs.c.job_id, runs.c.scheduled_for_us, runs.c.attempt, runs.c.manual)
-    .where(
-        runs.c.id.in_(bindparam("ids", expanding=True)),
-        IS_RUNNING,
-        runs.c.node_id == bindparam("node"),
-    )
-    .with_for_update()
-)
 _MISS_PENDING = DriverStatement(
     update(runs)
     .where(runs.c.id == bindparam("b_id"))
@@ -93,22 +85,25 @@ _MISS_PENDING = DriverStatement(
         error=bindparam("b_error"),
     )
 )
-# Fenced: only a run still held by the finishing node changes.
-_FINISH = DriverStatement(
-    update(runs)
-    .where(
-        runs.c.id == bindparam("b_id"),
-        IS_RUNNING,
-        runs.c.node_id == bindparam("b_node"),
-    )
-    .values(
-        status=bindparam("b_status"),
-        started_us=bindparam("b_started"),
-        finished_us=bindparam("b_finished"),
-        http_status=bindparam("b_http"),
-        error=bindparam("b_error"),
-        response_excerpt=bindparam("b_excerpt"),
-    )
+# What recording outcomes writes of each run (``finish_runs``), keyed ``b_<column>`` (see
+# ``SqlDialect.update_rows``); the node recording them is ``b_node``.
+FINISHED_COLUMNS = (
+    "status",
+    "started_us",
+    "finished_us",
+    "http_status",
+    "error",
+    "response_excerpt",
+)
+# Only a run still held by the recording node changes.
+FINISHED_WHERE = and_(IS_RUNNING, runs.c.node_id == bindparam("b_node"))
+# What it reads back of each run it changed, in the order ``finish`` unpacks them.
+FINISHED_RETURNING = (
+    runs.c.id,
+    runs.c.job_id,
+    runs.c.scheduled_for_us,
+    runs.c.attempt,
+    runs.c.manual,
 )
 RUNNING_COUNTS = (
     select(runs.c.job_id, runs.c.node_id, func.count())
@@ -314,33 +309,37 @@ def finish(
     """Record outcomes, fenced (see ``Store.finish_runs``), queue the retries they ask for and
     move the circuit breakers of their jobs."""
     by_id = {f.run_id: f for f in finished}
-    held = conn.execute(_HELD, {"ids": list(by_id), "node": node_id}).all()
+    rows = [_finish_row(f) for f in by_id.values()]
+    held = db._finish_runs.run(conn, rows, {"b_node": node_id})
     if not held:
         return {}
-    _FINISH.executemany(conn, _finish_params(node_id, [by_id[r.id] for r in held]))
-    ended = [(r.job_id, by_id[r.id].status, by_id[r.id].finished_us) for r in held]
-    retries = [
-        run_values(
-            r.job_id,
-            r.scheduled_for_us,
-            RunStatus.SCHEDULED,
-            r.manual,
-            r.attempt + 1,
-            due_us=by_id[r.id].retry_due_us,
-        )
-        for r in held
-        if by_id[r.id].retry_due_us is not None
-    ]
+    ended: list[stats.Ended] = []
+    retries = []
+    verdicts = []
+    for run_id, job_id, scheduled_for_us, attempt, manual in held:
+        done = by_id[run_id]
+        ended.append((job_id, done.status, done.finished_us))
+        if done.retry_due_us is not None:
+            # SQLite's and MariaDB's drivers give ``manual`` as 0 or 1.
+            retry = run_values(
+                job_id,
+                scheduled_for_us,
+                RunStatus.SCHEDULED,
+                bool(manual),
+                attempt + 1,
+                due_us=done.retry_due_us,
+            )
+            retries.append(retry)
+        if done.verdict is not None:
+            verdicts.append((run_id, job_id, done.verdict))
     if retries:
         conn.execute(db._insert_runs, retries)
         db._notify(conn, min(row["due_us"] for row in retries))
     paused = {}
-    for r in held:
-        verdict = by_id[r.id].verdict
-        if verdict is not None:
-            reason = breaker.judge(conn, db, r.job_id, verdict)
-            if reason is not None:
-                paused[r.id] = reason
+    for run_id, job_id, verdict in sorted(verdicts):
+        reason = breaker.judge(conn, db, job_id, verdict)
+        if reason is not None:
+            paused[run_id] = reason
     stats.count_ended(conn, db, node_id, ended)
     return paused
 
@@ -421,20 +420,17 @@ def interrupt(
     return len(victims)
 
 
-def _finish_params(node_id: str, finished: Sequence[FinishedRun]) -> list[dict[str, Any]]:
-    return [
-        {
-            "b_id": f.run_id,
-            "b_node": node_id,
-            "b_status": f.status.value,
-            "b_started": f.started_us,
-            "b_finished": f.finished_us,
-            "b_http": f.http_status,
-            "b_error": f.error,
-            "b_excerpt": f.response_excerpt,
-        }
-        for f in finished
-    ]
+def _finish_row(f: FinishedRun) -> dict[str, Any]:
+    """``f`` as a row of ``Backend._finish_runs``."""
+    return {
+        "b_id": f.run_id,
+        "b_status": f.status.value,
+        "b_started_us": f.started_us,
+        "b_finished_us": f.finished_us,
+        "b_http_status": f.http_status,
+        "b_error": f.error,
+        "b_response_excerpt": f.response_excerpt,
+    }
 
 
 def _due_of(job: JobRecord, scheduled_for_us: int) -> int:

@@ -41,6 +41,12 @@ Ended = tuple[str, RunStatus, int | None]
 skipped when its job was deleted; it then counts for its job only)."""
 
 _COUNTS = tuple(status.value for status in ENDED_STATUSES)
+# A job's row in ``count_ended`` before its first run is counted.
+_NONE_YET: dict[str, Any] = {
+    "last_status": None,
+    "last_ended_us": None,
+    **dict.fromkeys(_COUNTS, 0),
+}
 _UNCOUNT = DriverStatement(
     update(job_stats)
     .where(job_stats.c.job_id == bindparam("b_job"))
@@ -66,17 +72,11 @@ class SqlStatStatements:
     """The upserts a backend builds once, in its dialect."""
 
     def __init__(self, dialect: SqlDialect) -> None:
-        self.add_run_counts = DriverStatement(
-            dialect.upsert_adding(run_counts, ["minute_us", "node_id", "status"], adding=["ended"])
+        self.add_run_counts = dialect.upsert_adding(
+            run_counts, ["minute_us", "node_id", "status"], adding=["ended"]
         )
-        self.add_job_stats = DriverStatement(
-            dialect.upsert_adding(
-                job_stats,
-                ["job_id"],
-                adding=_COUNTS,
-                newest_by="last_ended_us",
-                newest=["last_status"],
-            )
+        self.add_job_stats = dialect.upsert_adding(
+            job_stats, ["job_id"], adding=_COUNTS, newest_by="last_ended_us", newest=["last_status"]
         )
 
 
@@ -84,32 +84,32 @@ def count_ended(conn: Connection, db: Backend, node_id: str, ended: Iterable[End
     """Count runs that have just ended, in the transaction that ended them: per minute for
     ``node_id`` (the node recording them; '' for none), and per job. One statement per table."""
     minutes: Counter[tuple[int, str]] = Counter()
-    per_job: dict[str, Counter[str]] = {}
-    last: dict[str, tuple[int, str]] = {}
+    per_job: dict[str, dict[str, Any]] = {}
     for job_id, status, finished_us in ended:
-        per_job.setdefault(job_id, Counter())[status.value] += 1
+        row = per_job.get(job_id)
+        if row is None:
+            row = per_job[job_id] = {"job_id": job_id, **_NONE_YET}
+        name = status.value
+        row[name] += 1
         if finished_us is None:
             continue
-        minutes[minute_of(finished_us), status.value] += 1
-        if status in CALL_OUTCOMES and (job_id not in last or last[job_id][0] <= finished_us):
-            last[job_id] = (finished_us, status.value)
+        minutes[minute_of(finished_us), name] += 1
+        if status in CALL_OUTCOMES and (
+            row["last_ended_us"] is None or row["last_ended_us"] <= finished_us
+        ):
+            row["last_status"], row["last_ended_us"] = name, finished_us
     if not per_job:
         return
     statements = db._stats
-    statements.add_run_counts.executemany(
+    statements.add_run_counts.run(
         conn,
         [
             {"minute_us": minute, "node_id": node_id, "status": status, "ended": n}
             for (minute, status), n in sorted(minutes.items())
         ],
     )
-    rows = []
-    for job_id in sorted(per_job):  # one order for every transaction: no deadlock between two
-        last_us, last_status = last.get(job_id, (None, None))
-        counted = per_job[job_id]
-        row: dict[str, Any] = {name: counted[name] for name in _COUNTS}
-        rows.append({"job_id": job_id, "last_status": last_status, "last_ended_us": last_us, **row})
-    statements.add_job_stats.executemany(conn, rows)
+    # One order for every transaction: no deadlock between two.
+    statements.add_job_stats.run(conn, [per_job[job_id] for job_id in sorted(per_job)])
 
 
 def uncount(conn: Connection, purged: Iterable[Sequence[Any]]) -> None:

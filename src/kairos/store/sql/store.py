@@ -89,6 +89,12 @@ class SqlStore(SqlConnections, SqlAccounts, SqlImports, Store):
         self._upsert_job = DriverStatement(self._upsert_jobs)
         self._insert_runs = dialect.insert_ignoring_duplicates(runs, ledger.RUN_KEY)
         self._stats = stats.SqlStatStatements(dialect)
+        self._finish_runs = dialect.update_rows(
+            runs,
+            set_=ledger.FINISHED_COLUMNS,
+            where=ledger.FINISHED_WHERE,
+            returning=ledger.FINISHED_RETURNING,
+        )
         self._insert_claimed_runs = DriverStatement(
             dialect.returning(
                 self._insert_runs, runs.c.id, runs.c.job_id, runs.c.scheduled_for_us, runs.c.status
