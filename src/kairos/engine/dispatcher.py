@@ -284,8 +284,8 @@ class Dispatcher:
                 started_us,
                 finished_us,
                 outcome.code,
-                outcome.error,
-                outcome.detail,
+                _storable(outcome.error),
+                _storable(outcome.detail),
                 retry_due_us,
                 verdict,
             )
@@ -514,3 +514,9 @@ def _seconds_until(end_us: int | None, now_us: int) -> float | None:
 def _identity(started: StartedRun) -> tuple[str, int, int, int]:
     run = started.run
     return run.job_id, run.id, run.scheduled_for_us, run.attempt
+
+
+def _storable(text: str | None) -> str | None:
+    """``text`` with its NUL characters shown as U+FFFD, as undecodable bytes are: PostgreSQL
+    refuses NUL in text, and a target's answer (or an exception's message) may hold one."""
+    return text.replace("\x00", "\ufffd") if text is not None and "\x00" in text else text
