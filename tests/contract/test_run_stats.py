@@ -7,7 +7,7 @@ from collections import Counter
 from kairos.identity import Actor
 from kairos.models import JobRecord, RunRecord, RunStatus
 from kairos.store import FinishedRun, FirePlan, PlannedRun, Slots, Store
-from kairos.store.base import ENDED_STATUSES, RUN_COUNT_MINUTE_US
+from kairos.store.summaries import ENDED_STATUSES, RUN_COUNT_MINUTE_US
 from tests.contract.test_store import NOW, S, every_minute, failing, record
 from tests.support.policies import PlanPolicy
 

@@ -30,7 +30,7 @@ from kairos.engine.tasks import in_background
 from kairos.errors import StoreUnavailable
 from kairos.models import JobSpec
 from kairos.store import Store
-from kairos.store.base import RUN_COUNT_MINUTE_US, RUN_COUNTS_KEPT_US
+from kairos.store.summaries import RUN_COUNT_MINUTE_US, RUN_COUNTS_KEPT_US
 
 __all__ = ["Retention"]
 

@@ -11,193 +11,30 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from dataclasses import dataclass
 
 from kairos.identity import Actor, ApiKeyRecord, AuditRecord, Scope, UserRecord
 from kairos.models import JobRecord, JobState, RunRecord, RunStatus
+from kairos.store.claims import Claim, ClaimPolicy, FinishedRun
+from kairos.store.summaries import RunStats
 
 __all__ = [
-    "CALL_OUTCOMES",
-    "ENDED_STATUSES",
-    "FAILING_STATUSES",
-    "RUN_COUNTS_KEPT_US",
-    "RUN_COUNT_MINUTE_US",
     "AccountStore",
     "AuditLog",
     "ChangeFn",
-    "Claim",
-    "ClaimPolicy",
-    "FinishedRun",
-    "FirePlan",
     "JobQuery",
-    "JobRunCounts",
     "JobStore",
     "NodeInfo",
     "NodeRegistry",
-    "PlannedRun",
-    "QueuedRun",
     "RecordImport",
     "RunLedger",
-    "RunStats",
-    "RunSummary",
     "SecretRecord",
     "SecretStore",
-    "Slots",
-    "StartedRun",
     "Store",
-    "Verdict",
-    "empty_counts",
-    "minute_of",
 ]
-
-ENDED_STATUSES = (
-    RunStatus.SUCCEEDED,
-    RunStatus.FAILED,
-    RunStatus.MISSED,
-    RunStatus.SKIPPED,
-    RunStatus.INTERRUPTED,
-    RunStatus.CANCELLED,
-)
-"""The statuses a run ends with, in the order summaries list them."""
-CALL_OUTCOMES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.INTERRUPTED})
-"""The ended statuses of a run whose target was called: only these tell whether a job is
-failing (a missed, skipped or cancelled run says nothing about its target)."""
-FAILING_STATUSES = (RunStatus.FAILED, RunStatus.INTERRUPTED)
-"""A job whose last call ended so is failing."""
-RUN_COUNT_MINUTE_US = 60_000_000
-"""Runs ended are counted per minute (of their ``finished_us``)."""
-RUN_COUNTS_KEPT_US = 48 * 3600 * 1_000_000
-"""How far back the counts of runs ended per minute go (older minutes are purged)."""
 
 ChangeFn = Callable[[int | None, str | None], None]
 """``on_change(due_us, job_id)``: see ``Store.watch``."""
-
-
-class Slots(NamedTuple):
-    """Room for one job's runs, as a claim sees it when it comes to the job."""
-
-    running: int
-    """The job's runs in flight anywhere before this pass."""
-    started: int
-    """The job's runs started in this pass so far."""
-    budget: int
-    """How many more runs (of any job) this pass may start."""
-
-
-class QueuedRun(NamedTuple):
-    """A queued (``scheduled``) run that is due, as ``Store.claim_due`` finds it."""
-
-    id: int
-    scheduled_for_us: int
-    due_us: int
-    attempt: int
-    manual: bool
-
-
-@dataclass(frozen=True, slots=True)
-class PlannedRun:
-    scheduled_for_us: int
-    status: RunStatus
-    """``RUNNING`` (start it now), ``SCHEDULED`` (queued: start it when a run of its job
-    started in the same pass finishes), ``MISSED`` or ``SKIPPED``."""
-    error: str | None = None
-
-
-@dataclass(slots=True)
-class FirePlan:
-    runs: list[PlannedRun] = field(default_factory=list)
-    next_fire_us: int | None = None
-    next_run_us: int | None = None
-    pause_reason: str | None = None
-    """Set when the job's fires cannot be planned at all: pause it, saying this (the other
-    fields are then empty)."""
-
-
-class ClaimPolicy(Protocol):
-    """What ``Store.claim_due`` asks about each piece of due work, and ``interrupt_running``
-    and ``take_over`` about a breaker's probe they interrupt for good, inside their
-    transactions. Pure decisions over a job, a clock reading and its ``Slots``: the store
-    applies them."""
-
-    def plan_due(self, job: JobRecord, now_us: int, slots: Slots) -> FirePlan:
-        """The fate of every fire of ``job`` due at ``now_us`` and the job's next fire."""
-        ...
-
-    def next_probe_us(self, job: JobRecord, now_us: int) -> int | None:
-        """When the circuit breaker next probes ``job``, which it paused and whose probe was
-        interrupted for good at ``now_us``; None: it stays paused until resumed by hand."""
-        ...
-
-    def admit_queued(self, run: QueuedRun, job: JobRecord, now_us: int, slots: Slots) -> PlannedRun:
-        """Of a queued run that is due: start it (``RUNNING``), let it wait for a slot
-        (``SCHEDULED``) or record it too late (``MISSED``, with the reason)."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class StartedRun:
-    """A run claimed by this node, recorded as ``running``: the caller must now call its target."""
-
-    run: RunRecord
-    job: JobRecord
-    due_us: int
-    """When to call the target: the fire's nominal time plus any jitter. It may lie a moment
-    after the claim (see ``Store.claim_due``'s ``ahead_us``)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    started: list[StartedRun]
-    recorded: dict[RunStatus, int]
-    """How many ``missed`` / ``skipped`` runs the claim wrote besides the started ones."""
-    exhausted: bool
-    """True when the claim hit its limit: more work may be due right now."""
-    next_due_us: int | None
-    """When the next job or pending run falls due, as far as the store knows."""
-    waiting_for_slot: bool = False
-    """Queued runs (run now, retries, a catch-up backlog) are due but wait for a run of their
-    job to finish (``max_instances``): look again when runs finish."""
-    paused: dict[int, str] = field(default_factory=dict)
-    """Of the ``finished`` runs, those whose failure made the circuit breaker pause their job:
-    run id -> the pause reason."""
-
-
-@dataclass(frozen=True, slots=True)
-class FinishedRun:
-    run_id: int
-    status: RunStatus
-    started_us: int | None
-    """When the call began (None: it never did)."""
-    finished_us: int
-    http_status: int | None = None
-    error: str | None = None
-    response_excerpt: str | None = None
-    retry_due_us: int | None = None
-    """Queue the next attempt of the same fire, due then (the run failed and may be retried)."""
-    verdict: Verdict | None = None
-    """The fire is over (no retry follows): what it means for its job's circuit breaker."""
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """How a fire ended, for its job's circuit breaker. Sent only when it changes something:
-    a failure while the breaker is on, a success after failures, or the end of a probe."""
-
-    failed: bool
-    limit: int | None
-    """Failed fires in a row that trip the breaker; None: it is off."""
-    probe: bool
-    """The fire was the probe of a job the breaker paused."""
-    decided_us: int
-    """When the fire ended: the time of the pause or resume this verdict may cause."""
-    next_probe_us: int | None
-    """If the breaker opens (again): when the next probe fires; None: the job stays paused."""
-    resume: tuple[int | None, int | None]
-    """If the probe succeeded: the job's next (fire, due) times."""
-    pause_reason: str | None
-    """Of a failed fire: why its job is paused, should this verdict trip the breaker (or keep a
-    probed job paused)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,66 +242,6 @@ class RunLedger(ABC):
         A store may go through its runs in parts, each call bounded in work however many runs
         there are: a call that deletes fewer than ``limit`` may leave expired runs for the next
         calls, which reach every one of them."""
-
-
-@dataclass(frozen=True, slots=True)
-class JobRunCounts:
-    """What a job's runs came to, kept up to date as runs end and as history is purged."""
-
-    counts: dict[RunStatus, int]
-    """The ended runs the ledger holds under the job's id, by status (every status of
-    ``ENDED_STATUSES``, zero included): what ``list_runs`` of the job shows, less runs queued
-    or in flight."""
-    last_status: RunStatus | None = None
-    """How the job's last call ended (one of ``CALL_OUTCOMES``); None: no call ended since the
-    job was created (a job deleted and created again starts afresh)."""
-    last_ended_us: int | None = None
-    """When that call ended."""
-
-
-@dataclass(frozen=True, slots=True)
-class RunSummary:
-    """The run ledger and the jobs at a glance, as ``RunStats.run_summary`` reads them."""
-
-    ended: list[dict[RunStatus, int]]
-    """For each time asked about: the runs ended since its minute (of every node), by status
-    (every status of ``ENDED_STATUSES``)."""
-    running: int
-    """Runs in flight, on every node."""
-    queued: int
-    """Queued (``scheduled``) runs: retries, runs now, runs waiting for a slot."""
-    failing: int
-    """Jobs whose last call failed (``FAILING_STATUSES``). A job deleted is not one, but for a
-    run it had in flight that fails after the delete: a store may then count it until its id
-    is used again."""
-    failing_jobs: list[str]
-    """The first of them, the most recent failure first."""
-    tripped: int
-    """Jobs the circuit breaker paused (``JobState.TRIPPED``)."""
-    tripped_jobs: list[str]
-    """The first of them, by id."""
-
-
-class RunStats(ABC):
-    """Summaries of the run ledger, kept by the transactions that end and purge runs (in the
-    same transaction), so that reading them costs the same with ten runs or ten million: they
-    are never computed by reading the runs themselves."""
-
-    @abstractmethod
-    async def run_summary(self, since_us: Sequence[int], limit: int) -> RunSummary:
-        """Counts of runs ended since each of ``since_us`` (to the minute: every run ended in
-        the minute of a time counts; at most the last ``RUN_COUNTS_KEPT_US`` are known), runs
-        in flight and queued, failing and tripped jobs with the first ``limit`` of each. Each
-        part reads a summary or a bounded range of an index."""
-
-    @abstractmethod
-    async def job_run_counts(self, job_ids: Sequence[str]) -> dict[str, JobRunCounts]:
-        """What the runs of each of ``job_ids`` came to (a job with no ended run: zero counts,
-        no last status)."""
-
-    @abstractmethod
-    async def purge_run_counts(self, older_than_us: int) -> None:
-        """Forget the counts of runs ended in minutes before ``older_than_us``'s."""
 
 
 class NodeRegistry(ABC):
@@ -683,13 +460,3 @@ class Store(
     @abstractmethod
     async def set_meta_if_absent(self, key: str, value: str) -> str:
         """Store ``value`` under ``key`` unless a value is there; return the value kept."""
-
-
-def minute_of(at_us: int) -> int:
-    """The start of the minute (``RUN_COUNT_MINUTE_US``) that ``at_us`` falls in."""
-    return at_us - at_us % RUN_COUNT_MINUTE_US
-
-
-def empty_counts() -> dict[RunStatus, int]:
-    """A count of zero for each of ``ENDED_STATUSES``."""
-    return dict.fromkeys(ENDED_STATUSES, 0)

@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
 from kairos.errors import StoreUnavailable
-from kairos.store.base import ClaimPolicy
+from kairos.store.claims import ClaimPolicy
 from kairos.store.liveness import NodeLocks
 from kairos.store.sql import SqlStore
 from kairos.store.sql.dialect import SqlDialect

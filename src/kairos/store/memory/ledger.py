@@ -12,7 +12,7 @@ from itertools import islice, takewhile
 from kairos.errors import JobNotFound, RunEnded, RunNotFound
 from kairos.identity import Actor
 from kairos.models import JobRecord, RunRecord, RunStatus
-from kairos.store.base import (
+from kairos.store.claims import (
     Claim,
     ClaimPolicy,
     FinishedRun,

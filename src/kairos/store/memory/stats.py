@@ -7,7 +7,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from kairos.models import JobRecord, RunRecord, RunStatus
-from kairos.store.base import (
+from kairos.store.memory.ordered import OrderedKeys
+from kairos.store.summaries import (
     CALL_OUTCOMES,
     ENDED_STATUSES,
     FAILING_STATUSES,
@@ -15,7 +16,6 @@ from kairos.store.base import (
     empty_counts,
     minute_of,
 )
-from kairos.store.memory.ordered import OrderedKeys
 
 __all__ = ["Summaries"]
 

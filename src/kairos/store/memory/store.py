@@ -19,20 +19,12 @@ from kairos.clock import Clock, SystemClock
 from kairos.errors import JobNotFound, RunNotFound
 from kairos.identity import Actor, ApiKeyRecord, AuditRecord, Scope, UserRecord
 from kairos.models import JobRecord, JobState, RunRecord, RunStatus
-from kairos.store.base import (
-    Claim,
-    ClaimPolicy,
-    FinishedRun,
-    JobQuery,
-    JobRunCounts,
-    NodeInfo,
-    RunSummary,
-    SecretRecord,
-    Store,
-)
+from kairos.store.base import JobQuery, NodeInfo, SecretRecord, Store
+from kairos.store.claims import Claim, ClaimPolicy, FinishedRun
 from kairos.store.memory import accounts, imports, jobs, ledger, retention
 from kairos.store.memory.process import ProcessBinding
 from kairos.store.memory.tables import NodeRow, Tables
+from kairos.store.summaries import JobRunCounts, RunSummary
 
 __all__ = ["MemoryStore"]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from kairos.identity import Actor
 from kairos.models import JobRecord
-from kairos.store.base import ClaimPolicy, Verdict
+from kairos.store.claims import ClaimPolicy, Verdict
 from kairos.store.redis.tx import Tx
 
 __all__ = ["judge", "rearm_probes", "set_paused"]

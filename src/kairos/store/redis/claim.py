@@ -33,7 +33,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from kairos.models import JobRecord, RunRecord, RunStatus
-from kairos.store.base import (
+from kairos.store.claims import (
     Claim,
     ClaimPolicy,
     FinishedRun,

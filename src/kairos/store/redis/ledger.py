@@ -10,10 +10,7 @@ from collections.abc import Iterable, Sequence
 from kairos.errors import JobNotFound, RunEnded, RunNotFound
 from kairos.identity import Actor
 from kairos.models import RunRecord, RunStatus
-from kairos.store.base import (
-    ClaimPolicy,
-    FinishedRun,
-)
+from kairos.store.claims import ClaimPolicy, FinishedRun
 from kairos.store.redis import breaker
 from kairos.store.redis.jobs import check_int64
 from kairos.store.redis.tx import Tx

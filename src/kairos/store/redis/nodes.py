@@ -17,7 +17,8 @@ from typing import TypeVar
 
 from redis.asyncio import Redis
 
-from kairos.store.base import ClaimPolicy, NodeInfo
+from kairos.store.base import NodeInfo
+from kairos.store.claims import ClaimPolicy
 from kairos.store.redis import codec, ledger
 from kairos.store.redis.connection import command, guarded, scored, server_now_us
 from kairos.store.redis.keys import Keys

@@ -20,7 +20,9 @@ from typing import Any
 from redis.asyncio import Redis
 
 from kairos.models import JobRecord, RunRecord, RunStatus
-from kairos.store.base import (
+from kairos.store.redis import codec
+from kairos.store.redis.keys import Keys
+from kairos.store.summaries import (
     CALL_OUTCOMES,
     ENDED_STATUSES,
     FAILING_STATUSES,
@@ -29,8 +31,6 @@ from kairos.store.base import (
     empty_counts,
     minute_of,
 )
-from kairos.store.redis import codec
-from kairos.store.redis.keys import Keys
 
 __all__ = [
     "count",

@@ -31,22 +31,14 @@ from redis.exceptions import RedisError
 from kairos.errors import JobNotFound, RunNotFound, StoreUnavailable
 from kairos.identity import Actor, ApiKeyRecord, AuditRecord, Scope, UserRecord
 from kairos.models import JobRecord, JobState, RunRecord, RunStatus
-from kairos.store.base import (
-    ChangeFn,
-    Claim,
-    ClaimPolicy,
-    FinishedRun,
-    JobQuery,
-    JobRunCounts,
-    RunSummary,
-    SecretRecord,
-    Store,
-)
+from kairos.store.base import ChangeFn, JobQuery, SecretRecord, Store
+from kairos.store.claims import Claim, ClaimPolicy, FinishedRun
 from kairos.store.redis import accounts, codec, imports, jobs, ledger, retention, stats, tx
 from kairos.store.redis.claim import Claimer
 from kairos.store.redis.connection import command, guarded, migrate, server_now_us, wiped_reason
 from kairos.store.redis.keys import Keys
 from kairos.store.redis.nodes import NodeBook
+from kairos.store.summaries import JobRunCounts, RunSummary
 
 __all__ = ["RedisStore"]
 

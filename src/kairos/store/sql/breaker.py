@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, Connection, bindparam, select, update
 
 from kairos.identity import Actor
 from kairos.models import JobSpec
-from kairos.store.base import ClaimPolicy, Verdict
+from kairos.store.claims import ClaimPolicy, Verdict
 from kairos.store.schema import jobs
 from kairos.store.sql.accounts import audit_row, write_audit
 from kairos.store.sql.backend import Backend

@@ -11,12 +11,13 @@ from sqlalchemy.exc import IntegrityError
 from kairos.errors import Conflict
 from kairos.identity import ApiKeyRecord, AuditRecord, UserRecord
 from kairos.models import JobRecord, RunRecord, RunStatus
-from kairos.store.base import ENDED_STATUSES, SecretRecord
+from kairos.store.base import SecretRecord
 from kairos.store.schema import api_keys, audit, jobs, runs, secrets, user_generations, users
 from kairos.store.sql import stats
 from kairos.store.sql.accounts import key_values, user_values
 from kairos.store.sql.jobs import set_tags
 from kairos.store.sql.rows import job_values
+from kairos.store.summaries import ENDED_STATUSES
 
 __all__ = ["SqlImports"]
 

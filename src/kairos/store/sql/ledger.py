@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, Connection, and_, bindparam, func, select,
 from kairos.errors import JobNotFound, RunEnded, RunNotFound
 from kairos.identity import Actor
 from kairos.models import JobRecord, RunRecord, RunStatus
-from kairos.store.base import Claim, ClaimPolicy, FinishedRun, QueuedRun, Slots, StartedRun
+from kairos.store.claims import Claim, ClaimPolicy, FinishedRun, QueuedRun, Slots, StartedRun
 from kairos.store.driver import DriverStatement
 from kairos.store.schema import CAN_CALL, IS_QUEUED, IS_RUNNING, jobs, runs
 from kairos.store.sql import breaker, stats

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, bindparam, func, insert, select
 
-from kairos.store.base import ClaimPolicy, NodeInfo
+from kairos.store.base import NodeInfo
+from kairos.store.claims import ClaimPolicy
 from kairos.store.schema import IS_RUNNING, meta, node_tasks, nodes, runs
 from kairos.store.sql import ledger
 from kairos.store.sql.backend import Backend

@@ -11,7 +11,11 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, desc, func, select, update
 
 from kairos.models import RunStatus
-from kairos.store.base import (
+from kairos.store.driver import DriverStatement
+from kairos.store.schema import IS_QUEUED, IS_RUNNING, IS_TRIPPED, job_stats, jobs, run_counts, runs
+from kairos.store.sql.backend import Backend
+from kairos.store.sql.dialect import SqlDialect
+from kairos.store.summaries import (
     CALL_OUTCOMES,
     ENDED_STATUSES,
     FAILING_STATUSES,
@@ -20,10 +24,6 @@ from kairos.store.base import (
     empty_counts,
     minute_of,
 )
-from kairos.store.driver import DriverStatement
-from kairos.store.schema import IS_QUEUED, IS_RUNNING, IS_TRIPPED, job_stats, jobs, run_counts, runs
-from kairos.store.sql.backend import Backend
-from kairos.store.sql.dialect import SqlDialect
 
 __all__ = [
     "Ended",

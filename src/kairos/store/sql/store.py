@@ -25,16 +25,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from kairos.errors import JobExists, JobNotFound, RunNotFound, StoreUnavailable
 from kairos.identity import Actor
 from kairos.models import JobRecord, JobState, RunRecord, RunStatus
-from kairos.store.base import (
-    Claim,
-    ClaimPolicy,
-    FinishedRun,
-    JobQuery,
-    JobRunCounts,
-    NodeInfo,
-    RunSummary,
-    Store,
-)
+from kairos.store.base import JobQuery, NodeInfo, Store
+from kairos.store.claims import Claim, ClaimPolicy, FinishedRun
 from kairos.store.driver import DriverStatement
 from kairos.store.schema import CAN_CALL, IS_QUEUED, jobs, meta, runs
 from kairos.store.specs import SpecCache
@@ -45,6 +37,7 @@ from kairos.store.sql.connections import SqlConnections, one_line
 from kairos.store.sql.dialect import SqlDialect
 from kairos.store.sql.imports import SqlImports
 from kairos.store.sql.rows import JOB_COLUMNS, job_from_row, run_from_row
+from kairos.store.summaries import JobRunCounts, RunSummary
 
 __all__ = ["SqlStore"]
 
