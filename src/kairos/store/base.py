@@ -1,10 +1,10 @@
 """The store seam: where jobs, the run ledger and metadata live.
 
-``Store`` is composed of one interface per role (jobs, the run ledger, nodes, accounts,
-secrets, the audit log), so that each can be read, implemented and tested on its own. Every
-method is a single transaction: it either happens whole or not at all. A store decides nothing
-about scheduling: the engine's decisions come in as values (``ClaimPolicy``, ``Verdict``) it
-applies atomically.
+``Store`` is composed of one interface per role (jobs, the run ledger, its summaries, nodes,
+accounts, secrets, the audit log), so that each can be read, implemented and tested on its own.
+Every method is a single transaction: it either happens whole or not at all. A store decides
+nothing about scheduling: the engine's decisions come in as values (``store.claims``:
+``ClaimPolicy``, ``Verdict``) it applies atomically.
 """
 
 from __future__ import annotations
