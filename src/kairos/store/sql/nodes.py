@@ -55,14 +55,14 @@ def take_over(
     return dead
 
 
+_RUNNING_BY_NODE = (
+    select(runs.c.node_id, func.count().label("running")).where(IS_RUNNING).group_by(runs.c.node_id)
+)
+
+
 def list_nodes(conn: Connection, *, db: Backend) -> list[NodeInfo]:
     now_us = db._db_now_us(conn)
-    held = (
-        select(runs.c.node_id, func.count().label("running"))
-        .where(IS_RUNNING)
-        .group_by(runs.c.node_id)
-        .subquery()
-    )
+    held = _RUNNING_BY_NODE.subquery()
     rows = conn.execute(
         select(nodes, held.c.running)
         .outerjoin(held, held.c.node_id == nodes.c.id)
