@@ -24,33 +24,15 @@ from kairos.models import RunStatus
 from kairos.store import store_for_url
 from kairos.store.mariadb import url_for_driver
 from kairos.store.schema import metadata
-from tests.support import mariadb
-from tests.support.postgres import create_database, drop_database, require_postgres
+from tests.support.databases import SQL_BACKENDS, new_sql_database
 
 MIGRATIONS = Path(kairos.store.__file__).parent / "migrations"
 
 
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("postgres", marks=pytest.mark.postgres),
-        pytest.param("mariadb", marks=pytest.mark.mariadb),
-    ]
-)
+@pytest.fixture(params=SQL_BACKENDS)
 def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/m.db"
-        return
-    if request.param == "mariadb":
-        mariadb.require_mariadb()
-        url = mariadb.create_database()
+    with new_sql_database(request.param, tmp_path) as url:
         yield url
-        mariadb.drop_database(url)
-        return
-    require_postgres()
-    url = create_database()
-    yield url
-    drop_database(url)
 
 
 def _schema_diff(url: str) -> list[object]:

@@ -13,32 +13,14 @@ from kairos.engine import Scheduler
 from kairos.models import RunStatus
 from kairos.settings import Settings
 from tests.integration.test_engine import soon, spec, wait_runs
-from tests.support import mariadb
-from tests.support.postgres import create_database, drop_database, require_postgres
+from tests.support.databases import SQL_BACKENDS, new_sql_database
 from tests.support.target import RecordingTarget
 
 
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("postgres", marks=pytest.mark.postgres),
-        pytest.param("mariadb", marks=pytest.mark.mariadb),
-    ]
-)
+@pytest.fixture(params=SQL_BACKENDS)
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/k.db"
-        return
-    if request.param == "mariadb":
-        mariadb.require_mariadb()
-        url = mariadb.create_database()
+    with new_sql_database(request.param, tmp_path) as url:
         yield url
-        mariadb.drop_database(url)
-        return
-    require_postgres()
-    url = create_database()
-    yield url
-    drop_database(url)
 
 
 @pytest.fixture
