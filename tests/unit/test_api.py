@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -431,8 +432,16 @@ def test_list_jobs_paginates_with_a_cursor(client: TestClient) -> None:
 
 
 def test_list_jobs_by_prefix_state_tag_and_next_run(client: TestClient) -> None:
-    client.put("/jobs/etl.daily", json=cron_job("0 3 * * *", tags=["etl", "etl", "daily"]))
-    client.put("/jobs/etl.hourly", json=cron_job("0 * * * *", tags=["etl"]))
+    # Fires on dates a day apart: their order by next run holds at any time of day.
+    def on(days: int) -> dict[str, Any]:
+        when = datetime.now(UTC) + timedelta(days=days)
+        return {
+            "trigger": {"type": "date", "run_date": when.isoformat()},
+            "target": {"url": TARGET},
+        }
+
+    client.put("/jobs/etl.daily", json=on(2) | {"tags": ["etl", "etl", "daily"]})
+    client.put("/jobs/etl.hourly", json=on(1) | {"tags": ["etl"]})
     client.put("/jobs/report", json=cron_job("0 1 * * *", paused=True, tags=["daily"]))
     assert client.get("/jobs/etl.daily").json()["tags"] == ["daily", "etl"]
 
