@@ -44,6 +44,20 @@ class WatchedStore(MemoryStore):
         """(now_us, limit, claim) of each claim answered."""
         self.refused = 0
         self.down = False
+        self.finish_gate: asyncio.Event | None = None
+        """While set to an unset event, outcomes written apart from a claim wait on it before
+        they are written: a write still in progress."""
+        self.finishing = 0
+        """Such writes waiting now."""
+
+    async def finish_runs(self, node_id: str, finished: Sequence[FinishedRun]) -> dict[int, str]:
+        if self.finish_gate is not None:
+            self.finishing += 1
+            try:
+                await self.finish_gate.wait()
+            finally:
+                self.finishing -= 1
+        return await super().finish_runs(node_id, finished)
 
     async def claim_due(
         self,
@@ -245,3 +259,27 @@ async def test_the_loop_survives_a_store_outage_and_resumes_its_work() -> None:
         engine.dispatcher.wake()
         await eventually(lambda: engine.store.has_run("report", 1, RunStatus.SUCCEEDED), "success")
         assert [call.job_id for call in engine.executor.calls] == ["report"]
+
+
+async def test_a_claim_waits_for_outcomes_being_written_so_it_counts_their_runs_as_ended() -> None:
+    """A fire due while its job's last outcome is still being written (after an outage, say,
+    when the writes resume) is called, not skipped for ``max_instances``."""
+    trigger = {"type": "interval", "seconds": 1, "start_date": START.isoformat()}
+    spec = JobSpec.model_validate(
+        {"trigger": trigger, "target": {"type": "python", "task": "work"}}
+    )
+    ticking = JobRecord("tick", spec, at(1), at(1), at(-60), at(-60))
+    async with running(ticking) as engine:
+        engine.store.finish_gate = gate = asyncio.Event()
+        engine.move_to(1)
+        await eventually(lambda: engine.store.finishing == 1, "the first outcome being written")
+
+        engine.move_to(2)
+        await asyncio.sleep(0.05)  # room for a claim that does not wait (it would skip the fire)
+        gate.set()
+        await eventually(lambda: engine.store.count(RunStatus.SUCCEEDED, 2), "both fires called")
+        runs = await engine.store.runs("tick")
+        assert [(run.scheduled_for_us, run.status) for run in runs] == [
+            (at(1), RunStatus.SUCCEEDED),
+            (at(2), RunStatus.SUCCEEDED),
+        ]

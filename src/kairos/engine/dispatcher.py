@@ -100,6 +100,9 @@ class Dispatcher:
         self._capacity = asyncio.Event()
         self._results: list[FinishedRun] = []
         self._results_ready = asyncio.Event()
+        self._writing_results = asyncio.Lock()
+        """Held while outcomes are being written apart from a claim: a claim waits for them, or
+        it could count their runs as still in flight (and skip a fire for ``max_instances``)."""
         self._in_flight: set[asyncio.Task[None]] = set()
         self._by_run: dict[int, asyncio.Task[None]] = {}
         """The task of each run in flight here, by run id (for ``cancel``)."""
@@ -199,21 +202,22 @@ class Dispatcher:
             self._capacity.clear()
             await self._capacity.wait()
             return 0
-        now_us = self._clock.now_us()
-        # Outcomes not yet written go with the claim: max_instances counts must see them.
-        finished, self._results = self._results, []
-        try:
-            claim = await self._store.claim_due(
-                now_us,
-                min(free, self._claim_batch),
-                self._node_id,
-                self._planner,
-                ahead_us=self._ahead_us,
-                finished=finished,
-            )
-        except BaseException:
-            self._results = finished + self._results
-            raise
+        async with self._writing_results:
+            now_us = self._clock.now_us()
+            # Outcomes not yet written go with the claim: max_instances counts must see them.
+            finished, self._results = self._results, []
+            try:
+                claim = await self._store.claim_due(
+                    now_us,
+                    min(free, self._claim_batch),
+                    self._node_id,
+                    self._planner,
+                    ahead_us=self._ahead_us,
+                    finished=finished,
+                )
+            except BaseException:
+                self._results = finished + self._results
+                raise
         self._aftermath.written(finished, claim.paused)
         self.telemetry.claimed(len(claim.started), claim.recorded)
         self._slot_awaited = claim.waiting_for_slot
@@ -482,14 +486,15 @@ class Dispatcher:
                 await asyncio.sleep(_STORE_RETRY_S)
 
     async def _flush(self) -> None:
-        batch, self._results = self._results, []
-        if not batch:
-            return
-        try:
-            paused = await self._store.finish_runs(self._node_id, batch)
-        except BaseException:
-            self._results = batch + self._results
-            raise
+        async with self._writing_results:
+            batch, self._results = self._results, []
+            if not batch:
+                return
+            try:
+                paused = await self._store.finish_runs(self._node_id, batch)
+            except BaseException:
+                self._results = batch + self._results
+                raise
         self._aftermath.written(batch, paused)
         if self._slot_awaited:
             self._wake.set()  # a run finished: a queued run of its job may start now
