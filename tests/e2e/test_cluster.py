@@ -67,6 +67,7 @@ def test_a_postgresql_outage_is_survived_without_duplicates(
         wait_until(
             lambda: len(target.deliveries("/tick")) >= 10, 20, what="ticks before the outage"
         )
+        down_at = datetime.now(UTC) - timedelta(seconds=1)  # what was claimed last, too
         server.stop()
         try:
             for replica in replicas:
@@ -80,7 +81,7 @@ def test_a_postgresql_outage_is_survived_without_duplicates(
             wait_until(lambda r=replica: readyz(r) == 200, 30, what="every replica ready again")
         jobs = [f"tick-{i}" for i in range(5)]
         horizon = back_at + timedelta(seconds=5)
-        wait_covered(target, jobs, horizon, replicas[0])
+        wait_covered(target, jobs, horizon, replicas[0], outage=(down_at, datetime.now(UTC)))
     assert duplicates(target.deliveries("/tick")) == []
 
 

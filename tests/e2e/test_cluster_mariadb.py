@@ -67,6 +67,7 @@ def test_an_outage_pauses_claims_and_they_resume_by_themselves(
             for job_id in jobs:
                 api.put(f"/jobs/{job_id}", json=TICKS | {"target": {"url": target.url("/tick")}})
         wait_until(lambda: len(target.deliveries("/tick")) >= 10, 20, what="ticks before")
+        down_at = datetime.now(UTC) - timedelta(seconds=1)  # what was claimed last, too
         server.stop()
         try:
             for node in nodes:
@@ -76,5 +77,6 @@ def test_an_outage_pauses_claims_and_they_resume_by_themselves(
         back_at = datetime.now(UTC)
         for node in nodes:
             wait_until(lambda n=node: readyz(n) == 200, 30, what="every replica ready again")
-        wait_covered(target, jobs, back_at + timedelta(seconds=5), nodes[0])
+        outage = (down_at, datetime.now(UTC))
+        wait_covered(target, jobs, back_at + timedelta(seconds=5), nodes[0], outage=outage)
     assert duplicates(target.deliveries("/tick")) == []
