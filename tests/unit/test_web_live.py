@@ -97,7 +97,7 @@ def test_the_list_shows_each_jobs_last_run_success_rate_and_next_run(client: Tes
     assert 'aria-label="3 of the last 4 calls succeeded"' in mixed[1]
     assert len(re.findall(r'<rect class="bar succeeded"', mixed[1])) == 3
     assert re.search(
-        r'<time datetime="[^"]+" title="[^"]+" data-hover-local>in \d+ (h|min)</time>', mixed[1]
+        r'<time datetime="[^"]+" title="[^"]+" data-hover-local>in \d+ (h|min|s)</time>', mixed[1]
     )
     never = re.search(r'<tr id="job-never-ran">(.*?)</tr>', page, re.S)
     assert never is not None
