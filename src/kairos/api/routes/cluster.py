@@ -9,6 +9,7 @@ from kairos.api.deps import SchedulerDep, allowed
 from kairos.api.routing import KairosRoute
 from kairos.clock import from_us
 from kairos.identity import Scope
+from kairos.store import NodeInfo
 
 __all__ = ["router"]
 
@@ -22,15 +23,17 @@ async def cluster(scheduler: SchedulerDep) -> ClusterOut:
     return ClusterOut(
         node_id=scheduler.node_id,
         node_lease_s=scheduler.node_lease_s,
-        nodes=[
-            NodeOut(
-                id=n.id,
-                hostname=n.hostname,
-                started_at=from_us(n.started_us).isoformat(),
-                heartbeat_age_s=n.heartbeat_age_us / 1_000_000,
-                running=n.running,
-                this_node=n.id == scheduler.node_id,
-            )
-            for n in nodes
-        ],
+        nodes=[node_out(n, scheduler.node_id) for n in nodes],
+    )
+
+
+def node_out(node: NodeInfo, this_node_id: str) -> NodeOut:
+    """A node as ``GET /cluster`` and ``GET /overview`` show it."""
+    return NodeOut(
+        id=node.id,
+        hostname=node.hostname,
+        started_at=from_us(node.started_us).isoformat(),
+        heartbeat_age_s=node.heartbeat_age_us / 1_000_000,
+        running=node.running,
+        this_node=node.id == this_node_id,
     )

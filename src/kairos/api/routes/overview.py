@@ -13,10 +13,10 @@ from kairos.api.admin_schemas import (
     JobRunCountsOut,
     LagOut,
     NextFireOut,
-    NodeOut,
     OverviewOut,
 )
 from kairos.api.deps import SchedulerDep, allowed
+from kairos.api.routes.cluster import node_out
 from kairos.api.routing import KairosRoute
 from kairos.clock import from_us
 from kairos.identity import Scope
@@ -58,17 +58,7 @@ async def overview(
         ],
         lag=LagOut(calls=seen.lag.calls, mean_s=seen.lag.mean_s, max_s=seen.lag.max_s),
         node_id=seen.node_id,
-        nodes=[
-            NodeOut(
-                id=n.id,
-                hostname=n.hostname,
-                started_at=from_us(n.started_us).isoformat(),
-                heartbeat_age_s=n.heartbeat_age_us / 1_000_000,
-                running=n.running,
-                this_node=n.id == seen.node_id,
-            )
-            for n in seen.nodes
-        ],
+        nodes=[node_out(n, seen.node_id) for n in seen.nodes],
     )
 
 
